@@ -1,0 +1,242 @@
+package driver
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Kind is the type of a manager column's values.
+type Kind int
+
+// Column kinds.
+const (
+	Text Kind = iota
+	Integer
+	Real
+	Bool
+)
+
+// Column describes one manager column.
+type Column struct {
+	Name string
+	Kind Kind
+}
+
+// Manager column names. The first nine are the Python client's; the rest are
+// ours, which the Python client passes through untouched.
+const (
+	ColID               = "id"
+	ColBackend          = "backend_name"
+	ColStatus           = "status"
+	ColStartTime        = "start_time"
+	ColRunningStartTime = "running_start_time"
+	ColCPU              = "cpu"
+	ColMemory           = "memory"
+	ColDuration         = "duration"
+	ColCosts            = "costs"
+	ColAttempts         = "attempts"
+	ColLastError        = "last_error"
+	ColUpdatedAt        = "updated_at"
+	ColTag              = "job_tag"
+	ColDownloadPending  = "download_pending"
+)
+
+var managerColumns = []Column{
+	{ColID, Text},
+	{ColBackend, Text},
+	{ColStatus, Text},
+	{ColStartTime, Text},
+	{ColRunningStartTime, Text},
+	{ColCPU, Text},
+	{ColMemory, Text},
+	{ColDuration, Text},
+	{ColCosts, Real},
+	{ColAttempts, Integer},
+	{ColLastError, Text},
+	{ColUpdatedAt, Text},
+	{ColTag, Text},
+	{ColDownloadPending, Bool},
+}
+
+// ManagerColumns returns the manager's columns in the order they follow the
+// user's columns in a table.
+func ManagerColumns() []Column {
+	return append([]Column(nil), managerColumns...)
+}
+
+// ManagerColumn returns the manager column called name.
+func ManagerColumn(name string) (Column, bool) {
+	for _, c := range managerColumns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Normalize converts v, a value read from outside (a CSV cell, a Parquet
+// value, a Values entry), to the Go type of the manager column name:
+// string, int64, float64, bool, or nil for an empty value. Status values are
+// checked. The error names the column.
+func Normalize(name string, v any) (any, error) {
+	c, ok := ManagerColumn(name)
+	if !ok {
+		return nil, fmt.Errorf("column %q: not a manager column", name)
+	}
+	if s, ok := v.(Status); ok {
+		v = string(s)
+	}
+	if s, ok := v.(string); ok && strings.TrimSpace(s) == "" && name != ColStatus {
+		return nil, nil
+	}
+	if v == nil {
+		if name == ColStatus {
+			return string(NotStarted), nil
+		}
+		return nil, nil
+	}
+	var err error
+	switch c.Kind {
+	case Text:
+		s := toText(v)
+		if name == ColStatus {
+			var st Status
+			st, err = ParseStatus(s)
+			s = string(st)
+		}
+		if err == nil {
+			return s, nil
+		}
+	case Integer:
+		var f float64
+		if f, err = toFloat(v); err == nil {
+			if f != math.Trunc(f) {
+				err = fmt.Errorf("%v is not a whole number", v)
+			} else {
+				return int64(f), nil
+			}
+		}
+	case Real:
+		var f float64
+		if f, err = toFloat(v); err == nil {
+			return f, nil
+		}
+	case Bool:
+		var b bool
+		if b, err = toBool(v); err == nil {
+			return b, nil
+		}
+	}
+	return nil, fmt.Errorf("column %q: %w", name, err)
+}
+
+func toText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func toFloat(v any) (float64, error) {
+	switch x := v.(type) {
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case float64:
+		return x, nil
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number", x)
+		}
+		return f, nil
+	}
+	return 0, fmt.Errorf("%v (%T) is not a number", v, v)
+}
+
+func toBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case int64:
+		return x != 0, nil
+	case int:
+		return x != 0, nil
+	case float64:
+		return x != 0, nil
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "1", "true", "t", "yes":
+			return true, nil
+		case "0", "false", "f", "no":
+			return false, nil
+		}
+		return false, fmt.Errorf("%q is not a boolean", x)
+	}
+	return false, fmt.Errorf("%v (%T) is not a boolean", v, v)
+}
+
+// CheckValues normalizes every entry of set in place, so drivers store
+// well-typed values. It returns an error naming a bad column or value.
+func CheckValues(set Values) error {
+	for k, v := range set {
+		n, err := Normalize(k, v)
+		if err != nil {
+			return err
+		}
+		set[k] = n
+	}
+	return nil
+}
+
+// Assign sets the field of j that holds manager column name to v, a value
+// as Normalize returns it. Unknown names are ignored.
+func (j *Job) Assign(name string, v any) {
+	s, _ := v.(string)
+	switch name {
+	case ColID:
+		j.ID = s
+	case ColBackend:
+		j.Backend = s
+	case ColStatus:
+		j.Status = Status(s)
+		if s == "" {
+			j.Status = NotStarted
+		}
+	case ColStartTime:
+		j.StartTime = s
+	case ColRunningStartTime:
+		j.RunningStartTime = s
+	case ColCPU:
+		j.CPU = s
+	case ColMemory:
+		j.Memory = s
+	case ColDuration:
+		j.Duration = s
+	case ColCosts:
+		if f, ok := v.(float64); ok {
+			j.Costs = &f
+		} else {
+			j.Costs = nil
+		}
+	case ColAttempts:
+		n, _ := v.(int64)
+		j.Attempts = int(n)
+	case ColLastError:
+		j.LastError = s
+	case ColUpdatedAt:
+		j.UpdatedAt = s
+	case ColTag:
+		j.Tag = s
+	case ColDownloadPending:
+		b, _ := v.(bool)
+		j.DownloadPending = b
+	}
+}

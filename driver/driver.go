@@ -1,0 +1,122 @@
+// Package driver defines the job table: its rows (Job), their statuses, the
+// Store contract every storage back-end implements, and a registry through
+// which concrete drivers (SQLite, CSV, DuckDB, ...) make themselves known, in
+// the manner of database/sql.
+//
+// A job table has the user's own columns (any names, any scalar values) plus
+// the manager's columns (see ManagerColumns), named as in the openEO Python
+// client so that tables can move between the two tools.
+package driver
+
+import (
+	"context"
+	"errors"
+	"iter"
+)
+
+// Sentinel errors. Drivers wrap them; callers test with errors.Is.
+var (
+	// ErrNotFound means no row matched: an unknown key, or no row to claim.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means an update's precondition (its From statuses) did not hold.
+	ErrConflict = errors.New("conflict: row changed concurrently")
+	// ErrNoTable means the store holds no job table yet (run init first).
+	ErrNoTable = errors.New("no job table")
+	// ErrExists means Init was called on a store that already has a table.
+	ErrExists = errors.New("job table already exists")
+	// ErrClosed means the store was used after Close.
+	ErrClosed = errors.New("store closed")
+)
+
+// Job is one row of the job table.
+type Job struct {
+	// Key identifies the row within its table; keys grow in table order.
+	Key int64
+
+	ID               string // back-end job id, empty before creation
+	Backend          string // backend_name
+	Status           Status
+	StartTime        string // RFC 3339 UTC, when the job was started
+	RunningStartTime string // RFC 3339 UTC, when it was first seen running
+	CPU              string // usage "value unit", e.g. "40668 cpu-seconds"
+	Memory           string
+	Duration         string
+	Costs            *float64
+
+	Attempts        int    // start attempts so far
+	LastError       string // why the last attempt or the job failed
+	UpdatedAt       string // RFC 3339 UTC, when a manager last changed the row
+	Tag             string // marker put in the back-end job to find it again after a crash
+	DownloadPending bool   // results or error logs still to be written to disk
+
+	// Data holds the user's columns: string, int64, float64, bool or nil.
+	Data map[string]any
+}
+
+// Filter selects rows. The zero value selects every row.
+type Filter struct {
+	Statuses []Status // any of these; empty means any status
+	Backend  string   // only rows of this back-end; empty means any
+	// DownloadPending, when true, keeps only rows whose download is pending.
+	DownloadPending bool
+	Limit           int // at most this many rows; 0 means no limit
+}
+
+// Count is the number of rows with one status on one back-end.
+type Count struct {
+	Backend string
+	Status  Status
+	N       int
+}
+
+// Values assigns manager columns by name (see ManagerColumns). A nil value
+// clears the column. Values of a Status column may be Status or string.
+type Values map[string]any
+
+// Update is a partial update of one row.
+type Update struct {
+	Key int64
+	// From, when not empty, is the precondition: the row's status must be one
+	// of these or the whole batch fails with ErrConflict.
+	From []Status
+	Set  Values
+}
+
+// Store is a job table. Implementations are safe for concurrent use, and
+// every method that writes is atomic: after a crash the table holds either
+// all of a call's changes or none.
+type Store interface {
+	// Init creates the table from the user's rows. columns names each value
+	// of a row; columns that are manager columns (a table written by the
+	// Python client) keep their values, the others are the user's. Missing
+	// manager columns get their defaults (status not_started). It returns
+	// ErrExists if the table is there already, and an error naming the row
+	// and column of a bad value.
+	Init(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error
+
+	// Columns returns the user's column names in table order.
+	Columns(ctx context.Context) ([]string, error)
+
+	// Counts returns the number of rows per back-end and status, without
+	// reading the rows.
+	Counts(ctx context.Context) ([]Count, error)
+
+	// Select returns the rows matching f, in table order.
+	Select(ctx context.Context, f Filter) ([]Job, error)
+
+	// Get returns the row with key, or ErrNotFound.
+	Get(ctx context.Context, key int64) (Job, error)
+
+	// Update applies all updates atomically: all of them or none. It returns
+	// ErrNotFound for an unknown key and ErrConflict when a From
+	// precondition does not hold.
+	Update(ctx context.Context, updates ...Update) error
+
+	// Claim atomically takes the first not_started row in table order,
+	// applies set to it and returns it as changed. Two callers never get the
+	// same row. It returns ErrNotFound when no row is not_started.
+	Claim(ctx context.Context, set Values) (Job, error)
+
+	// Close releases the store, flushing what is pending.
+	Close() error
+}

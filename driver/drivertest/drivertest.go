@@ -1,0 +1,485 @@
+// Package drivertest is the conformance suite that every driver.Store
+// implementation runs from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
+//			return sqlite.Open(ctx, path)
+//		}, ".db")
+//	}
+package drivertest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+// OpenFunc opens (creating if needed) the store at path.
+type OpenFunc func(ctx context.Context, path string) (driver.Store, error)
+
+// Rows turns a slice of rows into the iterator Store.Init takes.
+func Rows(rows [][]any) iter.Seq2[[]any, error] {
+	return func(yield func([]any, error) bool) {
+		for _, r := range rows {
+			if !yield(r, nil) {
+				return
+			}
+		}
+	}
+}
+
+type harness struct {
+	open OpenFunc
+	ext  string
+}
+
+func (h harness) path(t *testing.T) string {
+	return filepath.Join(t.TempDir(), "jobs"+h.ext)
+}
+
+func (h harness) openAt(t *testing.T, path string) driver.Store {
+	t.Helper()
+	s, err := h.open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// newTable opens a fresh store holding n rows with columns year (int64),
+// tile (string) and cover (float64 or nil).
+func (h harness) newTable(t *testing.T, n int) (driver.Store, string) {
+	t.Helper()
+	path := h.path(t)
+	s := h.openAt(t, path)
+	var rows [][]any
+	for i := range n {
+		var cover any
+		if i%3 != 0 {
+			cover = float64(i) / 10
+		}
+		rows = append(rows, []any{int64(2000 + i), fmt.Sprintf("T%03d", i), cover})
+	}
+	if err := s.Init(t.Context(), []string{"year", "tile", "cover"}, Rows(rows)); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+	return s, path
+}
+
+// Run runs the conformance suite against the driver whose stores open opens.
+// ext is the file name ending the driver serves (".db").
+func Run(t *testing.T, open OpenFunc, ext string) {
+	h := harness{open: open, ext: ext}
+	t.Run("Init", h.testInit)
+	t.Run("InitManagerColumns", h.testInitManagerColumns)
+	t.Run("InitBadInput", h.testInitBadInput)
+	t.Run("NoTable", h.testNoTable)
+	t.Run("Counts", h.testCounts)
+	t.Run("Select", h.testSelect)
+	t.Run("Get", h.testGet)
+	t.Run("Update", h.testUpdate)
+	t.Run("UpdateAtomic", h.testUpdateAtomic)
+	t.Run("Claim", h.testClaim)
+	t.Run("ClaimConcurrent", h.testClaimConcurrent)
+	t.Run("Durability", h.testDurability)
+}
+
+func (h harness) testInit(t *testing.T) {
+	s, _ := h.newTable(t, 5)
+	ctx := t.Context()
+	cols, err := s.Columns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"year", "tile", "cover"}; !slices.Equal(cols, want) {
+		t.Errorf("Columns = %v, want %v", cols, want)
+	}
+	jobs, err := s.Select(ctx, driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 5 {
+		t.Fatalf("got %d rows, want 5", len(jobs))
+	}
+	for i, j := range jobs {
+		if j.Status != driver.NotStarted {
+			t.Errorf("row %d: status %q, want not_started", i, j.Status)
+		}
+		if j.ID != "" || j.Backend != "" || j.Attempts != 0 || j.DownloadPending || j.Costs != nil {
+			t.Errorf("row %d: manager columns not empty: %+v", i, j)
+		}
+		if got, want := j.Data["year"], any(int64(2000+i)); got != want {
+			t.Errorf("row %d: year = %#v, want %#v", i, got, want)
+		}
+		if got, want := j.Data["tile"], any(fmt.Sprintf("T%03d", i)); got != want {
+			t.Errorf("row %d: tile = %#v, want %#v", i, got, want)
+		}
+		var wantCover any
+		if i%3 != 0 {
+			wantCover = float64(i) / 10
+		}
+		if got := j.Data["cover"]; got != wantCover {
+			t.Errorf("row %d: cover = %#v, want %#v", i, got, wantCover)
+		}
+		if i > 0 && j.Key <= jobs[i-1].Key {
+			t.Errorf("keys not increasing in table order: %d after %d", j.Key, jobs[i-1].Key)
+		}
+	}
+	err = s.Init(ctx, []string{"a"}, Rows([][]any{{"x"}}))
+	if !errors.Is(err, driver.ErrExists) {
+		t.Errorf("second Init: err = %v, want ErrExists", err)
+	}
+}
+
+func (h harness) testInitManagerColumns(t *testing.T) {
+	// A table as the Python client leaves it: strings everywhere.
+	s := h.openAt(t, h.path(t))
+	cols := []string{"name", "id", "backend_name", "status", "costs", "cpu"}
+	rows := [][]any{
+		{"a", "", "", "not_started", "", ""},
+		{"b", "j-1", "vito", "finished", "1.5", "12 cpu-seconds"},
+		{"c", "j-2", "vito", "running", nil, nil},
+		{"d", "", "", "", "", ""},
+	}
+	if err := s.Init(t.Context(), cols, Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Columns(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []string{"name"}) {
+		t.Errorf("Columns = %v, want [name]", got)
+	}
+	jobs, err := s.Select(t.Context(), driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		id, backend string
+		status      driver.Status
+		costs       *float64
+		cpu         string
+	}{
+		{"", "", driver.NotStarted, nil, ""},
+		{"j-1", "vito", driver.Finished, ptr(1.5), "12 cpu-seconds"},
+		{"j-2", "vito", driver.Running, nil, ""},
+		{"", "", driver.NotStarted, nil, ""},
+	}
+	for i, w := range want {
+		j := jobs[i]
+		if j.ID != w.id || j.Backend != w.backend || j.Status != w.status || j.CPU != w.cpu ||
+			!reflect.DeepEqual(j.Costs, w.costs) {
+			t.Errorf("row %d = %+v, want %+v", i, j, w)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (h harness) testInitBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		cols    []string
+		rows    [][]any
+		wantErr []string
+	}{
+		{"unknown status", []string{"x", "status"}, [][]any{{1, "not_started"}, {2, "bogus"}}, []string{"row 2", "status", "bogus"}},
+		{"bad costs", []string{"x", "costs"}, [][]any{{1, "cheap"}}, []string{"row 1", "costs"}},
+		{"ragged row", []string{"x", "y"}, [][]any{{1, 2}, {3}}, []string{"row 2"}},
+		{"duplicate column", []string{"x", "x"}, [][]any{{1, 2}}, []string{`"x"`}},
+		{"empty column name", []string{"x", ""}, [][]any{{1, 2}}, []string{"column 2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := h.path(t)
+			s := h.openAt(t, path)
+			err := s.Init(t.Context(), tt.cols, Rows(tt.rows))
+			if err == nil {
+				t.Fatal("Init accepted bad input")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			// The table is left untouched: no half-made table.
+			if _, err := s.Select(t.Context(), driver.Filter{}); !errors.Is(err, driver.ErrNoTable) {
+				t.Errorf("after failed Init, Select err = %v, want ErrNoTable", err)
+			}
+		})
+	}
+}
+
+func (h harness) testNoTable(t *testing.T) {
+	s := h.openAt(t, h.path(t))
+	ctx := t.Context()
+	if _, err := s.Counts(ctx); !errors.Is(err, driver.ErrNoTable) {
+		t.Errorf("Counts err = %v, want ErrNoTable", err)
+	}
+	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); !errors.Is(err, driver.ErrNoTable) {
+		t.Errorf("Claim err = %v, want ErrNoTable", err)
+	}
+}
+
+func (h harness) testCounts(t *testing.T) {
+	s, _ := h.newTable(t, 6)
+	ctx := t.Context()
+	jobs, _ := s.Select(ctx, driver.Filter{})
+	mustUpdate(t, s,
+		driver.Update{Key: jobs[0].Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"}},
+		driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"}},
+		driver.Update{Key: jobs[2].Key, Set: driver.Values{driver.ColStatus: driver.Finished, driver.ColBackend: "b"}},
+	)
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, c := range counts {
+		got[c.Backend+"/"+string(c.Status)] += c.N
+	}
+	want := map[string]int{"/not_started": 3, "a/running": 2, "b/finished": 1}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Counts = %v, want %v", got, want)
+	}
+}
+
+func mustUpdate(t *testing.T, s driver.Store, us ...driver.Update) {
+	t.Helper()
+	if err := s.Update(t.Context(), us...); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+}
+
+func (h harness) testSelect(t *testing.T) {
+	s, _ := h.newTable(t, 10)
+	ctx := t.Context()
+	all, _ := s.Select(ctx, driver.Filter{})
+	for _, i := range []int{1, 3, 5, 7} {
+		mustUpdate(t, s, driver.Update{Key: all[i].Key, Set: driver.Values{
+			driver.ColStatus: driver.Queued, driver.ColBackend: map[bool]string{true: "a", false: "b"}[i < 5],
+		}})
+	}
+	mustUpdate(t, s, driver.Update{Key: all[9].Key, Set: driver.Values{driver.ColDownloadPending: true, driver.ColStatus: driver.Finished}})
+
+	keys := func(js []driver.Job) []int64 {
+		var k []int64
+		for _, j := range js {
+			k = append(k, j.Key)
+		}
+		return k
+	}
+	tests := []struct {
+		name string
+		f    driver.Filter
+		want []int64
+	}{
+		{"by status", driver.Filter{Statuses: []driver.Status{driver.Queued}}, []int64{all[1].Key, all[3].Key, all[5].Key, all[7].Key}},
+		{"limit keeps table order", driver.Filter{Statuses: []driver.Status{driver.Queued}, Limit: 2}, []int64{all[1].Key, all[3].Key}},
+		{"by backend", driver.Filter{Statuses: []driver.Status{driver.Queued}, Backend: "b"}, []int64{all[5].Key, all[7].Key}},
+		{"several statuses", driver.Filter{Statuses: []driver.Status{driver.Finished, driver.Queued}, Limit: 5}, []int64{all[1].Key, all[3].Key, all[5].Key, all[7].Key, all[9].Key}},
+		{"download pending", driver.Filter{DownloadPending: true}, []int64{all[9].Key}},
+		{"none", driver.Filter{Statuses: []driver.Status{driver.Error}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.Select(ctx, tt.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(keys(got), tt.want) {
+				t.Errorf("keys = %v, want %v", keys(got), tt.want)
+			}
+		})
+	}
+}
+
+func (h harness) testGet(t *testing.T) {
+	s, _ := h.newTable(t, 3)
+	all, _ := s.Select(t.Context(), driver.Filter{})
+	j, err := s.Get(t.Context(), all[1].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(j, all[1]) {
+		t.Errorf("Get = %+v, want %+v", j, all[1])
+	}
+	if _, err := s.Get(t.Context(), all[2].Key+1000); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("Get unknown key: err = %v, want ErrNotFound", err)
+	}
+}
+
+func (h harness) testUpdate(t *testing.T) {
+	s, _ := h.newTable(t, 3)
+	ctx := t.Context()
+	all, _ := s.Select(ctx, driver.Filter{})
+	k := all[1].Key
+	mustUpdate(t, s, driver.Update{Key: k, Set: driver.Values{
+		driver.ColID: "job-1", driver.ColBackend: "vito", driver.ColStatus: driver.Finished,
+		driver.ColStartTime: "2024-05-01T10:00:00Z", driver.ColRunningStartTime: "2024-05-01T10:01:00Z",
+		driver.ColCPU: "40668 cpu-seconds", driver.ColMemory: "1024 mb-seconds", driver.ColDuration: "2611 seconds",
+		driver.ColCosts: 3.25, driver.ColAttempts: 2, driver.ColLastError: "boom, \"quoted\"\nline",
+		driver.ColUpdatedAt: "2024-05-01T11:00:00Z", driver.ColTag: "tag-1", driver.ColDownloadPending: true,
+	}})
+	got, err := s.Get(ctx, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := all[1]
+	want.ID, want.Backend, want.Status = "job-1", "vito", driver.Finished
+	want.StartTime, want.RunningStartTime = "2024-05-01T10:00:00Z", "2024-05-01T10:01:00Z"
+	want.CPU, want.Memory, want.Duration = "40668 cpu-seconds", "1024 mb-seconds", "2611 seconds"
+	want.Costs, want.Attempts, want.LastError = ptr(3.25), 2, "boom, \"quoted\"\nline"
+	want.UpdatedAt, want.Tag, want.DownloadPending = "2024-05-01T11:00:00Z", "tag-1", true
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after update\n got %+v\nwant %+v", got, want)
+	}
+	// Partial: other columns stay; nil clears.
+	mustUpdate(t, s, driver.Update{Key: k, From: []driver.Status{driver.Finished}, Set: driver.Values{
+		driver.ColDownloadPending: false, driver.ColCosts: nil,
+	}})
+	got, _ = s.Get(ctx, k)
+	want.DownloadPending, want.Costs = false, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after partial update\n got %+v\nwant %+v", got, want)
+	}
+	// Other rows untouched.
+	if other, _ := s.Get(ctx, all[0].Key); !reflect.DeepEqual(other, all[0]) {
+		t.Errorf("row 0 changed: %+v", other)
+	}
+	// Errors.
+	err = s.Update(ctx, driver.Update{Key: k, From: []driver.Status{driver.Running}, Set: driver.Values{driver.ColStatus: driver.Error}})
+	if !errors.Is(err, driver.ErrConflict) {
+		t.Errorf("precondition: err = %v, want ErrConflict", err)
+	}
+	err = s.Update(ctx, driver.Update{Key: all[2].Key + 1000, Set: driver.Values{driver.ColStatus: driver.Error}})
+	if !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("unknown key: err = %v, want ErrNotFound", err)
+	}
+	err = s.Update(ctx, driver.Update{Key: k, Set: driver.Values{driver.ColStatus: "done"}})
+	if err == nil || !strings.Contains(err.Error(), "done") {
+		t.Errorf("bad status: err = %v, want it named", err)
+	}
+	err = s.Update(ctx, driver.Update{Key: k, Set: driver.Values{"year": 1}})
+	if err == nil {
+		t.Error("update of a user column accepted")
+	}
+}
+
+func (h harness) testUpdateAtomic(t *testing.T) {
+	s, _ := h.newTable(t, 3)
+	ctx := t.Context()
+	all, _ := s.Select(ctx, driver.Filter{})
+	err := s.Update(ctx,
+		driver.Update{Key: all[0].Key, Set: driver.Values{driver.ColStatus: driver.Running}},
+		driver.Update{Key: all[1].Key, From: []driver.Status{driver.Running}, Set: driver.Values{driver.ColStatus: driver.Finished}},
+	)
+	if !errors.Is(err, driver.ErrConflict) {
+		t.Fatalf("err = %v, want ErrConflict", err)
+	}
+	if got, _ := s.Get(ctx, all[0].Key); got.Status != driver.NotStarted {
+		t.Errorf("first update of a failed batch applied: status %q", got.Status)
+	}
+}
+
+func (h harness) testClaim(t *testing.T) {
+	s, _ := h.newTable(t, 3)
+	ctx := t.Context()
+	all, _ := s.Select(ctx, driver.Filter{})
+	mustUpdate(t, s, driver.Update{Key: all[0].Key, Set: driver.Values{driver.ColStatus: driver.Skipped}})
+	for _, want := range all[1:] {
+		j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a", driver.ColTag: fmt.Sprint("t", want.Key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Key != want.Key || j.Status != driver.QueuedForStart || j.Backend != "a" || j.Tag != fmt.Sprint("t", want.Key) {
+			t.Errorf("Claim = %+v, want row %d claimed", j, want.Key)
+		}
+		if j.Data["tile"] != want.Data["tile"] {
+			t.Errorf("Claim lost user data: %v", j.Data)
+		}
+	}
+	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); !errors.Is(err, driver.ErrNotFound) {
+		t.Errorf("Claim on exhausted table: err = %v, want ErrNotFound", err)
+	}
+}
+
+func (h harness) testClaimConcurrent(t *testing.T) {
+	const rows, workers = 60, 4
+	s, path := h.newTable(t, rows)
+	ctx := t.Context()
+	// Two handles on one file where the driver allows it, as two processes would.
+	stores := []driver.Store{s, h.openAt(t, path)}
+	var mu sync.Mutex
+	claimed := map[int64]int{}
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			st := stores[w%len(stores)]
+			for {
+				j, err := st.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: fmt.Sprint("w", w)})
+				if errors.Is(err, driver.ErrNotFound) {
+					return
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				claimed[j.Key]++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(claimed) != rows {
+		t.Errorf("%d rows claimed, want %d", len(claimed), rows)
+	}
+	for k, n := range claimed {
+		if n != 1 {
+			t.Errorf("row %d claimed %d times", k, n)
+		}
+	}
+}
+
+func (h harness) testDurability(t *testing.T) {
+	s, path := h.newTable(t, 4)
+	ctx := t.Context()
+	all, _ := s.Select(ctx, driver.Filter{})
+	mustUpdate(t, s, driver.Update{Key: all[2].Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColID: "j-3", driver.ColCosts: 0.5}})
+	claimed, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Select(ctx, driver.Filter{})
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := h.openAt(t, path)
+	after, err := s2.Select(ctx, driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(before, after) {
+		t.Errorf("after reopen\n got %+v\nwant %+v", after, before)
+	}
+	if after[0].Key != claimed.Key || after[0].Status != driver.QueuedForStart {
+		t.Errorf("claim lost on reopen: %+v", after[0])
+	}
+}

@@ -1,0 +1,110 @@
+package driver
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// OpenFunc opens the store at path, creating the file if it does not exist.
+type OpenFunc func(ctx context.Context, path string) (Store, error)
+
+// Driver is a registered storage back-end.
+type Driver struct {
+	// Name is also the URL scheme that selects it ("sqlite" for sqlite:///x).
+	Name string
+	// Extensions are the file name endings it serves, with the dot (".db").
+	Extensions []string
+	Open       OpenFunc
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Driver{}
+)
+
+// Register makes a driver available to Open. It panics if the name is
+// taken or the driver is incomplete, like database/sql.Register.
+func Register(d Driver) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if d.Name == "" || d.Open == nil {
+		panic("driver: Register of an incomplete driver")
+	}
+	if _, dup := registry[d.Name]; dup {
+		panic("driver: Register called twice for " + d.Name)
+	}
+	registry[d.Name] = d
+}
+
+// Drivers returns the names of the registered drivers, sorted.
+func Drivers() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	return namesLocked()
+}
+
+// Lookup picks the driver for location and returns it with the file path it
+// names. A location is either NAME://PATH or NAME:PATH (sqlite:///tmp/jobs.db,
+// sqlite:jobs.db) or a plain path whose extension selects the driver
+// (jobs.db).
+func Lookup(location string) (Driver, string, error) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	if scheme, rest, ok := strings.Cut(location, ":"); ok && len(scheme) > 1 {
+		if d, found := registry[scheme]; found {
+			return d, strings.TrimPrefix(rest, "//"), nil
+		}
+		if strings.HasPrefix(rest, "//") {
+			return Driver{}, "", fmt.Errorf("%s: unknown store scheme %q (registered: %v)", location, scheme, namesLocked())
+		}
+	}
+	ext := strings.ToLower(filepath.Ext(location))
+	for _, d := range registry {
+		if slices.Contains(d.Extensions, ext) {
+			return d, location, nil
+		}
+	}
+	return Driver{}, "", fmt.Errorf("%s: no store driver for files ending in %q (known: %s)", location, ext, extensionsLocked())
+}
+
+// Open opens the store at location (see Lookup).
+func Open(ctx context.Context, location string) (Store, error) {
+	d, path, err := Lookup(location)
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return nil, fmt.Errorf("%s: empty path", location)
+	}
+	s, err := d.Open(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("open %s store %s: %w", d.Name, path, err)
+	}
+	return s, nil
+}
+
+func namesLocked() []string {
+	var names []string
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func extensionsLocked() string {
+	var exts []string
+	for _, d := range registry {
+		exts = append(exts, d.Extensions...)
+	}
+	sort.Strings(exts)
+	if len(exts) == 0 {
+		return "none: no driver is linked in"
+	}
+	return strings.Join(exts, ", ")
+}
