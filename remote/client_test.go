@@ -1,0 +1,270 @@
+package remote_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/remote/remotetest"
+)
+
+func graph() remote.Process {
+	return remote.Process{ProcessGraph: map[string]any{
+		"add": map[string]any{"process_id": "add", "arguments": map[string]any{"x": 1, "y": 2}, "result": true},
+	}}
+}
+
+func connect(t *testing.T, srv *remotetest.Server) *remote.Client {
+	t.Helper()
+	c, err := remote.Connect(t.Context(), srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AuthenticateBasic(t.Context(), "user", "password"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestDiscoveryPicksProductionVersionAndKeepsPath(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	c, err := remote.Connect(t.Context(), srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.URL(), srv.APIURL+"/"; got != want {
+		t.Fatalf("API root = %q, want %q (1.2.0 is the highest production version)", got, want)
+	}
+	caps, err := c.Capabilities(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.APIVersion != "1.2.0" || !caps.Supports("POST", "/jobs") {
+		t.Errorf("capabilities = %+v", caps)
+	}
+	// Endpoint paths are joined below the API root's path, not at the host root.
+	if n := srv.Requests()["GET /{$}"]; n != 1 {
+		t.Errorf("GET / under %s reached %d times, want 1", remotetest.APIPath, n)
+	}
+}
+
+func TestConnectWithoutDiscoveryUsesURL(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	c, err := remote.Connect(t.Context(), srv.APIURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.URL() != srv.APIURL+"/" {
+		t.Errorf("URL = %q", c.URL())
+	}
+}
+
+func TestAuthErrors(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	c, _ := remote.New(srv.APIURL, nil)
+	err := c.AuthenticateBasic(t.Context(), "user", "wrong")
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != "CredentialsInvalid" || !errors.Is(err, remote.ErrAuth) {
+		t.Errorf("wrong password: err = %v", err)
+	}
+	_, err = c.ListJobs(t.Context(), 0)
+	if !errors.Is(err, remote.ErrAuth) {
+		t.Errorf("no token: err = %v, want ErrAuth", err)
+	}
+	if strings.Contains(err.Error(), "password") {
+		t.Errorf("error leaks a secret: %v", err)
+	}
+	c.SetToken(srv.ValidToken())
+	if _, err := c.ListJobs(t.Context(), 0); err != nil {
+		t.Errorf("with a given token: %v", err)
+	}
+}
+
+func TestJobLifecycle(t *testing.T) {
+	clock := remotetest.NewManualClock()
+	srv := remotetest.NewServer(remotetest.Options{Clock: clock, QueueTime: time.Minute, RunTime: time.Minute, AssetSize: 5000})
+	defer srv.Close()
+	c := connect(t, srv)
+	ctx := t.Context()
+
+	id, err := c.WithJobTag("row-7").CreateJob(ctx, &remote.JobRequest{Title: "t", Description: "mine", Process: graph()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := c.GetJob(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != "created" || j.Title != "t" || remote.JobTag(j.Description) != "row-7" || !strings.HasPrefix(j.Description, "mine") {
+		t.Errorf("created job = %+v", j)
+	}
+	if _, err := c.Results(ctx, id); !errors.Is(err, remote.ErrJobNotFinished) {
+		t.Errorf("results before finish: err = %v", err)
+	}
+	if err := c.StartJob(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"queued", "running", "finished"} {
+		j, err = c.GetJob(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Status != want {
+			t.Fatalf("status = %q, want %q", j.Status, want)
+		}
+		clock.Advance(time.Minute)
+	}
+	if j.Usage["duration"].String() != "60 seconds" || j.Costs == nil {
+		t.Errorf("usage = %v, costs = %v", j.Usage, j.Costs)
+	}
+	res, err := c.Results(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, ok := res.Assets["result.tif"]
+	if !ok || !json.Valid(res.Raw) {
+		t.Fatalf("results = %+v", res)
+	}
+	dst := filepath.Join(t.TempDir(), "result.tif")
+	n, err := c.Download(ctx, a.Href, dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(dst)
+	if n != 5000 || !bytes.Equal(got, remotetest.AssetBytes(id, "result.tif", 5000)) {
+		t.Errorf("downloaded %d bytes, content matches: %v", n, bytes.Equal(got, remotetest.AssetBytes(id, "result.tif", 5000)))
+	}
+	if _, err := os.Stat(dst + ".part"); !os.IsNotExist(err) {
+		t.Errorf(".part file left behind: %v", err)
+	}
+	if err := c.DeleteJob(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetJob(ctx, id); !errors.Is(err, remote.ErrJobNotFound) {
+		t.Errorf("deleted job: err = %v, want ErrJobNotFound", err)
+	}
+}
+
+func TestFailedJobResultsAndLogs(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{Outcome: func(*remote.JobRequest) error { return errors.New("out of memory") }})
+	defer srv.Close()
+	c := connect(t, srv)
+	ctx := t.Context()
+	id, _ := c.CreateJob(ctx, &remote.JobRequest{Process: graph()})
+	if err := c.StartJob(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Results(ctx, id)
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 424 || apiErr.Message != "out of memory" {
+		t.Errorf("results of failed job: err = %v", err)
+	}
+	logs, err := c.Logs(ctx, id, "error")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 1 || logs[0].Level != "error" || logs[0].Message != "out of memory" {
+		t.Errorf("error logs = %+v", logs)
+	}
+	all, _ := c.Logs(ctx, id, "debug")
+	if len(all) != 3 {
+		t.Errorf("debug logs = %d entries, want 3", len(all))
+	}
+}
+
+func TestListJobsFollowsPages(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	c := connect(t, srv)
+	for range 7 {
+		if _, err := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	jobs, err := c.ListJobs(t.Context(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 7 {
+		t.Errorf("listed %d jobs, want 7", len(jobs))
+	}
+	if n := srv.Requests()["GET /jobs"]; n != 3 {
+		t.Errorf("%d listing requests, want 3 pages", n)
+	}
+}
+
+func TestProcessGraph(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	srv.AddProcess("evi", json.RawMessage(`{"id":"evi","process_graph":{}}`))
+	c := connect(t, srv)
+	raw, err := c.ProcessGraph(t.Context(), "evi")
+	if err != nil || !strings.Contains(string(raw), `"evi"`) {
+		t.Errorf("ProcessGraph = %s, %v", raw, err)
+	}
+	_, err = c.ProcessGraph(t.Context(), "nope")
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != "ProcessGraphNotFound" {
+		t.Errorf("unknown process: err = %v", err)
+	}
+}
+
+// The openEO token must never reach another host, such as an asset store.
+func TestTokenNotSentToOtherHosts(t *testing.T) {
+	var gotAuth []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth = append(gotAuth, r.Header.Get("Authorization"))
+		w.Write([]byte("data"))
+	}))
+	defer other.Close()
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	c := connect(t, srv)
+	if _, err := c.Download(t.Context(), other.URL+"/x.tif", filepath.Join(t.TempDir(), "x.tif")); err != nil {
+		t.Fatal(err)
+	}
+	if len(gotAuth) != 1 || gotAuth[0] != "" {
+		t.Errorf("asset host got Authorization %q", gotAuth)
+	}
+}
+
+func TestNonJSONErrorBody(t *testing.T) {
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		w.WriteHeader(http.StatusBadGateway)
+		w.Write([]byte("<html>502 Bad Gateway</html>"))
+	}))
+	defer proxy.Close()
+	c, _ := remote.New(proxy.URL, nil)
+	_, err := c.GetJob(t.Context(), "x")
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) || !errors.Is(err, remote.ErrTransient) || apiErr.RetryAfter != 7*time.Second {
+		t.Errorf("err = %#v", err)
+	}
+}
+
+func TestJobTag(t *testing.T) {
+	tests := map[string]string{
+		"":                                   "",
+		"plain":                              "",
+		remote.TagMarker("a"):                "a",
+		"text\n\n" + remote.TagMarker("b-1"): "b-1",
+		"[openeo-batch-worker:unclosed":      "",
+	}
+	for in, want := range tests {
+		if got := remote.JobTag(in); got != want {
+			t.Errorf("JobTag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

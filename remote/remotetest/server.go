@@ -1,0 +1,620 @@
+// Package remotetest is a fake openEO back-end: a real HTTP server on
+// 127.0.0.1, in the manner of net/http/httptest, for tests, benchmarks and
+// the demo.
+//
+// Jobs move created → queued → running → finished (or error) on a schedule
+// measured by the server's Clock: a job stays QueueTime in queued and RunTime
+// in running. Transitions happen when the server is asked about its jobs, so
+// a ManualClock gives tests full control without sleeping. The server
+// follows the openEO API 1.2: version discovery at /.well-known/openeo, the
+// API under /openeo/1.2, basic and bearer authentication, paginated
+// listings, results with downloadable assets, logs, user-defined processes.
+package remotetest
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openeo-batch/worker/remote"
+)
+
+// APIPath is where the fake serves the openEO API.
+const APIPath = "/openeo/1.2"
+
+// Clock tells the server the time.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// ManualClock is a Clock that moves only when told to. Safe for concurrent use.
+type ManualClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewManualClock returns a clock stopped at a fixed instant.
+func NewManualClock() *ManualClock {
+	return &ManualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+// Now returns the clock's time.
+func (c *ManualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+// Advance moves the clock forward by d.
+func (c *ManualClock) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// Options configures a Server. The zero value gives jobs that finish at once
+// and accept any bearer token issued by /credentials/basic for user "user"
+// with password "password".
+type Options struct {
+	Clock     Clock
+	QueueTime time.Duration // time in queued
+	RunTime   time.Duration // time in running
+	// MaxRunning caps the jobs running at once; others wait in queued. 0 = no cap.
+	MaxRunning int
+	// Outcome decides how a job ends: nil error for finished, otherwise error
+	// with the error's text as the job's error log. Nil means always finished.
+	Outcome func(job *remote.JobRequest) error
+	// Username and Password for /credentials/basic.
+	Username, Password string
+	// AssetSize is the size in bytes of each result asset (default 1024).
+	AssetSize int
+	// Assets is the number of result assets per job (default 1).
+	Assets int
+}
+
+type job struct {
+	id        string
+	req       remote.JobRequest
+	status    string
+	created   time.Time
+	updated   time.Time
+	queuedAt  time.Time
+	runningAt time.Time
+	failure   string
+	seq       int // start order
+}
+
+// Server is a running fake back-end.
+type Server struct {
+	// URL is what a user would type: discovery at URL/.well-known/openeo.
+	URL string
+	// APIURL is the API root, URL + APIPath.
+	APIURL string
+
+	opts Options
+	srv  *httptest.Server
+
+	mu        sync.Mutex
+	jobs      map[string]*job
+	order     []*job // creation order
+	nextID    int
+	startSeq  int
+	requests  map[string]int
+	tokens    map[string]bool
+	processes map[string]json.RawMessage
+}
+
+// NewServer starts a fake back-end on 127.0.0.1. Close it when done.
+func NewServer(opts Options) *Server {
+	if opts.Clock == nil {
+		opts.Clock = realClock{}
+	}
+	if opts.Username == "" && opts.Password == "" {
+		opts.Username, opts.Password = "user", "password"
+	}
+	if opts.AssetSize <= 0 {
+		opts.AssetSize = 1024
+	}
+	if opts.Assets <= 0 {
+		opts.Assets = 1
+	}
+	s := &Server{
+		opts:      opts,
+		jobs:      map[string]*job{},
+		requests:  map[string]int{},
+		tokens:    map[string]bool{},
+		processes: map[string]json.RawMessage{},
+	}
+	mux := http.NewServeMux()
+	s.routes(mux)
+	s.srv = httptest.NewServer(cors(mux))
+	s.URL = s.srv.URL
+	s.APIURL = s.srv.URL + APIPath
+	return s
+}
+
+// Close shuts the server down.
+func (s *Server) Close() { s.srv.Close() }
+
+// Requests returns how many requests each route received, keyed like
+// "GET /jobs/{job_id}" (paths relative to the API root).
+func (s *Server) Requests() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.requests))
+	for k, v := range s.requests {
+		out[k] = v
+	}
+	return out
+}
+
+// TotalRequests returns the number of requests received on all routes.
+func (s *Server) TotalRequests() int {
+	n := 0
+	for _, v := range s.Requests() {
+		n += v
+	}
+	return n
+}
+
+// JobInfo is a snapshot of a job on the fake back-end, for assertions.
+type JobInfo struct {
+	ID, Title, Description, Status string
+}
+
+// Jobs returns a snapshot of every job, in creation order.
+func (s *Server) Jobs() []JobInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked()
+	out := make([]JobInfo, 0, len(s.order))
+	for _, j := range s.order {
+		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status})
+	}
+	return out
+}
+
+// ForgetJob deletes a job behind the client's back, as a back-end that
+// loses jobs does: later requests for it get 404 JobNotFound.
+func (s *Server) ForgetJob(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, id)
+	s.order = slices.DeleteFunc(s.order, func(j *job) bool { return j.id == id })
+}
+
+// AddProcess stores a user-defined process, served at
+// GET /process_graphs/{id}. def is the full process document.
+func (s *Server) AddProcess(id string, def json.RawMessage) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.processes[id] = def
+}
+
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Expose-Headers", "Link, Location, OpenEO-Costs, OpenEO-Identifier")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, PATCH, PUT, DELETE, OPTIONS")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request)
+
+func (s *Server) routes(mux *http.ServeMux) {
+	handle := func(method, path string, auth bool, h handlerFunc) {
+		key := method + " " + path
+		mux.HandleFunc(method+" "+APIPath+path, func(w http.ResponseWriter, r *http.Request) {
+			s.mu.Lock()
+			s.requests[key]++
+			s.mu.Unlock()
+			if auth && !s.authorized(w, r) {
+				return
+			}
+			h(w, r)
+		})
+	}
+	mux.HandleFunc("GET /.well-known/openeo", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.requests["GET /.well-known/openeo"]++
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, map[string]any{"versions": []map[string]any{
+			{"url": s.URL + "/openeo/0.4", "api_version": "0.4.2", "production": true},
+			{"url": s.APIURL, "api_version": "1.2.0", "production": true},
+			{"url": s.URL + "/openeo/1.3-dev", "api_version": "1.3.0", "production": false},
+		}})
+	})
+	handle("GET", "/{$}", false, s.capabilities)
+	handle("GET", "/credentials/basic", false, s.basicAuth)
+	handle("POST", "/jobs", true, s.createJob)
+	handle("GET", "/jobs", true, s.listJobs)
+	handle("GET", "/jobs/{job_id}", true, s.getJob)
+	handle("DELETE", "/jobs/{job_id}", true, s.deleteJob)
+	handle("POST", "/jobs/{job_id}/results", true, s.startJob)
+	handle("DELETE", "/jobs/{job_id}/results", true, s.cancelJob)
+	handle("GET", "/jobs/{job_id}/results", true, s.results)
+	handle("GET", "/jobs/{job_id}/logs", true, s.logs)
+	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
+	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
+	handle("GET", "/assets/{job_id}/{name}", false, s.asset)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"id": strconv.FormatInt(time.Now().UnixNano(), 36), "code": code, "message": msg, "links": []any{}})
+}
+
+func (s *Server) token(user string) string {
+	sum := sha256.Sum256([]byte("fake-openeo:" + user))
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+func (s *Server) basicAuth(w http.ResponseWriter, r *http.Request) {
+	user, pass, ok := r.BasicAuth()
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "AuthenticationRequired", "basic credentials required")
+		return
+	}
+	if user != s.opts.Username || pass != s.opts.Password {
+		writeError(w, http.StatusForbidden, "CredentialsInvalid", "wrong user name or password")
+		return
+	}
+	tok := s.token(user)
+	s.mu.Lock()
+	s.tokens["basic//"+tok] = true
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{"access_token": tok})
+}
+
+// ValidToken returns a bearer token ("basic//...") the server accepts, for
+// clients that skip basic authentication.
+func (s *Server) ValidToken() string {
+	tok := "basic//" + s.token(s.opts.Username)
+	s.mu.Lock()
+	s.tokens[tok] = true
+	s.mu.Unlock()
+	return tok
+}
+
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		writeError(w, http.StatusUnauthorized, "AuthenticationRequired", "authentication required")
+		return false
+	}
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	s.mu.Lock()
+	valid := ok && s.tokens[tok]
+	s.mu.Unlock()
+	if !valid {
+		writeError(w, http.StatusForbidden, "TokenInvalid", "invalid or expired token")
+		return false
+	}
+	return true
+}
+
+func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
+	ep := func(path string, methods ...string) map[string]any {
+		return map[string]any{"path": path, "methods": methods}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"api_version": "1.2.0", "backend_version": "remotetest", "stac_version": "1.0.0",
+		"type": "Catalog", "id": "remotetest", "title": "Fake openEO back-end",
+		"description": "In-process fake back-end for tests and demos.", "production": false,
+		"endpoints": []any{
+			ep("/credentials/basic", "GET"),
+			ep("/jobs", "GET", "POST"),
+			ep("/jobs/{job_id}", "GET", "DELETE"),
+			ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
+			ep("/jobs/{job_id}/logs", "GET"),
+			ep("/process_graphs/{process_graph_id}", "GET"),
+		},
+		"links":   []any{},
+		"billing": map[string]any{"currency": "credits", "default_plan": "free"},
+	})
+}
+
+func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
+	var req remote.JobRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20))
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "ProcessInvalid", "invalid JSON body: "+err.Error())
+		return
+	}
+	if len(req.Process.ProcessGraph) == 0 {
+		writeError(w, http.StatusBadRequest, "ProcessGraphMissing", "process.process_graph is required")
+		return
+	}
+	now := s.opts.Clock.Now()
+	s.mu.Lock()
+	s.nextID++
+	j := &job{id: fmt.Sprintf("j-%06d", s.nextID), req: req, status: "created", created: now, updated: now}
+	s.jobs[j.id] = j
+	s.order = append(s.order, j)
+	s.mu.Unlock()
+	w.Header().Set("Location", s.APIURL+"/jobs/"+j.id)
+	w.Header().Set("OpenEO-Identifier", j.id)
+	w.WriteHeader(http.StatusCreated)
+}
+
+// lookup returns the job of the request, advancing time first. The caller
+// holds s.mu.
+func (s *Server) lookupLocked(w http.ResponseWriter, r *http.Request) *job {
+	s.advanceLocked()
+	j := s.jobs[r.PathValue("job_id")]
+	if j == nil {
+		writeError(w, http.StatusNotFound, "JobNotFound", "job "+r.PathValue("job_id")+" does not exist")
+	}
+	return j
+}
+
+// advanceLocked moves jobs along their schedule up to the clock's now.
+func (s *Server) advanceLocked() {
+	now := s.opts.Clock.Now()
+	var started []*job
+	running := 0
+	for _, j := range s.order {
+		switch j.status {
+		case "queued":
+			started = append(started, j)
+		case "running":
+			running++
+			started = append(started, j)
+		}
+	}
+	slices.SortFunc(started, func(a, b *job) int { return cmp.Compare(a.seq, b.seq) })
+	for _, j := range started {
+		if j.status == "queued" && !now.Before(j.queuedAt.Add(s.opts.QueueTime)) &&
+			(s.opts.MaxRunning == 0 || running < s.opts.MaxRunning) {
+			j.status, j.runningAt, j.updated = "running", now, now
+			running++
+		}
+		if j.status == "running" && !now.Before(j.runningAt.Add(s.opts.RunTime)) {
+			j.status, j.updated = "finished", now
+			if s.opts.Outcome != nil {
+				if err := s.opts.Outcome(&j.req); err != nil {
+					j.status, j.failure = "error", err.Error()
+				}
+			}
+			running--
+		}
+	}
+}
+
+func (s *Server) startJob(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.lookupLocked(w, r)
+	if j == nil {
+		return
+	}
+	if j.status != "queued" && j.status != "running" {
+		now := s.opts.Clock.Now()
+		s.startSeq++
+		j.status, j.queuedAt, j.updated, j.seq, j.failure = "queued", now, now, s.startSeq, ""
+		s.advanceLocked()
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.lookupLocked(w, r)
+	if j == nil {
+		return
+	}
+	switch j.status {
+	case "queued":
+		j.status, j.updated = "created", s.opts.Clock.Now()
+	case "running":
+		j.status, j.updated = "canceled", s.opts.Clock.Now()
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.lookupLocked(w, r); j != nil {
+		delete(s.jobs, j.id)
+		s.order = slices.DeleteFunc(s.order, func(x *job) bool { return x == j })
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func (s *Server) jobDoc(j *job, full bool) map[string]any {
+	d := map[string]any{
+		"id": j.id, "status": j.status, "created": rfc3339(j.created), "updated": rfc3339(j.updated),
+	}
+	if j.req.Title != "" {
+		d["title"] = j.req.Title
+	}
+	if j.req.Description != "" {
+		d["description"] = j.req.Description
+	}
+	switch j.status {
+	case "created", "queued":
+		d["progress"] = 0
+	case "finished":
+		d["progress"] = 100
+	}
+	if full {
+		d["process"] = j.req.Process
+		if j.status == "finished" || j.status == "error" {
+			secs := j.updated.Sub(j.runningAt).Seconds()
+			d["usage"] = map[string]any{
+				"cpu":      map[string]any{"value": secs * 4, "unit": "cpu-seconds"},
+				"memory":   map[string]any{"value": secs * 2048, "unit": "mb-seconds"},
+				"duration": map[string]any{"value": secs, "unit": "seconds"},
+			}
+			d["costs"] = 1.5
+		}
+	}
+	return d
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.lookupLocked(w, r); j != nil {
+		writeJSON(w, http.StatusOK, s.jobDoc(j, true))
+	}
+}
+
+func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
+	limit, start := 0, 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "ParameterInvalid", "limit must be a positive integer")
+			return
+		}
+		limit = n
+	}
+	if v := r.URL.Query().Get("start"); v != "" {
+		start, _ = strconv.Atoi(v)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.advanceLocked()
+	end := len(s.order)
+	if limit > 0 && start+limit < end {
+		end = start + limit
+	}
+	docs := []any{}
+	links := []any{}
+	if start < len(s.order) {
+		for _, j := range s.order[start:end] {
+			docs = append(docs, s.jobDoc(j, false))
+		}
+	}
+	if end < len(s.order) {
+		links = append(links, map[string]any{"rel": "next",
+			"href": fmt.Sprintf("%s/jobs?limit=%d&start=%d", s.APIURL, limit, end)})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": docs, "links": links})
+}
+
+func (s *Server) results(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.lookupLocked(w, r)
+	if j == nil {
+		return
+	}
+	switch j.status {
+	case "finished":
+	case "error":
+		writeJSON(w, http.StatusFailedDependency, map[string]any{"id": "1", "level": "error", "code": "JobFailed", "message": j.failure})
+		return
+	default:
+		writeError(w, http.StatusBadRequest, "JobNotFinished", "job "+j.id+" is "+j.status)
+		return
+	}
+	assets := map[string]any{}
+	for i := range s.opts.Assets {
+		name := fmt.Sprintf("result-%d.tif", i)
+		if s.opts.Assets == 1 {
+			name = "result.tif"
+		}
+		assets[name] = map[string]any{
+			"href": fmt.Sprintf("%s/assets/%s/%s", s.APIURL, j.id, name), "type": "image/tiff; application=geotiff",
+			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"stac_version": "1.0.0", "type": "Feature", "id": j.id,
+		"geometry": nil, "properties": map[string]any{"datetime": rfc3339(j.updated), "openeo:status": "finished"},
+		"assets": assets, "links": []any{},
+	})
+}
+
+// AssetBytes returns the content the fake serves for asset name of job id.
+func AssetBytes(id, name string, size int) []byte {
+	b := make([]byte, size)
+	seed := sha256.Sum256([]byte(id + "/" + name))
+	for i := range b {
+		b[i] = seed[i%len(seed)] ^ byte(i)
+	}
+	return b
+}
+
+func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	j := s.jobs[r.PathValue("job_id")]
+	ok := j != nil && j.status == "finished"
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "NotFound", "no such asset")
+		return
+	}
+	w.Header().Set("Content-Type", "image/tiff")
+	w.Header().Set("Content-Length", strconv.Itoa(s.opts.AssetSize))
+	w.Write(AssetBytes(j.id, r.PathValue("name"), s.opts.AssetSize))
+}
+
+var levels = map[string]int{"debug": 0, "info": 1, "warning": 2, "error": 3}
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	j := s.lookupLocked(w, r)
+	if j == nil {
+		s.mu.Unlock()
+		return
+	}
+	type entry = map[string]any
+	all := []entry{
+		{"id": "1", "level": "info", "message": "job created", "time": rfc3339(j.created)},
+		{"id": "2", "level": "debug", "message": "process graph validated"},
+	}
+	if j.status == "error" {
+		all = append(all, entry{"id": "3", "level": "error", "code": "JobFailed", "message": j.failure, "time": rfc3339(j.updated)})
+	}
+	s.mu.Unlock()
+	minLevel := levels[cmp.Or(r.URL.Query().Get("level"), "debug")]
+	offset := r.URL.Query().Get("offset")
+	out := []entry{}
+	for _, e := range all {
+		if levels[e["level"].(string)] < minLevel {
+			continue
+		}
+		if offset != "" {
+			a, _ := strconv.Atoi(e["id"].(string))
+			b, _ := strconv.Atoi(offset)
+			if a <= b {
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"logs": out, "links": []any{}})
+}
+
+func (s *Server) processGraph(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	def, ok := s.processes[r.PathValue("process_graph_id")]
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "ProcessGraphNotFound", "no process graph "+r.PathValue("process_graph_id"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(def)
+}
