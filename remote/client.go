@@ -272,10 +272,15 @@ func (c *Client) DeleteJob(ctx context.Context, id string) error {
 
 // GetJob returns the full description of a job, usage and costs included.
 func (c *Client) GetJob(ctx context.Context, id string) (*Job, error) {
-	var j Job
-	if err := c.getJSON(ctx, c.endpoint("jobs/%s", id), &j); err != nil {
+	var raw json.RawMessage
+	if err := c.getJSON(ctx, c.endpoint("jobs/%s", id), &raw); err != nil {
 		return nil, err
 	}
+	var j Job
+	if err := json.Unmarshal(raw, &j); err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	j.Raw = raw
 	return &j, nil
 }
 

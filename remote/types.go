@@ -99,6 +99,8 @@ type Job struct {
 	Usage       map[string]Metric `json:"usage,omitempty"`
 	Process     json.RawMessage   `json:"process,omitempty"`
 	Links       []Link            `json:"links,omitempty"`
+	// Raw is the document as the back-end sent it (GetJob only).
+	Raw json.RawMessage `json:"-"`
 }
 
 // Asset is a downloadable file of a job's results.

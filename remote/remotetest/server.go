@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -73,6 +74,9 @@ type Options struct {
 	AssetSize int
 	// Assets is the number of result assets per job (default 1).
 	Assets int
+	// AssetNames, when set, names the result assets (and overrides Assets),
+	// for instance to test hostile names such as "../x".
+	AssetNames []string
 }
 
 type job struct {
@@ -103,6 +107,7 @@ type Server struct {
 	nextID    int
 	startSeq  int
 	requests  map[string]int
+	peak      int // most jobs active (created, queued, running) at once
 	tokens    map[string]bool
 	processes map[string]json.RawMessage
 }
@@ -158,6 +163,25 @@ func (s *Server) TotalRequests() int {
 		n += v
 	}
 	return n
+}
+
+// PeakActive returns the largest number of jobs that were active
+// (created, queued or running) at the same time.
+func (s *Server) PeakActive() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peak
+}
+
+// notePeakLocked records the number of active jobs now.
+func (s *Server) notePeakLocked() {
+	n := 0
+	for _, j := range s.order {
+		if j.status == "created" || j.status == "queued" || j.status == "running" {
+			n++
+		}
+	}
+	s.peak = max(s.peak, n)
 }
 
 // JobInfo is a snapshot of a job on the fake back-end, for assertions.
@@ -345,6 +369,8 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	j := &job{id: fmt.Sprintf("j-%06d", s.nextID), req: req, status: "created", created: now, updated: now}
 	s.jobs[j.id] = j
 	s.order = append(s.order, j)
+	s.advanceLocked()
+	s.notePeakLocked()
 	s.mu.Unlock()
 	w.Header().Set("Location", s.APIURL+"/jobs/"+j.id)
 	w.Header().Set("OpenEO-Identifier", j.id)
@@ -529,13 +555,20 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	assets := map[string]any{}
+	names := s.opts.AssetNames
 	for i := range s.opts.Assets {
+		if len(s.opts.AssetNames) > 0 {
+			break
+		}
 		name := fmt.Sprintf("result-%d.tif", i)
 		if s.opts.Assets == 1 {
 			name = "result.tif"
 		}
+		names = append(names, name)
+	}
+	for _, name := range names {
 		assets[name] = map[string]any{
-			"href": fmt.Sprintf("%s/assets/%s/%s", s.APIURL, j.id, name), "type": "image/tiff; application=geotiff",
+			"href": fmt.Sprintf("%s/assets/%s/%s", s.APIURL, j.id, url.PathEscape(name)), "type": "image/tiff; application=geotiff",
 			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
 		}
 	}

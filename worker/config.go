@@ -1,0 +1,166 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+)
+
+// Backend is an openEO back-end the manager may run jobs on.
+type Backend struct {
+	// Name is recorded in the backend_name column.
+	Name string
+	// Client is an authenticated client for the back-end.
+	Client *remote.Client
+	// ParallelJobs is the number of active jobs allowed at once (default 2,
+	// as in the Python client).
+	ParallelJobs int
+	// QueueingLimit is the number of jobs allowed in queued or
+	// queued_for_start at once (default 10).
+	QueueingLimit int
+}
+
+// StartJobFunc creates (but need not start) the back-end job for one row,
+// on conn, and returns its id. Returning "" and a nil error declines the
+// row: it is marked skipped. The manager starts the job afterwards.
+//
+// conn marks every job it creates so that the manager can find a job whose
+// creation was interrupted by a crash: create jobs through conn only.
+type StartJobFunc func(ctx context.Context, row driver.Job, conn *remote.Client) (jobID string, err error)
+
+// Event is what a job handler gets when a job reached a final status.
+type Event struct {
+	// Row is the job's row, already in its final status.
+	Row driver.Job
+	// Conn is the client of the job's back-end.
+	Conn *remote.Client
+	// Dir is the job's folder, <root>/job_<id>; handlers create it if they
+	// write anything.
+	Dir string
+	// Job is the back-end's description of the job when the manager has it
+	// at hand; nil otherwise (for instance after a restart).
+	Job *remote.Job
+}
+
+// HandlerFunc handles a job that reached a final status. An error leaves
+// the event pending: it is handled again on the next cycle, a bounded
+// number of times.
+type HandlerFunc func(ctx context.Context, ev Event) error
+
+// Config configures a Manager.
+type Config struct {
+	// Store is the job table.
+	Store driver.Store
+	// Backends are the back-ends to run jobs on; at least one.
+	Backends []Backend
+	// StartJob creates the back-end job for a row.
+	StartJob StartJobFunc
+
+	// RootDir receives job folders (default ".").
+	RootDir string
+	// PollInterval is the time between tracking cycles (default 60s).
+	PollInterval time.Duration
+	// DisableDownloads leaves results on the back-end (Python's
+	// download_results=False).
+	DisableDownloads bool
+	// CancelRunningJobAfter cancels jobs that run longer; 0 means never.
+	CancelRunningJobAfter time.Duration
+	// MaxStartAttempts bounds the attempts to create and start a row's job
+	// before it is marked start_failed (default 3).
+	MaxStartAttempts int
+	// ListPageSize is the page size asked for when listing a back-end's
+	// jobs (default 100).
+	ListPageSize int
+	// Concurrency bounds the job creations and downloads in flight, each
+	// (default 8).
+	Concurrency int
+
+	// OnJobDone handles finished jobs; nil means DownloadResults (unless
+	// DisableDownloads is set).
+	OnJobDone HandlerFunc
+	// OnJobError handles failed jobs; nil means SaveErrorLogs.
+	OnJobError HandlerFunc
+	// OnJobCanceled handles canceled jobs; nil means nothing.
+	OnJobCanceled HandlerFunc
+
+	// Logger receives the manager's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// Now tells the time; nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Store == nil {
+		errs = append(errs, errors.New("config: Store is required"))
+	}
+	if c.StartJob == nil {
+		errs = append(errs, errors.New("config: StartJob is required"))
+	}
+	if len(c.Backends) == 0 {
+		errs = append(errs, errors.New("config: at least one back-end is required"))
+	}
+	seen := map[string]bool{}
+	for i, b := range c.Backends {
+		switch {
+		case b.Name == "":
+			errs = append(errs, fmt.Errorf("config: Backends[%d].Name is empty", i))
+		case seen[b.Name]:
+			errs = append(errs, fmt.Errorf("config: back-end %q is listed twice", b.Name))
+		}
+		seen[b.Name] = true
+		if b.Client == nil {
+			errs = append(errs, fmt.Errorf("config: back-end %q has no Client", b.Name))
+		}
+		if b.ParallelJobs < 0 || b.QueueingLimit < 0 {
+			errs = append(errs, fmt.Errorf("config: back-end %q: ParallelJobs and QueueingLimit must not be negative", b.Name))
+		}
+	}
+	if c.PollInterval < 0 || c.CancelRunningJobAfter < 0 || c.MaxStartAttempts < 0 || c.Concurrency < 0 || c.ListPageSize < 0 {
+		errs = append(errs, errors.New("config: durations and limits must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	for i := range c.Backends {
+		if c.Backends[i].ParallelJobs == 0 {
+			c.Backends[i].ParallelJobs = 2
+		}
+		if c.Backends[i].QueueingLimit == 0 {
+			c.Backends[i].QueueingLimit = 10
+		}
+	}
+	if c.RootDir == "" {
+		c.RootDir = "."
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 60 * time.Second
+	}
+	if c.MaxStartAttempts == 0 {
+		c.MaxStartAttempts = 3
+	}
+	if c.ListPageSize == 0 {
+		c.ListPageSize = 100
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 8
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.OnJobDone == nil && !c.DisableDownloads {
+		c.OnJobDone = DownloadResults
+	}
+	if c.OnJobError == nil {
+		c.OnJobError = SaveErrorLogs
+	}
+}

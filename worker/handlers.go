@@ -1,0 +1,114 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// JobDir returns the folder of a job's files: <root>/job_<id>, as the
+// Python client lays it out.
+func JobDir(root, jobID string) string {
+	return filepath.Join(root, "job_"+jobID)
+}
+
+// MetadataPath returns <root>/job_<id>/job_<id>.json.
+func MetadataPath(root, jobID string) string {
+	return filepath.Join(JobDir(root, jobID), "job_"+jobID+".json")
+}
+
+// ErrorLogPath returns <root>/job_<id>/job_<id>_errors.json.
+func ErrorLogPath(root, jobID string) string {
+	return filepath.Join(JobDir(root, jobID), "job_"+jobID+"_errors.json")
+}
+
+// DownloadResults is the default handler for finished jobs: it downloads
+// every result asset into ev.Dir and writes the job's description to
+// job_<id>.json there, last, so that file marks a complete download.
+func DownloadResults(ctx context.Context, ev Event) error {
+	id := ev.Row.ID
+	res, err := ev.Conn.Results(ctx, id)
+	if err != nil {
+		return fmt.Errorf("results of job %s: %w", id, err)
+	}
+	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
+		return err
+	}
+	for name, a := range res.Assets {
+		file, err := assetFileName(name, a.Href)
+		if err != nil {
+			return fmt.Errorf("job %s: %w", id, err)
+		}
+		if _, err := ev.Conn.Download(ctx, a.Href, filepath.Join(ev.Dir, file)); err != nil {
+			return fmt.Errorf("job %s asset %q: %w", id, name, err)
+		}
+	}
+	meta := ev.Job
+	if meta == nil || meta.Raw == nil {
+		if meta, err = ev.Conn.GetJob(ctx, id); err != nil {
+			return fmt.Errorf("describe job %s: %w", id, err)
+		}
+	}
+	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw)
+}
+
+// assetFileName returns the file name an asset is saved under: its key,
+// which must be a plain name that stays inside the job folder.
+func assetFileName(key, href string) (string, error) {
+	name := key
+	if name == "" {
+		name = filepath.Base(href)
+	}
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) ||
+		filepath.IsAbs(name) || filepath.VolumeName(name) != "" || strings.ContainsRune(name, 0) {
+		return "", fmt.Errorf("refusing asset name %q: it is not a plain file name inside the job folder", key)
+	}
+	return name, nil
+}
+
+// SaveErrorLogs is the default handler for failed jobs: it writes the
+// job's error-level logs to job_<id>_errors.json in ev.Dir, as the Python
+// client does.
+func SaveErrorLogs(ctx context.Context, ev Event) error {
+	logs, err := ev.Conn.Logs(ctx, ev.Row.ID, "error")
+	if err != nil {
+		return fmt.Errorf("error logs of job %s: %w", ev.Row.ID, err)
+	}
+	if len(logs) == 0 {
+		return nil
+	}
+	b, err := json.MarshalIndent(logs, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b)
+}
+
+// writeFileAtomic writes data to a temporary file beside path, syncs it
+// and renames it over path.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}

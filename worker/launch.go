@@ -1,0 +1,152 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+// slots returns, per back-end, how many rows it may take now: parallel
+// jobs minus active jobs, at most the queueing limit minus queued jobs.
+func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
+	active, queued := map[string]int{}, map[string]int{}
+	notStarted := 0
+	for _, c := range counts {
+		switch {
+		case c.Status == driver.NotStarted:
+			notStarted += c.N
+		case c.Status.Active():
+			active[c.Backend] += c.N
+			if c.Status == driver.Queued || c.Status == driver.QueuedForStart {
+				queued[c.Backend] += c.N
+			}
+		}
+	}
+	free := map[string]int{}
+	for _, b := range m.backends {
+		free[b.Name] = max(0, min(b.ParallelJobs-active[b.Name], b.QueueingLimit-queued[b.Name]))
+	}
+	return free, notStarted
+}
+
+// launch claims not_started rows for back-ends with free slots, one
+// back-end after the other so that rows spread over all of them, and
+// creates their jobs in the background.
+func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
+	free, notStarted := m.slots(counts)
+	for notStarted > 0 && ctx.Err() == nil {
+		claimed := false
+		for _, b := range m.backends {
+			if free[b.Name] == 0 || notStarted == 0 || m.inFlight(m.launching) >= m.cfg.Concurrency {
+				continue
+			}
+			// The tag is written with the claim, before the job exists, so a
+			// job whose creation a crash interrupted can be found by it.
+			j, err := m.cfg.Store.Claim(ctx, driver.Values{
+				driver.ColStatus:    driver.QueuedForStart,
+				driver.ColBackend:   b.Name,
+				driver.ColTag:       newTag(),
+				driver.ColUpdatedAt: m.now(),
+			})
+			if errors.Is(err, driver.ErrNotFound) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("claim a row for %s: %w", b.Name, err)
+			}
+			free[b.Name]--
+			notStarted--
+			claimed = true
+			m.goTracked(m.launching, j.Key, func() { m.create(ctx, b, j) })
+		}
+		if !claimed {
+			return nil
+		}
+	}
+	return nil
+}
+
+// create makes the back-end job of a claimed row, then starts it.
+func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
+	log := m.log.With("row", j.Key, "backend", b.Name)
+	// Writes after a stop still go to the table: a job that exists on the
+	// back-end must be recorded.
+	wctx := context.WithoutCancel(ctx)
+	attempts := j.Attempts + 1
+	m.stats.add("start_job call", 1)
+	id, err := m.cfg.StartJob(ctx, j, b.Client.WithJobTag(j.Tag))
+	if err != nil && ctx.Err() != nil {
+		return // stopped: recovery finds the job by its tag, or frees the row
+	}
+	if err != nil {
+		// The create request may have reached the back-end even though we
+		// got no answer: look for the job by its tag before trying again.
+		if tags, lerr := m.listTags(ctx, b); lerr == nil && tags[j.Tag] != "" {
+			id, err = tags[j.Tag], nil
+			log.InfoContext(ctx, "job created despite an error", "job_id", id)
+		}
+	}
+	if err != nil {
+		m.stats.add("start_job error", 1)
+		m.startFailed(wctx, log, j, attempts, fmt.Errorf("create job: %w", err))
+		return
+	}
+	if id == "" {
+		m.stats.add("start_job skipped", 1)
+		m.update(wctx, log, j.Key, driver.QueuedForStart, driver.Values{
+			driver.ColStatus: driver.Skipped, driver.ColBackend: nil, driver.ColUpdatedAt: m.now(),
+		})
+		return
+	}
+	if !m.update(wctx, log, j.Key, driver.QueuedForStart, driver.Values{
+		driver.ColID: id, driver.ColAttempts: attempts, driver.ColUpdatedAt: m.now(),
+	}) {
+		return
+	}
+	j.ID, j.Attempts = id, attempts
+	m.start(ctx, b, j)
+}
+
+// start starts a created job. j.Status is the row's status now:
+// queued_for_start after creation, created when the tracker retries.
+func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
+	log := m.log.With("row", j.Key, "backend", b.Name, "job_id", j.ID)
+	wctx := context.WithoutCancel(ctx)
+	err := b.Client.StartJob(ctx, j.ID)
+	if err != nil && ctx.Err() != nil {
+		return // stopped: the next run starts it if it is still created
+	}
+	if err != nil {
+		m.stats.add("job start error", 1)
+		m.startFailed(wctx, log, j, j.Attempts, fmt.Errorf("start job %s: %w", j.ID, err))
+		return
+	}
+	m.stats.add("job start", 1)
+	log.InfoContext(ctx, "job started")
+	m.update(wctx, log, j.Key, j.Status, driver.Values{
+		driver.ColStatus: driver.Queued, driver.ColStartTime: m.now(), driver.ColUpdatedAt: m.now(),
+		driver.ColAttempts: j.Attempts, driver.ColLastError: nil,
+	})
+}
+
+// startFailed records a failed create or start. Below the attempt limit a
+// row without a job goes back to not_started and a row with a job to
+// created, for another try; at the limit it is start_failed.
+func (m *Manager) startFailed(ctx context.Context, log *slog.Logger, j driver.Job, attempts int, cause error) {
+	set := driver.Values{driver.ColAttempts: attempts, driver.ColLastError: cause.Error(), driver.ColUpdatedAt: m.now()}
+	switch {
+	case attempts >= m.cfg.MaxStartAttempts:
+		set[driver.ColStatus] = driver.StartFailed
+	case j.ID == "":
+		set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+	default:
+		set[driver.ColStatus] = driver.Created
+	}
+	log.WarnContext(ctx, "job start failed", "attempt", attempts, "next_status", set[driver.ColStatus], "err", cause)
+	if err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: set}); err != nil {
+		log.WarnContext(ctx, "record failed start", "err", err)
+	}
+}

@@ -1,0 +1,324 @@
+// Package worker runs a job table as openEO batch jobs across several
+// back-ends: the Go counterpart of the openEO Python client's
+// MultiBackendJobManager.
+//
+// A Manager claims not_started rows for back-ends with a free slot, creates
+// their jobs through a StartJobFunc, starts them, follows their status with
+// one listing per back-end per cycle, cancels jobs that run too long, and
+// hands finished, failed and canceled jobs to handlers (by default: download
+// the results, save the error logs). Every change goes to the job table
+// (driver.Store) at once, guarded by the status it expects, so a run can be
+// killed at any instant and resumed: nothing is lost, nothing done twice.
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+)
+
+// maxHandlerFailures bounds how often a job's handler is retried before
+// the row is left with its error in last_error.
+const maxHandlerFailures = 3
+
+// Manager runs a job table. Create it with New and call Run.
+type Manager struct {
+	cfg      Config
+	log      *slog.Logger
+	backends []*Backend
+	byName   map[string]*Backend
+	stats    stats
+
+	wg   sync.WaitGroup
+	wake chan struct{}
+
+	mu        sync.Mutex
+	launching map[int64]bool        // rows being created or started
+	handling  map[int64]bool        // rows whose handler runs
+	failures  map[int64]int         // handler failures per row
+	described map[int64]*remote.Job // final descriptions kept for handlers
+	canceled  map[int64]bool        // rows we asked the back-end to cancel
+}
+
+// New checks cfg, fills in its defaults and returns a Manager.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg.Backends = slices.Clone(cfg.Backends)
+	cfg.setDefaults()
+	m := &Manager{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		byName:    map[string]*Backend{},
+		wake:      make(chan struct{}, 1),
+		launching: map[int64]bool{},
+		handling:  map[int64]bool{},
+		failures:  map[int64]int{},
+		described: map[int64]*remote.Job{},
+		canceled:  map[int64]bool{},
+	}
+	for i := range m.cfg.Backends {
+		b := &m.cfg.Backends[i]
+		m.backends = append(m.backends, b)
+		m.byName[b.Name] = b
+	}
+	return m, nil
+}
+
+// Stats returns the counters of the run so far, named as in the Python
+// client ("job start", "job finished", "job failed", ...).
+func (m *Manager) Stats() map[string]int { return m.stats.snapshot() }
+
+func (m *Manager) now() string { return m.cfg.Now().UTC().Format(time.RFC3339) }
+
+// Run runs the table until no row is left to do, or ctx ends. It returns
+// nil when the table is done, and context.Cause(ctx) when stopped; the
+// table is consistent either way and the next Run resumes it. Errors of
+// the store end the run; errors of back-ends are recorded in the rows.
+func (m *Manager) Run(ctx context.Context) error {
+	if err := m.recoverRows(ctx); err != nil {
+		return err
+	}
+	var lastTrack time.Time
+	for {
+		track := time.Since(lastTrack) >= m.cfg.PollInterval
+		if track {
+			lastTrack = time.Now()
+		}
+		done, err := m.cycle(ctx, track)
+		if err != nil && ctx.Err() == nil {
+			m.wg.Wait()
+			return err
+		}
+		if done {
+			m.wg.Wait()
+			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
+			return nil
+		}
+		timer := time.NewTimer(m.cfg.PollInterval - time.Since(lastTrack))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			m.wg.Wait()
+			m.log.InfoContext(context.WithoutCancel(ctx), "run stopped; run again to resume", "cause", context.Cause(ctx))
+			return context.Cause(ctx)
+		case <-m.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// signal wakes the loop after a launch or a handler completed.
+func (m *Manager) signal() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// cycle does one round: track statuses (when due), hand final jobs to
+// their handlers, fill free slots. It reports whether the table is done.
+func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
+	if track {
+		if err := m.track(ctx); err != nil {
+			return false, err
+		}
+	}
+	if err := m.handleEvents(ctx); err != nil {
+		return false, err
+	}
+	counts, err := m.cfg.Store.Counts(ctx)
+	if err != nil {
+		return false, fmt.Errorf("count rows: %w", err)
+	}
+	if err := m.launch(ctx, counts); err != nil {
+		return false, err
+	}
+	if track {
+		m.logHistogram(ctx, counts)
+	}
+	return m.done(ctx, counts)
+}
+
+func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error) {
+	for _, c := range counts {
+		if c.Status == driver.NotStarted || c.Status.Active() {
+			return false, nil
+		}
+	}
+	m.mu.Lock()
+	busy := len(m.launching) + len(m.handling)
+	m.mu.Unlock()
+	if busy > 0 {
+		return false, nil
+	}
+	pending, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("select pending downloads: %w", err)
+	}
+	return len(pending) == 0, nil
+}
+
+func (m *Manager) logHistogram(ctx context.Context, counts []driver.Count) {
+	perStatus := map[driver.Status]int{}
+	for _, c := range counts {
+		perStatus[c.Status] += c.N
+	}
+	attrs := make([]any, 0, 2*len(perStatus))
+	for _, s := range driver.Statuses() {
+		if n := perStatus[s]; n > 0 {
+			attrs = append(attrs, string(s), n)
+		}
+	}
+	m.log.InfoContext(ctx, "job status histogram", attrs...)
+}
+
+// recoverRows resolves what a stopped run left half done: rows claimed but
+// whose job creation may or may not have reached the back-end.
+func (m *Manager) recoverRows(ctx context.Context) error {
+	active, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: driver.ActiveStatuses()})
+	if err != nil {
+		return fmt.Errorf("select active rows: %w", err)
+	}
+	unknown := map[string]int{}
+	for _, j := range active {
+		if m.byName[j.Backend] == nil {
+			unknown[j.Backend]++
+		}
+	}
+	if len(unknown) > 0 {
+		names := slices.Sorted(maps.Keys(unknown))
+		return fmt.Errorf("the table has active jobs on back-ends that are not configured: %q (%v rows); add them with --backend NAME=URL", names, unknown)
+	}
+	listings := map[string]map[string]string{} // back-end -> tag -> job id
+	for _, j := range active {
+		if j.Status != driver.QueuedForStart {
+			continue
+		}
+		b := m.byName[j.Backend]
+		set := driver.Values{driver.ColUpdatedAt: m.now()}
+		switch {
+		case j.ID != "":
+			// Created, maybe started: the tracker starts it if it is still created.
+			set[driver.ColStatus] = driver.Created
+		case j.Tag == "":
+			set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+		default:
+			tags, ok := listings[b.Name]
+			if !ok {
+				if tags, err = m.listTags(ctx, b); err != nil {
+					return fmt.Errorf("recover row %d: list jobs on %s: %w", j.Key, b.Name, err)
+				}
+				listings[b.Name] = tags
+			}
+			if id := tags[j.Tag]; id != "" {
+				m.log.InfoContext(ctx, "adopting job created before a stop", "row", j.Key, "job_id", id, "backend", b.Name)
+				set[driver.ColID], set[driver.ColStatus] = id, driver.Created
+				m.stats.add("job adopted", 1)
+			} else {
+				set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+			}
+		}
+		err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{driver.QueuedForStart}, Set: set})
+		if err != nil && !errors.Is(err, driver.ErrConflict) {
+			return fmt.Errorf("recover row %d: %w", j.Key, err)
+		}
+	}
+	return nil
+}
+
+// listTags lists a back-end's jobs and maps their tags to job ids.
+func (m *Manager) listTags(ctx context.Context, b *Backend) (map[string]string, error) {
+	jobs, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
+	m.stats.add("job list", 1)
+	if err != nil {
+		return nil, err
+	}
+	tags := map[string]string{}
+	for _, j := range jobs {
+		if t := remote.JobTag(j.Description); t != "" {
+			tags[t] = j.ID
+		}
+	}
+	return tags, nil
+}
+
+// newTag returns a random marker for a job about to be created.
+func newTag() string {
+	var b [9]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// update applies set to row key if its status is still from, and reports
+// whether it did. A conflict means another actor moved the row on: logged,
+// not an error.
+func (m *Manager) update(ctx context.Context, log *slog.Logger, key int64, from driver.Status, set driver.Values) bool {
+	err := m.cfg.Store.Update(ctx, driver.Update{Key: key, From: []driver.Status{from}, Set: set})
+	if err != nil {
+		log.WarnContext(ctx, "update row", "row", key, "err", err)
+		return false
+	}
+	return true
+}
+
+// goTracked runs f in the background for row key, recorded in set (launching
+// or handling) while it runs, unless f already runs for that row.
+func (m *Manager) goTracked(set map[int64]bool, key int64, f func()) bool {
+	m.mu.Lock()
+	if set[key] {
+		m.mu.Unlock()
+		return false
+	}
+	set[key] = true
+	m.mu.Unlock()
+	m.wg.Go(func() {
+		defer func() {
+			m.mu.Lock()
+			delete(set, key)
+			m.mu.Unlock()
+			m.signal()
+		}()
+		f()
+	})
+	return true
+}
+
+func (m *Manager) inFlight(set map[int64]bool) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(set)
+}
+
+// stats counts events by name.
+type stats struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (s *stats) add(name string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[string]int{}
+	}
+	s.m[name] += n
+}
+
+func (s *stats) snapshot() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.m)
+}

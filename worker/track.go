@@ -1,0 +1,293 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+)
+
+// trackedStatuses are the rows whose status the tracker follows.
+var trackedStatuses = []driver.Status{driver.Created, driver.Queued, driver.Running}
+
+// track follows the status of every active job, one back-end at a time in
+// parallel. Back-end errors are logged; store errors are returned.
+func (m *Manager) track(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(m.backends))
+	for i, b := range m.backends {
+		wg.Go(func() { errs[i] = m.trackBackend(ctx, b) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
+	rows, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: trackedStatuses, Backend: b.Name})
+	if err != nil {
+		return fmt.Errorf("select active rows of %s: %w", b.Name, err)
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	log := m.log.With("backend", b.Name)
+	// One listing gives every job's status: requests grow with back-ends
+	// and pages, not with jobs.
+	listed, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
+	m.stats.add("job list", 1)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.WarnContext(ctx, "list jobs failed; statuses are not updated this cycle", "err", err)
+		}
+		return nil
+	}
+	byID := make(map[string]*remote.Job, len(listed))
+	for i := range listed {
+		byID[listed[i].ID] = &listed[i]
+	}
+	for _, row := range rows {
+		if ctx.Err() != nil {
+			return nil
+		}
+		m.mu.Lock()
+		busy := m.launching[row.Key]
+		m.mu.Unlock()
+		if busy {
+			continue // its start is in flight and will record the outcome
+		}
+		rj := byID[row.ID]
+		if rj == nil {
+			// Not in the listing (a back-end may list only recent jobs): ask.
+			rj, err = b.Client.GetJob(ctx, row.ID)
+			m.stats.add("job describe", 1)
+			if errors.Is(err, remote.ErrJobNotFound) {
+				m.vanished(ctx, b, row, err)
+				continue
+			}
+			if err != nil {
+				log.WarnContext(ctx, "get job status", "row", row.Key, "job_id", row.ID, "err", err)
+				continue
+			}
+		}
+		if err := m.apply(ctx, b, row, rj); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// vanished ends a row whose job the back-end no longer knows, so that the
+// run can end.
+func (m *Manager) vanished(ctx context.Context, b *Backend, row driver.Job, cause error) {
+	m.stats.add("job failed", 1)
+	m.log.WarnContext(ctx, "job no longer known by the back-end", "row", row.Key, "backend", b.Name, "job_id", row.ID)
+	m.update(context.WithoutCancel(ctx), m.log, row.Key, row.Status, driver.Values{
+		driver.ColStatus: driver.Error, driver.ColUpdatedAt: m.now(),
+		driver.ColLastError: "job not found on back-end: " + cause.Error(),
+	})
+}
+
+// apply records the back-end's view of one job in its row.
+func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *remote.Job) error {
+	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
+	status, err := driver.ParseStatus(rj.Status)
+	if err != nil || !(status.Active() || status.Final()) || status == driver.QueuedForStart {
+		// Pre-1.0 back-ends say "submitted"; anything unknown counts as queued.
+		status = driver.Queued
+	}
+	switch {
+	case status == driver.Created && row.Status == driver.Created:
+		// Created but not started: a failed start to retry, or a job a
+		// stopped run created.
+		if row.Attempts >= m.cfg.MaxStartAttempts && row.LastError != "" {
+			m.update(ctx, log, row.Key, driver.Created, driver.Values{
+				driver.ColStatus: driver.StartFailed, driver.ColUpdatedAt: m.now(),
+			})
+			return nil
+		}
+		row.Attempts++
+		m.goTracked(m.launching, row.Key, func() {
+			if m.stillIs(ctx, row, false) {
+				m.start(ctx, b, row)
+			}
+		})
+		return nil
+	case status == row.Status:
+		m.maybeCancel(ctx, b, row)
+		return nil
+	}
+
+	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now()}
+	if (status == driver.Running || status == driver.Finished) && row.RunningStartTime == "" {
+		set[driver.ColRunningStartTime] = m.now()
+		m.stats.add("job started running", 1)
+	}
+	if status.Final() {
+		// The listing has no usage or costs: describe the job once.
+		full, err := b.Client.GetJob(ctx, row.ID)
+		m.stats.add("job describe", 1)
+		if err != nil {
+			log.WarnContext(ctx, "describe final job", "err", err)
+		} else {
+			rj = full
+			for name, col := range map[string]string{"cpu": driver.ColCPU, "memory": driver.ColMemory, "duration": driver.ColDuration} {
+				if u, ok := rj.Usage[name]; ok {
+					set[col] = u.String()
+				}
+			}
+			if rj.Costs != nil {
+				set[driver.ColCosts] = *rj.Costs
+			}
+		}
+		set[driver.ColDownloadPending] = m.handler(status) != nil
+	}
+	err = m.cfg.Store.Update(ctx, driver.Update{Key: row.Key, From: []driver.Status{row.Status}, Set: set})
+	if errors.Is(err, driver.ErrConflict) {
+		return nil // another worker recorded this change first: it handles it
+	}
+	if err != nil {
+		return fmt.Errorf("record status of row %d: %w", row.Key, err)
+	}
+	log.InfoContext(ctx, "job status changed", "from", row.Status, "to", status)
+	switch status {
+	case driver.Finished:
+		m.stats.add("job finished", 1)
+	case driver.Error:
+		m.stats.add("job failed", 1)
+	case driver.Canceled:
+		m.stats.add("job canceled", 1)
+	}
+	if status.Final() && rj.Raw != nil {
+		m.mu.Lock()
+		m.described[row.Key] = rj
+		m.mu.Unlock()
+	}
+	return nil
+}
+
+// maybeCancel cancels a running job that ran longer than allowed.
+func (m *Manager) maybeCancel(ctx context.Context, b *Backend, row driver.Job) {
+	if m.cfg.CancelRunningJobAfter <= 0 || row.Status != driver.Running || row.RunningStartTime == "" {
+		return
+	}
+	started, err := time.Parse(time.RFC3339, row.RunningStartTime)
+	if err != nil || m.cfg.Now().Sub(started) < m.cfg.CancelRunningJobAfter {
+		return
+	}
+	m.mu.Lock()
+	already := m.canceled[row.Key]
+	m.canceled[row.Key] = true
+	m.mu.Unlock()
+	if already {
+		return
+	}
+	m.log.InfoContext(ctx, "canceling job that runs too long", "row", row.Key, "job_id", row.ID,
+		"running_since", row.RunningStartTime, "limit", m.cfg.CancelRunningJobAfter)
+	if err := b.Client.CancelJob(ctx, row.ID); err != nil {
+		m.log.WarnContext(ctx, "cancel job", "row", row.Key, "job_id", row.ID, "err", err)
+		m.mu.Lock()
+		delete(m.canceled, row.Key)
+		m.mu.Unlock()
+		return
+	}
+	m.stats.add("job cancel", 1)
+}
+
+// handler returns the handler for a final status, or nil.
+func (m *Manager) handler(s driver.Status) HandlerFunc {
+	switch s {
+	case driver.Finished:
+		return m.cfg.OnJobDone
+	case driver.Error:
+		return m.cfg.OnJobError
+	case driver.Canceled:
+		return m.cfg.OnJobCanceled
+	}
+	return nil
+}
+
+// handleEvents runs the handlers of rows whose download is pending, in
+// the background, a bounded number at a time.
+func (m *Manager) handleEvents(ctx context.Context) error {
+	room := m.cfg.Concurrency - m.inFlight(m.handling)
+	if room <= 0 {
+		return nil
+	}
+	rows, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: room + m.inFlight(m.handling)})
+	if err != nil {
+		return fmt.Errorf("select pending downloads: %w", err)
+	}
+	for _, row := range rows {
+		b := m.byName[row.Backend]
+		h := m.handler(row.Status)
+		if b == nil || h == nil {
+			reason := "no handler for status " + string(row.Status)
+			if b == nil {
+				reason = fmt.Sprintf("back-end %q is not configured: add it to download the results", row.Backend)
+				m.log.WarnContext(ctx, "cannot handle job", "row", row.Key, "reason", reason)
+				continue
+			}
+			m.update(ctx, m.log, row.Key, row.Status, driver.Values{driver.ColDownloadPending: false})
+			continue
+		}
+		m.goTracked(m.handling, row.Key, func() { m.handle(ctx, b, row, h) })
+	}
+	return nil
+}
+
+func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h HandlerFunc) {
+	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
+	if !m.stillIs(ctx, row, true) {
+		return // handled since it was selected
+	}
+	m.mu.Lock()
+	described := m.described[row.Key]
+	m.mu.Unlock()
+	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: JobDir(m.cfg.RootDir, row.ID), Job: described})
+	if err != nil && ctx.Err() != nil {
+		return // stopped: still pending, the next run handles it
+	}
+	wctx := context.WithoutCancel(ctx)
+	set := driver.Values{driver.ColDownloadPending: false, driver.ColUpdatedAt: m.now()}
+	if err != nil {
+		m.mu.Lock()
+		m.failures[row.Key]++
+		n := m.failures[row.Key]
+		m.mu.Unlock()
+		if n < maxHandlerFailures {
+			log.WarnContext(ctx, "job handler failed; will retry", "attempt", n, "err", err)
+			return
+		}
+		m.stats.add("job download error", 1)
+		log.ErrorContext(ctx, "job handler failed; giving up", "attempts", n, "err", err)
+		set[driver.ColLastError] = "handling " + string(row.Status) + " job: " + err.Error()
+	} else if row.Status == driver.Finished {
+		m.stats.add("job download", 1)
+		log.InfoContext(ctx, "results downloaded", "dir", JobDir(m.cfg.RootDir, row.ID))
+	}
+	m.update(wctx, log, row.Key, row.Status, set)
+	m.mu.Lock()
+	delete(m.described, row.Key)
+	delete(m.failures, row.Key)
+	m.mu.Unlock()
+}
+
+// stillIs re-reads a row after its background slot was taken and reports
+// whether it is still in the state it was selected in. The selection may be
+// stale: a goroutine for the same row may have finished in between, and a
+// goroutine writes the table before it gives its slot back, so the re-read
+// sees its work.
+func (m *Manager) stillIs(ctx context.Context, row driver.Job, pending bool) bool {
+	cur, err := m.cfg.Store.Get(ctx, row.Key)
+	if err != nil {
+		if ctx.Err() == nil {
+			m.log.WarnContext(ctx, "re-read row", "row", row.Key, "err", err)
+		}
+		return false
+	}
+	return cur.Status == row.Status && cur.ID == row.ID && (!pending || cur.DownloadPending)
+}
