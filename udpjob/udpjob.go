@@ -1,0 +1,349 @@
+// Package udpjob builds openEO batch jobs from a parameterized process
+// definition (a user-defined process: id, parameters, process_graph) and
+// the rows of a job table: each parameter takes the value of the row's
+// column of the same name, else the definition's default.
+//
+// The values are written into the process graph in place of its
+// {"from_parameter": NAME} references, so the back-end needs no stored copy
+// of the process. References inside child graphs (callbacks) are replaced
+// too: a definition parameter must not share its name with a callback
+// parameter it does not mean (such as "data" or "x" of a reducer).
+package udpjob
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+)
+
+// Parameter is one parameter of a process definition.
+type Parameter struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Schema      json.RawMessage `json:"schema"`
+	Optional    bool            `json:"optional"`
+	// Default is the JSON default value; nil when the definition has none.
+	Default json.RawMessage `json:"default"`
+}
+
+// HasDefault reports whether the definition gives p a default (null counts).
+func (p Parameter) HasDefault() bool { return p.Default != nil }
+
+// Definition is a parameterized process.
+type Definition struct {
+	ID           string         `json:"id"`
+	Summary      string         `json:"summary"`
+	Description  string         `json:"description"`
+	Parameters   []Parameter    `json:"parameters"`
+	ProcessGraph map[string]any `json:"process_graph"`
+}
+
+var nameRE = regexp.MustCompile(`^\w+$`)
+
+// Load reads and checks the process definition in the JSON file path.
+func Load(path string) (*Definition, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	d, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Parse reads and checks a process definition.
+func Parse(data []byte) (*Definition, error) {
+	var raw struct {
+		Definition
+		Parameters []json.RawMessage `json:"parameters"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("not a JSON process definition: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("not a JSON process definition: data after the document")
+	}
+	d := raw.Definition
+	d.Parameters = nil
+	for i, pr := range raw.Parameters {
+		var p Parameter
+		if err := json.Unmarshal(pr, &p); err != nil {
+			return nil, fmt.Errorf("parameters[%d]: %w", i, err)
+		}
+		// Tell an absent default from "default": null.
+		var keys map[string]json.RawMessage
+		json.Unmarshal(pr, &keys)
+		if v, ok := keys["default"]; ok {
+			p.Default = v
+		} else {
+			p.Default = nil
+		}
+		d.Parameters = append(d.Parameters, p)
+	}
+	if err := d.check(); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+func (d *Definition) check() error {
+	if d.ID != "" && !nameRE.MatchString(d.ID) {
+		return fmt.Errorf("id %q: want letters, digits and underscores", d.ID)
+	}
+	seen := map[string]bool{}
+	for i, p := range d.Parameters {
+		if !nameRE.MatchString(p.Name) {
+			return fmt.Errorf("parameters[%d].name %q: want letters, digits and underscores", i, p.Name)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("parameters[%d]: parameter %q is declared twice", i, p.Name)
+		}
+		seen[p.Name] = true
+	}
+	if err := checkGraph(d.ProcessGraph, "process_graph"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkGraph checks the nodes of a (child) process graph.
+func checkGraph(g map[string]any, where string) error {
+	if len(g) == 0 {
+		return fmt.Errorf("%s: missing or empty", where)
+	}
+	results := 0
+	for _, id := range slices.Sorted(maps.Keys(g)) {
+		node, ok := g[id].(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s.%s: a node must be an object", where, id)
+		}
+		pid, _ := node["process_id"].(string)
+		if !nameRE.MatchString(pid) {
+			return fmt.Errorf("%s.%s.process_id: missing or not a process name", where, id)
+		}
+		args, ok := node["arguments"].(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s.%s.arguments: missing or not an object", where, id)
+		}
+		if r, _ := node["result"].(bool); r {
+			results++
+		}
+		if err := checkChildren(args, where+"."+id+".arguments"); err != nil {
+			return err
+		}
+	}
+	if results != 1 {
+		return fmt.Errorf("%s: %d nodes have \"result\": true, want exactly one", where, results)
+	}
+	return nil
+}
+
+func checkChildren(v any, where string) error {
+	switch x := v.(type) {
+	case map[string]any:
+		if pg, ok := x["process_graph"]; ok {
+			g, ok := pg.(map[string]any)
+			if !ok {
+				return fmt.Errorf("%s.process_graph: not an object", where)
+			}
+			return checkGraph(g, where+".process_graph")
+		}
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if err := checkChildren(x[k], where+"."+k); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := checkChildren(e, fmt.Sprintf("%s[%d]", where, i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// CheckColumns reports an error naming every required parameter that has
+// no default and no column of the same name among columns: no row could
+// fill it.
+func (d *Definition) CheckColumns(columns []string) error {
+	var missing []string
+	for _, p := range d.Parameters {
+		if !p.Optional && !p.HasDefault() && !slices.Contains(columns, p.Name) {
+			missing = append(missing, p.Name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("required parameter %s has no default and the table has no column of that name (columns: %s)",
+			strings.Join(quoteAll(missing), ", "), strings.Join(columns, ", "))
+	}
+	return nil
+}
+
+// Values returns the value of every parameter for a row: the row's column
+// of the same name when it has a value, else the default. Optional
+// parameters without either are null. A required parameter with neither
+// is an error naming it.
+func (d *Definition) Values(row map[string]any) (map[string]any, error) {
+	vals := make(map[string]any, len(d.Parameters))
+	var missing []string
+	for _, p := range d.Parameters {
+		if v, ok := row[p.Name]; ok && v != nil {
+			cv, err := p.convert(v)
+			if err != nil {
+				return nil, fmt.Errorf("column %q: %w", p.Name, err)
+			}
+			vals[p.Name] = cv
+			continue
+		}
+		if p.HasDefault() {
+			var v any
+			dec := json.NewDecoder(bytes.NewReader(p.Default))
+			dec.UseNumber()
+			if err := dec.Decode(&v); err != nil {
+				return nil, fmt.Errorf("parameter %q: bad default: %w", p.Name, err)
+			}
+			vals[p.Name] = v
+			continue
+		}
+		if p.Optional {
+			vals[p.Name] = nil
+			continue
+		}
+		missing = append(missing, p.Name)
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("required parameter %s has no column and no default", strings.Join(quoteAll(missing), ", "))
+	}
+	return vals, nil
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
+}
+
+// convert turns a string cell into JSON when the parameter's schema wants
+// an object or array and does not accept a string, so a column can hold a
+// bounding box such as {"west": 5, "south": 51, "east": 5.1, "north": 51.1}.
+func (p Parameter) convert(v any) (any, error) {
+	s, ok := v.(string)
+	if !ok || !p.wantsStructured() {
+		return v, nil
+	}
+	var out any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("parameter %q wants JSON (its schema is an object or array), got %q: %w", p.Name, s, err)
+	}
+	return out, nil
+}
+
+func (p Parameter) wantsStructured() bool {
+	var types []string
+	var collect func(json.RawMessage)
+	collect = func(raw json.RawMessage) {
+		var one struct {
+			Type any `json:"type"`
+		}
+		var many []json.RawMessage
+		if json.Unmarshal(raw, &many) == nil {
+			for _, m := range many {
+				collect(m)
+			}
+			return
+		}
+		if json.Unmarshal(raw, &one) != nil {
+			return
+		}
+		switch t := one.Type.(type) {
+		case string:
+			types = append(types, t)
+		case []any:
+			for _, x := range t {
+				if s, ok := x.(string); ok {
+					types = append(types, s)
+				}
+			}
+		}
+	}
+	collect(p.Schema)
+	structured := slices.Contains(types, "object") || slices.Contains(types, "array")
+	return structured && !slices.Contains(types, "string")
+}
+
+// Graph returns a copy of the process graph with every
+// {"from_parameter": NAME} of a definition parameter replaced by its value.
+func (d *Definition) Graph(vals map[string]any) map[string]any {
+	return substitute(d.ProcessGraph, vals).(map[string]any)
+}
+
+func substitute(v any, vals map[string]any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if name, ok := x["from_parameter"].(string); ok && len(x) == 1 {
+			if val, ok := vals[name]; ok {
+				return val
+			}
+		}
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = substitute(e, vals)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = substitute(e, vals)
+		}
+		return out
+	}
+	return v
+}
+
+// Job builds the batch job for a row. Its title is the row's "title"
+// column when there is one, else "<id> row <key>".
+func (d *Definition) Job(row driver.Job) (*remote.JobRequest, error) {
+	vals, err := d.Values(row.Data)
+	if err != nil {
+		return nil, fmt.Errorf("row %d: %w", row.Key, err)
+	}
+	title, _ := row.Data["title"].(string)
+	if title == "" {
+		title = fmt.Sprintf("%s row %d", cmp.Or(d.ID, "job"), row.Key)
+	}
+	return &remote.JobRequest{
+		Title:       title,
+		Description: d.Summary,
+		Process:     remote.Process{ProcessGraph: d.Graph(vals)},
+	}, nil
+}
+
+// StartJob creates the job of a row on conn. It has the signature of
+// worker.StartJobFunc.
+func (d *Definition) StartJob(ctx context.Context, row driver.Job, conn *remote.Client) (string, error) {
+	req, err := d.Job(row)
+	if err != nil {
+		return "", err
+	}
+	return conn.CreateJob(ctx, req)
+}
