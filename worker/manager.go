@@ -48,6 +48,7 @@ type Manager struct {
 	failures  map[int64]int         // handler failures per row
 	described map[int64]*remote.Job // final descriptions kept for handlers
 	canceled  map[int64]bool        // rows we asked the back-end to cancel
+	dirs      map[string]bool       // job ids whose folder a handler writes
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -67,6 +68,7 @@ func New(cfg Config) (*Manager, error) {
 		failures:  map[int64]int{},
 		described: map[int64]*remote.Job{},
 		canceled:  map[int64]bool{},
+		dirs:      map[string]bool{},
 	}
 	for i := range m.cfg.Backends {
 		b := &m.cfg.Backends[i]

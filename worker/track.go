@@ -241,6 +241,22 @@ func (m *Manager) handleEvents(ctx context.Context) error {
 
 func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h HandlerFunc) {
 	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
+	// Job ids are unique per back-end only: two back-ends may use the same
+	// id, and so the same job folder. Never write one folder twice at once.
+	m.mu.Lock()
+	busy := m.dirs[row.ID]
+	if !busy {
+		m.dirs[row.ID] = true
+	}
+	m.mu.Unlock()
+	if busy {
+		return // still pending: the next cycle handles it
+	}
+	defer func() {
+		m.mu.Lock()
+		delete(m.dirs, row.ID)
+		m.mu.Unlock()
+	}()
 	if !m.stillIs(ctx, row, true) {
 		return // handled since it was selected
 	}

@@ -182,8 +182,13 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if _, err := tx.ExecContext(ctx, ddl.String()); err != nil {
 		return interpretError(err)
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE INDEX jobs_status ON jobs (status, _key)`); err != nil {
-		return interpretError(err)
+	for _, q := range []string{
+		`CREATE INDEX jobs_status ON jobs (status, _key)`,
+		`CREATE INDEX jobs_pending ON jobs (_key) WHERE download_pending = 1`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return interpretError(err)
+		}
 	}
 	stmt, err := tx.PrepareContext(ctx, insert)
 	if err != nil {
@@ -223,6 +228,13 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 			return fmt.Errorf("row %d: %w", rowNum, interpretError(err))
 		}
 	}
+	// Counts per back-end and status, kept by triggers from here on, so that
+	// Counts reads a few rows however large the table.
+	for _, q := range countsDDL {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return interpretError(err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return interpretError(err)
 	}
@@ -230,6 +242,27 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	s.columns = nil
 	s.mu.Unlock()
 	return nil
+}
+
+// countsDDL creates job_counts, fills it, and keeps it right with triggers,
+// also when users edit the table with other SQLite tools.
+var countsDDL = []string{
+	`CREATE TABLE job_counts (backend_name TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL,
+		PRIMARY KEY (backend_name, status)) WITHOUT ROWID`,
+	`INSERT INTO job_counts SELECT coalesce(backend_name, ''), status, count(*) FROM jobs GROUP BY 1, 2`,
+	`CREATE TRIGGER jobs_counts_insert AFTER INSERT ON jobs BEGIN
+		INSERT INTO job_counts VALUES (coalesce(NEW.backend_name, ''), NEW.status, 1)
+			ON CONFLICT (backend_name, status) DO UPDATE SET n = n + 1;
+	END`,
+	`CREATE TRIGGER jobs_counts_delete AFTER DELETE ON jobs BEGIN
+		UPDATE job_counts SET n = n - 1 WHERE backend_name = coalesce(OLD.backend_name, '') AND status = OLD.status;
+	END`,
+	`CREATE TRIGGER jobs_counts_update AFTER UPDATE OF status, backend_name ON jobs
+	WHEN OLD.status IS NOT NEW.status OR OLD.backend_name IS NOT NEW.backend_name BEGIN
+		UPDATE job_counts SET n = n - 1 WHERE backend_name = coalesce(OLD.backend_name, '') AND status = OLD.status;
+		INSERT INTO job_counts VALUES (coalesce(NEW.backend_name, ''), NEW.status, 1)
+			ON CONFLICT (backend_name, status) DO UPDATE SET n = n + 1;
+	END`,
 }
 
 func sqlType(c driver.Column) string {
@@ -274,7 +307,7 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 		return nil, err
 	}
 	rows, err := s.r.QueryxContext(ctx,
-		`SELECT coalesce(backend_name, ''), status, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2`)
+		`SELECT backend_name, status, n FROM job_counts WHERE n > 0 ORDER BY 1, 2`)
 	if err != nil {
 		return nil, interpretError(err)
 	}

@@ -57,3 +57,51 @@ func TestPlainSQL(t *testing.T) {
 		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
 	}
 }
+
+// Counts come from a table kept by triggers: edits made with other SQLite
+// tools must keep them right.
+func TestCountsFollowForeignEdits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows := [][]any{{int64(1)}, {int64(2)}, {int64(3)}, {int64(4)}}
+	if err := s.Init(t.Context(), []string{"x"}, drivertest.Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		`UPDATE jobs SET status = 'finished', backend_name = 'a' WHERE x <= 2`,
+		`DELETE FROM jobs WHERE x = 3`,
+		`INSERT INTO jobs (x, status) VALUES (5, 'skipped')`,
+		`UPDATE jobs SET backend_name = 'b' WHERE x = 2`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	counts, err := s.Counts(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, c := range counts {
+		got[c.Backend+"/"+string(c.Status)] = c.N
+	}
+	want := map[string]int{"a/finished": 1, "b/finished": 1, "/not_started": 1, "/skipped": 1}
+	if len(got) != len(want) {
+		t.Errorf("Counts = %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("Counts = %v, want %v", got, want)
+			break
+		}
+	}
+}

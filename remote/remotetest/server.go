@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openeo-batch/worker/remote"
@@ -79,6 +80,10 @@ type Options struct {
 	AssetNames []string
 }
 
+// jobSeq numbers jobs across all servers of a process, so that two fake
+// back-ends never hand out the same job id (their job folders would clash).
+var jobSeq atomic.Int64
+
 type job struct {
 	id        string
 	req       remote.JobRequest
@@ -104,7 +109,6 @@ type Server struct {
 	mu        sync.Mutex
 	jobs      map[string]*job
 	order     []*job // creation order
-	nextID    int
 	startSeq  int
 	requests  map[string]int
 	peak      int // most jobs active (created, queued, running) at once
@@ -365,8 +369,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
-	s.nextID++
-	j := &job{id: fmt.Sprintf("j-%06d", s.nextID), req: req, status: "created", created: now, updated: now}
+	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, status: "created", created: now, updated: now}
 	s.jobs[j.id] = j
 	s.order = append(s.order, j)
 	s.advanceLocked()

@@ -1,0 +1,36 @@
+# Run `make` or `make help` for the targets.
+GO ?= go
+FUZZTIME ?= 30s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-zA-Z_\/-]*:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/worker
+	$(GO) build -o bin/worker ./cmd/worker
+
+.PHONY: demo
+demo: ## Run the demo against the built-in simulated back-end (results in ./demo-output)
+	$(GO) run ./cmd/worker demo --dir demo-output
+
+.PHONY: test
+test: ## Run every test with the race detector
+	$(GO) test -race -timeout 10m ./...
+
+.PHONY: vet
+vet: ## go vet and a gofmt check
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: bench
+bench: ## Run the benchmarks (store operations, a whole run against the fake back-end)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz test for FUZZTIME (default 30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./udpjob/
+	$(GO) test -run '^$$' -fuzz '^FuzzReadCSV$$' -fuzztime $(FUZZTIME) ./cmd/worker/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseBackend$$' -fuzztime $(FUZZTIME) ./cmd/worker/

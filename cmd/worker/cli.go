@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
+)
+
+// Exit codes.
+const (
+	exitOK          = 0
+	exitError       = 1
+	exitUsage       = 2
+	exitInterrupted = 130
+)
+
+const mainUsage = `worker runs a table of openEO batch jobs across several openEO back-ends.
+
+Each row of the job table becomes one batch job. worker creates and starts
+the jobs, never more at once than each back-end allows, follows their status,
+downloads their results and error logs, and records everything in the table.
+Stop it at any moment (Ctrl-C, or even kill -9) and run the same command
+again: it resumes with nothing lost and nothing done twice.
+
+Usage:
+  worker <command> [flags]
+
+Commands:
+  init     create a job table from a CSV file
+  run      run the jobs of a table on one or more back-ends
+  status   count the rows of a table per status and back-end
+  demo     run a small table against a built-in simulated back-end
+
+Example:
+  worker init --from tiles.csv --db jobs.db
+  export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
+  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json
+
+Run 'worker <command> --help' for the flags of a command.
+Exit status: 0 done, 1 error, 2 bad usage, 130 stopped by a signal (resumable).
+`
+
+// usageError is a mistake in the command line: exit 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// command is one subcommand.
+type command struct {
+	name  string
+	usage string // shown by --help, after the flags line
+	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
+}
+
+var commands = []command{initCmd, runCmd, statusCmd, demoCmd}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, mainUsage)
+		if len(args) == 0 {
+			return exitUsage
+		}
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		fs := flag.NewFlagSet("worker "+c.name, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
+			fs.PrintDefaults()
+		}
+		err := c.run(ctx, fs, args[1:], stdout, stderr)
+		return exitCode(err, stderr)
+	}
+	fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", args[0], mainUsage)
+	return exitUsage
+}
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return exitUsage
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "worker: stopped; run the same command again to resume")
+		return exitInterrupted
+	default:
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return exitError
+	}
+}
+
+// parse parses flags and refuses stray arguments.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// logFlags adds -v and --log-format and returns a function building the logger.
+func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
+	verbose := fs.Bool("v", false, "log debug messages too")
+	format := fs.String("log-format", "text", "log format on stderr: text or json")
+	return func() *slog.Logger {
+		opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+		if *verbose {
+			opts.Level = slog.LevelDebug
+		}
+		if *format == "json" {
+			return slog.New(slog.NewJSONHandler(stderr, opts))
+		}
+		return slog.New(slog.NewTextHandler(stderr, opts))
+	}
+}

@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/remote/remotetest"
+	"github.com/openeo-batch/worker/udpjob"
+	"github.com/openeo-batch/worker/worker"
+)
+
+var demoCmd = command{
+	name: "demo",
+	usage: `
+Usage: worker demo [--dir DIR] [--rows N]
+
+Runs the whole path on this machine, with no account and no network: starts
+two simulated openEO back-ends on 127.0.0.1, writes a sample CSV table and a
+process definition into DIR, creates the job table DIR/jobs.db from the CSV,
+runs every row as a batch job (one tile is made to fail, to show the error
+handling), shows progress, and prints a summary and where the results are.
+A second demo in the same DIR starts afresh.
+
+Example:
+  worker demo --dir demo-output
+  worker status --db demo-output/jobs.db
+`,
+	run: runDemo,
+}
+
+const demoProcess = `{
+  "id": "ndvi_composite",
+  "summary": "Median NDVI of a year over a tile (demo)",
+  "parameters": [
+    {"name": "year", "description": "Year to composite", "schema": {"type": "integer"}},
+    {"name": "spatial_extent", "description": "Bounding box of the tile", "schema": {"type": "object", "subtype": "bounding-box"}},
+    {"name": "max_cloud_cover", "description": "Scenes with more clouds are left out", "schema": {"type": "number"}, "optional": true, "default": 60}
+  ],
+  "process_graph": {
+    "load": {"process_id": "load_collection", "arguments": {
+      "id": "SENTINEL2_L2A", "spatial_extent": {"from_parameter": "spatial_extent"},
+      "temporal_extent": [{"from_parameter": "year"}, null], "bands": ["B04", "B08"],
+      "properties": {"eo:cloud_cover": {"process_graph": {"cc": {"process_id": "lte",
+        "arguments": {"x": {"from_parameter": "value"}, "y": {"from_parameter": "max_cloud_cover"}}, "result": true}}}}}},
+    "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
+    "median": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "ndvi"}, "dimension": "t",
+      "reducer": {"process_graph": {"m": {"process_id": "median", "arguments": {"data": {"from_parameter": "data"}}, "result": true}}}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "median"}, "format": "GTiff"}, "result": true}
+  }
+}
+`
+
+// demoFailTile is the tile whose jobs the simulated back-ends fail.
+const demoFailTile = "31UGV"
+
+func writeDemoInput(path string, rows int) error {
+	var b strings.Builder
+	b.WriteString("tile,year,title,spatial_extent\n")
+	tiles := []string{"31UFS", "31UFT", "31UGS", "31UGT", demoFailTile, "31UFU"}
+	for i := range rows {
+		tile := tiles[i%len(tiles)]
+		year := 2019 + i/len(tiles)
+		west, south := 5.0+float64(i%len(tiles))*0.1, 51.0
+		fmt.Fprintf(&b, "%s,%d,NDVI %s %d,\"{\"\"west\"\": %.1f, \"\"south\"\": %.1f, \"\"east\"\": %.1f, \"\"north\"\": %.1f}\"\n",
+			tile, year, tile, year, west, south, west+0.1, south+0.1)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	dir := fs.String("dir", "demo-output", "`folder` for the demo's table, inputs and results")
+	rows := fs.Int("rows", 12, "number of rows (jobs)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *rows < 1 || *rows > 10000 {
+		return usagef("demo: --rows must be between 1 and 10000")
+	}
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
+	dbPath := filepath.Join(*dir, "jobs.db")
+	resultsDir := filepath.Join(*dir, "results")
+	for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", resultsDir} {
+		if err := os.RemoveAll(p); err != nil {
+			return err
+		}
+	}
+	inputPath, processPath := filepath.Join(*dir, "input.csv"), filepath.Join(*dir, "process.json")
+	if err := writeDemoInput(inputPath, *rows); err != nil {
+		return err
+	}
+	if err := os.WriteFile(processPath, []byte(demoProcess), 0o644); err != nil {
+		return err
+	}
+
+	// Two simulated back-ends; one tile always fails, as real tiles sometimes do.
+	fail := func(j *remote.JobRequest) error {
+		if strings.Contains(j.Title, demoFailTile) {
+			return errors.New("no cloud-free observations over tile " + demoFailTile)
+		}
+		return nil
+	}
+	var servers []*remotetest.Server
+	for range 2 {
+		srv := remotetest.NewServer(remotetest.Options{
+			QueueTime: 300 * time.Millisecond, RunTime: 900 * time.Millisecond, MaxRunning: 2,
+			Outcome: fail, AssetSize: 64 << 10,
+		})
+		defer srv.Close()
+		servers = append(servers, srv)
+	}
+	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
+
+	t, err := readCSV(inputPath)
+	if err != nil {
+		return err
+	}
+	if _, err := createTable(ctx, dbPath, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.rows), inputPath)
+	def, err := udpjob.Load(processPath)
+	if err != nil {
+		return err
+	}
+	store, err := openExisting(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	demoEnv := map[string]string{"OPENEO_USERNAME": "user", "OPENEO_PASSWORD": "password"}
+	var backends []worker.Backend
+	for i, srv := range servers {
+		spec := backendSpec{name: fmt.Sprintf("sim%d", i+1), url: srv.URL}
+		c, err := connectBackend(ctx, spec, func(k string) string { return demoEnv[k] })
+		if err != nil {
+			return err
+		}
+		backends = append(backends, worker.Backend{Name: spec.name, Client: c, ParallelJobs: 3})
+	}
+	m, err := worker.New(worker.Config{
+		Store: store, Backends: backends, StartJob: def.StartJob,
+		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, Logger: quietLogger(stderr),
+	})
+	if err != nil {
+		return err
+	}
+
+	start := time.Now()
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if counts, err := store.Counts(ctx); err == nil {
+					fmt.Fprintf(stderr, "demo: %4.1fs %s\n", time.Since(start).Seconds(), progressLine(counts))
+				}
+			}
+		}
+	}()
+	runErr := m.Run(ctx)
+	if runErr != nil {
+		return runErr
+	}
+	counts, err := store.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.rows), time.Since(start).Seconds())
+	printCounts(stdout, counts)
+	requests := 0
+	for _, s := range servers {
+		requests += s.TotalRequests()
+	}
+	st := m.Stats()
+	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.rows)))
+	fmt.Fprintf(stdout, "Stats: %d started, %d finished, %d failed, %d result sets downloaded.\n",
+		st["job start"], st["job finished"], st["job failed"], st["job download"])
+	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files and job_<id>.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
+	fmt.Fprintf(stdout, "Inputs:     %s, %s\n", inputPath, processPath)
+	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
+	return nil
+}
+
+// progressLine renders counts per status on one line.
+func progressLine(counts []driver.Count) string {
+	per := map[driver.Status]int{}
+	for _, c := range counts {
+		per[c.Status] += c.N
+	}
+	var parts []string
+	for _, s := range driver.Statuses() {
+		if per[s] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", s, per[s]))
+		}
+	}
+	return strings.Join(parts, ", ")
+}

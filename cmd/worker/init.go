@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+var initCmd = command{
+	name: "init",
+	usage: `
+Usage: worker init --from FILE --db TABLE
+
+Creates a job table from a CSV file: one row per line, with the file's
+columns plus the manager's (id, backend_name, status, start_time, ...). A CSV
+job table written by the openEO Python client keeps its statuses and job ids,
+so a run started there resumes here. Nothing is written if the file has an
+error; the message names the file, the line and the column.
+
+Example:
+  worker init --from tiles.csv --db jobs.db
+`,
+	run: runInit,
+}
+
+func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	from := fs.String("from", "", "CSV `file` with one row per job and a header line (required)")
+	db := fs.String("db", "", "job table to create: a `path` such as jobs.db, or sqlite:///abs/path (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *from == "" || *db == "" {
+		return usagef("init: --from and --db are required")
+	}
+	if ext := strings.ToLower(filepath.Ext(*from)); ext != ".csv" {
+		return fmt.Errorf("%s: unsupported input format %q (supported: .csv)", *from, ext)
+	}
+	t, err := readCSV(*from)
+	if err != nil {
+		return err
+	}
+	n, err := createTable(ctx, *db, t)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *from, err)
+	}
+	fmt.Fprintf(stdout, "created %s with %d rows and columns %s\n", *db, n, strings.Join(t.columns, ", "))
+	return nil
+}
+
+// createTable writes t to a new store at location. On failure it removes
+// what it created, so a bad input leaves nothing behind.
+func createTable(ctx context.Context, location string, t *table) (int, error) {
+	_, path, err := driver.Lookup(location)
+	if err != nil {
+		return 0, err
+	}
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
+	s, err := driver.Open(ctx, location)
+	if err != nil {
+		return 0, err
+	}
+	err = s.Init(ctx, t.columns, t.seq())
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if !existed {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+				os.Remove(path + suffix)
+			}
+		}
+		if errors.Is(err, driver.ErrExists) {
+			return 0, fmt.Errorf("%s already holds a job table: run it, or choose another --db", location)
+		}
+		return 0, err
+	}
+	return len(t.rows), nil
+}

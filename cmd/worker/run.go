@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/udpjob"
+	"github.com/openeo-batch/worker/worker"
+)
+
+var runCmd = command{
+	name: "run",
+	usage: `
+Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N] ... --process DEF.json [flags]
+
+Runs every not_started row of the table as a batch job built from the process
+definition DEF.json (a user-defined process: id, parameters, process_graph):
+each parameter takes the row's column of the same name, else its default.
+Rows go to whichever back-end has a free slot. Results land in
+ROOT/job_<id>/ with job_<id>.json; failed jobs get job_<id>_errors.json.
+
+--backend may be repeated. parallel is the number of active jobs allowed on
+the back-end (default 2), queue the number allowed in the queue (default 10).
+
+Credentials come from the environment, per back-end NAME (upper-cased, other
+characters than letters and digits as _), else shared by all back-ends:
+  OPENEO_<NAME>_TOKEN, or OPENEO_<NAME>_USERNAME and OPENEO_<NAME>_PASSWORD
+  OPENEO_TOKEN,        or OPENEO_USERNAME and OPENEO_PASSWORD
+A token is the openEO bearer token, such as basic//abc or oidc/egi/eyJ...
+
+Stop with Ctrl-C (or kill): the same command resumes.
+
+Example:
+  export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
+  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json --root-dir results
+`,
+	run: runRun,
+}
+
+// backendFlag collects repeated --backend values.
+type backendFlag []backendSpec
+
+type backendSpec struct {
+	name, url       string
+	parallel, queue int
+}
+
+func (b *backendFlag) String() string { return fmt.Sprint(*b) }
+
+func (b *backendFlag) Set(v string) error {
+	spec, err := parseBackend(v)
+	if err != nil {
+		return err
+	}
+	*b = append(*b, spec)
+	return nil
+}
+
+// parseBackend parses NAME=URL[,parallel=N][,queue=N].
+func parseBackend(v string) (backendSpec, error) {
+	name, rest, ok := strings.Cut(v, "=")
+	if !ok || name == "" || rest == "" {
+		return backendSpec{}, fmt.Errorf("want NAME=URL[,parallel=N][,queue=N], got %q", v)
+	}
+	parts := strings.Split(rest, ",")
+	spec := backendSpec{name: name, url: parts[0]}
+	for _, p := range parts[1:] {
+		k, val, _ := strings.Cut(p, "=")
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 {
+			return backendSpec{}, fmt.Errorf("back-end %s: %s wants a positive whole number, got %q", name, k, val)
+		}
+		switch k {
+		case "parallel":
+			spec.parallel = n
+		case "queue":
+			spec.queue = n
+		default:
+			return backendSpec{}, fmt.Errorf("back-end %s: unknown option %q (known: parallel, queue)", name, k)
+		}
+	}
+	return spec, nil
+}
+
+func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var backends backendFlag
+	db := fs.String("db", "", "job table (required)")
+	fs.Var(&backends, "backend", "back-end `NAME=URL[,parallel=N][,queue=N]`; repeat for several (required)")
+	process := fs.String("process", "", "process definition JSON `file` (required)")
+	root := fs.String("root-dir", ".", "`folder` for the job folders with results and logs")
+	poll := fs.Duration("poll", 60*time.Second, "time between status checks")
+	cancelAfter := fs.Duration("cancel-running-job-after", 0, "cancel jobs running longer than this (0: never)")
+	noDownload := fs.Bool("no-download", false, "do not download results")
+	attempts := fs.Int("max-start-attempts", 3, "attempts to create and start a job before start_failed")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" || len(backends) == 0 || *process == "" {
+		return usagef("run: --db, --backend and --process are required")
+	}
+	if *poll <= 0 {
+		return usagef("run: --poll must be positive")
+	}
+	log := logger()
+	def, err := udpjob.Load(*process)
+	if err != nil {
+		return err
+	}
+	store, err := openExisting(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	cols, err := store.Columns(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *db, err)
+	}
+	if err := def.CheckColumns(cols); err != nil {
+		return fmt.Errorf("%s does not fit %s: %w", *process, *db, err)
+	}
+	var wbs []worker.Backend
+	for _, b := range backends {
+		c, err := connectBackend(ctx, b, os.Getenv)
+		if err != nil {
+			return err
+		}
+		log.Info("connected", "backend", b.name, "api", c.URL())
+		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
+	}
+	m, err := worker.New(worker.Config{
+		Store: store, Backends: wbs, StartJob: def.StartJob,
+		RootDir: *root, PollInterval: *poll, CancelRunningJobAfter: *cancelAfter,
+		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	counts, err := store.Counts(ctx)
+	if err != nil {
+		return err
+	}
+	printCounts(stdout, counts)
+	return nil
+}
+
+// envName turns a back-end name into its environment variable part.
+func envName(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// connectBackend connects and authenticates with the credentials found in
+// the environment (getenv).
+func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
+	c, err := remote.Connect(ctx, b.url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
+	}
+	for _, prefix := range []string{"OPENEO_" + envName(b.name) + "_", "OPENEO_"} {
+		if tok := getenv(prefix + "TOKEN"); tok != "" {
+			c.SetToken(tok)
+			return c, nil
+		}
+		user, pass := getenv(prefix+"USERNAME"), getenv(prefix+"PASSWORD")
+		if user != "" || pass != "" {
+			if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
+				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w", b.name, prefix, prefix, err)
+			}
+			return c, nil
+		}
+	}
+	n := envName(b.name)
+	return nil, fmt.Errorf("back-end %s: no credentials: set OPENEO_%s_TOKEN, or OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD", b.name, n, n, n)
+}
+
+// mustExist checks that a store's file exists, so that a typo does not
+// create an empty table.
+func mustExist(location string) error {
+	_, path, err := driver.Lookup(location)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%s: no such job table; create it with: worker init --from FILE.csv --db %s", location, location)
+	}
+	return nil
+}
+
+func openExisting(ctx context.Context, location string) (driver.Store, error) {
+	if err := mustExist(location); err != nil {
+		return nil, err
+	}
+	return driver.Open(ctx, location)
+}
+
+// quietLogger is used where only warnings matter.
+func quietLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
