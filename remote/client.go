@@ -287,25 +287,41 @@ func (c *Client) GetJob(ctx context.Context, id string) (*Job, error) {
 // ListJobs returns every job of the user, following the listing's pages
 // (limit pageSize, 0 for the back-end's default).
 func (c *Client) ListJobs(ctx context.Context, pageSize int) ([]Job, error) {
-	next := c.endpoint("jobs")
+	first := c.endpoint("jobs")
 	if pageSize > 0 {
-		next += "?limit=" + strconv.Itoa(pageSize)
+		first += "?limit=" + strconv.Itoa(pageSize)
 	}
-	var all []Job
+	return listAll[Job](ctx, c, first, "jobs")
+}
+
+// maxPages bounds the pages of one listing, against a back-end whose next
+// links go round in circles.
+const maxPages = 100000
+
+// listAll follows a paginated listing from first along its "next" links
+// and collects the items under key ("jobs", "logs").
+func listAll[T any](ctx context.Context, c *Client, first, key string) ([]T, error) {
+	var all []T
+	next := first
 	for pages := 0; next != ""; pages++ {
-		if pages > 100000 {
-			return nil, errors.New("list jobs: more than 100000 pages, giving up")
+		if pages >= maxPages {
+			return nil, fmt.Errorf("list %s: more than %d pages, giving up", key, maxPages)
 		}
-		var page struct {
-			Jobs  []Job  `json:"jobs"`
-			Links []Link `json:"links"`
-		}
+		var page map[string]json.RawMessage
 		if err := c.getJSON(ctx, next, &page); err != nil {
 			return nil, err
 		}
-		all = append(all, page.Jobs...)
+		var items []T
+		var links []Link
+		if err := json.Unmarshal(page[key], &items); err != nil && page[key] != nil {
+			return nil, fmt.Errorf("list %s: %w", key, err)
+		}
+		if err := json.Unmarshal(page["links"], &links); err != nil && page["links"] != nil {
+			return nil, fmt.Errorf("list %s: links: %w", key, err)
+		}
+		all = append(all, items...)
 		next = ""
-		for _, l := range page.Links {
+		for _, l := range links {
 			if l.Rel == "next" && l.Href != "" {
 				next = c.resolve(l.Href)
 			}
@@ -350,29 +366,7 @@ func (c *Client) Results(ctx context.Context, id string) (*Results, error) {
 // Logs returns a job's log entries at level or above ("error", "warning",
 // "info", "debug"), following offset pagination.
 func (c *Client) Logs(ctx context.Context, id, level string) ([]LogEntry, error) {
-	base := c.endpoint("jobs/%s/logs", id)
-	var all []LogEntry
-	next := base + "?level=" + url.QueryEscape(level)
-	for pages := 0; next != ""; pages++ {
-		if pages > 10000 {
-			return nil, errors.New("logs: more than 10000 pages, giving up")
-		}
-		var page struct {
-			Logs  []LogEntry `json:"logs"`
-			Links []Link     `json:"links"`
-		}
-		if err := c.getJSON(ctx, next, &page); err != nil {
-			return nil, err
-		}
-		all = append(all, page.Logs...)
-		next = ""
-		for _, l := range page.Links {
-			if l.Rel == "next" && l.Href != "" {
-				next = c.resolve(l.Href)
-			}
-		}
-	}
-	return all, nil
+	return listAll[LogEntry](ctx, c, c.endpoint("jobs/%s/logs", id)+"?level="+url.QueryEscape(level), "logs")
 }
 
 // ProcessGraph returns a user-defined process (GET /process_graphs/{id}) as

@@ -265,12 +265,12 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("GET", "/credentials/basic", false, s.basicAuth)
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
-	handle("GET", "/jobs/{job_id}", true, s.getJob)
-	handle("DELETE", "/jobs/{job_id}", true, s.deleteJob)
-	handle("POST", "/jobs/{job_id}/results", true, s.startJob)
-	handle("DELETE", "/jobs/{job_id}/results", true, s.cancelJob)
-	handle("GET", "/jobs/{job_id}/results", true, s.results)
-	handle("GET", "/jobs/{job_id}/logs", true, s.logs)
+	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))
+	handle("DELETE", "/jobs/{job_id}", true, s.withJob(s.deleteJob))
+	handle("POST", "/jobs/{job_id}/results", true, s.withJob(s.startJob))
+	handle("DELETE", "/jobs/{job_id}/results", true, s.withJob(s.cancelJob))
+	handle("GET", "/jobs/{job_id}/results", true, s.withJob(s.results))
+	handle("GET", "/jobs/{job_id}/logs", true, s.withJob(s.logs))
 	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
 	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
 	handle("GET", "/assets/{job_id}/{name}", false, s.asset)
@@ -380,8 +380,20 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-// lookup returns the job of the request, advancing time first. The caller
-// holds s.mu.
+// withJob wraps a handler of /jobs/{job_id}...: it holds the lock, moves
+// time on, and answers 404 JobNotFound for an unknown job.
+func (s *Server) withJob(h func(w http.ResponseWriter, r *http.Request, j *job)) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if j := s.lookupLocked(w, r); j != nil {
+			h(w, r, j)
+		}
+	}
+}
+
+// lookupLocked returns the job of the request, advancing time first. The
+// caller holds s.mu.
 func (s *Server) lookupLocked(w http.ResponseWriter, r *http.Request) *job {
 	s.advanceLocked()
 	j := s.jobs[r.PathValue("job_id")]
@@ -424,13 +436,7 @@ func (s *Server) advanceLocked() {
 	}
 }
 
-func (s *Server) startJob(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j := s.lookupLocked(w, r)
-	if j == nil {
-		return
-	}
+func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 	if j.status != "queued" && j.status != "running" {
 		now := s.opts.Clock.Now()
 		s.startSeq++
@@ -440,13 +446,7 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j := s.lookupLocked(w, r)
-	if j == nil {
-		return
-	}
+func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, j *job) {
 	switch j.status {
 	case "queued":
 		j.status, j.updated = "created", s.opts.Clock.Now()
@@ -456,14 +456,10 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if j := s.lookupLocked(w, r); j != nil {
-		delete(s.jobs, j.id)
-		s.order = slices.DeleteFunc(s.order, func(x *job) bool { return x == j })
-		w.WriteHeader(http.StatusNoContent)
-	}
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request, j *job) {
+	delete(s.jobs, j.id)
+	s.order = slices.DeleteFunc(s.order, func(x *job) bool { return x == j })
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339) }
@@ -499,12 +495,8 @@ func (s *Server) jobDoc(j *job, full bool) map[string]any {
 	return d
 }
 
-func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if j := s.lookupLocked(w, r); j != nil {
-		writeJSON(w, http.StatusOK, s.jobDoc(j, true))
-	}
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, j *job) {
+	writeJSON(w, http.StatusOK, s.jobDoc(j, true))
 }
 
 func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
@@ -541,13 +533,7 @@ func (s *Server) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"jobs": docs, "links": links})
 }
 
-func (s *Server) results(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	j := s.lookupLocked(w, r)
-	if j == nil {
-		return
-	}
+func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 	switch j.status {
 	case "finished":
 	case "error":
@@ -608,13 +594,7 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 
 var levels = map[string]int{"debug": 0, "info": 1, "warning": 2, "error": 3}
 
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	j := s.lookupLocked(w, r)
-	if j == nil {
-		s.mu.Unlock()
-		return
-	}
+func (s *Server) logs(w http.ResponseWriter, r *http.Request, j *job) {
 	type entry = map[string]any
 	all := []entry{
 		{"id": "1", "level": "info", "message": "job created", "time": rfc3339(j.created)},
@@ -623,7 +603,6 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 	if j.status == "error" {
 		all = append(all, entry{"id": "3", "level": "error", "code": "JobFailed", "message": j.failure, "time": rfc3339(j.updated)})
 	}
-	s.mu.Unlock()
 	minLevel := levels[cmp.Or(r.URL.Query().Get("level"), "debug")]
 	offset := r.URL.Query().Get("offset")
 	out := []entry{}
