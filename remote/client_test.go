@@ -268,3 +268,27 @@ func TestJobTag(t *testing.T) {
 		}
 	}
 }
+
+func TestOutcomeUnknown(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	c := connect(t, srv)
+	_, err4xx := c.CreateJob(t.Context(), &remote.JobRequest{}) // no process graph: 400
+	srv.Close()
+	_, errConn := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()}) // server gone
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"400 answer", err4xx, false},
+		{"connection refused", errConn, true},
+		{"502 answer", &remote.APIError{StatusCode: 502}, true},
+		{"not a request", errors.New("row 3: required parameter"), false},
+	}
+	for _, tt := range tests {
+		if got := remote.OutcomeUnknown(tt.err); got != tt.want {
+			t.Errorf("%s: OutcomeUnknown(%v) = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
+}

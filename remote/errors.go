@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +25,21 @@ var (
 	// ErrJobNotFinished: results asked for before the job finished.
 	ErrJobNotFinished = errors.New("job not finished")
 )
+
+// OutcomeUnknown reports whether err leaves it open if the request took
+// effect: the connection broke or timed out, or the back-end answered 5xx.
+// A 4xx answer, or an error before any request was sent, means it did not.
+func OutcomeUnknown(err error) bool {
+	if err == nil {
+		return false
+	}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.StatusCode >= 500
+	}
+	var urlErr *url.Error
+	return errors.As(err, &urlErr)
+}
 
 // APIError is an openEO error answer (section 6 of the API), or any non-2xx
 // answer when the body is not an openEO error document.

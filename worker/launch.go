@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
 )
 
 // slots returns, per back-end, how many rows it may take now: parallel
@@ -81,7 +82,7 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	if err != nil && ctx.Err() != nil {
 		return // stopped: recovery finds the job by its tag, or frees the row
 	}
-	if err != nil {
+	if remote.OutcomeUnknown(err) {
 		// The create request may have reached the back-end even though we
 		// got no answer: look for the job by its tag before trying again.
 		if tags, lerr := m.listTags(ctx, b); lerr == nil && tags[j.Tag] != "" {

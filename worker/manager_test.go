@@ -358,3 +358,33 @@ func TestHostileAssetNameRefused(t *testing.T) {
 		}
 	}
 }
+
+// A create whose answer is lost (here: a 502 from a proxy after the job was
+// made) is resolved by the job's tag instead of creating the job again.
+func TestCreateWithLostAnswerIsAdopted(t *testing.T) {
+	f := newFixture(t, 3, remotetest.Options{})
+	lost := 0
+	f.cfg.Concurrency = 1
+	f.cfg.StartJob = func(ctx context.Context, row driver.Job, conn *remote.Client) (string, error) {
+		id, err := startJob(ctx, row, conn)
+		if err == nil && lost == 0 {
+			lost++
+			return "", &remote.APIError{StatusCode: 502, Message: "bad gateway"}
+		}
+		return id, err
+	}
+	m := f.run(t)
+	for title, n := range f.backendJobs() {
+		if n != 1 {
+			t.Errorf("%d back-end jobs for %q, want 1", n, title)
+		}
+	}
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished {
+			t.Errorf("row %d: %q", r.Key, r.Status)
+		}
+	}
+	if st := m.Stats(); st["start_job error"] != 0 || st["job list"] == 0 {
+		t.Errorf("stats = %v, want the lost create resolved by a listing", st)
+	}
+}
