@@ -1,0 +1,55 @@
+package test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/openeo-batch/worker"
+
+// TestImportDirection enforces DESIGN.md's layout: driver and remote import
+// no project package, worker imports no concrete driver, only cmd/worker
+// (and tests) wire drivers in.
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}:{{join .Imports " "}}`, module+"/...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	project := func(imports []string) []string {
+		var p []string
+		for _, i := range imports {
+			if strings.HasPrefix(i, module) {
+				p = append(p, strings.TrimPrefix(i, module+"/"))
+			}
+		}
+		return p
+	}
+	rules := map[string]func(imp string) bool{ // package -> allowed project import
+		"driver":            func(string) bool { return false },
+		"remote":            func(string) bool { return false },
+		"remote/remotetest": func(imp string) bool { return imp == "remote" },
+		"driver/sqlite":     func(imp string) bool { return imp == "driver" },
+		"driver/drivertest": func(imp string) bool { return imp == "driver" },
+		"udpjob":            func(imp string) bool { return imp == "driver" || imp == "remote" },
+		"worker":            func(imp string) bool { return imp == "driver" || imp == "remote" },
+	}
+	checked := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imps, _ := strings.Cut(line, ":")
+		pkg = strings.TrimPrefix(pkg, module+"/")
+		allowed, ok := rules[pkg]
+		if !ok {
+			continue
+		}
+		checked++
+		for _, imp := range project(strings.Fields(imps)) {
+			if !allowed(imp) {
+				t.Errorf("%s imports %s, against the layout in DESIGN.md", pkg, imp)
+			}
+		}
+	}
+	if checked != len(rules) {
+		t.Errorf("checked %d packages, want %d: a package moved?", checked, len(rules))
+	}
+}
