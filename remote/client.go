@@ -2,23 +2,24 @@
 // capabilities, basic and bearer authentication, batch jobs, results,
 // downloads, logs and user-defined process graphs.
 //
-// Every method takes a context and makes exactly one logical request (a
-// listing follows its pages). The client does not retry: callers decide what
-// is safe to repeat. Errors from the back-end are *APIError values that match
-// the package's sentinels (ErrJobNotFound, ErrAuth, ...) with errors.Is.
+// Every method takes a context and makes one logical request (a listing
+// follows its pages). Requests go through the back-end's Policy: rate
+// limits, a circuit breaker, per-attempt timeouts, and retries with backoff
+// for failures that are safe to repeat (a request that changes state is
+// repeated only when the failure shows it did not take effect). A refused
+// token is renewed once. Errors from the back-end are *APIError values that
+// match the package's sentinels (ErrJobNotFound, ErrAuth, ...) with
+// errors.Is.
 package remote
 
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path"
 	"slices"
 	"strconv"
@@ -35,6 +36,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// UserAgent is sent with every request.
 	UserAgent string
+	// Policy sets retries, timeouts, rate limits and the circuit breaker;
+	// nil means DefaultPolicy.
+	Policy *Policy
 }
 
 // Client talks to one openEO back-end. It is safe for concurrent use once
@@ -43,8 +47,8 @@ type Client struct {
 	root      *url.URL // API root, always ending in "/"
 	http      *http.Client
 	userAgent string
-	bearer    string // the Authorization header value, "" before auth
-	tag       string // see WithJobTag
+	tag       string       // see WithJobTag
+	state     *clientState // shared by the copies WithJobTag makes
 }
 
 // New returns a client for the API root apiURL, without version discovery.
@@ -68,13 +72,17 @@ func New(apiURL string, opts *Options) (*Client, error) {
 	u.RawQuery, u.Fragment = "", ""
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 5 * time.Minute}
+		// One connection pool per back-end, reused for every request.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 32
+		t.ResponseHeaderTimeout = 5 * time.Minute
+		hc = &http.Client{Transport: t}
 	}
 	ua := opts.UserAgent
 	if ua == "" {
 		ua = "openeo-batch-worker"
 	}
-	return &Client{root: u, http: hc, userAgent: ua}, nil
+	return &Client{root: u, http: hc, userAgent: ua, state: &clientState{pol: newPolicies(opts.Policy)}}, nil
 }
 
 // Connect finds the API root of the back-end a user typed (by its
@@ -110,7 +118,12 @@ func Connect(ctx context.Context, rawURL string, opts *Options) (*Client, error)
 	if best == "" {
 		return c, nil
 	}
-	return New(best, &Options{HTTPClient: c.http, UserAgent: c.userAgent})
+	nc, err := New(best, &Options{HTTPClient: c.http, UserAgent: c.userAgent})
+	if err != nil {
+		return nil, err
+	}
+	nc.state = c.state
+	return nc, nil
 }
 
 func parseVersion(s string) []int {
@@ -154,36 +167,9 @@ func toAny(s []string) []any {
 	return out
 }
 
-// SetToken authenticates with a bearer token in openEO form,
-// "<method>/<provider>/<token>", for example "basic//abc" or
-// "oidc/egi/eyJ...". A token without a slash is taken as a basic token.
-func (c *Client) SetToken(token string) {
-	if !strings.Contains(token, "/") {
-		token = "basic//" + token
-	}
-	c.bearer = "Bearer " + token
-}
-
-// AuthenticateBasic logs in with a user name and password (GET
-// /credentials/basic) and keeps the access token.
-func (c *Client) AuthenticateBasic(ctx context.Context, username, password string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint("credentials/basic"), nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(username+":"+password)))
-	var out struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := c.doJSON(req, &out); err != nil {
-		return fmt.Errorf("basic authentication: %w", err)
-	}
-	if out.AccessToken == "" {
-		return errors.New("basic authentication: back-end sent no access_token")
-	}
-	c.bearer = "Bearer basic//" + out.AccessToken
-	return nil
-}
+// Available reports whether the client sends requests to the back-end
+// now: false while its circuit breaker is open after too many failures.
+func (c *Client) Available() bool { return c.state.pol.available() }
 
 // WithJobTag returns a copy of c whose CreateJob marks every job it creates
 // with tag (see TagMarker), so that a job whose creation was interrupted can
@@ -236,38 +222,33 @@ func (c *Client) CreateJob(ctx context.Context, job *JobRequest) (string, error)
 	if err != nil {
 		return "", fmt.Errorf("encode job: %w", err)
 	}
-	req, err := c.newRequest(ctx, http.MethodPost, c.endpoint("jobs"), bytes.NewReader(b))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.do(req)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	if id := resp.Header.Get("OpenEO-Identifier"); id != "" {
-		return id, nil
-	}
-	if loc := resp.Header.Get("Location"); loc != "" {
-		return path.Base(strings.TrimSuffix(loc, "/")), nil
-	}
-	return "", fmt.Errorf("create job: back-end sent neither OpenEO-Identifier nor Location (status %d)", resp.StatusCode)
+	var id string
+	err = c.call(ctx, request{method: http.MethodPost, url: c.endpoint("jobs"), body: b, handle: func(resp *http.Response) error {
+		if id = resp.Header.Get("OpenEO-Identifier"); id != "" {
+			return nil
+		}
+		if loc := resp.Header.Get("Location"); loc != "" {
+			id = path.Base(strings.TrimSuffix(loc, "/"))
+			return nil
+		}
+		return fmt.Errorf("create job: back-end sent neither OpenEO-Identifier nor Location (status %d)", resp.StatusCode)
+	}})
+	return id, err
 }
 
 // StartJob queues a created job for processing.
 func (c *Client) StartJob(ctx context.Context, id string) error {
-	return c.noContent(ctx, http.MethodPost, c.endpoint("jobs/%s/results", id))
+	return c.call(ctx, request{method: http.MethodPost, url: c.endpoint("jobs/%s/results", id), start: true})
 }
 
 // CancelJob stops a queued or running job.
 func (c *Client) CancelJob(ctx context.Context, id string) error {
-	return c.noContent(ctx, http.MethodDelete, c.endpoint("jobs/%s/results", id))
+	return c.call(ctx, request{method: http.MethodDelete, url: c.endpoint("jobs/%s/results", id)})
 }
 
 // DeleteJob deletes a job and its results.
 func (c *Client) DeleteJob(ctx context.Context, id string) error {
-	return c.noContent(ctx, http.MethodDelete, c.endpoint("jobs/%s", id))
+	return c.call(ctx, request{method: http.MethodDelete, url: c.endpoint("jobs/%s", id)})
 }
 
 // GetJob returns the full description of a job, usage and costs included.
@@ -343,12 +324,8 @@ func (c *Client) resolve(href string) string {
 // error the back-end answers 424 with a log entry: that comes back as an
 // *APIError with the entry's code and message.
 func (c *Client) Results(ctx context.Context, id string) (*Results, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, c.endpoint("jobs/%s/results", id), nil)
-	if err != nil {
-		return nil, err
-	}
 	var raw json.RawMessage
-	if err := c.doJSON(req, &raw); err != nil {
+	if err := c.getJSON(ctx, c.endpoint("jobs/%s/results", id), &raw); err != nil {
 		return nil, err
 	}
 	var r Results
@@ -379,113 +356,118 @@ func (c *Client) ProcessGraph(ctx context.Context, id string) (json.RawMessage, 
 	return raw, nil
 }
 
-// Download streams the file at href to dst. It writes dst+".part" and
-// renames it when complete, so dst exists only whole. The openEO token is
-// sent only when href is on the back-end's own host.
-func (c *Client) Download(ctx context.Context, href, dst string) (int64, error) {
-	req, err := c.newRequest(ctx, http.MethodGet, c.resolve(href), nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	part := dst + ".part"
-	f, err := os.Create(part)
-	if err != nil {
-		return 0, err
-	}
-	n, err := io.Copy(f, resp.Body)
-	if err == nil && resp.ContentLength >= 0 && n != resp.ContentLength {
-		err = fmt.Errorf("short body: %d of %d bytes", n, resp.ContentLength)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(part, dst)
-	}
-	if err != nil {
-		os.Remove(part)
-		return 0, fmt.Errorf("download %s: %w", redactURL(req.URL.String()), err)
-	}
-	return n, nil
+// request is one logical request.
+type request struct {
+	method, url string
+	body        []byte
+	header      http.Header
+	start       bool // a job start: subject to the start rate limit
+	noAuth      bool // send no token (logging in)
+	download    bool // DownloadTimeout instead of Timeout
+	// prepare, when set, adjusts each attempt's request (a Range header).
+	prepare func(*http.Request)
+	// out receives the JSON answer; handle, when set, reads the answer
+	// instead. Either runs inside the attempt, so a broken body is retried
+	// like a broken connection.
+	out    any
+	handle func(*http.Response) error
 }
 
-func (c *Client) newRequest(ctx context.Context, method, u string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
+func (r *request) idempotent() bool {
+	return r.method != http.MethodPost && r.method != http.MethodPatch
+}
+
+// call sends r under the back-end's policies.
+func (c *Client) call(ctx context.Context, r request) error {
+	return c.state.pol.run(ctx, r.idempotent(), r.start, func(ctx context.Context) error {
+		return c.attempt(ctx, &r)
+	})
+}
+
+// attempt sends r once. When the back-end refuses the token and a fresh
+// one can be had, it returns a tokenRenewed error: the policy sends the
+// request again at once (the refused request had no effect).
+func (c *Client) attempt(ctx context.Context, r *request) error {
+	timeout := c.state.pol.p.Timeout
+	if r.download {
+		timeout = c.state.pol.p.DownloadTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var body io.Reader
+	if r.body != nil {
+		body = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, r.url, body)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if c.bearer != "" && sameOrigin(req.URL, c.root) {
-		req.Header.Set("Authorization", c.bearer)
+	for k, v := range r.header {
+		req.Header[k] = v
 	}
-	return req, nil
+	req.Header.Set("User-Agent", c.userAgent)
+	if r.prepare != nil {
+		r.prepare(req)
+	}
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.out != nil {
+		req.Header.Set("Accept", "application/json")
+	}
+	bearer := ""
+	if auth := c.state.getAuth(); auth != nil && !r.noAuth && sameOrigin(req.URL, c.root) {
+		if bearer, err = auth.Bearer(ctx); err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return &transportError{fmt.Errorf("%s %s: %w", r.method, redactURL(r.url), err)}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		apiErr := newAPIError(resp, b)
+		if bearer != "" && tokenInvalid(apiErr) && c.state.getAuth().Invalidate(bearer) {
+			return &tokenRenewed{apiErr}
+		}
+		return apiErr
+	}
+	err = c.consume(resp, r)
+	resp.Body.Close()
+	return err
+}
+
+func (c *Client) consume(resp *http.Response, r *request) error {
+	switch {
+	case r.handle != nil:
+		return r.handle(resp)
+	case r.out != nil:
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON+1))
+		if err != nil {
+			return &transportError{fmt.Errorf("%s %s: read answer: %w", r.method, redactURL(r.url), err)}
+		}
+		if len(b) > maxJSON {
+			return fmt.Errorf("%s %s: answer larger than %d bytes", r.method, redactURL(r.url), maxJSON)
+		}
+		if err := json.Unmarshal(b, r.out); err != nil {
+			return fmt.Errorf("%s %s: decode answer: %w", r.method, redactURL(r.url), err)
+		}
+		return nil
+	default:
+		_, err := io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		return err
+	}
+}
+
+func (c *Client) getJSON(ctx context.Context, u string, out any) error {
+	return c.call(ctx, request{method: http.MethodGet, url: u, out: out})
 }
 
 // sameOrigin reports whether u is on the back-end's own scheme and host: the
 // only place the token may go.
 func sameOrigin(u, root *url.URL) bool {
 	return strings.EqualFold(u.Scheme, root.Scheme) && strings.EqualFold(u.Host, root.Host)
-}
-
-// do sends req and turns a non-2xx answer into an *APIError.
-func (c *Client) do(req *http.Request) (*http.Response, error) {
-	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", req.Method, redactURL(req.URL.String()), err)
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return nil, newAPIError(resp, body)
-}
-
-func (c *Client) doJSON(req *http.Request, out any) error {
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJSON+1))
-	if err != nil {
-		return fmt.Errorf("%s %s: read body: %w", req.Method, redactURL(req.URL.String()), err)
-	}
-	if len(body) > maxJSON {
-		return fmt.Errorf("%s %s: answer larger than %d bytes", req.Method, redactURL(req.URL.String()), maxJSON)
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", req.Method, redactURL(req.URL.String()), err)
-	}
-	return nil
-}
-
-func (c *Client) getJSON(ctx context.Context, u string, out any) error {
-	req, err := c.newRequest(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	return c.doJSON(req, out)
-}
-
-func (c *Client) noContent(ctx context.Context, method, u string) error {
-	req, err := c.newRequest(ctx, method, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.do(req)
-	if err != nil {
-		return err
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	return resp.Body.Close()
 }

@@ -22,9 +22,14 @@ func graph() remote.Process {
 	}}
 }
 
+// fast is a policy for tests: real retries, tiny waits.
+func fast() *remote.Options {
+	return &remote.Options{Policy: &remote.Policy{MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, MaxRetryAfter: 10 * time.Millisecond}}
+}
+
 func connect(t *testing.T, srv *remotetest.Server) *remote.Client {
 	t.Helper()
-	c, err := remote.Connect(t.Context(), srv.URL, nil)
+	c, err := remote.Connect(t.Context(), srv.URL, fast())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +42,7 @@ func connect(t *testing.T, srv *remotetest.Server) *remote.Client {
 func TestDiscoveryPicksProductionVersionAndKeepsPath(t *testing.T) {
 	srv := remotetest.NewServer(remotetest.Options{})
 	defer srv.Close()
-	c, err := remote.Connect(t.Context(), srv.URL, nil)
+	c, err := remote.Connect(t.Context(), srv.URL, fast())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +65,7 @@ func TestDiscoveryPicksProductionVersionAndKeepsPath(t *testing.T) {
 func TestConnectWithoutDiscoveryUsesURL(t *testing.T) {
 	srv := remotetest.NewServer(remotetest.Options{})
 	defer srv.Close()
-	c, err := remote.Connect(t.Context(), srv.APIURL, nil)
+	c, err := remote.Connect(t.Context(), srv.APIURL, fast())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +77,7 @@ func TestConnectWithoutDiscoveryUsesURL(t *testing.T) {
 func TestAuthErrors(t *testing.T) {
 	srv := remotetest.NewServer(remotetest.Options{})
 	defer srv.Close()
-	c, _ := remote.New(srv.APIURL, nil)
+	c, _ := remote.New(srv.APIURL, fast())
 	err := c.AuthenticateBasic(t.Context(), "user", "wrong")
 	var apiErr *remote.APIError
 	if !errors.As(err, &apiErr) || apiErr.Code != "CredentialsInvalid" || !errors.Is(err, remote.ErrAuth) {
@@ -240,17 +245,25 @@ func TestTokenNotSentToOtherHosts(t *testing.T) {
 }
 
 func TestNonJSONErrorBody(t *testing.T) {
+	hits := 0
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits++
 		w.Header().Set("Retry-After", "7")
 		w.WriteHeader(http.StatusBadGateway)
 		w.Write([]byte("<html>502 Bad Gateway</html>"))
 	}))
 	defer proxy.Close()
-	c, _ := remote.New(proxy.URL, nil)
+	opts := fast()
+	opts.Policy.MaxRetries = 2
+	c, _ := remote.New(proxy.URL, opts)
 	_, err := c.GetJob(t.Context(), "x")
 	var apiErr *remote.APIError
-	if !errors.As(err, &apiErr) || !errors.Is(err, remote.ErrTransient) || apiErr.RetryAfter != 7*time.Second {
+	if !errors.As(err, &apiErr) || !errors.Is(err, remote.ErrTransient) || apiErr.RetryAfter != 7*time.Second ||
+		!strings.Contains(apiErr.Message, "502 Bad Gateway") {
 		t.Errorf("err = %#v", err)
+	}
+	if hits != 3 {
+		t.Errorf("%d requests, want 1 + 2 retries", hits)
 	}
 }
 
@@ -274,7 +287,17 @@ func TestOutcomeUnknown(t *testing.T) {
 	c := connect(t, srv)
 	_, err4xx := c.CreateJob(t.Context(), &remote.JobRequest{}) // no process graph: 400
 	srv.Close()
-	_, errConn := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()}) // server gone
+	// A fresh client: c's pooled connection would fail after sending (EOF),
+	// which is rightly an unknown outcome.
+	cr, _ := remote.New(srv.APIURL, fast())
+	_, errRefused := cr.CreateJob(t.Context(), &remote.JobRequest{Process: graph()}) // nothing listens
+	// A server that reads the request, then drops the connection unanswered.
+	hangup := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	}))
+	defer hangup.Close()
+	ch, _ := remote.New(hangup.URL, fast())
+	_, errDropped := ch.CreateJob(t.Context(), &remote.JobRequest{Process: graph()})
 	tests := []struct {
 		name string
 		err  error
@@ -282,7 +305,8 @@ func TestOutcomeUnknown(t *testing.T) {
 	}{
 		{"nil", nil, false},
 		{"400 answer", err4xx, false},
-		{"connection refused", errConn, true},
+		{"connection refused: not sent", errRefused, false},
+		{"connection dropped after sending", errDropped, true},
 		{"502 answer", &remote.APIError{StatusCode: 502}, true},
 		{"not a request", errors.New("row 3: required parameter"), false},
 	}

@@ -24,6 +24,9 @@ var (
 	ErrTransient = errors.New("transient back-end error")
 	// ErrJobNotFinished: results asked for before the job finished.
 	ErrJobNotFinished = errors.New("job not finished")
+	// ErrLinkExpired: a signed result link expired (410 ResultLinkExpired):
+	// ask for the results again for fresh links.
+	ErrLinkExpired = errors.New("result link expired")
 )
 
 // OutcomeUnknown reports whether err leaves it open if the request took
@@ -37,8 +40,11 @@ func OutcomeUnknown(err error) bool {
 	if errors.As(err, &apiErr) {
 		return apiErr.StatusCode >= 500
 	}
+	if errors.Is(err, ErrUnavailable) {
+		return false // not sent
+	}
 	var urlErr *url.Error
-	return errors.As(err, &urlErr)
+	return errors.As(err, &urlErr) && !notSent(err)
 }
 
 // APIError is an openEO error answer (section 6 of the API), or any non-2xx
@@ -81,6 +87,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests || e.StatusCode == http.StatusRequestTimeout
 	case ErrJobNotFinished:
 		return e.Code == "JobNotFinished"
+	case ErrLinkExpired:
+		return e.Code == "ResultLinkExpired" || e.StatusCode == http.StatusGone
 	}
 	return false
 }

@@ -110,6 +110,8 @@ type Asset struct {
 	Type     string   `json:"type,omitempty"`
 	Roles    []string `json:"roles,omitempty"`
 	FileSize *int64   `json:"file:size,omitempty"`
+	// FileChecksum is a multihash in hex (STAC file extension).
+	FileChecksum string `json:"file:checksum,omitempty"`
 }
 
 // Results is the answer of GET /jobs/{id}/results: a STAC Item or

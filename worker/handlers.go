@@ -3,10 +3,16 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openeo-batch/worker/remote"
 )
 
 // JobDir returns the folder of a job's files: <root>/job_<id>, as the
@@ -26,25 +32,55 @@ func ErrorLogPath(root, jobID string) string {
 }
 
 // DownloadResults is the default handler for finished jobs: it downloads
-// every result asset into ev.Dir and writes the job's description to
-// job_<id>.json there, last, so that file marks a complete download.
+// every result asset into ev.Dir (a few at a time, each checked against its
+// announced size and checksum) and writes the job's description to
+// job_<id>.json there, last, so that file marks a complete download. Expired
+// result links are renewed by asking for the results again.
 func DownloadResults(ctx context.Context, ev Event) error {
 	id := ev.Row.ID
 	res, err := ev.Conn.Results(ctx, id)
 	if err != nil {
 		return fmt.Errorf("results of job %s: %w", id, err)
 	}
+	files := map[string]string{} // asset key -> file name
+	for name, a := range res.Assets {
+		if files[name], err = assetFileName(name, a.Href); err != nil {
+			return fmt.Errorf("job %s: %w", id, err)
+		}
+	}
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
-	for name, a := range res.Assets {
-		file, err := assetFileName(name, a.Href)
-		if err != nil {
-			return fmt.Errorf("job %s: %w", id, err)
-		}
-		if _, err := ev.Conn.Download(ctx, a.Href, filepath.Join(ev.Dir, file)); err != nil {
-			return fmt.Errorf("job %s asset %q: %w", id, name, err)
-		}
+	var mu sync.Mutex // guards res while links are renewed
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for name := range res.Assets {
+		g.Go(func() error {
+			for renewals := 0; ; renewals++ {
+				mu.Lock()
+				a := res.Assets[name]
+				mu.Unlock()
+				_, err := ev.Conn.DownloadAsset(gctx, a, filepath.Join(ev.Dir, files[name]))
+				if !errors.Is(err, remote.ErrLinkExpired) || renewals == 2 {
+					if err != nil {
+						return fmt.Errorf("job %s asset %q: %w", id, name, err)
+					}
+					return nil
+				}
+				fresh, err := ev.Conn.Results(gctx, id)
+				if err != nil {
+					return fmt.Errorf("renew result links of job %s: %w", id, err)
+				}
+				mu.Lock()
+				if fa, ok := fresh.Assets[name]; ok {
+					res.Assets[name] = fa
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	meta := ev.Job
 	if meta == nil || meta.Raw == nil {

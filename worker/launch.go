@@ -28,6 +28,9 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 	}
 	free := map[string]int{}
 	for _, b := range m.backends {
+		if !b.Client.Available() {
+			continue // failing: the others take the rows meanwhile
+		}
 		free[b.Name] = max(0, min(b.ParallelJobs-active[b.Name], b.QueueingLimit-queued[b.Name]))
 	}
 	return free, notStarted

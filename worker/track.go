@@ -122,9 +122,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 	}
 
 	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now()}
-	if (status == driver.Running || status == driver.Finished) && row.RunningStartTime == "" {
+	startedRunning := (status == driver.Running || status == driver.Finished) && row.RunningStartTime == ""
+	if startedRunning {
 		set[driver.ColRunningStartTime] = m.now()
-		m.stats.add("job started running", 1)
 	}
 	if status.Final() {
 		// The listing has no usage or costs: describe the job once.
@@ -153,6 +153,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		return fmt.Errorf("record status of row %d: %w", row.Key, err)
 	}
 	log.InfoContext(ctx, "job status changed", "from", row.Status, "to", status)
+	if startedRunning {
+		m.stats.add("job started running", 1)
+	}
 	switch status {
 	case driver.Finished:
 		m.stats.add("job finished", 1)

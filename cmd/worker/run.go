@@ -21,7 +21,7 @@ import (
 var runCmd = command{
 	name: "run",
 	usage: `
-Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N] ... --process DEF.json [flags]
+Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N] ... --process DEF.json [flags]
 
 Runs every not_started row of the table as a batch job built from the process
 definition DEF.json (a user-defined process: id, parameters, process_graph):
@@ -30,7 +30,14 @@ Rows go to whichever back-end has a free slot. Results land in
 ROOT/job_<id>/ with job_<id>.json; failed jobs get job_<id>_errors.json.
 
 --backend may be repeated. parallel is the number of active jobs allowed on
-the back-end (default 2), queue the number allowed in the queue (default 10).
+the back-end (default 2), queue the number allowed in the queue (default 10),
+rps the requests per second sent to it and starts-per-minute the job starts
+(no limit by default; CDSE allows 12 starts a minute).
+
+Requests that fail in a way that is safe to repeat (5xx on reads, 429, 503,
+broken connections) are retried with backoff, honouring Retry-After; a job
+creation is never repeated blindly. A back-end that keeps failing is paused
+while the others go on. Expired tokens are renewed.
 
 Credentials come from the environment, per back-end NAME (upper-cased, other
 characters than letters and digits as _), else shared by all back-ends:
@@ -43,6 +50,7 @@ Stop with Ctrl-C (or kill): the same command resumes.
 Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
   worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json --root-dir results
+  worker run --db jobs.db --backend cdse=https://openeo.dataspace.copernicus.eu,parallel=2,starts-per-minute=12 --process evi.json
 `,
 	run: runRun,
 }
@@ -53,6 +61,8 @@ type backendFlag []backendSpec
 type backendSpec struct {
 	name, url       string
 	parallel, queue int
+	rps             float64 // requests per second, 0: no limit
+	startsPerMinute int
 }
 
 func (b *backendFlag) String() string { return fmt.Sprint(*b) }
@@ -66,7 +76,7 @@ func (b *backendFlag) Set(v string) error {
 	return nil
 }
 
-// parseBackend parses NAME=URL[,parallel=N][,queue=N].
+// parseBackend parses NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
 func parseBackend(v string) (backendSpec, error) {
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
@@ -76,6 +86,14 @@ func parseBackend(v string) (backendSpec, error) {
 	spec := backendSpec{name: name, url: parts[0]}
 	for _, p := range parts[1:] {
 		k, val, _ := strings.Cut(p, "=")
+		if k == "rps" {
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil || !(f > 0) || f > 1e6 {
+				return backendSpec{}, fmt.Errorf("back-end %s: rps wants a positive number, got %q", name, val)
+			}
+			spec.rps = f
+			continue
+		}
 		n, err := strconv.Atoi(val)
 		if err != nil || n < 1 {
 			return backendSpec{}, fmt.Errorf("back-end %s: %s wants a positive whole number, got %q", name, k, val)
@@ -85,8 +103,10 @@ func parseBackend(v string) (backendSpec, error) {
 			spec.parallel = n
 		case "queue":
 			spec.queue = n
+		case "starts-per-minute":
+			spec.startsPerMinute = n
 		default:
-			return backendSpec{}, fmt.Errorf("back-end %s: unknown option %q (known: parallel, queue)", name, k)
+			return backendSpec{}, fmt.Errorf("back-end %s: unknown option %q (known: parallel, queue, rps, starts-per-minute)", name, k)
 		}
 	}
 	return spec, nil
@@ -171,7 +191,9 @@ func envName(name string) string {
 // connectBackend connects and authenticates with the credentials found in
 // the environment (getenv).
 func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
-	c, err := remote.Connect(ctx, b.url, nil)
+	c, err := remote.Connect(ctx, b.url, &remote.Options{Policy: &remote.Policy{
+		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute,
+	}})
 	if err != nil {
 		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
 	}

@@ -12,11 +12,13 @@
 package remotetest
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -75,6 +77,8 @@ type Options struct {
 	AssetSize int
 	// Assets is the number of result assets per job (default 1).
 	Assets int
+	// Faults are the failures the server injects (see SetFaults).
+	Faults Faults
 	// AssetNames, when set, names the result assets (and overrides Assets),
 	// for instance to test hostile names such as "../x".
 	AssetNames []string
@@ -111,9 +115,17 @@ type Server struct {
 	order     []*job // creation order
 	startSeq  int
 	requests  map[string]int
-	peak      int // most jobs active (created, queued, running) at once
-	tokens    map[string]bool
+	peak      int                  // most jobs active (created, queued, running) at once
+	tokens    map[string]time.Time // access token -> when issued
+	logins    int
+	rng       *rand.Rand
+	recent    []time.Time // arrival of the requests of the last second
+	peakRate  int
+	injected  map[string]int
 	processes map[string]json.RawMessage
+	// acceptToken, when set, accepts bearer tokens the server did not issue
+	// (OIDC tokens of a test provider).
+	acceptToken func(bearer string) bool
 }
 
 // NewServer starts a fake back-end on 127.0.0.1. Close it when done.
@@ -134,9 +146,11 @@ func NewServer(opts Options) *Server {
 		opts:      opts,
 		jobs:      map[string]*job{},
 		requests:  map[string]int{},
-		tokens:    map[string]bool{},
+		tokens:    map[string]time.Time{},
 		processes: map[string]json.RawMessage{},
+		injected:  map[string]int{},
 	}
+	s.SetFaults(opts.Faults)
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.srv = httptest.NewServer(cors(mux))
@@ -242,13 +256,13 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle := func(method, path string, auth bool, h handlerFunc) {
 		key := method + " " + path
 		mux.HandleFunc(method+" "+APIPath+path, func(w http.ResponseWriter, r *http.Request) {
-			s.mu.Lock()
-			s.requests[key]++
-			s.mu.Unlock()
-			if auth && !s.authorized(w, r) {
-				return
-			}
-			h(w, r)
+			arrived := time.Now() // before any lock: see admitLocked
+			s.serveWithFaults(key, arrived, w, r, func(w http.ResponseWriter, r *http.Request) {
+				if auth && !s.authorized(w, r) {
+					return
+				}
+				h(w, r)
+			})
 		})
 	}
 	mux.HandleFunc("GET /.well-known/openeo", func(w http.ResponseWriter, r *http.Request) {
@@ -286,9 +300,13 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, map[string]any{"id": strconv.FormatInt(time.Now().UnixNano(), 36), "code": code, "message": msg, "links": []any{}})
 }
 
-func (s *Server) token(user string) string {
-	sum := sha256.Sum256([]byte("fake-openeo:" + user))
-	return base64.RawURLEncoding.EncodeToString(sum[:12])
+// issueTokenLocked makes a fresh access token for user. The caller holds s.mu.
+func (s *Server) issueTokenLocked(user string) string {
+	s.logins++
+	sum := sha256.Sum256(fmt.Appendf(nil, "fake-openeo:%s:%d:%p", user, s.logins, s))
+	tok := base64.RawURLEncoding.EncodeToString(sum[:12])
+	s.tokens["basic//"+tok] = s.opts.Clock.Now()
+	return tok
 }
 
 func (s *Server) basicAuth(w http.ResponseWriter, r *http.Request) {
@@ -301,9 +319,8 @@ func (s *Server) basicAuth(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "CredentialsInvalid", "wrong user name or password")
 		return
 	}
-	tok := s.token(user)
 	s.mu.Lock()
-	s.tokens["basic//"+tok] = true
+	tok := s.issueTokenLocked(user)
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{"access_token": tok})
 }
@@ -311,11 +328,9 @@ func (s *Server) basicAuth(w http.ResponseWriter, r *http.Request) {
 // ValidToken returns a bearer token ("basic//...") the server accepts, for
 // clients that skip basic authentication.
 func (s *Server) ValidToken() string {
-	tok := "basic//" + s.token(s.opts.Username)
 	s.mu.Lock()
-	s.tokens[tok] = true
-	s.mu.Unlock()
-	return tok
+	defer s.mu.Unlock()
+	return "basic//" + s.issueTokenLocked(s.opts.Username)
 }
 
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
@@ -326,7 +341,12 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	}
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	s.mu.Lock()
-	valid := ok && s.tokens[tok]
+	issued, known := s.tokens[tok]
+	ttl := s.opts.Faults.TokenTTL
+	valid := ok && known && (ttl <= 0 || s.opts.Clock.Now().Sub(issued) < ttl)
+	if !valid && s.acceptToken != nil && ok {
+		valid = s.acceptToken(tok)
+	}
 	s.mu.Unlock()
 	if !valid {
 		writeError(w, http.StatusForbidden, "TokenInvalid", "invalid or expired token")
@@ -437,6 +457,23 @@ func (s *Server) advanceLocked() {
 }
 
 func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
+	if s.opts.Faults.PaymentRequired {
+		writeError(w, http.StatusPaymentRequired, "PaymentRequired", "no credits left to start job "+j.id)
+		return
+	}
+	if limit := s.opts.Faults.ConcurrentJobLimit; limit > 0 && j.status != "queued" && j.status != "running" {
+		n := 0
+		for _, o := range s.order {
+			if o.status == "queued" || o.status == "running" {
+				n++
+			}
+		}
+		if n >= limit {
+			writeError(w, http.StatusBadRequest, "ConcurrentJobLimit",
+				fmt.Sprintf("you may run %d jobs at once; %d are queued or running", limit, n))
+			return
+		}
+	}
 	if j.status != "queued" && j.status != "running" {
 		now := s.opts.Clock.Now()
 		s.startSeq++
@@ -555,9 +592,13 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 		}
 		names = append(names, name)
 	}
+	expiry := ""
+	if ttl := s.opts.Faults.LinkTTL; ttl > 0 {
+		expiry = fmt.Sprintf("?expires=%d", s.opts.Clock.Now().Add(ttl).Unix())
+	}
 	for _, name := range names {
 		assets[name] = map[string]any{
-			"href": fmt.Sprintf("%s/assets/%s/%s", s.APIURL, j.id, url.PathEscape(name)), "type": "image/tiff; application=geotiff",
+			"href": fmt.Sprintf("%s/assets/%s/%s%s", s.APIURL, j.id, url.PathEscape(name), expiry), "type": "image/tiff; application=geotiff",
 			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
 		}
 	}
@@ -582,14 +623,27 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	j := s.jobs[r.PathValue("job_id")]
 	ok := j != nil && j.status == "finished"
+	now := s.opts.Clock.Now()
+	drop := s.opts.Faults.DropRate > 0 && s.rng.Float64() < s.opts.Faults.DropRate
+	if drop {
+		s.injected["drop"]++
+	}
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "NotFound", "no such asset")
 		return
 	}
+	if exp, ok := unixParam(r, "expires"); ok && now.After(exp) {
+		writeError(w, http.StatusGone, "ResultLinkExpired", "the link expired: request the results again")
+		return
+	}
 	w.Header().Set("Content-Type", "image/tiff")
-	w.Header().Set("Content-Length", strconv.Itoa(s.opts.AssetSize))
-	w.Write(AssetBytes(j.id, r.PathValue("name"), s.opts.AssetSize))
+	var out http.ResponseWriter = w
+	if drop {
+		out = &dropWriter{ResponseWriter: w, limit: s.opts.AssetSize / 2}
+	}
+	// ServeContent answers Range requests, so an interrupted download can resume.
+	http.ServeContent(out, r, "", time.Time{}, bytes.NewReader(AssetBytes(j.id, r.PathValue("name"), s.opts.AssetSize)))
 }
 
 var levels = map[string]int{"debug": 0, "info": 1, "warning": 2, "error": 3}

@@ -1,0 +1,212 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/ratelimiter"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
+)
+
+// ErrUnavailable means the client stopped sending requests to a back-end
+// that failed too often in a row (its circuit breaker is open). It tries
+// again after Policy.BreakerDelay.
+var ErrUnavailable = errors.New("back-end unavailable: too many failures in a row, pausing requests")
+
+// Policy says how a Client copes with failures and limits. One policy
+// instance belongs to one back-end: its breaker and rate limits are shared
+// by every request to that back-end.
+type Policy struct {
+	// MaxRetries bounds the retries of one request (default 6; negative: none).
+	MaxRetries int
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// retries (default 1s and 1m); 25% jitter is added.
+	MinBackoff, MaxBackoff time.Duration
+	// MaxRetryAfter caps the wait a back-end asks for with Retry-After
+	// (default 5m).
+	MaxRetryAfter time.Duration
+	// Timeout bounds one attempt of a request, its body included
+	// (default 2m); DownloadTimeout one attempt of a download (default 30m).
+	Timeout, DownloadTimeout time.Duration
+	// RequestsPerSecond limits all requests to the back-end (0: no limit).
+	RequestsPerSecond float64
+	// StartsPerMinute limits job starts (0: no limit; CDSE allows 12).
+	StartsPerMinute int
+	// BreakerThreshold is the number of failures in a row (5xx, broken
+	// connections) after which requests pause for BreakerDelay (default 8
+	// and 30s; a negative threshold disables the breaker).
+	BreakerThreshold int
+	BreakerDelay     time.Duration
+}
+
+// DefaultPolicy returns the policy used when Options.Policy is nil.
+func DefaultPolicy() *Policy {
+	p := &Policy{}
+	p.fill()
+	return p
+}
+
+func (p *Policy) fill() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if p.MaxRetries == 0 {
+		p.MaxRetries = 6
+	}
+	def(&p.MinBackoff, time.Second)
+	def(&p.MaxBackoff, time.Minute)
+	def(&p.MaxRetryAfter, 5*time.Minute)
+	def(&p.Timeout, 2*time.Minute)
+	def(&p.DownloadTimeout, 30*time.Minute)
+	if p.BreakerThreshold == 0 {
+		p.BreakerThreshold = 8
+	}
+	def(&p.BreakerDelay, 30*time.Second)
+	if p.MaxBackoff < p.MinBackoff {
+		p.MaxBackoff = p.MinBackoff
+	}
+}
+
+// policies holds the live failsafe policies of one back-end.
+type policies struct {
+	p        Policy
+	breaker  circuitbreaker.CircuitBreaker[any]
+	requests ratelimiter.RateLimiter[any]
+	starts   ratelimiter.RateLimiter[any]
+}
+
+func newPolicies(p *Policy) *policies {
+	if p == nil {
+		p = &Policy{}
+	}
+	cp := *p
+	cp.fill()
+	ps := &policies{p: cp}
+	if cp.BreakerThreshold > 0 {
+		ps.breaker = circuitbreaker.NewBuilder[any]().
+			HandleIf(func(_ any, err error) bool { return backendFailure(err) }).
+			WithFailureThreshold(uint(cp.BreakerThreshold)).
+			WithDelay(cp.BreakerDelay).
+			Build()
+	}
+	if cp.RequestsPerSecond > 0 {
+		ps.requests = ratelimiter.NewSmoothWithMaxRate[any](time.Duration(float64(time.Second) / cp.RequestsPerSecond))
+	}
+	if cp.StartsPerMinute > 0 {
+		ps.starts = ratelimiter.NewSmooth[any](uint(cp.StartsPerMinute), time.Minute)
+	}
+	return ps
+}
+
+// backendFailure reports whether err says the back-end is in trouble (as
+// opposed to a refusal of this request): it counts for the breaker.
+func backendFailure(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.StatusCode >= 500
+	}
+	return err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && isTransport(err)
+}
+
+// transportError marks an error of the connection, not an answer.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+func isTransport(err error) bool {
+	var te *transportError
+	return errors.As(err, &te)
+}
+
+// notSent reports whether a transport error happened before the request
+// left: the connection could not be made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retryable reports whether a failed request may be sent again. Requests
+// that change state (POST) are repeated only when the failure proves they
+// did not take effect: a 429, or no connection at all. A 503 does not prove
+// it: a proxy may answer 503 after the back-end made the job.
+func retryable(err error, idempotent bool) bool {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return false
+	}
+	var renewed *tokenRenewed
+	if errors.As(err, &renewed) {
+		return true
+	}
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.StatusCode == http.StatusTooManyRequests:
+			return true
+		case apiErr.StatusCode >= 500, apiErr.StatusCode == http.StatusRequestTimeout:
+			return idempotent
+		}
+		return false
+	}
+	if !isTransport(err) {
+		return false
+	}
+	return idempotent || notSent(err)
+}
+
+// run executes attempt under the retry policy and the breaker, waiting for
+// the rate limits before each attempt.
+func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt func(ctx context.Context) error) error {
+	retry := retrypolicy.NewBuilder[any]().
+		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
+		WithMaxRetries(max(ps.p.MaxRetries, 0)).
+		WithBackoff(ps.p.MinBackoff, ps.p.MaxBackoff).
+		WithJitterFactor(0.25).
+		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {
+			var renewed *tokenRenewed
+			if errors.As(exec.LastError(), &renewed) {
+				return 0
+			}
+			var apiErr *APIError
+			if errors.As(exec.LastError(), &apiErr) && apiErr.RetryAfter > 0 {
+				return min(apiErr.RetryAfter, ps.p.MaxRetryAfter)
+			}
+			return -1 // the backoff
+		}).
+		ReturnLastFailure().
+		Build()
+	pols := []failsafe.Policy[any]{retry}
+	if ps.breaker != nil {
+		pols = append(pols, ps.breaker)
+	}
+	err := failsafe.With(pols...).WithContext(ctx).Run(func() error {
+		if ps.requests != nil {
+			if err := ps.requests.AcquirePermit(ctx); err != nil {
+				return err
+			}
+		}
+		if start && ps.starts != nil {
+			if err := ps.starts.AcquirePermit(ctx); err != nil {
+				return err
+			}
+		}
+		return attempt(ctx)
+	})
+	if errors.Is(err, circuitbreaker.ErrOpen) {
+		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
+	}
+	return err
+}
+
+// available reports whether requests may go to the back-end now.
+func (ps *policies) available() bool {
+	return ps.breaker == nil || !ps.breaker.IsOpen()
+}

@@ -1,0 +1,176 @@
+package remotetest
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Faults make the fake back-end misbehave the way real back-ends and the
+// proxies in front of them do. The zero value injects nothing.
+type Faults struct {
+	// Seed makes the random choices repeatable (0 means 1).
+	Seed uint64
+	// Latency is added to every API request, in real time.
+	Latency time.Duration
+	// ErrorRate is the fraction of API requests answered 500 (openEO JSON),
+	// 502 (an HTML page, as proxies send) or 503 (InfrastructureBusy). Half
+	// of the failures of POST /jobs come after the job was created, as when
+	// an answer is lost on its way back.
+	ErrorRate float64
+	// MaxRate is the requests per second above which the back-end answers
+	// 429 with Retry-After (0: no limit). Counted over the last second.
+	MaxRate int
+	// DropRate is the fraction of asset downloads whose connection is cut in
+	// the middle of the body.
+	DropRate float64
+	// TokenTTL makes access tokens expire this long after they were issued
+	// (server clock): requests with them get 403 TokenInvalid.
+	TokenTTL time.Duration
+	// LinkTTL makes asset links expire this long after the result document
+	// was served (server clock): downloads get 410 ResultLinkExpired.
+	LinkTTL time.Duration
+	// PaymentRequired makes every start answer 402 PaymentRequired.
+	PaymentRequired bool
+	// ConcurrentJobLimit makes a start answer 400 ConcurrentJobLimit while
+	// this many jobs are queued or running (0: no limit).
+	ConcurrentJobLimit int
+}
+
+// SetFaults replaces the faults the server injects.
+func (s *Server) SetFaults(f Faults) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Faults = f
+	seed := f.Seed
+	if seed == 0 {
+		seed = 1
+	}
+	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+// PeakRate returns the most requests the server received within one second.
+func (s *Server) PeakRate() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.peakRate
+}
+
+// Injected returns how many faults of each kind the server injected, keyed
+// "500", "502", "503", "429", "drop", "lost-create".
+func (s *Server) Injected() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.injected))
+	for k, v := range s.injected {
+		out[k] = v
+	}
+	return out
+}
+
+// admit counts a request against the rate window and decides the fault to
+// inject, if any: "" for none. The caller holds s.mu.
+func (s *Server) admitLocked(key string, arrived time.Time) string {
+	// Requests are stamped when they arrive, before waiting for the lock, and
+	// kept in order: a request held up behind a slow one still counts when it came.
+	at, _ := slices.BinarySearchFunc(s.recent, arrived, time.Time.Compare)
+	s.recent = slices.Insert(s.recent, at, arrived)
+	cut := s.recent[len(s.recent)-1].Add(-time.Second)
+	i := 0
+	for i < len(s.recent) && !s.recent[i].After(cut) {
+		i++
+	}
+	s.recent = s.recent[i:]
+	s.peakRate = max(s.peakRate, s.inWindowLocked(arrived))
+	f := s.opts.Faults
+	if f.MaxRate > 0 && s.inWindowLocked(arrived) > f.MaxRate {
+		s.injected["429"]++
+		return "429"
+	}
+	if f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate {
+		kind := []string{"500", "502", "503"}[s.rng.IntN(3)]
+		if key == "POST /jobs" && s.rng.IntN(2) == 0 {
+			s.injected["lost-create"]++
+			return "lost-" + kind
+		}
+		s.injected[kind]++
+		return kind
+	}
+	return ""
+}
+
+// inWindowLocked counts the requests that arrived in the second up to t.
+func (s *Server) inWindowLocked(t time.Time) int {
+	lo, _ := slices.BinarySearchFunc(s.recent, t.Add(-time.Second), time.Time.Compare)
+	hi, _ := slices.BinarySearchFunc(s.recent, t.Add(time.Nanosecond), time.Time.Compare)
+	return hi - lo
+}
+
+// writeFault answers a request with an injected failure.
+func writeFault(w http.ResponseWriter, kind string) {
+	switch kind {
+	case "429":
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "TooManyRequests", "request rate above the limit")
+	case "500":
+		writeError(w, http.StatusInternalServerError, "Internal", "injected server error")
+	case "502":
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadGateway)
+		w.Write([]byte("<html><body><h1>502 Bad Gateway</h1></body></html>\n"))
+	case "503":
+		writeError(w, http.StatusServiceUnavailable, "InfrastructureBusy", "injected: try again later")
+	}
+}
+
+// serveWithFaults runs h under the configured faults.
+func (s *Server) serveWithFaults(key string, arrived time.Time, w http.ResponseWriter, r *http.Request, h handlerFunc) {
+	s.mu.Lock()
+	s.requests[key]++
+	fault := s.admitLocked(key, arrived)
+	latency := s.opts.Faults.Latency
+	s.mu.Unlock()
+	if latency > 0 {
+		time.Sleep(latency)
+	}
+	switch {
+	case fault == "":
+		h(w, r)
+	case len(fault) > 5 && fault[:5] == "lost-":
+		// The job is created, but its answer is replaced by a failure.
+		h(httptest.NewRecorder(), r)
+		writeFault(w, fault[5:])
+	default:
+		writeFault(w, fault)
+	}
+}
+
+// dropWriter cuts the connection once limit bytes of the body were written.
+type dropWriter struct {
+	http.ResponseWriter
+	limit int
+}
+
+func (d *dropWriter) Write(p []byte) (int, error) {
+	if len(p) > d.limit {
+		n, _ := d.ResponseWriter.Write(p[:d.limit])
+		if f, ok := d.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		d.limit -= n
+		panic(http.ErrAbortHandler) // the server closes the connection
+	}
+	d.limit -= len(p)
+	return d.ResponseWriter.Write(p)
+}
+
+func unixParam(r *http.Request, name string) (time.Time, bool) {
+	v, err := strconv.ParseInt(r.URL.Query().Get(name), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(v, 0), true
+}
