@@ -379,15 +379,15 @@ func (r *request) idempotent() bool {
 
 // call sends r under the back-end's policies.
 func (c *Client) call(ctx context.Context, r request) error {
-	return c.state.pol.run(ctx, r.idempotent(), r.start, func(ctx context.Context) error {
-		return c.attempt(ctx, &r)
+	return c.state.pol.run(ctx, r.idempotent(), r.start, func(ctx context.Context, permit func() error) error {
+		return c.attempt(ctx, &r, permit)
 	})
 }
 
 // attempt sends r once. When the back-end refuses the token and a fresh
 // one can be had, it returns a tokenRenewed error: the policy sends the
 // request again at once (the refused request had no effect).
-func (c *Client) attempt(ctx context.Context, r *request) error {
+func (c *Client) attempt(ctx context.Context, r *request, permit func() error) error {
 	timeout := c.state.pol.p.Timeout
 	if r.download {
 		timeout = c.state.pol.p.DownloadTimeout
@@ -421,6 +421,9 @@ func (c *Client) attempt(ctx context.Context, r *request) error {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	if err := permit(); err != nil {
+		return err
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -162,9 +162,11 @@ func retryable(err error, idempotent bool) bool {
 	return idempotent || notSent(err)
 }
 
-// run executes attempt under the retry policy and the breaker, waiting for
-// the rate limits before each attempt.
-func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt func(ctx context.Context) error) error {
+// run executes attempt under the retry policy and the breaker. attempt
+// calls permit right before it sends, to wait for the rate limits: not
+// earlier, or requests that wait for something else in between (a token
+// being renewed) would leave together, above the rate.
+func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt func(ctx context.Context, permit func() error) error) error {
 	retry := retrypolicy.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
 		WithMaxRetries(max(ps.p.MaxRetries, 0)).
@@ -187,18 +189,19 @@ func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt fun
 	if ps.breaker != nil {
 		pols = append(pols, ps.breaker)
 	}
-	err := failsafe.With(pols...).WithContext(ctx).Run(func() error {
-		if ps.requests != nil {
-			if err := ps.requests.AcquirePermit(ctx); err != nil {
-				return err
-			}
-		}
+	permit := func() error {
 		if start && ps.starts != nil {
 			if err := ps.starts.AcquirePermit(ctx); err != nil {
 				return err
 			}
 		}
-		return attempt(ctx)
+		if ps.requests != nil {
+			return ps.requests.AcquirePermit(ctx)
+		}
+		return nil
+	}
+	err := failsafe.With(pols...).WithContext(ctx).Run(func() error {
+		return attempt(ctx, permit)
 	})
 	if errors.Is(err, circuitbreaker.ErrOpen) {
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)

@@ -21,8 +21,8 @@ import (
 // TestRunThroughFaults is the acceptance run of the resilient client: 200
 // jobs on a back-end that fails 5% of requests (500, an HTML 502, 503, and
 // answers to job creation lost after the job was made), answers 429 above
-// 20 requests a second (the client keeps to 16, a margin for the jitter of
-// delivery), cuts 20% of downloads in the middle, and expires
+// 20 requests a second (the client keeps to 16, a margin below the quota
+// as a user would set it), cuts 20% of downloads in the middle, and expires
 // access tokens every 30 seconds. Every job must end finished with its
 // results whole on disk, none created twice, and the back-end must never
 // see more than 20 requests in a second.
