@@ -79,6 +79,9 @@ type Options struct {
 	Assets int
 	// Faults are the failures the server injects (see SetFaults).
 	Faults Faults
+	// OIDC, when set, is listed at /credentials/oidc and its access tokens
+	// are accepted as "oidc/<id>/<token>".
+	OIDC *OIDCProvider
 	// AssetNames, when set, names the result assets (and overrides Assets),
 	// for instance to test hostile names such as "../x".
 	AssetNames []string
@@ -151,6 +154,9 @@ func NewServer(opts Options) *Server {
 		injected:  map[string]int{},
 	}
 	s.SetFaults(opts.Faults)
+	if opts.OIDC != nil {
+		s.acceptToken = opts.OIDC.valid
+	}
 	mux := http.NewServeMux()
 	s.routes(mux)
 	s.srv = httptest.NewServer(cors(mux))
@@ -277,6 +283,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	})
 	handle("GET", "/{$}", false, s.capabilities)
 	handle("GET", "/credentials/basic", false, s.basicAuth)
+	handle("GET", "/credentials/oidc", false, s.oidcProviders)
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
 	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))
@@ -353,6 +360,14 @@ func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+func (s *Server) oidcProviders(w http.ResponseWriter, r *http.Request) {
+	if s.opts.OIDC == nil {
+		writeError(w, http.StatusNotFound, "NotFound", "this back-end has no OpenID Connect provider")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"providers": []any{s.opts.OIDC.providerDoc()}})
 }
 
 func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
