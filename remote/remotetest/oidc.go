@@ -45,8 +45,8 @@ type OIDCProvider struct {
 
 type device struct {
 	clientID, challenge, userCode string
-	approved, denied             bool
-	polls                        int
+	approved, denied              bool
+	polls                         int
 }
 
 // NewOIDCProvider starts a fake OIDC provider. clock may be nil (real time).
@@ -129,7 +129,7 @@ func (p *OIDCProvider) providerDoc() map[string]any {
 func (p *OIDCProvider) discovery(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"issuer": p.URL, "token_endpoint": p.URL + "/token", "device_authorization_endpoint": p.URL + "/device",
-		"scopes_supported": []string{"openid", "email", "offline_access"},
+		"scopes_supported":      []string{"openid", "email", "offline_access"},
 		"grant_types_supported": []string{"client_credentials", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"},
 	})
 }
