@@ -445,7 +445,8 @@ func (c *Client) AuthenticateOIDCDevice(ctx context.Context, o *OIDCOptions) err
 	}
 	interval := 5 * time.Second
 	if da.Interval != nil {
-		interval = time.Duration(*da.Interval) * time.Second
+		// Never poll faster than 5 times a second, whatever the provider says.
+		interval = max(time.Duration(*da.Interval)*time.Second, 200*time.Millisecond)
 	}
 	o.Prompt(DeviceCode{VerificationURI: cmpOr(da.VerificationURI, da.VerificationURL), VerificationURIComplete: da.Complete,
 		UserCode: da.UserCode, ExpiresIn: time.Duration(da.ExpiresIn) * time.Second})

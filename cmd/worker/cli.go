@@ -35,6 +35,7 @@ Commands:
   init     create a job table from a CSV file
   run      run the jobs of a table on one or more back-ends
   status   count the rows of a table per status and back-end
+  login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
 
 Example:
@@ -60,7 +61,7 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, demoCmd}
+var commands = []command{initCmd, runCmd, statusCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

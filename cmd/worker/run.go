@@ -39,11 +39,17 @@ broken connections) are retried with backoff, honouring Retry-After; a job
 creation is never repeated blindly. A back-end that keeps failing is paused
 while the others go on. Expired tokens are renewed.
 
-Credentials come from the environment, per back-end NAME (upper-cased, other
+Credentials, in this order, per back-end NAME (upper-cased, other
 characters than letters and digits as _), else shared by all back-ends:
   OPENEO_<NAME>_TOKEN, or OPENEO_<NAME>_USERNAME and OPENEO_<NAME>_PASSWORD
   OPENEO_TOKEN,        or OPENEO_USERNAME and OPENEO_PASSWORD
+  OpenID Connect, as the openEO Python client does it:
+    OPENEO_AUTH_METHOD=client_credentials with OPENEO_AUTH_CLIENT_ID and
+    OPENEO_AUTH_CLIENT_SECRET (OPENEO_AUTH_PROVIDER_ID picks the provider),
+    else the refresh token stored by 'worker login URL' (or by the Python
+    client: the same refresh-tokens.json).
 A token is the openEO bearer token, such as basic//abc or oidc/egi/eyJ...
+Access tokens are renewed before they expire.
 
 Stop with Ctrl-C (or kill): the same command resumes.
 
@@ -189,7 +195,8 @@ func envName(name string) string {
 }
 
 // connectBackend connects and authenticates with the credentials found in
-// the environment (getenv).
+// the environment (getenv): a token, else a user name and password, else
+// OpenID Connect (client credentials, or the login stored by worker login).
 func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
 	c, err := remote.Connect(ctx, b.url, &remote.Options{Policy: &remote.Policy{
 		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute,
@@ -210,8 +217,18 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 			return c, nil
 		}
 	}
+	store, err := remote.DefaultTokenStore(getenv)
+	if err != nil {
+		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
+	}
+	err = c.AuthenticateOIDC(ctx, &remote.OIDCOptions{Store: store, Getenv: getenv})
+	if err == nil {
+		return c, nil
+	}
 	n := envName(b.name)
-	return nil, fmt.Errorf("back-end %s: no credentials: set OPENEO_%s_TOKEN, or OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD", b.name, n, n, n)
+	return nil, fmt.Errorf("back-end %s: no usable credentials (%w).\n"+
+		"Set OPENEO_%s_TOKEN, or OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD, or OPENEO_AUTH_METHOD=client_credentials "+
+		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)
 }
 
 // mustExist checks that a store's file exists, so that a typo does not

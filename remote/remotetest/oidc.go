@@ -64,8 +64,9 @@ func NewOIDCProvider(clock Clock) *OIDCProvider {
 	mux.HandleFunc("GET /.well-known/openid-configuration", p.discovery)
 	mux.HandleFunc("POST /token", p.token)
 	mux.HandleFunc("POST /device", p.deviceAuth)
-	p.srv = httptest.NewServer(mux)
-	p.URL = p.srv.URL
+	p.srv = httptest.NewUnstartedServer(mux)
+	p.URL = "http://" + p.srv.Listener.Addr().String() // before serving: handlers read it
+	p.srv.Start()
 	return p
 }
 

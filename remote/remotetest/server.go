@@ -159,9 +159,11 @@ func NewServer(opts Options) *Server {
 	}
 	mux := http.NewServeMux()
 	s.routes(mux)
-	s.srv = httptest.NewServer(cors(mux))
-	s.URL = s.srv.URL
-	s.APIURL = s.srv.URL + APIPath
+	// The URLs are set before serving starts: handlers read them.
+	s.srv = httptest.NewUnstartedServer(cors(mux))
+	s.URL = "http://" + s.srv.Listener.Addr().String()
+	s.APIURL = s.URL + APIPath
+	s.srv.Start()
 	return s
 }
 
