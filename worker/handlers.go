@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,16 +52,17 @@ func DownloadResults(ctx context.Context, ev Event) error {
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
-	var mu sync.Mutex // guards res while links are renewed
+	var mu sync.Mutex // guards assets while links are renewed
+	assets := maps.Clone(res.Assets)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for name := range res.Assets {
+	for name, file := range files {
 		g.Go(func() error {
 			for renewals := 0; ; renewals++ {
 				mu.Lock()
-				a := res.Assets[name]
+				a := assets[name]
 				mu.Unlock()
-				_, err := ev.Conn.DownloadAsset(gctx, a, filepath.Join(ev.Dir, files[name]))
+				_, err := ev.Conn.DownloadAsset(gctx, a, filepath.Join(ev.Dir, file))
 				if !errors.Is(err, remote.ErrLinkExpired) || renewals == 2 {
 					if err != nil {
 						return fmt.Errorf("job %s asset %q: %w", id, name, err)
@@ -73,7 +75,7 @@ func DownloadResults(ctx context.Context, ev Event) error {
 				}
 				mu.Lock()
 				if fa, ok := fresh.Assets[name]; ok {
-					res.Assets[name] = fa
+					assets[name] = fa
 				}
 				mu.Unlock()
 			}

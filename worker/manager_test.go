@@ -388,3 +388,25 @@ func TestCreateWithLostAnswerIsAdopted(t *testing.T) {
 		t.Errorf("stats = %v, want the lost create resolved by a listing", st)
 	}
 }
+
+// Result links expire; the download asks for fresh ones and completes.
+func TestExpiredResultLinksRenewed(t *testing.T) {
+	f := newFixture(t, 2, remotetest.Options{AssetNames: []string{"a.tif", "b.tif"}, Faults: remotetest.Faults{ExpiredLinks: 3}})
+	m := f.run(t)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || r.LastError != "" {
+			t.Errorf("row %d: %q %q", r.Key, r.Status, r.LastError)
+		}
+		for _, name := range []string{"a.tif", "b.tif"} {
+			if _, err := os.Stat(filepath.Join(worker.JobDir(f.root, r.ID), name)); err != nil {
+				t.Errorf("row %d: %v", r.Key, err)
+			}
+		}
+	}
+	if n := f.servers["a"].Injected()["expired-links"]; n != 3 {
+		t.Errorf("%d expired result documents served, want 3", n)
+	}
+	if st := m.Stats(); st["job download error"] != 0 {
+		t.Errorf("stats = %v", st)
+	}
+}

@@ -33,6 +33,9 @@ type Faults struct {
 	// LinkTTL makes asset links expire this long after the result document
 	// was served (server clock): downloads get 410 ResultLinkExpired.
 	LinkTTL time.Duration
+	// ExpiredLinks makes the next this many result documents hand out links
+	// that have already expired (410 ResultLinkExpired on download).
+	ExpiredLinks int
 	// PaymentRequired makes every start answer 402 PaymentRequired.
 	PaymentRequired bool
 	// ConcurrentJobLimit makes a start answer 400 ConcurrentJobLimit while

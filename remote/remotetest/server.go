@@ -613,6 +613,11 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 	if ttl := s.opts.Faults.LinkTTL; ttl > 0 {
 		expiry = fmt.Sprintf("?expires=%d", s.opts.Clock.Now().Add(ttl).Unix())
 	}
+	if s.opts.Faults.ExpiredLinks > 0 {
+		s.opts.Faults.ExpiredLinks--
+		s.injected["expired-links"]++
+		expiry = fmt.Sprintf("?expires=%d", s.opts.Clock.Now().Add(-time.Hour).Unix())
+	}
 	for _, name := range names {
 		assets[name] = map[string]any{
 			"href": fmt.Sprintf("%s/assets/%s/%s%s", s.APIURL, j.id, url.PathEscape(name), expiry), "type": "image/tiff; application=geotiff",
