@@ -284,10 +284,15 @@ const maxPages = 100000
 func listAll[T any](ctx context.Context, c *Client, first, key string) ([]T, error) {
 	var all []T
 	next := first
+	seen := map[string]bool{}
 	for pages := 0; next != ""; pages++ {
 		if pages >= maxPages {
 			return nil, fmt.Errorf("list %s: more than %d pages, giving up", key, maxPages)
 		}
+		if seen[next] {
+			return nil, fmt.Errorf("list %s: the next link leads back to a page already read (%s)", key, redactURL(next))
+		}
+		seen[next] = true
 		var page map[string]json.RawMessage
 		if err := c.getJSON(ctx, next, &page); err != nil {
 			return nil, err
