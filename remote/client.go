@@ -348,7 +348,18 @@ func (c *Client) Results(ctx context.Context, id string) (*Results, error) {
 // Logs returns a job's log entries at level or above ("error", "warning",
 // "info", "debug"), following offset pagination.
 func (c *Client) Logs(ctx context.Context, id, level string) ([]LogEntry, error) {
-	return listAll[LogEntry](ctx, c, c.endpoint("jobs/%s/logs", id)+"?level="+url.QueryEscape(level), "logs")
+	return c.LogsAfter(ctx, id, level, "")
+}
+
+// LogsAfter returns the log entries that came after the entry with id
+// offset (all of them for ""), at level or above: for reading a running
+// job's logs bit by bit.
+func (c *Client) LogsAfter(ctx context.Context, id, level, offset string) ([]LogEntry, error) {
+	q := url.Values{"level": {level}}
+	if offset != "" {
+		q.Set("offset", offset)
+	}
+	return listAll[LogEntry](ctx, c, c.endpoint("jobs/%s/logs", id)+"?"+q.Encode(), "logs")
 }
 
 // ProcessGraph returns a user-defined process (GET /process_graphs/{id}) as

@@ -316,3 +316,44 @@ func TestOutcomeUnknown(t *testing.T) {
 		}
 	}
 }
+
+func TestLogsAfterOffset(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{Outcome: func(*remote.JobRequest) error { return errors.New("boom") }})
+	defer srv.Close()
+	c := connect(t, srv)
+	id, _ := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()})
+	c.StartJob(t.Context(), id)
+	logs, err := c.LogsAfter(t.Context(), id, "debug", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(logs) != 2 || logs[0].ID != "2" || logs[1].ID != "3" {
+		t.Errorf("logs after 1 = %+v, want entries 2 and 3", logs)
+	}
+}
+
+// The start refusals a manager must treat as back-pressure, not failure,
+// come through typed.
+func TestStartRefusals(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{RunTime: time.Hour, Faults: remotetest.Faults{ConcurrentJobLimit: 1}})
+	defer srv.Close()
+	c := connect(t, srv)
+	ctx := t.Context()
+	a, _ := c.CreateJob(ctx, &remote.JobRequest{Process: graph()})
+	b, _ := c.CreateJob(ctx, &remote.JobRequest{Process: graph()})
+	if err := c.StartJob(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	err := c.StartJob(ctx, b)
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) || apiErr.Code != "ConcurrentJobLimit" || apiErr.StatusCode != 400 {
+		t.Errorf("second start: err = %v, want 400 ConcurrentJobLimit", err)
+	}
+	srv.SetFaults(remotetest.Faults{PaymentRequired: true})
+	if err := c.StartJob(ctx, b); !errors.Is(err, remote.ErrPaymentRequired) {
+		t.Errorf("start without credit: err = %v, want ErrPaymentRequired", err)
+	}
+	if n := srv.Requests()["POST /jobs/{job_id}/results"]; n != 3 {
+		t.Errorf("%d start requests: a refusal was retried", n)
+	}
+}
