@@ -106,9 +106,9 @@ func TestRunThroughFaults(t *testing.T) {
 		}
 	}
 	logins := srv.Requests()["GET /credentials/basic"]
-	t.Logf("%d jobs in %v; %d requests (%.1f per job), peak %d/s; faults %v; logins %d; stats %v",
+	t.Logf("%d jobs in %v; %d requests (%.1f per job) over %d connections, peak %d/s; faults %v; logins %d; stats %v",
 		jobs, time.Since(start).Round(time.Second), srv.TotalRequests(), float64(srv.TotalRequests())/jobs,
-		srv.PeakRate(), inj, logins, m.Stats())
+		srv.Connections(), srv.PeakRate(), inj, logins, m.Stats())
 	if time.Since(start) > 35*time.Second && logins < 2 {
 		t.Errorf("%d logins in a run longer than the token lifetime: tokens were not renewed", logins)
 	}

@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -124,6 +125,7 @@ type Server struct {
 	rng       *rand.Rand
 	recent    []time.Time // arrival of the requests of the last second
 	peakRate  int
+	conns     int // connections opened by clients
 	injected  map[string]int
 	processes map[string]json.RawMessage
 	// acceptToken, when set, accepts bearer tokens the server did not issue
@@ -161,6 +163,13 @@ func NewServer(opts Options) *Server {
 	s.routes(mux)
 	// The URLs are set before serving starts: handlers read them.
 	s.srv = httptest.NewUnstartedServer(cors(mux))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+		}
+	}
 	s.URL = "http://" + s.srv.Listener.Addr().String()
 	s.APIURL = s.URL + APIPath
 	s.srv.Start()
@@ -189,6 +198,13 @@ func (s *Server) TotalRequests() int {
 		n += v
 	}
 	return n
+}
+
+// Connections returns how many connections clients opened.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 // PeakActive returns the largest number of jobs that were active
