@@ -79,6 +79,10 @@ type Config struct {
 	// Concurrency bounds the job creations and downloads in flight, each
 	// (default 8).
 	Concurrency int
+	// MinBackoff and MaxBackoff bound the pause of a back-end after it
+	// failed or refused a job (429, ConcurrentJobLimit): it doubles with each
+	// refusal in a row (default 10s and 10m).
+	MinBackoff, MaxBackoff time.Duration
 
 	// OnJobDone handles finished jobs; nil means DownloadResults (unless
 	// DisableDownloads is set).
@@ -150,6 +154,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 8
+	}
+	if c.MinBackoff == 0 {
+		c.MinBackoff = 10 * time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 10 * time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -27,9 +27,10 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 		}
 	}
 	free := map[string]int{}
+	now := m.cfg.Now()
 	for _, b := range m.backends {
-		if !b.Client.Available() {
-			continue // failing: the others take the rows meanwhile
+		if !b.Client.Available() || !m.gates[b.Name].open(now) {
+			continue // failing, refusing or out of credit: the others take the rows meanwhile
 		}
 		free[b.Name] = max(0, min(b.ParallelJobs-active[b.Name], b.QueueingLimit-queued[b.Name]))
 	}
@@ -95,9 +96,13 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	}
 	if err != nil {
 		m.stats.add("start_job error", 1)
+		if m.react(ctx, b, err) != failed {
+			attempts-- // back-pressure is not the row's fault
+		}
 		m.startFailed(wctx, log, j, attempts, fmt.Errorf("create job: %w", err))
 		return
 	}
+	m.gates[b.Name].ok()
 	if id == "" {
 		m.stats.add("start_job skipped", 1)
 		m.update(wctx, log, j.Key, driver.QueuedForStart, driver.Values{
@@ -125,9 +130,25 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 	}
 	if err != nil {
 		m.stats.add("job start error", 1)
-		m.startFailed(wctx, log, j, j.Attempts, fmt.Errorf("start job %s: %w", j.ID, err))
+		attempts := j.Attempts
+		switch m.react(ctx, b, err) {
+		case slowDown:
+			attempts-- // not the row's fault: it waits for the back-end
+		case noCredit:
+			// The job cannot start there: give the row to another back-end.
+			if derr := b.Client.DeleteJob(wctx, j.ID); derr != nil {
+				log.WarnContext(ctx, "delete job that cannot start", "err", derr)
+			}
+			m.update(wctx, log, j.Key, j.Status, driver.Values{
+				driver.ColStatus: driver.NotStarted, driver.ColBackend: nil, driver.ColID: nil,
+				driver.ColLastError: fmt.Sprintf("back-end %s: %v", b.Name, err), driver.ColUpdatedAt: m.now(),
+			})
+			return
+		}
+		m.startFailed(wctx, log, j, attempts, fmt.Errorf("start job %s: %w", j.ID, err))
 		return
 	}
+	m.gates[b.Name].ok()
 	m.stats.add("job start", 1)
 	log.InfoContext(ctx, "job started")
 	m.update(wctx, log, j.Key, j.Status, driver.Values{

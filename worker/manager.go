@@ -49,6 +49,7 @@ type Manager struct {
 	described map[int64]*remote.Job // final descriptions kept for handlers
 	canceled  map[int64]bool        // rows we asked the back-end to cancel
 	dirs      map[string]bool       // job ids whose folder a handler writes
+	gates     map[string]*gate      // per back-end: may it take jobs now
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -69,11 +70,13 @@ func New(cfg Config) (*Manager, error) {
 		described: map[int64]*remote.Job{},
 		canceled:  map[int64]bool{},
 		dirs:      map[string]bool{},
+		gates:     map[string]*gate{},
 	}
 	for i := range m.cfg.Backends {
 		b := &m.cfg.Backends[i]
 		m.backends = append(m.backends, b)
 		m.byName[b.Name] = b
+		m.gates[b.Name] = &gate{min: m.cfg.MinBackoff, max: m.cfg.MaxBackoff}
 	}
 	return m, nil
 }
@@ -155,10 +158,22 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 }
 
 func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error) {
+	notStarted := 0
 	for _, c := range counts {
-		if c.Status == driver.NotStarted || c.Status.Active() {
+		if c.Status.Active() {
 			return false, nil
 		}
+		if c.Status == driver.NotStarted {
+			notStarted += c.N
+		}
+	}
+	if notStarted > 0 {
+		if m.inFlight(m.launching) == 0 {
+			if err := m.errNoBackend(notStarted); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
 	}
 	m.mu.Lock()
 	busy := len(m.launching) + len(m.handling)

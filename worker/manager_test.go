@@ -61,6 +61,7 @@ func newFixture(t *testing.T, rows int, opts remotetest.Options, backends ...str
 	f.cfg.Store = store
 	f.cfg.RootDir = f.root
 	f.cfg.PollInterval = 5 * time.Millisecond
+	f.cfg.MinBackoff, f.cfg.MaxBackoff = time.Millisecond, 10*time.Millisecond
 	f.cfg.Logger = slog.New(slog.DiscardHandler)
 	f.cfg.StartJob = startJob
 	return f
@@ -408,5 +409,54 @@ func TestExpiredResultLinksRenewed(t *testing.T) {
 	}
 	if st := m.Stats(); st["job download error"] != 0 {
 		t.Errorf("stats = %v", st)
+	}
+}
+
+// Back-end limits are back-pressure: a ConcurrentJobLimit refusal makes the
+// row wait, costs no attempt, and the run completes within the limit.
+func TestConcurrentJobLimitIsBackPressure(t *testing.T) {
+	f := newFixture(t, 6, remotetest.Options{RunTime: 20 * time.Millisecond, Faults: remotetest.Faults{ConcurrentJobLimit: 1}})
+	f.cfg.Backends[0].ParallelJobs = 4 // more than the back-end really allows
+	m := f.run(t)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished {
+			t.Errorf("row %d: %q %q", r.Key, r.Status, r.LastError)
+		}
+		if r.Attempts != 1 {
+			t.Errorf("row %d: %d attempts, want 1: a refusal is not the row's fault", r.Key, r.Attempts)
+		}
+	}
+	if m.Stats()["job start error"] == 0 {
+		t.Error("the back-end never refused: the test tested nothing")
+	}
+	for title, n := range f.backendJobs() {
+		if n != 1 {
+			t.Errorf("%d jobs for %q", n, title)
+		}
+	}
+}
+
+// Out of credit on one back-end: it stops taking jobs, the other runs them
+// all; with no back-end left the run ends with the reason.
+func TestPaymentRequiredStopsBackend(t *testing.T) {
+	f := newFixture(t, 6, remotetest.Options{}, "a", "b")
+	f.servers["a"].SetFaults(remotetest.Faults{PaymentRequired: true})
+	f.run(t)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || r.Backend != "b" {
+			t.Errorf("row %d: %q on %q", r.Key, r.Status, r.Backend)
+		}
+	}
+	if jobs := f.servers["a"].Jobs(); len(jobs) != 0 {
+		t.Errorf("back-end a keeps %d jobs that could not start", len(jobs))
+	}
+
+	g := newFixture(t, 3, remotetest.Options{Faults: remotetest.Faults{PaymentRequired: true}})
+	m, _ := worker.New(g.cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := m.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "3 rows left not_started") || !strings.Contains(err.Error(), "PaymentRequired") {
+		t.Errorf("err = %v, want the rows left and the reason", err)
 	}
 }

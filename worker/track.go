@@ -109,6 +109,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 			})
 			return nil
 		}
+		if !m.gates[b.Name].open(m.cfg.Now()) || !b.Client.Available() {
+			return nil // the back-end asked us to wait
+		}
 		row.Attempts++
 		m.goTracked(m.launching, row.Key, func() {
 			if m.stillIs(ctx, row, false) {

@@ -1,0 +1,115 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/openeo-batch/worker/remote"
+)
+
+// pressure is what a back-end's answers say about launching more jobs.
+type pressure int
+
+const (
+	failed   pressure = iota // an ordinary failure: spend an attempt
+	slowDown                 // rate limited or at its job limit: wait, spend nothing
+	noCredit                 // out of credit: stop launching there
+)
+
+// classify reads a create or start error as back-pressure or failure.
+func classify(err error) pressure {
+	var apiErr *remote.APIError
+	switch {
+	case errors.Is(err, remote.ErrPaymentRequired):
+		return noCredit
+	case errors.As(err, &apiErr) && (apiErr.StatusCode == 429 || apiErr.Code == "ConcurrentJobLimit"):
+		return slowDown
+	case errors.Is(err, remote.ErrUnavailable):
+		return slowDown
+	}
+	return failed
+}
+
+// gate decides when a back-end may take new jobs.
+type gate struct {
+	mu       sync.Mutex
+	until    time.Time // no launches before
+	streak   int       // failures and refusals in a row
+	stopped  string    // why launching stopped for this run; "" while going
+	min, max time.Duration
+}
+
+// open reports whether the back-end may take a job now.
+func (g *gate) open(now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopped == "" && !now.Before(g.until)
+}
+
+// backOff closes the gate for a while, longer after each refusal in a row.
+func (g *gate) backOff(now time.Time) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	d := g.min << min(g.streak, 16)
+	if d > g.max || d <= 0 {
+		d = g.max
+	}
+	g.streak++
+	g.until = now.Add(d)
+	return d
+}
+
+func (g *gate) ok() {
+	g.mu.Lock()
+	g.streak = 0
+	g.mu.Unlock()
+}
+
+func (g *gate) stop(reason string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	first := g.stopped == ""
+	if first {
+		g.stopped = reason
+	}
+	return first
+}
+
+func (g *gate) stoppedBecause() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.stopped
+}
+
+// react applies what err says about the back-end to its gate, logs it, and
+// reports the kind of pressure.
+func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
+	g := m.gates[b.Name]
+	p := classify(err)
+	switch p {
+	case noCredit:
+		if g.stop(err.Error()) {
+			m.log.ErrorContext(ctx, "back-end out of credit: no more jobs go there in this run", "backend", b.Name, "err", err)
+		}
+	default:
+		d := g.backOff(m.cfg.Now())
+		m.log.WarnContext(ctx, "back-end refused or failed a job; waiting before the next", "backend", b.Name, "wait", d, "err", err)
+	}
+	return p
+}
+
+// errNoBackend ends a run that has rows left but no back-end to take them.
+func (m *Manager) errNoBackend(notStarted int) error {
+	var reasons []error
+	for _, b := range m.backends {
+		if r := m.gates[b.Name].stoppedBecause(); r != "" {
+			reasons = append(reasons, fmt.Errorf("%s: %s", b.Name, r))
+		} else {
+			return nil // one still takes jobs
+		}
+	}
+	return fmt.Errorf("%d rows left not_started: every back-end stopped taking jobs: %w", notStarted, errors.Join(reasons...))
+}
