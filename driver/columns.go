@@ -41,6 +41,7 @@ const (
 	ColUpdatedAt        = "updated_at"
 	ColTag              = "job_tag"
 	ColDownloadPending  = "download_pending"
+	ColWorker           = "worker_id"
 )
 
 var managerColumns = []Column{
@@ -58,6 +59,7 @@ var managerColumns = []Column{
 	{ColUpdatedAt, Text},
 	{ColTag, Text},
 	{ColDownloadPending, Bool},
+	{ColWorker, Text},
 }
 
 // ManagerColumns returns the manager's columns in the order they follow the
@@ -238,5 +240,7 @@ func (j *Job) Assign(name string, v any) {
 	case ColDownloadPending:
 		b, _ := v.(bool)
 		j.DownloadPending = b
+	case ColWorker:
+		j.Worker = s
 	}
 }

@@ -48,6 +48,7 @@ type Job struct {
 	UpdatedAt       string // RFC 3339 UTC, when a manager last changed the row
 	Tag             string // marker put in the back-end job to find it again after a crash
 	DownloadPending bool   // results or error logs still to be written to disk
+	Worker          string // the process responsible for the row's next step
 
 	// Data holds the user's columns: string, int64, float64, bool or nil.
 	Data map[string]any

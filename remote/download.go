@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -22,8 +23,8 @@ import (
 // the back-end announced.
 var ErrVerify = errors.New("downloaded file does not match its announced size or checksum")
 
-// Download streams the file at href to dst. It writes dst+".part" and
-// renames it when complete, so dst exists only whole; a transfer that
+// Download streams the file at href to dst. It writes dst.<random>.part
+// and renames it when complete, so dst exists only whole; a transfer that
 // breaks is resumed with a Range request where the server allows it. The
 // openEO token is sent only when href is on the back-end's own host.
 func (c *Client) Download(ctx context.Context, href, dst string) (int64, error) {
@@ -34,11 +35,12 @@ func (c *Client) Download(ctx context.Context, href, dst string) (int64, error) 
 // file against the asset's file:size and file:checksum when it has them.
 func (c *Client) DownloadAsset(ctx context.Context, a Asset, dst string) (int64, error) {
 	u := c.resolve(a.Href)
-	part := dst + ".part"
-	f, err := os.OpenFile(part, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	// A name of its own: two downloads of one file never share a .part.
+	f, err := os.CreateTemp(filepath.Dir(dst), filepath.Base(dst)+".*.part")
 	if err != nil {
 		return 0, err
 	}
+	part := f.Name()
 	fail := func(err error) (int64, error) {
 		f.Close()
 		os.Remove(part)

@@ -92,6 +92,10 @@ type Config struct {
 	// OnJobCanceled handles canceled jobs; nil means nothing.
 	OnJobCanceled HandlerFunc
 
+	// Owner identifies this manager when several processes share the
+	// table (see LockOwner); nil means the manager has the table to itself.
+	Owner Owner
+
 	// Logger receives the manager's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Now tells the time; nil means time.Now.
@@ -166,6 +170,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Owner == nil {
+		c.Owner = solo{}
 	}
 	if c.OnJobDone == nil && !c.DisableDownloads {
 		c.OnJobDone = DownloadResults

@@ -55,6 +55,7 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 				driver.ColBackend:   b.Name,
 				driver.ColTag:       newTag(),
 				driver.ColUpdatedAt: m.now(),
+				driver.ColWorker:    m.cfg.Owner.ID(),
 			})
 			if errors.Is(err, driver.ErrNotFound) {
 				return nil

@@ -137,6 +137,9 @@ func (m *Manager) signal() {
 // their handlers, fill free slots. It reports whether the table is done.
 func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 	if track {
+		if err := m.recoverRows(ctx); err != nil {
+			return false, err
+		}
 		if err := m.track(ctx); err != nil {
 			return false, err
 		}
@@ -202,8 +205,23 @@ func (m *Manager) logHistogram(ctx context.Context, counts []driver.Count) {
 	m.log.InfoContext(ctx, "job status histogram", attrs...)
 }
 
-// recoverRows resolves what a stopped run left half done: rows claimed but
-// whose job creation may or may not have reached the back-end.
+// orphan reports whether a row's next step is left to nobody: its owner is
+// this manager but no goroutine works on it (a previous run of ours), or
+// its owner is gone.
+func (m *Manager) orphan(j driver.Job, busy map[int64]bool) bool {
+	m.mu.Lock()
+	working := busy[j.Key]
+	m.mu.Unlock()
+	if working {
+		return false
+	}
+	return j.Worker == m.cfg.Owner.ID() || !m.cfg.Owner.Alive(j.Worker)
+}
+
+// recoverRows resolves what a stopped manager left half done: rows claimed
+// but whose job creation may or may not have reached the back-end. It runs
+// at start and on every tracking cycle, so the rows of a process that dies
+// while others run are taken over too.
 func (m *Manager) recoverRows(ctx context.Context) error {
 	active, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: driver.ActiveStatuses()})
 	if err != nil {
@@ -221,11 +239,11 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 	}
 	listings := map[string]map[string]string{} // back-end -> tag -> job id
 	for _, j := range active {
-		if j.Status != driver.QueuedForStart {
+		if j.Status != driver.QueuedForStart || !m.orphan(j, m.launching) {
 			continue
 		}
 		b := m.byName[j.Backend]
-		set := driver.Values{driver.ColUpdatedAt: m.now()}
+		set := driver.Values{driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
 		switch {
 		case j.ID != "":
 			// Created, maybe started: the tracker starts it if it is still created.

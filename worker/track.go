@@ -124,7 +124,8 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		return nil
 	}
 
-	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now()}
+	// The manager that records a change handles what follows from it.
+	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
 	startedRunning := (status == driver.Running || status == driver.Finished) && row.RunningStartTime == ""
 	if startedRunning {
 		set[driver.ColRunningStartTime] = m.now()
@@ -228,6 +229,9 @@ func (m *Manager) handleEvents(ctx context.Context) error {
 		return fmt.Errorf("select pending downloads: %w", err)
 	}
 	for _, row := range rows {
+		if !m.orphan(row, m.handling) && row.Worker != m.cfg.Owner.ID() {
+			continue // another live manager handles it
+		}
 		b := m.byName[row.Backend]
 		h := m.handler(row.Status)
 		if b == nil || h == nil {

@@ -51,7 +51,9 @@ characters than letters and digits as _), else shared by all back-ends:
 A token is the openEO bearer token, such as basic//abc or oidc/egi/eyJ...
 Access tokens are renewed before they expire.
 
-Stop with Ctrl-C (or kill): the same command resumes.
+Stop with Ctrl-C (or kill): the same command resumes. Several workers may
+run on one table at once (on one machine): they share the rows, and one
+takes over the work of another that was killed.
 
 Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
@@ -164,10 +166,18 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		log.Info("connected", "backend", b.name, "api", c.URL())
 		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
 	}
+	// Several workers may run on one table: each holds a lock file beside it,
+	// so the others know which rows it is working on.
+	_, path, _ := driver.Lookup(*db)
+	owner, err := worker.NewLockOwner(path + ".workers")
+	if err != nil {
+		return fmt.Errorf("%s: %w", *db, err)
+	}
+	defer owner.Close()
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: wbs, StartJob: def.StartJob,
 		RootDir: *root, PollInterval: *poll, CancelRunningJobAfter: *cancelAfter,
-		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Logger: log,
+		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Logger: log, Owner: owner,
 	})
 	if err != nil {
 		return err

@@ -331,6 +331,7 @@ func (h harness) testUpdate(t *testing.T) {
 		driver.ColCPU: "40668 cpu-seconds", driver.ColMemory: "1024 mb-seconds", driver.ColDuration: "2611 seconds",
 		driver.ColCosts: 3.25, driver.ColAttempts: 2, driver.ColLastError: "boom, \"quoted\"\nline",
 		driver.ColUpdatedAt: "2024-05-01T11:00:00Z", driver.ColTag: "tag-1", driver.ColDownloadPending: true,
+		driver.ColWorker: "w-1",
 	}})
 	got, err := s.Get(ctx, k)
 	if err != nil {
@@ -341,7 +342,7 @@ func (h harness) testUpdate(t *testing.T) {
 	want.StartTime, want.RunningStartTime = "2024-05-01T10:00:00Z", "2024-05-01T10:01:00Z"
 	want.CPU, want.Memory, want.Duration = "40668 cpu-seconds", "1024 mb-seconds", "2611 seconds"
 	want.Costs, want.Attempts, want.LastError = ptr(3.25), 2, "boom, \"quoted\"\nline"
-	want.UpdatedAt, want.Tag, want.DownloadPending = "2024-05-01T11:00:00Z", "tag-1", true
+	want.UpdatedAt, want.Tag, want.DownloadPending, want.Worker = "2024-05-01T11:00:00Z", "tag-1", true, "w-1"
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("after update\n got %+v\nwant %+v", got, want)
 	}

@@ -104,6 +104,7 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 	}
 	defer rows.Close()
 	cols := []string{}
+	have := map[string]bool{}
 	n := 0
 	for rows.Next() {
 		var name string
@@ -111,6 +112,7 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 			return nil, interpretError(err)
 		}
 		n++
+		have[name] = true
 		if _, isManager := driver.ManagerColumn(name); !isManager && name != keyColumn {
 			cols = append(cols, name)
 		}
@@ -121,8 +123,25 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 	if n == 0 {
 		return nil, fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
 	}
+	if err := s.addMissingColumns(ctx, have); err != nil {
+		return nil, err
+	}
 	s.columns = cols
 	return cols, nil
+}
+
+// addMissingColumns adds the manager columns a table made by an earlier
+// version lacks.
+func (s *Store) addMissingColumns(ctx context.Context, have map[string]bool) error {
+	for _, c := range driver.ManagerColumns() {
+		if have[c.Name] {
+			continue
+		}
+		if _, err := s.w.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN "+quote(c.Name)+" "+sqlType(c)); err != nil {
+			return fmt.Errorf("%s: add column %s: %w", s.path, c.Name, interpretError(err))
+		}
+	}
+	return nil
 }
 
 // Columns returns the user's column names in table order.
