@@ -50,6 +50,7 @@ type Manager struct {
 	canceled  map[int64]bool        // rows we asked the back-end to cancel
 	dirs      map[string]bool       // job ids whose folder a handler writes
 	gates     map[string]*gate      // per back-end: may it take jobs now
+	bg        *background           // set by Start
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
