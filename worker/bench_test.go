@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,13 +17,21 @@ import (
 	"github.com/openeo-batch/worker/worker"
 )
 
-// BenchmarkRun runs 400 jobs that finish at once over 2 fake back-ends
-// (50 parallel jobs each), results downloaded, and reports the requests
-// each job cost and the jobs run per second.
+// BenchmarkRun runs jobs that finish at once on fake back-ends with 50
+// parallel jobs each, results downloaded, and reports jobs per second,
+// requests per job, CPU per job and the process's peak RSS. The fake
+// back-ends run in the same process: CPU and RSS include theirs.
 func BenchmarkRun(b *testing.B) {
-	const jobs = 400
+	for _, size := range []struct{ jobs, backends int }{{400, 2}, {10_000, 4}} {
+		b.Run(fmt.Sprintf("jobs=%d/backends=%d", size.jobs, size.backends), func(b *testing.B) {
+			benchRun(b, size.jobs, size.backends)
+		})
+	}
+}
+
+func benchRun(b *testing.B, jobs, nBackends int) {
 	var requests, ran int
-	var elapsed time.Duration
+	var elapsed, cpu time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		store, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "jobs.db"))
@@ -38,7 +47,7 @@ func BenchmarkRun(b *testing.B) {
 		}
 		var servers []*remotetest.Server
 		var backends []worker.Backend
-		for i := range 2 {
+		for i := range nBackends {
 			srv := remotetest.NewServer(remotetest.Options{})
 			servers = append(servers, srv)
 			c, _ := remote.New(srv.APIURL, nil)
@@ -52,6 +61,7 @@ func BenchmarkRun(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		cpu0 := cpuTime()
 		b.StartTimer()
 		start := time.Now()
 		if err := m.Run(context.Background()); err != nil {
@@ -59,6 +69,7 @@ func BenchmarkRun(b *testing.B) {
 		}
 		elapsed += time.Since(start)
 		b.StopTimer()
+		cpu += cpuTime() - cpu0
 		for _, s := range servers {
 			requests += s.TotalRequests()
 			s.Close()
@@ -70,4 +81,19 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportMetric(float64(requests)/float64(ran), "requests/job")
 	b.ReportMetric(float64(ran)/elapsed.Seconds(), "jobs/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(ran), "cpu-us/job")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MB")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS returns the process's peak resident set in bytes (Linux: KiB).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Maxrss * 1024
 }

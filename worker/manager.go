@@ -51,6 +51,7 @@ type Manager struct {
 	dirs      map[string]bool       // job ids whose folder a handler writes
 	gates     map[string]*gate      // per back-end: may it take jobs now
 	bg        *background           // set by Start
+	listPages map[string]int        // per back-end: pages its last listing took
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -72,6 +73,7 @@ func New(cfg Config) (*Manager, error) {
 		canceled:  map[int64]bool{},
 		dirs:      map[string]bool{},
 		gates:     map[string]*gate{},
+		listPages: map[string]int{},
 	}
 	for i := range m.cfg.Backends {
 		b := &m.cfg.Backends[i]

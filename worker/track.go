@@ -35,19 +35,28 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	log := m.log.With("backend", b.Name)
-	// One listing gives every job's status: requests grow with back-ends
-	// and pages, not with jobs.
-	listed, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
-	m.stats.add("job list", 1)
-	if err != nil {
-		if ctx.Err() == nil {
-			log.WarnContext(ctx, "list jobs failed; statuses are not updated this cycle", "err", err)
+	// One listing gives every job's status, but it lists the account's whole
+	// history: when that takes more pages than there are active jobs, asking
+	// each job is cheaper (and brings usage and costs along).
+	byID := map[string]*remote.Job{}
+	m.mu.Lock()
+	pages := m.listPages[b.Name]
+	m.mu.Unlock()
+	if pages <= len(rows) || pages == 0 {
+		listed, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
+		m.stats.add("job list", 1)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.WarnContext(ctx, "list jobs failed; statuses are not updated this cycle", "err", err)
+			}
+			return nil
 		}
-		return nil
-	}
-	byID := make(map[string]*remote.Job, len(listed))
-	for i := range listed {
-		byID[listed[i].ID] = &listed[i]
+		m.mu.Lock()
+		m.listPages[b.Name] = len(listed)/m.cfg.ListPageSize + 1
+		m.mu.Unlock()
+		for i := range listed {
+			byID[listed[i].ID] = &listed[i]
+		}
 	}
 	for _, row := range rows {
 		if ctx.Err() != nil {
@@ -61,7 +70,8 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 		}
 		rj := byID[row.ID]
 		if rj == nil {
-			// Not in the listing (a back-end may list only recent jobs): ask.
+			// Not listed (no listing this cycle, or a back-end that lists only
+			// recent jobs): ask.
 			rj, err = b.Client.GetJob(ctx, row.ID)
 			m.stats.add("job describe", 1)
 			if errors.Is(err, remote.ErrJobNotFound) {
@@ -131,9 +141,13 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		set[driver.ColRunningStartTime] = m.now()
 	}
 	if status.Final() {
-		// The listing has no usage or costs: describe the job once.
-		full, err := b.Client.GetJob(ctx, row.ID)
-		m.stats.add("job describe", 1)
+		// A listing has no usage or costs: describe the job once, unless rj
+		// is already the full description.
+		full, err := rj, error(nil)
+		if rj.Raw == nil {
+			full, err = b.Client.GetJob(ctx, row.ID)
+			m.stats.add("job describe", 1)
+		}
 		if err != nil {
 			log.WarnContext(ctx, "describe final job", "err", err)
 		} else {
