@@ -37,7 +37,8 @@ func classify(err error) pressure {
 type gate struct {
 	mu       sync.Mutex
 	until    time.Time // no launches before
-	streak   int       // failures and refusals in a row
+	streak   int       // pauses in a row: each doubles the next
+	failures int       // ordinary failures in a row
 	stopped  string    // why launching stopped for this run; "" while going
 	min, max time.Duration
 }
@@ -64,8 +65,16 @@ func (g *gate) backOff(now time.Time) time.Duration {
 
 func (g *gate) ok() {
 	g.mu.Lock()
-	g.streak = 0
+	g.streak, g.failures = 0, 0
 	g.mu.Unlock()
+}
+
+// fail counts an ordinary failure and returns the failures in a row.
+func (g *gate) fail() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failures++
+	return g.failures
 }
 
 func (g *gate) stop(reason string) bool {
@@ -94,12 +103,22 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 		if g.stop(err.Error()) {
 			m.log.ErrorContext(ctx, "back-end out of credit: no more jobs go there in this run", "backend", b.Name, "err", err)
 		}
-	default:
+	case slowDown:
 		d := g.backOff(m.cfg.Now())
-		m.log.WarnContext(ctx, "back-end refused or failed a job; waiting before the next", "backend", b.Name, "wait", d, "err", err)
+		m.log.WarnContext(ctx, "back-end asks to slow down; waiting before the next job", "backend", b.Name, "wait", d, "err", err)
+	case failed:
+		// One failure says little about the back-end (the row spends an
+		// attempt); several in a row do.
+		if g.fail() >= failuresBeforePause {
+			d := g.backOff(m.cfg.Now())
+			m.log.WarnContext(ctx, "back-end failed several jobs in a row; waiting before the next", "backend", b.Name, "wait", d, "err", err)
+		}
 	}
 	return p
 }
+
+// failuresBeforePause is how many ordinary failures in a row pause a back-end.
+const failuresBeforePause = 3
 
 // errNoBackend ends a run that has rows left but no back-end to take them.
 func (m *Manager) errNoBackend(notStarted int) error {
