@@ -119,17 +119,7 @@ func TestKillAndResume(t *testing.T) {
 	const rows = 24
 	srv := remotetest.NewServer(remotetest.Options{QueueTime: 20 * time.Millisecond, RunTime: 80 * time.Millisecond})
 	defer srv.Close()
-	dir := t.TempDir()
-	var csv strings.Builder
-	csv.WriteString("year,title\n")
-	for i := range rows {
-		fmt.Fprintf(&csv, "%d,row %d\n", 2000+i, i)
-	}
-	os.WriteFile(filepath.Join(dir, "in.csv"), []byte(csv.String()), 0o644)
-	os.WriteFile(filepath.Join(dir, "p.json"), []byte(process), 0o644)
-	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", "jobs.db").CombinedOutput(); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
+	dir := newTable(t, rows)
 	env := []string{"OPENEO_FAKE_USERNAME=user", "OPENEO_FAKE_PASSWORD=password"}
 	args := []string{"run", "--db", "jobs.db", "--backend", "fake=" + srv.URL + ",parallel=6",
 		"--process", "p.json", "--root-dir", "res", "--poll", "30ms"}
@@ -176,18 +166,10 @@ func TestKillAndResume(t *testing.T) {
 	t.Logf("killed the worker %d times; jobs adopted after a kill: %d; start requests: %d",
 		kills, strings.Count(logs.String(), "adopting job"), starts)
 
-	perTitle := map[string]int{}
-	for _, j := range srv.Jobs() {
-		perTitle[j.Title]++
-	}
-	for title, n := range perTitle {
-		if n != 1 {
-			t.Errorf("%d back-end jobs for %q, want exactly 1", n, title)
-		}
-	}
+	oneJobPerRow(t, srv, rows)
 	got := readRows(t, filepath.Join(dir, "jobs.db"))
-	if len(got) != rows || len(perTitle) != rows {
-		t.Errorf("%d rows and %d back-end jobs, want %d each", len(got), len(perTitle), rows)
+	if len(got) != rows {
+		t.Errorf("%d rows, want %d", len(got), rows)
 	}
 	for _, r := range got {
 		if r.Status != driver.Finished || r.DownloadPending {
@@ -200,6 +182,42 @@ func TestKillAndResume(t *testing.T) {
 		if _, err := os.Stat(worker.MetadataPath(filepath.Join(dir, "res"), r.ID)); err != nil {
 			t.Errorf("row %v: metadata not on disk: %v", r.Data["title"], err)
 		}
+	}
+}
+
+// newTable makes a folder with a table of rows rows (year, title "row N"),
+// initialized by the binary, and the process definition p.json.
+func newTable(t *testing.T, rows int) string {
+	t.Helper()
+	dir := t.TempDir()
+	var csv strings.Builder
+	csv.WriteString("year,title\n")
+	for i := range rows {
+		fmt.Fprintf(&csv, "%d,row %d\n", 2000+i, i)
+	}
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte(csv.String()), 0o644)
+	os.WriteFile(filepath.Join(dir, "p.json"), []byte(process), 0o644)
+	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", "jobs.db").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// oneJobPerRow checks the back-end holds exactly one job for each of the
+// rows (titled "row N").
+func oneJobPerRow(t *testing.T, srv *remotetest.Server, rows int) {
+	t.Helper()
+	perTitle := map[string]int{}
+	for _, j := range srv.Jobs() {
+		perTitle[j.Title]++
+	}
+	for title, n := range perTitle {
+		if n != 1 {
+			t.Errorf("%d back-end jobs for %q, want exactly 1", n, title)
+		}
+	}
+	if len(perTitle) != rows {
+		t.Errorf("back-end jobs for %d rows, want %d", len(perTitle), rows)
 	}
 }
 

@@ -2,11 +2,9 @@ package test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -28,17 +26,7 @@ func twoWorkers(t *testing.T, kill bool) {
 	const rows = 30
 	srv := remotetest.NewServer(remotetest.Options{QueueTime: 20 * time.Millisecond, RunTime: 100 * time.Millisecond})
 	defer srv.Close()
-	dir := t.TempDir()
-	var csv strings.Builder
-	csv.WriteString("year,title\n")
-	for i := range rows {
-		fmt.Fprintf(&csv, "%d,row %d\n", 2000+i, i)
-	}
-	os.WriteFile(filepath.Join(dir, "in.csv"), []byte(csv.String()), 0o644)
-	os.WriteFile(filepath.Join(dir, "p.json"), []byte(process), 0o644)
-	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", "jobs.db").CombinedOutput(); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
+	dir := newTable(t, rows)
 	env := []string{"OPENEO_USERNAME=user", "OPENEO_PASSWORD=password"}
 	args := []string{"run", "--db", "jobs.db", "--backend", "fake=" + srv.URL + ",parallel=8",
 		"--process", "p.json", "--root-dir", "res", "--poll", "30ms"}
@@ -78,18 +66,10 @@ func twoWorkers(t *testing.T, kill bool) {
 	if !kill && len(owners) < 2 {
 		t.Errorf("rows by worker: %v: one worker did everything, the test shows no sharing", owners)
 	}
-	perTitle := map[string]int{}
-	for _, j := range srv.Jobs() {
-		perTitle[j.Title]++
-	}
-	for title, n := range perTitle {
-		if n != 1 {
-			t.Errorf("%d back-end jobs for %q", n, title)
-		}
-	}
+	oneJobPerRow(t, srv, rows)
 	req := srv.Requests()
-	if len(perTitle) != rows || req["POST /jobs/{job_id}/results"] != rows {
-		t.Errorf("%d jobs, %d starts for %d rows", len(perTitle), req["POST /jobs/{job_id}/results"], rows)
+	if req["POST /jobs/{job_id}/results"] != rows {
+		t.Errorf("%d starts for %d rows", req["POST /jobs/{job_id}/results"], rows)
 	}
 	// Downloads the killed worker had begun (at most its 8 handlers) are
 	// done again; between live workers, never.

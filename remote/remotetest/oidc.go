@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -97,11 +98,7 @@ func (p *OIDCProvider) IssueRefreshToken() string {
 func (p *OIDCProvider) Grants() map[string]int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range p.grants {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(p.grants)
 }
 
 // valid reports whether an openEO bearer "oidc/<id>/<token>" carries a live
