@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
-	"github.com/openeo-batch/worker/driver/sqlite"
+	_ "github.com/openeo-batch/worker/driver/csvfile"
+	_ "github.com/openeo-batch/worker/driver/sqlite"
 	"github.com/openeo-batch/worker/remote/remotetest"
 	"github.com/openeo-batch/worker/worker"
 )
@@ -50,7 +51,7 @@ func cmd(ctx context.Context, dir string, env []string, args ...string) *exec.Cm
 
 func readRows(t *testing.T, path string) []driver.Job {
 	t.Helper()
-	s, err := sqlite.Open(t.Context(), path)
+	s, err := driver.Open(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,12 +117,18 @@ const process = `{
 // run, resumes it each time, and checks that every row ends finished with
 // exactly one back-end job and its results on disk.
 func TestKillAndResume(t *testing.T) {
+	for _, db := range []string{"jobs.db", "jobs.csv"} {
+		t.Run(db, func(t *testing.T) { killAndResume(t, db) })
+	}
+}
+
+func killAndResume(t *testing.T, db string) {
 	const rows = 24
 	srv := remotetest.NewServer(remotetest.Options{QueueTime: 20 * time.Millisecond, RunTime: 80 * time.Millisecond})
 	defer srv.Close()
-	dir := newTable(t, rows)
+	dir := newTableAt(t, rows, db)
 	env := []string{"OPENEO_FAKE_USERNAME=user", "OPENEO_FAKE_PASSWORD=password"}
-	args := []string{"run", "--db", "jobs.db", "--backend", "fake=" + srv.URL + ",parallel=6",
+	args := []string{"run", "--db", db, "--backend", "fake=" + srv.URL + ",parallel=6",
 		"--process", "p.json", "--root-dir", "res", "--poll", "30ms"}
 
 	// Kill runs at random moments until one finishes by itself or six were
@@ -167,7 +174,7 @@ func TestKillAndResume(t *testing.T) {
 		kills, strings.Count(logs.String(), "adopting job"), starts)
 
 	oneJobPerRow(t, srv, rows)
-	got := readRows(t, filepath.Join(dir, "jobs.db"))
+	got := readRows(t, filepath.Join(dir, db))
 	if len(got) != rows {
 		t.Errorf("%d rows, want %d", len(got), rows)
 	}
@@ -189,6 +196,12 @@ func TestKillAndResume(t *testing.T) {
 // initialized by the binary, and the process definition p.json.
 func newTable(t *testing.T, rows int) string {
 	t.Helper()
+	return newTableAt(t, rows, "jobs.db")
+}
+
+// newTableAt is newTable with the table at db (its ending picks the store).
+func newTableAt(t *testing.T, rows int, db string) string {
+	t.Helper()
 	dir := t.TempDir()
 	var csv strings.Builder
 	csv.WriteString("year,title\n")
@@ -197,7 +210,7 @@ func newTable(t *testing.T, rows int) string {
 	}
 	os.WriteFile(filepath.Join(dir, "in.csv"), []byte(csv.String()), 0o644)
 	os.WriteFile(filepath.Join(dir, "p.json"), []byte(process), 0o644)
-	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", "jobs.db").CombinedOutput(); err != nil {
+	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", db).CombinedOutput(); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	return dir

@@ -7,10 +7,9 @@ import (
 	"io"
 	"iter"
 	"os"
-	"regexp"
-	"strconv"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/csvfile"
 )
 
 // table is a job table read from a file, ready for Store.Init.
@@ -28,11 +27,6 @@ func (t *table) seq() iter.Seq2[[]any, error] {
 		}
 	}
 }
-
-var (
-	intRE   = regexp.MustCompile(`^[-+]?(0|[1-9][0-9]*)$`)
-	floatRE = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?(inf|nan)$`)
-)
 
 // readCSV reads a CSV job table (a header line, then one row per line;
 // quoted cells may hold commas, quotes and line breaks). The user's columns
@@ -71,14 +65,24 @@ func readCSV(path string) (*table, error) {
 	for i := range t.rows {
 		t.rows[i] = make([]any, len(header))
 	}
+	column := make([]string, len(cells))
 	for c, name := range header {
-		_, manager := driver.ManagerColumn(name)
-		kind := inferKind(cells, c)
-		if manager {
-			kind = driver.Text
-		}
 		for i, rec := range cells {
-			t.rows[i][c] = convertCell(rec[c], kind)
+			column[i] = rec[c]
+		}
+		var vals []any
+		if _, manager := driver.ManagerColumn(name); manager {
+			vals = make([]any, len(cells)) // manager columns stay text: the store checks them
+			for i, v := range column {
+				if v != "" {
+					vals[i] = v
+				}
+			}
+		} else {
+			vals = csvfile.Infer(column)
+		}
+		for i := range cells {
+			t.rows[i][c] = vals[i]
 		}
 	}
 	return t, nil
@@ -89,46 +93,4 @@ func trimBOM(s string) string {
 		return s[3:]
 	}
 	return s
-}
-
-func inferKind(cells [][]string, c int) driver.Kind {
-	kind, seen := driver.Integer, false
-	for _, rec := range cells {
-		v := rec[c]
-		if v == "" {
-			continue
-		}
-		seen = true
-		switch {
-		case intRE.MatchString(v):
-		case floatRE.MatchString(v):
-			kind = driver.Real
-		default:
-			return driver.Text
-		}
-	}
-	if !seen {
-		return driver.Text
-	}
-	return kind
-}
-
-func convertCell(v string, kind driver.Kind) any {
-	if v == "" {
-		return nil
-	}
-	switch kind {
-	case driver.Integer:
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f // beyond int64
-		}
-	case driver.Real:
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f
-		}
-	}
-	return v
 }

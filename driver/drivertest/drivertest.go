@@ -40,7 +40,20 @@ func Rows(rows [][]any) iter.Seq2[[]any, error] {
 type harness struct {
 	open OpenFunc
 	ext  string
+	opts options
 }
+
+// Option describes what a driver can do, where drivers differ.
+type Option func(*options)
+
+type options struct {
+	singleWriter bool
+}
+
+// SingleWriter says the store allows one writing handle per file (a lock):
+// concurrency is tested with goroutines sharing one handle, and a second
+// handle must refuse to write.
+func SingleWriter() Option { return func(o *options) { o.singleWriter = true } }
 
 func (h harness) path(t *testing.T) string {
 	return filepath.Join(t.TempDir(), "jobs"+h.ext)
@@ -78,8 +91,11 @@ func (h harness) newTable(t *testing.T, n int) (driver.Store, string) {
 
 // Run runs the conformance suite against the driver whose stores open opens.
 // ext is the file name ending the driver serves (".db").
-func Run(t *testing.T, open OpenFunc, ext string) {
+func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	h := harness{open: open, ext: ext}
+	for _, o := range opts {
+		o(&h.opts)
+	}
 	t.Run("Init", h.testInit)
 	t.Run("InitManagerColumns", h.testInitManagerColumns)
 	t.Run("InitBadInput", h.testInitBadInput)
@@ -422,6 +438,12 @@ func (h harness) testClaimConcurrent(t *testing.T) {
 	ctx := t.Context()
 	// Two handles on one file where the driver allows it, as two processes would.
 	stores := []driver.Store{s, h.openAt(t, path)}
+	if h.opts.singleWriter {
+		if _, err := stores[1].Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); err == nil {
+			t.Fatal("a second handle wrote to a single-writer store")
+		}
+		stores = stores[:1]
+	}
 	var mu sync.Mutex
 	claimed := map[int64]int{}
 	var wg sync.WaitGroup

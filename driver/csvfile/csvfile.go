@@ -1,0 +1,604 @@
+// Package csvfile stores the job table in a CSV file as the openEO Python
+// client writes it (pandas to_csv): a header line, one row per job, cells
+// quoted only when needed, floats with a decimal point, empty cells for
+// missing values. Cells are kept as they were read, so reading and writing a
+// table without changes gives back the same values.
+//
+// Rewriting a CSV file costs time in proportion to its size, so changes are
+// appended to a journal beside it (path + ".journal", one JSON line each,
+// synced) and folded into the CSV file, rewritten atomically (temporary
+// file, sync, rename, sync of the folder), at most once per FlushInterval
+// and at Close. Opening a table replays its journal: a crash loses nothing.
+// A lock file (path + ".lock") keeps a second process from writing the
+// table; a process that cannot get it opens the table read-only.
+package csvfile
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+func init() {
+	driver.Register(driver.Driver{
+		Name:       "csv",
+		Extensions: []string{".csv"},
+		Open: func(ctx context.Context, path string) (driver.Store, error) {
+			return Open(ctx, path)
+		},
+	})
+}
+
+// FlushInterval is the least time between two rewrites of the CSV file.
+var FlushInterval = 10 * time.Second
+
+// ErrReadOnly means another process holds the table's lock.
+var ErrReadOnly = errors.New("the table is locked by another process: opened read-only")
+
+type row struct {
+	cells []string // one per header column, as in the file
+	data  map[string]any
+}
+
+// Store is a job table in a CSV file.
+type Store struct {
+	path string
+
+	mu        sync.Mutex
+	lock      *os.File // nil when read-only
+	header    []string
+	col       map[string]int
+	user      []string
+	rows      []row // key = index + 1
+	journal   *os.File
+	dirty     bool
+	lastFlush time.Time
+	closed    bool
+}
+
+var _ driver.Store = (*Store)(nil)
+
+// Open opens the table at path (it need not exist yet: Init creates it).
+func Open(ctx context.Context, path string) (*Store, error) {
+	s := &Store{path: path}
+	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err == nil {
+		if tryLock(lf) == nil {
+			s.lock = lf
+		} else {
+			lf.Close()
+		}
+	}
+	if err := s.load(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load() error {
+	f, err := os.Open(s.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r := csv.NewReader(bufio.NewReader(f))
+	header, err := r.Read()
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	if len(header) > 0 && len(header[0]) >= 3 && header[0][:3] == "\xef\xbb\xbf" {
+		header[0] = header[0][3:]
+	}
+	var records [][]string
+	for {
+		rec, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
+		records = append(records, rec)
+	}
+	if err := s.setHeader(header); err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	s.rows = make([]row, len(records))
+	for i, rec := range records {
+		s.rows[i].cells = s.widen(rec)
+		if v := rec[s.col[driver.ColStatus]:]; s.col[driver.ColStatus] < len(rec) && len(v) > 0 {
+			if _, err := driver.ParseStatus(v[0]); err != nil {
+				return fmt.Errorf("%s: row %d, column %q: %w", s.path, i+1, driver.ColStatus, err)
+			}
+		}
+	}
+	s.typeUserColumns()
+	return s.replay()
+}
+
+// setHeader takes the file's columns and appends the manager columns it lacks.
+func (s *Store) setHeader(header []string) error {
+	s.header = slices.Clone(header)
+	s.col = map[string]int{}
+	s.user = nil
+	for i, c := range header {
+		if _, dup := s.col[c]; dup {
+			return fmt.Errorf("column %q appears twice", c)
+		}
+		s.col[c] = i
+		if _, manager := driver.ManagerColumn(c); !manager {
+			s.user = append(s.user, c)
+		}
+	}
+	for _, c := range driver.ManagerColumns() {
+		if _, ok := s.col[c.Name]; !ok {
+			s.col[c.Name] = len(s.header)
+			s.header = append(s.header, c.Name)
+		}
+	}
+	return nil
+}
+
+func (s *Store) widen(rec []string) []string {
+	cells := make([]string, len(s.header))
+	copy(cells, rec)
+	return cells
+}
+
+// typeUserColumns types the user's cells column by column.
+func (s *Store) typeUserColumns() {
+	column := make([]string, len(s.rows))
+	for i := range s.rows {
+		s.rows[i].data = make(map[string]any, len(s.user))
+	}
+	for _, c := range s.user {
+		for i := range s.rows {
+			column[i] = s.rows[i].cells[s.col[c]]
+		}
+		for i, v := range Infer(column) {
+			s.rows[i].data[c] = v
+		}
+	}
+}
+
+// entry is one journal line: the cells to set in the row with key K.
+type entry struct {
+	K int64             `json:"k"`
+	S map[string]string `json:"s"`
+}
+
+func (s *Store) replay() error {
+	b, err := os.ReadFile(s.path + ".journal")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	lines := bytes.Split(b, []byte("\n"))
+	for i, line := range lines {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var e entry
+		if err := json.Unmarshal(line, &e); err != nil {
+			if i == len(lines)-1 {
+				break // a line cut by a crash: its change never completed
+			}
+			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
+		}
+		if e.K < 1 || int(e.K) > len(s.rows) {
+			return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+		}
+		for c, v := range e.S {
+			if idx, ok := s.col[c]; ok {
+				s.rows[e.K-1].cells[idx] = v
+			}
+		}
+		s.dirty = true
+	}
+	if s.lock != nil && s.dirty {
+		return s.flushLocked()
+	}
+	return nil
+}
+
+// Close writes what is pending and releases the lock.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var err error
+	if s.lock != nil && s.dirty {
+		err = s.flushLocked()
+	}
+	if s.journal != nil {
+		s.journal.Close()
+	}
+	if s.lock != nil {
+		s.lock.Close() // releases the flock
+	}
+	return err
+}
+
+// flushLocked rewrites the CSV file atomically and empties the journal.
+func (s *Store) flushLocked() error {
+	if err := writeAtomic(s.path, func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		if err := cw.Write(s.header); err != nil {
+			return err
+		}
+		for _, r := range s.rows {
+			if err := cw.Write(r.cells); err != nil {
+				return err
+			}
+		}
+		cw.Flush()
+		return cw.Error()
+	}); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
+	}
+	if s.journal != nil {
+		s.journal.Close()
+		s.journal = nil
+	}
+	if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	s.dirty = false
+	s.lastFlush = time.Now()
+	return nil
+}
+
+// writeAtomic writes a temporary file beside path, syncs it, renames it
+// over path and syncs the folder.
+func writeAtomic(path string, write func(io.Writer) error) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 1<<20)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+func (s *Store) ready() error {
+	if s.closed {
+		return driver.ErrClosed
+	}
+	if s.header == nil {
+		return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+	}
+	return nil
+}
+
+func (s *Store) writable() error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if s.lock == nil {
+		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
+	}
+	return nil
+}
+
+// Init writes a new table.
+func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return driver.ErrClosed
+	}
+	if s.header != nil {
+		return fmt.Errorf("%s: %w", s.path, driver.ErrExists)
+	}
+	if s.lock == nil {
+		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
+	}
+	for i, c := range columns {
+		if c == "" {
+			return fmt.Errorf("column %d has no name", i+1)
+		}
+	}
+	if err := s.setHeader(columns); err != nil {
+		s.header = nil
+		return err
+	}
+	var out []row
+	n := 0
+	for vals, err := range rows {
+		n++
+		if err != nil {
+			s.header = nil
+			return err
+		}
+		if len(vals) != len(columns) {
+			s.header = nil
+			return fmt.Errorf("row %d: %d values for %d columns", n, len(vals), len(columns))
+		}
+		cells := make([]string, len(s.header))
+		for i, c := range columns {
+			v := vals[i]
+			if _, manager := driver.ManagerColumn(c); manager {
+				nv, err := driver.Normalize(c, v)
+				if err != nil {
+					s.header = nil
+					return fmt.Errorf("row %d, %w", n, err)
+				}
+				v = nv
+			}
+			cells[i] = Format(v)
+		}
+		if cells[s.col[driver.ColStatus]] == "" {
+			cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
+		}
+		out = append(out, row{cells: cells})
+	}
+	s.rows = out
+	s.typeUserColumns()
+	if err := s.flushLocked(); err != nil {
+		s.header, s.rows = nil, nil
+		return err
+	}
+	return nil
+}
+
+// Columns returns the user's column names in table order.
+func (s *Store) Columns(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(s.user), nil
+}
+
+func (s *Store) job(key int64) (driver.Job, error) {
+	r := s.rows[key-1]
+	j := driver.Job{Key: key, Data: make(map[string]any, len(r.data))}
+	for k, v := range r.data {
+		j.Data[k] = v
+	}
+	for _, c := range driver.ManagerColumns() {
+		v, err := driver.Normalize(c.Name, r.cells[s.col[c.Name]])
+		if err != nil {
+			return driver.Job{}, fmt.Errorf("%s: row %d, %w", s.path, key, err)
+		}
+		j.Assign(c.Name, v)
+	}
+	return j, nil
+}
+
+func (s *Store) status(i int) driver.Status {
+	st := driver.Status(s.rows[i].cells[s.col[driver.ColStatus]])
+	if st == "" {
+		return driver.NotStarted
+	}
+	return st
+}
+
+// Counts counts rows per back-end and status.
+func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	type k struct {
+		b string
+		s driver.Status
+	}
+	n := map[k]int{}
+	for i := range s.rows {
+		n[k{s.rows[i].cells[s.col[driver.ColBackend]], s.status(i)}]++
+	}
+	out := make([]driver.Count, 0, len(n))
+	for key, c := range n {
+		out = append(out, driver.Count{Backend: key.b, Status: key.s, N: c})
+	}
+	slices.SortFunc(out, func(a, b driver.Count) int {
+		if a.Backend != b.Backend {
+			return cmpStr(a.Backend, b.Backend)
+		}
+		return cmpStr(string(a.Status), string(b.Status))
+	})
+	return out, nil
+}
+
+func cmpStr(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Select returns the matching rows in table order.
+func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	var out []driver.Job
+	for i := range s.rows {
+		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, s.status(i)) {
+			continue
+		}
+		if f.Backend != "" && s.rows[i].cells[s.col[driver.ColBackend]] != f.Backend {
+			continue
+		}
+		if f.DownloadPending {
+			if v, _ := driver.Normalize(driver.ColDownloadPending, s.rows[i].cells[s.col[driver.ColDownloadPending]]); v != true {
+				continue
+			}
+		}
+		j, err := s.job(int64(i + 1))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, j)
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Get returns one row.
+func (s *Store) Get(ctx context.Context, key int64) (driver.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return driver.Job{}, err
+	}
+	if key < 1 || int(key) > len(s.rows) {
+		return driver.Job{}, fmt.Errorf("row %d: %w", key, driver.ErrNotFound)
+	}
+	return s.job(key)
+}
+
+// cellsOf checks and formats set as cells.
+func cellsOf(set driver.Values) (map[string]string, error) {
+	if err := driver.CheckValues(set); err != nil {
+		return nil, err
+	}
+	if len(set) == 0 {
+		return nil, errors.New("update sets no column")
+	}
+	out := make(map[string]string, len(set))
+	for k, v := range set {
+		out[k] = Format(v)
+	}
+	return out, nil
+}
+
+// apply journals and applies changes; the caller holds s.mu and checked them.
+func (s *Store) apply(entries []entry) error {
+	if s.journal == nil {
+		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return err
+		}
+		s.journal = f
+	}
+	var buf bytes.Buffer
+	for _, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	if _, err := s.journal.Write(buf.Bytes()); err != nil {
+		return err
+	}
+	if err := s.journal.Sync(); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		for c, v := range e.S {
+			s.rows[e.K-1].cells[s.col[c]] = v
+		}
+	}
+	s.dirty = true
+	if time.Since(s.lastFlush) >= FlushInterval {
+		return s.flushLocked()
+	}
+	return nil
+}
+
+// Update applies updates atomically: all are checked, then journaled in
+// one write.
+func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return err
+	}
+	entries := make([]entry, 0, len(updates))
+	for _, u := range updates {
+		if u.Key < 1 || int(u.Key) > len(s.rows) {
+			return fmt.Errorf("row %d: %w", u.Key, driver.ErrNotFound)
+		}
+		if len(u.From) > 0 && !slices.Contains(u.From, s.status(int(u.Key-1))) {
+			return fmt.Errorf("row %d: status not in %v: %w", u.Key, u.From, driver.ErrConflict)
+		}
+		cells, err := cellsOf(u.Set)
+		if err != nil {
+			return fmt.Errorf("row %d: %w", u.Key, err)
+		}
+		entries = append(entries, entry{K: u.Key, S: cells})
+	}
+	return s.apply(entries)
+}
+
+// Claim takes the first not_started row.
+func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.writable(); err != nil {
+		return driver.Job{}, err
+	}
+	cells, err := cellsOf(set)
+	if err != nil {
+		return driver.Job{}, err
+	}
+	for i := range s.rows {
+		if s.status(i) == driver.NotStarted {
+			if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
+				return driver.Job{}, err
+			}
+			return s.job(int64(i + 1))
+		}
+	}
+	return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
+}

@@ -1,0 +1,189 @@
+package csvfile_test
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/csvfile"
+	"github.com/openeo-batch/worker/driver/drivertest"
+)
+
+func TestConformance(t *testing.T) {
+	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
+		return csvfile.Open(ctx, path)
+	}, ".csv", drivertest.SingleWriter())
+}
+
+func readCells(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "shared", "fixtures", "python-client", name))
+	if err != nil {
+		t.Skipf("fixture not present: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), name)
+	os.WriteFile(p, b, 0o644)
+	return p
+}
+
+// Tables written by the Python client keep every value through a rewrite:
+// quotes, commas, line breaks, unicode, "2020.0", Python-repr dicts, empty
+// cells; our columns are appended after theirs.
+func TestPythonTablesKeepTheirValues(t *testing.T) {
+	for _, name := range []string{"fresh.csv", "geometry.csv", "after-run-with-faults.csv"} {
+		t.Run(name, func(t *testing.T) {
+			path := copyFixture(t, name)
+			before := readCells(t, path)
+			s, err := csvfile.Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jobs, err := s.Select(t.Context(), driver.Filter{Limit: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A change that forces a rewrite, leaving the Python columns alone.
+			if err := s.Update(t.Context(), driver.Update{Key: jobs[0].Key, Set: driver.Values{driver.ColAttempts: 0}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			after := readCells(t, path)
+			if len(after) != len(before) {
+				t.Fatalf("%d records, want %d", len(after), len(before))
+			}
+			for i := range before {
+				for j := range before[i] {
+					if after[i][j] != before[i][j] {
+						t.Errorf("record %d column %q: %q became %q", i, before[0][j], before[i][j], after[i][j])
+					}
+				}
+			}
+			if got := after[0][len(before[0]):]; len(got) == 0 || got[0] != driver.ColAttempts {
+				t.Errorf("appended columns %v", got)
+			}
+		})
+	}
+}
+
+func TestStatusesAndTypesFromPython(t *testing.T) {
+	s, err := csvfile.Open(t.Context(), copyFixture(t, "geometry.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	rows, _ := s.Select(t.Context(), driver.Filter{})
+	if rows[0].Status != driver.Finished || rows[0].ID != "j-1" || rows[0].Costs == nil || *rows[0].Costs != 4.5 {
+		t.Errorf("row 1 = %+v", rows[0])
+	}
+	if rows[0].Data["year"] != 2020.0 || !strings.HasPrefix(rows[0].Data["geometry"].(string), "POLYGON") {
+		t.Errorf("user data = %#v", rows[0].Data)
+	}
+}
+
+// Changes go to the journal, synced, not to the CSV file: a second reader
+// (or a run after a crash) sees them; the file is rewritten at Close.
+func TestJournalBatchesAndSurvives(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.csv")
+	old := csvfile.FlushInterval
+	csvfile.FlushInterval = time.Hour
+	defer func() { csvfile.FlushInterval = old }()
+	s, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := make([][]any, 50)
+	for i := range rows {
+		rows[i] = []any{int64(i)}
+	}
+	if err := s.Init(t.Context(), []string{"n"}, drivertest.Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	written, _ := os.ReadFile(path)
+	for range 10 {
+		if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColTag: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(written) {
+		t.Error("the CSV file was rewritten for each change")
+	}
+	// Another process (the lock makes it read-only) sees every change.
+	r, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimed, _ := r.Select(t.Context(), driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}})
+	if len(claimed) != 10 || claimed[0].Tag != "t" {
+		t.Errorf("reader sees %d claimed rows, want 10", len(claimed))
+	}
+	if _, err := r.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart}); !errors.Is(err, csvfile.ErrReadOnly) {
+		t.Errorf("second writer: err = %v, want ErrReadOnly", err)
+	}
+	r.Close()
+	s.Close()
+	if _, err := os.Stat(path + ".journal"); !os.IsNotExist(err) {
+		t.Errorf("journal left after Close: %v", err)
+	}
+	recs := readCells(t, path)
+	st := slices.Index(recs[0], driver.ColStatus)
+	if recs[10][st] != "queued_for_start" || recs[11][st] != "not_started" {
+		t.Errorf("after Close: %v", recs[10:12])
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          []string
+	}{
+		{"unbalanced quote", "a,b\n1,\"x\n", []string{"bad.csv", "line"}},
+		{"ragged", "a,b\n1,2\n3\n", []string{"bad.csv", "line 3"}},
+		{"unknown status", "a,status\n1,not_started\n2,done\n", []string{"bad.csv", "row 2", "status", "done"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "bad.csv")
+			os.WriteFile(path, []byte(tt.content), 0o644)
+			_, err := csvfile.Open(t.Context(), path)
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to mention %q", err, w)
+				}
+			}
+			if b, _ := os.ReadFile(path); string(b) != tt.content {
+				t.Error("the bad file was changed")
+			}
+		})
+	}
+}
+
+func TestFormatLikePandas(t *testing.T) {
+	for v, want := range map[any]string{2020.0: "2020.0", 0.5: "0.5", 1e-05: "1e-05", int64(3): "3", true: "True", nil: ""} {
+		if got := csvfile.Format(v); got != want {
+			t.Errorf("Format(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package csvfile
+
+import (
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+var (
+	intRE   = regexp.MustCompile(`^[-+]?(0|[1-9][0-9]*)$`)
+	floatRE = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?(inf|nan)$`)
+)
+
+// Infer types the cells of one column: all whole numbers without leading
+// zeros give int64, all numbers float64, anything else strings; empty
+// cells are nil. A tile id such as "0123" stays text.
+func Infer(cells []string) []any {
+	kind, seen := 'i', false
+	for _, v := range cells {
+		if v == "" {
+			continue
+		}
+		seen = true
+		switch {
+		case intRE.MatchString(v):
+		case floatRE.MatchString(v):
+			kind = 'f'
+		default:
+			kind = 's'
+		}
+		if kind == 's' {
+			break
+		}
+	}
+	if !seen {
+		kind = 's'
+	}
+	out := make([]any, len(cells))
+	for i, v := range cells {
+		out[i] = convert(v, kind)
+	}
+	return out
+}
+
+func convert(v string, kind rune) any {
+	if v == "" {
+		return nil
+	}
+	switch kind {
+	case 'i':
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f // beyond int64
+		}
+	case 'f':
+		if f, err := strconv.ParseFloat(v, 64); err == nil {
+			return f
+		}
+	}
+	return v
+}
+
+// Format writes a value as pandas writes it in a CSV file: floats with a
+// decimal point ("2020.0"), booleans as True and False, nil as empty.
+func Format(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case bool:
+		if x {
+			return "True"
+		}
+		return "False"
+	case int64:
+		return strconv.FormatInt(x, 10)
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		if math.IsNaN(x) {
+			return ""
+		}
+		s := strconv.FormatFloat(x, 'f', -1, 64)
+		if math.Abs(x) >= 1e16 || (x != 0 && math.Abs(x) < 1e-4) {
+			s = strconv.FormatFloat(x, 'g', -1, 64)
+		}
+		if !strings.ContainsAny(s, ".eEIN") {
+			s += ".0"
+		}
+		return s
+	}
+	return ""
+}
