@@ -244,3 +244,50 @@ func (j *Job) Assign(name string, v any) {
 		j.Worker = s
 	}
 }
+
+// Value returns the value of manager column name in j, as Normalize
+// returns it (nil for an empty value), the counterpart of Assign.
+func (j *Job) Value(name string) any {
+	str := func(s string) any {
+		if s == "" {
+			return nil
+		}
+		return s
+	}
+	switch name {
+	case ColID:
+		return str(j.ID)
+	case ColBackend:
+		return str(j.Backend)
+	case ColStatus:
+		return string(j.Status)
+	case ColStartTime:
+		return str(j.StartTime)
+	case ColRunningStartTime:
+		return str(j.RunningStartTime)
+	case ColCPU:
+		return str(j.CPU)
+	case ColMemory:
+		return str(j.Memory)
+	case ColDuration:
+		return str(j.Duration)
+	case ColCosts:
+		if j.Costs == nil {
+			return nil
+		}
+		return *j.Costs
+	case ColAttempts:
+		return int64(j.Attempts)
+	case ColLastError:
+		return str(j.LastError)
+	case ColUpdatedAt:
+		return str(j.UpdatedAt)
+	case ColTag:
+		return str(j.Tag)
+	case ColDownloadPending:
+		return j.DownloadPending
+	case ColWorker:
+		return str(j.Worker)
+	}
+	return nil
+}

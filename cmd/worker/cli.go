@@ -32,9 +32,10 @@ Usage:
   worker <command> [flags]
 
 Commands:
-  init     create a job table from a CSV file
+  init     create a job table from a CSV or GeoJSON file or another table
   run      run the jobs of a table on one or more back-ends
   status   count the rows of a table per status and back-end
+  export   write a table as GeoJSON, CSV or SQLite
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
 
@@ -61,7 +62,7 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, loginCmd, demoCmd}
+var commands = []command{initCmd, runCmd, statusCmd, exportCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

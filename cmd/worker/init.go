@@ -18,14 +18,19 @@ var initCmd = command{
 	usage: `
 Usage: worker init --from FILE --db TABLE
 
-Creates a job table from a CSV file: one row per line, with the file's
-columns plus the manager's (id, backend_name, status, start_time, ...). A CSV
-job table written by the openEO Python client keeps its statuses and job ids,
-so a run started there resumes here. Nothing is written if the file has an
-error; the message names the file, the line and the column.
+Creates a job table from FILE, with the file's columns plus the manager's
+(id, backend_name, status, start_time, ...). FILE is a CSV file (one row per
+line), a GeoJSON FeatureCollection (one row per feature: its properties, and
+its geometry as WKT in a "geometry" column), or another job table. The
+format of TABLE comes from its name too: jobs.db (SQLite) or jobs.csv (the
+Python client's CSV table). A job table written by the openEO Python client
+keeps its statuses and job ids, so a run started there resumes here.
+Nothing is written if the input has an error; the message names the file,
+the line or row, and the column.
 
 Example:
   worker init --from tiles.csv --db jobs.db
+  worker init --from aois.geojson --db jobs.csv
 `,
 	run: runInit,
 }
@@ -39,10 +44,10 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if *from == "" || *db == "" {
 		return usagef("init: --from and --db are required")
 	}
-	if ext := strings.ToLower(filepath.Ext(*from)); ext != ".csv" {
-		return fmt.Errorf("%s: unsupported input format %q (supported: .csv)", *from, ext)
+	if filepath.Clean(*from) == filepath.Clean(*db) {
+		return usagef("init: %v", errSameFile)
 	}
-	t, err := readCSV(*from)
+	t, err := readTable(ctx, *from)
 	if err != nil {
 		return err
 	}
@@ -73,7 +78,7 @@ func createTable(ctx context.Context, location string, t *table) (int, error) {
 	}
 	if err != nil {
 		if !existed {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal", ".journal", ".lock"} {
 				os.Remove(path + suffix)
 			}
 		}

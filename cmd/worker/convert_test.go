@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cli runs the command line in-process and returns exit code and output.
+func cli(t *testing.T, dir string, args ...string) (int, string) {
+	t.Helper()
+	wd, _ := os.Getwd()
+	os.Chdir(dir)
+	defer os.Chdir(wd)
+	var out bytes.Buffer
+	code := run(t.Context(), args, &out, &out)
+	return code, out.String()
+}
+
+const aois = `{"type": "FeatureCollection", "features": [
+ {"type": "Feature", "properties": {"name": "a", "year": 2020, "cover": 0.5, "meta": {"k": [1, 2]}},
+  "geometry": {"type": "Polygon", "coordinates": [[[5, 51], [5.1, 51], [5.1, 51.1], [5, 51]]]}},
+ {"type": "Feature", "properties": {"name": "b, \"quoted\"", "year": 2021},
+  "geometry": {"type": "Point", "coordinates": [5.5, 51.5]}},
+ {"type": "Feature", "properties": {"name": "c"}, "geometry": null}
+]}`
+
+// GeoJSON -> SQLite -> CSV -> GeoJSON keeps properties and geometries.
+func TestConvertRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "aois.geojson"), []byte(aois), 0o644)
+	for _, args := range [][]string{
+		{"init", "--from", "aois.geojson", "--db", "jobs.db"},
+		{"export", "--db", "jobs.db", "--to", "jobs.csv"},
+		{"init", "--from", "jobs.csv", "--db", "again.db"},
+		{"export", "--db", "again.db", "--to", "out.geojson"},
+	} {
+		if code, out := cli(t, dir, args...); code != 0 {
+			t.Fatalf("%v: exit %d\n%s", args, code, out)
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "out.geojson"))
+	var fc struct {
+		Features []struct {
+			Geometry   json.RawMessage
+			Properties map[string]any
+		}
+	}
+	if err := json.Unmarshal(b, &fc); err != nil || len(fc.Features) != 3 {
+		t.Fatalf("out.geojson: %v, %s", err, b)
+	}
+	f0, f1, f2 := fc.Features[0], fc.Features[1], fc.Features[2]
+	if !strings.Contains(string(f0.Geometry), `"Polygon"`) || !strings.Contains(string(f0.Geometry), "5.1") {
+		t.Errorf("feature 1 geometry %s", f0.Geometry)
+	}
+	if f0.Properties["year"] != 2020.0 || f0.Properties["cover"] != 0.5 || f0.Properties["meta"] != `{"k":[1,2]}` {
+		t.Errorf("feature 1 properties %v", f0.Properties)
+	}
+	if f1.Properties["name"] != `b, "quoted"` || !strings.Contains(string(f1.Geometry), `"Point"`) {
+		t.Errorf("feature 2: %s %v", f1.Geometry, f1.Properties)
+	}
+	if string(f2.Geometry) != "null" || f2.Properties["status"] != "not_started" {
+		t.Errorf("feature 3: %s %v", f2.Geometry, f2.Properties)
+	}
+	// The CSV in the middle is a Python-style table with WKT.
+	csv, _ := os.ReadFile(filepath.Join(dir, "jobs.csv"))
+	if !strings.Contains(string(csv), "POLYGON") || !strings.HasPrefix(string(csv), "name,year,cover,meta,geometry,id,backend_name,status") {
+		t.Errorf("jobs.csv:\n%s", csv)
+	}
+}
+
+// Statuses and job ids survive a conversion between stores.
+func TestConvertKeepsManagerColumns(t *testing.T) {
+	dir := t.TempDir()
+	fixture, err := os.ReadFile("../../../shared/fixtures/python-client/geometry.csv")
+	if err != nil {
+		t.Skip("fixture not present")
+	}
+	os.WriteFile(filepath.Join(dir, "py.csv"), fixture, 0o644)
+	if code, out := cli(t, dir, "init", "--from", "py.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	if code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.geojson"); code != 0 {
+		t.Fatal(out)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "out.geojson"))
+	for _, want := range []string{`"status":"finished"`, `"id":"j-1"`, `"backend_name":"cdse"`, `"costs":4.5`, `"Polygon"`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("out.geojson lacks %s", want)
+		}
+	}
+}
+
+func TestConvertBadInput(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("name,geometry\na,POINT (1 2)\nb,\"POLYGON ((1 2, 3\"\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "bad.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.geojson")
+	if code != 1 || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
+		t.Errorf("bad WKT: exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.geojson")); !os.IsNotExist(err) {
+		t.Error("out.geojson written despite the error")
+	}
+	for name, doc := range map[string]string{
+		"notfc.geojson":   `{"type": "Feature", "geometry": null, "properties": {}}`,
+		"badgeom.geojson": `{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": 7}}]}`,
+		"broken.geojson":  `{"type": "FeatureCollection", "features": [`,
+	} {
+		os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644)
+		code, out := cli(t, dir, "init", "--from", name, "--db", name+".db")
+		if code != 1 || !strings.Contains(out, name) {
+			t.Errorf("%s: exit %d: %s", name, code, out)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name+".db")); !os.IsNotExist(err) {
+			t.Errorf("%s: a table was left behind", name)
+		}
+	}
+	if code, _ := cli(t, dir, "export", "--db", "jobs.db", "--to", "bad.csv"); code != 1 {
+		t.Error("export over an existing file succeeded")
+	}
+}

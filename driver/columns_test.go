@@ -1,0 +1,25 @@
+package driver
+
+import "testing"
+
+// Value and Assign are each other's counterpart for every manager column.
+func TestValueAssignRoundTrip(t *testing.T) {
+	in := map[string]any{
+		ColID: "j-1", ColBackend: "vito", ColStatus: "finished", ColStartTime: "2024-01-01T00:00:00Z",
+		ColRunningStartTime: "2024-01-01T00:01:00Z", ColCPU: "1 cpu-seconds", ColMemory: "2 mb-seconds",
+		ColDuration: "3 seconds", ColCosts: 1.5, ColAttempts: int64(2), ColLastError: "x", ColUpdatedAt: "t",
+		ColTag: "tag", ColDownloadPending: true, ColWorker: "w",
+	}
+	if len(in) != len(ManagerColumns()) {
+		t.Fatalf("test covers %d of %d manager columns", len(in), len(ManagerColumns()))
+	}
+	var j Job
+	for k, v := range in {
+		j.Assign(k, v)
+	}
+	for k, v := range in {
+		if got := j.Value(k); got != v {
+			t.Errorf("Value(%s) = %#v, want %#v", k, got, v)
+		}
+	}
+}
