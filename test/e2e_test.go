@@ -16,6 +16,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	_ "github.com/openeo-batch/worker/driver/csvfile"
+	_ "github.com/openeo-batch/worker/driver/duckdb"
 	_ "github.com/openeo-batch/worker/driver/sqlite"
 	"github.com/openeo-batch/worker/remote/remotetest"
 	"github.com/openeo-batch/worker/worker"
@@ -117,7 +118,7 @@ const process = `{
 // run, resumes it each time, and checks that every row ends finished with
 // exactly one back-end job and its results on disk.
 func TestKillAndResume(t *testing.T) {
-	for _, db := range []string{"jobs.db", "jobs.csv"} {
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) { killAndResume(t, db) })
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 
+	_ "github.com/openeo-batch/worker/driver/duckdb" // .parquet (GeoParquet) and .duckdb tables
 	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
 )
 

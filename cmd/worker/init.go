@@ -22,8 +22,9 @@ Creates a job table from FILE, with the file's columns plus the manager's
 (id, backend_name, status, start_time, ...). FILE is a CSV file (one row per
 line), a GeoJSON FeatureCollection (one row per feature: its properties, and
 its geometry as WKT in a "geometry" column), or another job table. The
-format of TABLE comes from its name too: jobs.db (SQLite) or jobs.csv (the
-Python client's CSV table). A job table written by the openEO Python client
+format of TABLE comes from its name too: jobs.db (SQLite), jobs.csv (the
+Python client's CSV table), jobs.parquet (Parquet; GeoParquet when it has a
+geometry column) or jobs.duckdb. A job table written by the openEO Python client
 keeps its statuses and job ids, so a run started there resumes here.
 Nothing is written if the input has an error; the message names the file,
 the line or row, and the column.
@@ -78,7 +79,7 @@ func createTable(ctx context.Context, location string, t *table) (int, error) {
 	}
 	if err != nil {
 		if !existed {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal", ".journal", ".lock"} {
+			for _, suffix := range []string{"", "-wal", "-shm", "-journal", ".journal", ".lock", ".work.duckdb", ".work.duckdb.wal"} {
 				os.Remove(path + suffix)
 			}
 		}

@@ -1,0 +1,495 @@
+// Package duckdb stores the job table in a Parquet file (GeoParquet when it
+// has geometries) or a DuckDB file, through DuckDB (github.com/duckdb/duckdb-go).
+//
+// A DuckDB file can be opened by one process at a time, which would lock
+// out `worker query` and `worker status` during a run. So the store works
+// in a private DuckDB file beside the table (path + ".work.duckdb"), whose
+// own write-ahead log makes every change durable, and publishes the table
+// (path) as an atomic snapshot, rewritten at most every FlushInterval and
+// at Close: readers open the snapshot at any time. After a crash the work
+// file, newer than the snapshot, is picked up again. A process that finds
+// the work file in use opens the snapshot read-only.
+//
+// GeoParquet geometry columns are GEOMETRY columns here; the user sees them
+// as WKT, and they are written back as GeoParquet with its geo metadata.
+// This is the project's only cgo package.
+package duckdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"iter"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+func init() {
+	open := func(ctx context.Context, path string) (driver.Store, error) { return Open(ctx, path) }
+	driver.Register(driver.Driver{Name: "parquet", Extensions: []string{".parquet", ".geoparquet"}, Open: open})
+	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open})
+}
+
+// FlushInterval is the least time between two snapshots of the table.
+var FlushInterval = 10 * time.Second
+
+// ErrReadOnly means another process works on the table: opened read-only.
+var ErrReadOnly = errors.New("the table is in use by another process: opened read-only")
+
+const keyColumn = "_key"
+
+// Store is a job table in a Parquet or DuckDB file.
+type Store struct {
+	path, work string
+	parquet    bool
+
+	mu        sync.Mutex
+	db        *sql.DB
+	readOnly  bool
+	user      []string
+	geometry  map[string]bool // user columns of type GEOMETRY
+	hasTable  bool
+	dirty     bool
+	lastFlush time.Time
+	closed    bool
+}
+
+var _ driver.Store = (*Store)(nil)
+
+// Open opens the table at path (.parquet or .duckdb); it need not exist.
+func Open(ctx context.Context, path string) (*Store, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet", lastFlush: time.Now()}
+	_, werr := os.Stat(s.work)
+	resumed := werr == nil
+	db, err := sql.Open("duckdb", s.work)
+	if err == nil {
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		if db != nil {
+			db.Close()
+		}
+		if !strings.Contains(err.Error(), "lock") {
+			return nil, fmt.Errorf("%s: %w", s.work, err)
+		}
+		return s.openReadOnly(ctx)
+	}
+	db.SetMaxOpenConns(1) // one connection: no write conflicts, claims serialize
+	s.db = db
+	if !resumed {
+		if err := s.importTable(ctx); err != nil {
+			s.db.Close()
+			os.Remove(s.work)
+			os.Remove(s.work + ".wal")
+			return nil, err
+		}
+	}
+	if err := s.loadSchema(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if resumed && s.hasTable {
+		s.dirty = true // the work file may be newer than the snapshot
+		if err := s.flushLocked(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// openReadOnly loads the published snapshot into memory.
+func (s *Store) openReadOnly(ctx context.Context) (*Store, error) {
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	s.db, s.readOnly = db, true
+	if err := s.importTable(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadSchema(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func sqlType(k driver.Kind) string {
+	switch k {
+	case driver.Integer:
+		return "BIGINT"
+	case driver.Real:
+		return "DOUBLE"
+	case driver.Bool:
+		return "BOOLEAN"
+	}
+	return "VARCHAR"
+}
+
+// importTable copies the published table, if any, into the work database,
+// with the manager columns in their types and a row key in file order.
+func (s *Store) importTable(ctx context.Context) error {
+	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	source := "read_parquet(" + literal(s.path) + ")"
+	if !s.parquet {
+		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(s.path)+" AS pub (READ_ONLY)"); err != nil {
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
+		defer s.db.ExecContext(ctx, "DETACH pub")
+		source = "pub.jobs"
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT column_name FROM (DESCRIBE SELECT * FROM "+source+")")
+	if err != nil {
+		return fmt.Errorf("%s: not a readable table: %w", s.path, err)
+	}
+	var cols []string
+	for rows.Next() {
+		var c string
+		rows.Scan(&c)
+		cols = append(cols, c)
+	}
+	rows.Close()
+	var sel []string
+	for _, c := range cols {
+		if c == keyColumn {
+			continue
+		}
+		if mc, ok := driver.ManagerColumn(c); ok {
+			sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", quote(c), sqlType(mc.Kind), quote(c)))
+		} else {
+			sel = append(sel, quote(c))
+		}
+	}
+	for _, mc := range driver.ManagerColumns() {
+		if !slices.Contains(cols, mc.Name) {
+			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(mc.Kind), quote(mc.Name)))
+		}
+	}
+	q := fmt.Sprintf("CREATE TABLE jobs AS SELECT row_number() OVER () AS %s, %s FROM %s", keyColumn, strings.Join(sel, ", "), source)
+	if _, err := s.db.ExecContext(ctx, q); err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	// Python tables leave status empty before a run.
+	if _, err := s.db.ExecContext(ctx, `UPDATE jobs SET status = 'not_started' WHERE status IS NULL OR status = ''`); err != nil {
+		return err
+	}
+	var bad sql.NullString
+	var key sql.NullInt64
+	err = s.db.QueryRowContext(ctx, `SELECT status, _key FROM jobs WHERE status NOT IN (`+statusList()+`) LIMIT 1`).Scan(&bad, &key)
+	if err == nil {
+		return fmt.Errorf("%s: row %d, column %q: unknown status %q", s.path, key.Int64, driver.ColStatus, bad.String)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	return nil
+}
+
+func statusList() string {
+	var q []string
+	for _, st := range driver.Statuses() {
+		q = append(q, literal(string(st)))
+	}
+	return strings.Join(q, ", ")
+}
+
+// loadSchema reads which user columns the table has, and their types.
+func (s *Store) loadSchema(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'jobs' ORDER BY ordinal_position`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	s.user, s.geometry, s.hasTable = nil, map[string]bool{}, false
+	for rows.Next() {
+		var name, typ string
+		if err := rows.Scan(&name, &typ); err != nil {
+			return err
+		}
+		s.hasTable = true
+		if _, mc := driver.ManagerColumn(name); mc || name == keyColumn {
+			continue
+		}
+		s.user = append(s.user, name)
+		if strings.HasPrefix(strings.ToUpper(typ), "GEOMETRY") {
+			s.geometry[name] = true
+		}
+	}
+	return rows.Err()
+}
+
+// Close publishes what is pending and releases the work file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var err error
+	if !s.readOnly && s.dirty && s.hasTable {
+		err = s.flushLocked(context.Background())
+	}
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if !s.readOnly && err == nil && s.hasTable {
+		os.Remove(s.work)
+		os.Remove(s.work + ".wal")
+	}
+	return err
+}
+
+// flushLocked publishes the table: a temporary file, synced, renamed.
+func (s *Store) flushLocked(ctx context.Context) error {
+	dir := filepath.Dir(s.path)
+	tmp := filepath.Join(dir, "."+filepath.Base(s.path)+".tmp")
+	os.Remove(tmp)
+	defer os.Remove(tmp)
+	all := "SELECT * EXCLUDE (" + keyColumn + ") FROM jobs ORDER BY " + keyColumn
+	if s.parquet {
+		if _, err := s.db.ExecContext(ctx, "COPY ("+all+") TO "+literal(tmp)+" (FORMAT parquet)"); err != nil {
+			return fmt.Errorf("write %s: %w", s.path, err)
+		}
+	} else {
+		for _, q := range []string{"ATTACH " + literal(tmp) + " AS snap", "CREATE TABLE snap.jobs AS " + all, "DETACH snap"} {
+			if _, err := s.db.ExecContext(ctx, q); err != nil {
+				s.db.ExecContext(ctx, "DETACH DATABASE IF EXISTS snap")
+				return fmt.Errorf("write %s: %w", s.path, err)
+			}
+		}
+	}
+	if f, err := os.Open(tmp); err == nil {
+		f.Sync()
+		f.Close()
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	s.dirty, s.lastFlush = false, time.Now()
+	return nil
+}
+
+// changed marks the table changed and publishes it when due.
+func (s *Store) changed(ctx context.Context) error {
+	s.dirty = true
+	if time.Since(s.lastFlush) >= FlushInterval {
+		return s.flushLocked(ctx)
+	}
+	return nil
+}
+
+func (s *Store) ready() error {
+	if s.closed {
+		return driver.ErrClosed
+	}
+	if !s.hasTable {
+		return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+	}
+	return nil
+}
+
+func (s *Store) writable() error {
+	if err := s.ready(); err != nil {
+		return err
+	}
+	if s.readOnly {
+		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
+	}
+	return nil
+}
+
+// Columns returns the user's column names in table order.
+func (s *Store) Columns(ctx context.Context) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.ready(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(s.user), nil
+}
+
+// Init creates the table from rows; a column called geometry holding text
+// becomes a GEOMETRY column (its cells WKT).
+func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return driver.ErrClosed
+	}
+	if s.hasTable {
+		return fmt.Errorf("%s: %w", s.path, driver.ErrExists)
+	}
+	if s.readOnly {
+		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
+	}
+	seen := map[string]bool{}
+	var user []string
+	for i, c := range columns {
+		switch {
+		case c == "":
+			return fmt.Errorf("column %d has no name", i+1)
+		case c == keyColumn:
+			return fmt.Errorf("column %q: name is reserved for the row key", c)
+		case seen[c]:
+			return fmt.Errorf("column %q appears twice", c)
+		}
+		seen[c] = true
+		if _, ok := driver.ManagerColumn(c); !ok {
+			user = append(user, c)
+		}
+	}
+	var data [][]any
+	n := 0
+	for r, err := range rows {
+		n++
+		if err != nil {
+			return err
+		}
+		if len(r) != len(columns) {
+			return fmt.Errorf("row %d: %d values for %d columns", n, len(r), len(columns))
+		}
+		data = append(data, r)
+	}
+	pos := map[string]int{}
+	for i, c := range columns {
+		pos[c] = i
+	}
+	types := map[string]string{}
+	for _, c := range user {
+		types[c] = inferType(data, pos[c], c == "geometry")
+	}
+	var ddl []string
+	ddl = append(ddl, keyColumn+" BIGINT PRIMARY KEY")
+	for _, c := range user {
+		ddl = append(ddl, quote(c)+" "+types[c])
+	}
+	for _, mc := range driver.ManagerColumns() {
+		ddl = append(ddl, quote(mc.Name)+" "+sqlType(mc.Kind))
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "CREATE TABLE jobs ("+strings.Join(ddl, ", ")+")"); err != nil {
+		return err
+	}
+	all := append([]string{keyColumn}, user...)
+	for _, mc := range driver.ManagerColumns() {
+		all = append(all, mc.Name)
+	}
+	marks := make([]string, len(all))
+	for i, c := range all {
+		marks[i] = "?"
+		if types[c] == "GEOMETRY" {
+			marks[i] = "CAST(? AS GEOMETRY)"
+		}
+	}
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO jobs ("+joinQuoted(all)+") VALUES ("+strings.Join(marks, ", ")+")")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	args := make([]any, len(all))
+	for i, r := range data {
+		args[0] = int64(i + 1)
+		for j, c := range user {
+			args[j+1] = r[pos[c]]
+		}
+		for j, mc := range driver.ManagerColumns() {
+			var v any
+			if p, ok := pos[mc.Name]; ok {
+				v = r[p]
+			}
+			nv, err := driver.Normalize(mc.Name, v)
+			if err != nil {
+				return fmt.Errorf("row %d, %w", i+1, err)
+			}
+			if nv == nil && mc.Name == driver.ColAttempts {
+				nv = int64(0)
+			}
+			if nv == nil && mc.Name == driver.ColDownloadPending {
+				nv = false
+			}
+			args[1+len(user)+j] = nv
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("row %d: %w", i+1, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if err := s.loadSchema(ctx); err != nil {
+		return err
+	}
+	return s.flushLocked(ctx)
+}
+
+// inferType picks a column type from its values.
+func inferType(data [][]any, i int, geometryName bool) string {
+	typ := ""
+	for _, r := range data {
+		var t string
+		switch r[i].(type) {
+		case nil:
+			continue
+		case int64, int:
+			t = "BIGINT"
+		case float64:
+			t = "DOUBLE"
+		case bool:
+			t = "BOOLEAN"
+		default:
+			t = "VARCHAR"
+		}
+		switch {
+		case typ == "":
+			typ = t
+		case typ == t:
+		case (typ == "BIGINT" && t == "DOUBLE") || (typ == "DOUBLE" && t == "BIGINT"):
+			typ = "DOUBLE"
+		default:
+			typ = "VARCHAR"
+		}
+	}
+	if typ == "" {
+		typ = "VARCHAR"
+	}
+	if geometryName && typ == "VARCHAR" {
+		return "GEOMETRY"
+	}
+	return typ
+}
+
+func joinQuoted(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = quote(n)
+	}
+	return strings.Join(q, ", ")
+}
