@@ -33,10 +33,11 @@ Usage:
   worker <command> [flags]
 
 Commands:
-  init     create a job table from a CSV or GeoJSON file or another table
+  init     create a job table from a CSV, GeoJSON or Parquet file or another table
   run      run the jobs of a table on one or more back-ends
   status   count the rows of a table per status and back-end
-  export   write a table as GeoJSON, CSV or SQLite
+  query    run DuckDB SQL over a table (called jobs), also during a run
+  export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
 
@@ -63,7 +64,7 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, exportCmd, loginCmd, demoCmd}
+var commands = []command{initCmd, runCmd, statusCmd, queryCmd, exportCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

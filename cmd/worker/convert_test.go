@@ -125,3 +125,33 @@ func TestConvertBadInput(t *testing.T) {
 		t.Error("export over an existing file succeeded")
 	}
 }
+
+// query gives the same answer over every format of one table.
+func TestQueryEveryFormat(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "aois.geojson"), []byte(aois), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "aois.geojson", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	for _, to := range []string{"jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		if code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", to); code != 0 {
+			t.Fatalf("export %s: %s", to, out)
+		}
+	}
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		code, out := cli(t, dir, "query", "--db", db, "--format", "csv",
+			"select name, year, status from jobs where year is not null order by name")
+		want := "name,year,status\na,2020,not_started\n\"b, \"\"quoted\"\"\",2021,not_started\n"
+		if code != 0 || out != want {
+			t.Errorf("%s: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+	}
+	// Geometry of a Parquet table: GEOMETRY, with core ST_ functions.
+	code, out := cli(t, dir, "query", "--db", "jobs.parquet", "--format", "json", "select ST_AsText(geometry) as wkt from jobs where name = 'a'")
+	if code != 0 || !strings.Contains(out, `"wkt": "POLYGON ((5 51, 5.1 51, 5.1 51.1, 5 51))"`) {
+		t.Errorf("geometry: exit %d %s", code, out)
+	}
+	if code, out := cli(t, dir, "query", "--db", "jobs.db", "select nonsense from"); code != 1 || !strings.Contains(out, "query") {
+		t.Errorf("bad SQL: exit %d %s", code, out)
+	}
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	sqldriver "database/sql/driver"
+	"encoding/csv"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	duckdbgo "github.com/duckdb/duckdb-go/v2"
+)
+
+var queryCmd = command{
+	name: "query",
+	usage: `
+Usage: worker query --db TABLE [--format table|csv|json] "SQL"
+
+Runs DuckDB SQL over a job table, whatever its format; the table is called
+jobs. It reads a snapshot and writes nothing, so it is safe while a run goes
+on: Parquet and DuckDB tables are read in place, SQLite and CSV tables are
+read through their store (a CSV table's latest changes included). Geometries
+are WKT text (DuckDB's ST_ functions that need no extension work on
+geometry columns of Parquet tables).
+
+Example:
+  worker query --db jobs.db "select status, count(*) from jobs group by all"
+  worker query --db jobs.parquet --format json "select id, cpu from jobs where status = 'error'"
+`,
+	run: runQuery,
+}
+
+func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	db := fs.String("db", "", "job table (required)")
+	format := fs.String("format", "table", "output: table, csv or json")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if *db == "" || fs.NArg() != 1 {
+		return usagef("query: want --db TABLE and one SQL statement")
+	}
+	if *format != "table" && *format != "csv" && *format != "json" {
+		return usagef("query: --format is table, csv or json, not %q", *format)
+	}
+	if err := mustExist(*db); err != nil {
+		return err
+	}
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		return err
+	}
+	defer duck.Close()
+	duck.SetMaxOpenConns(1) // one in-memory database, one connection
+	if err := loadJobs(ctx, duck, *db); err != nil {
+		return err
+	}
+	rows, err := duck.QueryContext(ctx, fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("query: %w", err)
+	}
+	defer rows.Close()
+	return printRows(stdout, rows, *format)
+}
+
+// loadJobs makes the table available to DuckDB as jobs.
+func loadJobs(ctx context.Context, duck *sql.DB, location string) error {
+	_, path, _ := strings.Cut(location, "://")
+	if path == "" {
+		path = location
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet", ".geoparquet":
+		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet('"+strings.ReplaceAll(path, "'", "''")+"')")
+		return err
+	case ".duckdb", ".ddb":
+		if _, err := duck.ExecContext(ctx, "ATTACH '"+strings.ReplaceAll(path, "'", "''")+"' AS src (READ_ONLY)"); err != nil {
+			return fmt.Errorf("%s: %w", location, err)
+		}
+		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
+		return err
+	}
+	t, err := tableFromStore(ctx, location)
+	if err != nil {
+		return err
+	}
+	var cols []string
+	for i, c := range t.columns {
+		cols = append(cols, `"`+strings.ReplaceAll(c, `"`, `""`)+`" `+duckType(t, i))
+	}
+	if _, err := duck.ExecContext(ctx, "CREATE TABLE jobs ("+strings.Join(cols, ", ")+")"); err != nil {
+		return err
+	}
+	conn, err := duck.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs")
+		if err != nil {
+			return err
+		}
+		vals := make([]sqldriver.Value, len(t.columns))
+		for _, r := range t.rows {
+			for i, v := range r {
+				vals[i] = v
+			}
+			if err := app.AppendRow(vals...); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
+}
+
+// duckType picks a column type for a loaded table from its values.
+func duckType(t *table, col int) string {
+	typ := ""
+	for _, r := range t.rows {
+		var k string
+		switch r[col].(type) {
+		case nil:
+			continue
+		case int64:
+			k = "BIGINT"
+		case float64:
+			k = "DOUBLE"
+		case bool:
+			k = "BOOLEAN"
+		default:
+			return "VARCHAR"
+		}
+		if typ == "" || typ == k {
+			typ = k
+		} else if (typ == "BIGINT" || typ == "DOUBLE") && (k == "BIGINT" || k == "DOUBLE") {
+			typ = "DOUBLE"
+		} else {
+			return "VARCHAR"
+		}
+	}
+	if typ == "" {
+		return "VARCHAR"
+	}
+	if typ == "DOUBLE" {
+		// An int64 in a DOUBLE column: make the appender get floats.
+		for _, r := range t.rows {
+			if n, ok := r[col].(int64); ok {
+				r[col] = float64(n)
+			}
+		}
+	}
+	return typ
+}
+
+func cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprint(v)
+}
+
+// printRows prints a result as an aligned table, CSV or JSON (one object
+// per row, in an array).
+func printRows(w io.Writer, rows *sql.Rows, format string) error {
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var tw *tabwriter.Writer
+	var cw *csv.Writer
+	var objs []map[string]any
+	switch format {
+	case "table":
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	case "csv":
+		cw = csv.NewWriter(w)
+		cw.Write(cols)
+	case "json":
+		objs = []map[string]any{}
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		switch format {
+		case "table":
+			cells := make([]string, len(vals))
+			for i, v := range vals {
+				cells[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(cell(v))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		case "csv":
+			cells := make([]string, len(vals))
+			for i, v := range vals {
+				cells[i] = cell(v)
+			}
+			cw.Write(cells)
+		case "json":
+			o := make(map[string]any, len(cols))
+			for i, c := range cols {
+				switch x := vals[i].(type) {
+				case []byte:
+					o[c] = string(x)
+				default:
+					o[c] = x
+				}
+			}
+			objs = append(objs, o)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	switch format {
+	case "table":
+		return tw.Flush()
+	case "csv":
+		cw.Flush()
+		return cw.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(objs)
+}
