@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/drivertest"
 )
 
 // BenchmarkFlush rewrites a 100k-row table with a WKT geometry column, as
@@ -53,4 +54,9 @@ func BenchmarkFlush(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDriver is the shared driver benchmark (drivertest.Bench).
+func BenchmarkDriver(b *testing.B) {
+	drivertest.Bench(b, func(ctx context.Context, path string) (driver.Store, error) { return Open(ctx, path) }, ".csv")
 }

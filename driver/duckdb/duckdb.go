@@ -18,6 +18,7 @@ package duckdb
 import (
 	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
 	"iter"
@@ -28,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	_ "github.com/duckdb/duckdb-go/v2" // registers the "duckdb" database/sql driver
+	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
 )
@@ -390,64 +391,152 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	for _, mc := range driver.ManagerColumns() {
 		ddl = append(ddl, quote(mc.Name)+" "+sqlType(mc.Kind))
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "CREATE TABLE jobs ("+strings.Join(ddl, ", ")+")"); err != nil {
-		return err
-	}
 	all := append([]string{keyColumn}, user...)
 	for _, mc := range driver.ManagerColumns() {
 		all = append(all, mc.Name)
 	}
-	marks := make([]string, len(all))
-	for i, c := range all {
-		marks[i] = "?"
-		if types[c] == "GEOMETRY" {
-			marks[i] = "CAST(? AS GEOMETRY)"
-		}
+	// Rows go through DuckDB's appender into a staging table, where
+	// geometries are still text; one INSERT ... SELECT casts them.
+	staging := make([]string, len(ddl))
+	for i, d := range ddl {
+		staging[i] = strings.Replace(d, " GEOMETRY", " VARCHAR", 1)
 	}
-	stmt, err := tx.PrepareContext(ctx, "INSERT INTO jobs ("+joinQuoted(all)+") VALUES ("+strings.Join(marks, ", ")+")")
+	staging[0] = keyColumn + " BIGINT"
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer stmt.Close()
-	args := make([]any, len(all))
-	for i, r := range data {
-		args[0] = int64(i + 1)
-		for j, c := range user {
-			args[j+1] = r[pos[c]]
-		}
-		for j, mc := range driver.ManagerColumns() {
-			var v any
-			if p, ok := pos[mc.Name]; ok {
-				v = r[p]
-			}
-			nv, err := driver.Normalize(mc.Name, v)
-			if err != nil {
-				return fmt.Errorf("row %d, %w", i+1, err)
-			}
-			if nv == nil && mc.Name == driver.ColAttempts {
-				nv = int64(0)
-			}
-			if nv == nil && mc.Name == driver.ColDownloadPending {
-				nv = false
-			}
-			args[1+len(user)+j] = nv
-		}
-		if _, err := stmt.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("row %d: %w", i+1, err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	defer conn.Close()
+	fail := func(err error) error {
+		conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs_in")
+		conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs")
 		return err
 	}
+	for _, q := range []string{"CREATE TABLE jobs (" + strings.Join(ddl, ", ") + ")", "CREATE TABLE jobs_in (" + strings.Join(staging, ", ") + ")"} {
+		if _, err := conn.ExecContext(ctx, q); err != nil {
+			return fail(err)
+		}
+	}
+	err = conn.Raw(func(dc any) error {
+		app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs_in")
+		if err != nil {
+			return err
+		}
+		args := make([]sqldriver.Value, len(all))
+		for i, r := range data {
+			args[0] = int64(i + 1)
+			for j, c := range user {
+				args[j+1] = appendValue(r[pos[c]], types[c])
+			}
+			for j, mc := range driver.ManagerColumns() {
+				var v any
+				if p, ok := pos[mc.Name]; ok {
+					v = r[p]
+				}
+				nv, err := driver.Normalize(mc.Name, v)
+				if err != nil {
+					app.Close()
+					return fmt.Errorf("row %d, %w", i+1, err)
+				}
+				if nv == nil && mc.Name == driver.ColAttempts {
+					nv = int64(0)
+				}
+				if nv == nil && mc.Name == driver.ColDownloadPending {
+					nv = false
+				}
+				args[1+len(user)+j] = nv
+			}
+			if err := app.AppendRow(args...); err != nil {
+				app.Close()
+				return fmt.Errorf("row %d: %w", i+1, err)
+			}
+		}
+		return app.Close()
+	})
+	if err != nil {
+		return fail(err)
+	}
+	sel := make([]string, len(all))
+	for i, c := range all {
+		sel[i] = quote(c)
+		if types[c] == "GEOMETRY" {
+			sel[i] = "CAST(" + quote(c) + " AS GEOMETRY)"
+		}
+	}
+	if _, err := conn.ExecContext(ctx, "INSERT INTO jobs SELECT "+strings.Join(sel, ", ")+" FROM jobs_in ORDER BY "+keyColumn); err != nil {
+		// Name the first row whose geometry is not WKT.
+		for _, c := range user {
+			if types[c] != "GEOMETRY" {
+				continue
+			}
+			if key, ok := firstBadGeometry(ctx, conn, c); ok {
+				return fail(fmt.Errorf("row %d, column %q: not WKT: %w", key, c, err))
+			}
+		}
+		return fail(err)
+	}
+	if _, err := conn.ExecContext(ctx, "DROP TABLE jobs_in"); err != nil {
+		return fail(err)
+	}
+	conn.Close() // the pool has one connection: give it back before using the pool
 	if err := s.loadSchema(ctx); err != nil {
 		return err
 	}
 	return s.flushLocked(ctx)
+}
+
+// firstBadGeometry finds the first row of the staging table whose column
+// c does not cast to GEOMETRY (TRY_CAST raises for geometries too). Only
+// used once the bulk cast failed.
+func firstBadGeometry(ctx context.Context, conn *sql.Conn, c string) (int64, bool) {
+	rows, err := conn.QueryContext(ctx, "SELECT "+keyColumn+", "+quote(c)+" FROM jobs_in WHERE "+quote(c)+" IS NOT NULL ORDER BY "+keyColumn)
+	if err != nil {
+		return 0, false
+	}
+	type cell struct {
+		key int64
+		wkt string
+	}
+	var cells []cell
+	for rows.Next() {
+		var x cell
+		if rows.Scan(&x.key, &x.wkt) == nil {
+			cells = append(cells, x)
+		}
+	}
+	rows.Close()
+	for _, x := range cells {
+		var g any
+		if conn.QueryRowContext(ctx, "SELECT CAST(? AS GEOMETRY)", x.wkt).Scan(&g) != nil {
+			return x.key, true
+		}
+	}
+	return 0, false
+}
+
+// appendValue converts a value to what the appender wants for a column of
+// type typ: it does not convert types itself.
+func appendValue(v any, typ string) any {
+	switch {
+	case v == nil:
+		return nil
+	case typ == "DOUBLE":
+		switch x := v.(type) {
+		case int64:
+			return float64(x)
+		case int:
+			return float64(x)
+		}
+	case typ == "BIGINT":
+		if x, ok := v.(int); ok {
+			return int64(x)
+		}
+	case typ == "VARCHAR" || typ == "GEOMETRY":
+		if _, ok := v.(string); !ok {
+			return fmt.Sprint(v)
+		}
+	}
+	return v
 }
 
 // inferType picks a column type from its values.

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -65,4 +66,9 @@ func BenchmarkStore(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkDriver is the shared driver benchmark (drivertest.Bench).
+func BenchmarkDriver(b *testing.B) {
+	drivertest.Bench(b, func(ctx context.Context, path string) (driver.Store, error) { return sqlite.Open(ctx, path) }, ".db")
 }

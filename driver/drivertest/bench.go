@@ -1,0 +1,138 @@
+package drivertest
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+// BenchSizes are the table sizes Bench measures; BENCH_ROWS (comma-
+// separated) overrides them.
+var BenchSizes = []int{10_000, 100_000, 1_000_000}
+
+// Bench measures a driver on tables of BenchSizes rows with a WKT geometry
+// column, 1% of them running: Counts, Select100 (by status, in table
+// order), Update10 (ten rows by key, with a precondition), Open (and
+// close), and the resident memory an open store adds (open-RSS-MB). Init
+// reports how long creating the table took.
+func Bench(b *testing.B, open OpenFunc, ext string) {
+	sizes := BenchSizes
+	if env := os.Getenv("BENCH_ROWS"); env != "" {
+		sizes = nil
+		for _, f := range strings.Split(env, ",") {
+			if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil {
+				sizes = append(sizes, n)
+			}
+		}
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) { benchSize(b, open, ext, n) })
+	}
+}
+
+func benchSize(b *testing.B, open OpenFunc, ext string, n int) {
+	ctx := b.Context()
+	path := filepath.Join(b.TempDir(), "jobs"+ext)
+	s, err := open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows := func(yield func([]any, error) bool) {
+		for i := range n {
+			g := fmt.Sprintf("POLYGON ((%d.1 51, %d.1 51.1, %d 51.1, %d 51, %d.1 51))", i%170, i%170, i%170, i%170, i%170)
+			if !yield([]any{int64(2000 + i%25), fmt.Sprint("tile ", i), g}, nil) {
+				return
+			}
+		}
+	}
+	start := time.Now()
+	if err := s.Init(ctx, []string{"year", "title", "geometry"}, rows); err != nil {
+		b.Fatal(err)
+	}
+	initTime := time.Since(start)
+	for range n / 100 {
+		if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Init", func(b *testing.B) {
+		for b.Loop() {
+		}
+		b.ReportMetric(initTime.Seconds(), "init-s")
+	})
+	b.Run("Open", func(b *testing.B) {
+		var rss int64
+		for b.Loop() {
+			before := residentBytes()
+			s, err := open(ctx, path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Counts(ctx); err != nil {
+				b.Fatal(err)
+			}
+			rss = max(rss, residentBytes()-before)
+			s.Close()
+		}
+		b.ReportMetric(float64(rss)/(1<<20), "open-RSS-MB")
+	})
+	s, err = open(ctx, path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	running, err := s.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.Running}, Limit: 10})
+	if err != nil || len(running) < 10 {
+		b.Fatalf("running rows: %d, %v", len(running), err)
+	}
+	b.Run("Counts", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Counts(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Select100", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := s.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}, Limit: 100}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Update10", func(b *testing.B) {
+		us := make([]driver.Update, 10)
+		for i := range us {
+			us[i] = driver.Update{Key: running[i].Key, From: []driver.Status{driver.Running}, Set: driver.Values{driver.ColUpdatedAt: "2026-01-01T00:00:00Z"}}
+		}
+		for b.Loop() {
+			if err := s.Update(ctx, us...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// residentBytes is the process's resident memory now (Linux), after a GC.
+func residentBytes() int64 {
+	runtime.GC()
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
