@@ -80,9 +80,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		if db != nil {
 			db.Close()
 		}
-		if !strings.Contains(err.Error(), "lock") {
+		_, perr := os.Stat(path)
+		if !strings.Contains(err.Error(), "lock") && perr != nil {
 			return nil, fmt.Errorf("%s: %w", s.work, err)
 		}
+		// In use by another process, or a folder we may not write in.
 		return s.openReadOnly(ctx)
 	}
 	db.SetMaxOpenConns(1) // one connection: no write conflicts, claims serialize

@@ -102,3 +102,26 @@ func TestBadGeometryInit(t *testing.T) {
 		t.Errorf("err = %v, want it to name row 2", err)
 	}
 }
+
+// A table in a folder we may not write in (shared fixtures, a read-only
+// mount) opens read-only instead of failing.
+func TestReadOnlyFolder(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes anywhere: the folder cannot be made read-only")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "t.parquet")
+	s, _ := duckdb.Open(t.Context(), path)
+	s.Init(t.Context(), []string{"x"}, drivertest.Rows([][]any{{int64(1)}}))
+	s.Close()
+	os.Chmod(dir, 0o555)
+	defer os.Chmod(dir, 0o755)
+	r, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if rows, err := r.Select(t.Context(), driver.Filter{}); err != nil || len(rows) != 1 {
+		t.Errorf("rows %v, %v", rows, err)
+	}
+}
