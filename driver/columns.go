@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -290,4 +291,59 @@ func (j *Job) Value(name string) any {
 		return str(j.Worker)
 	}
 	return nil
+}
+
+// SplitColumns checks the column names given to Store.Init (none empty,
+// none twice, none reserved by the driver) and returns the user's columns,
+// those that are not manager columns, in order.
+func SplitColumns(columns []string, reserved ...string) ([]string, error) {
+	seen := map[string]bool{}
+	var user []string
+	for i, c := range columns {
+		switch {
+		case c == "":
+			return nil, fmt.Errorf("column %d has no name", i+1)
+		case seen[c]:
+			return nil, fmt.Errorf("column %q appears twice", c)
+		}
+		for _, r := range reserved {
+			if c == r {
+				return nil, fmt.Errorf("column %q: name is reserved for the row key", c)
+			}
+		}
+		seen[c] = true
+		if _, ok := ManagerColumn(c); !ok {
+			user = append(user, c)
+		}
+	}
+	return user, nil
+}
+
+// Assignments checks set and returns its columns in the fixed order of
+// ManagerColumns (so the SQL built from them is stable) with their values;
+// a nil attempts or download_pending becomes 0 or false, their defaults.
+func Assignments(set Values) ([]string, []any, error) {
+	if err := CheckValues(set); err != nil {
+		return nil, nil, err
+	}
+	var names []string
+	var vals []any
+	for _, c := range managerColumns {
+		v, ok := set[c.Name]
+		if !ok {
+			continue
+		}
+		if v == nil && c.Name == ColAttempts {
+			v = int64(0)
+		}
+		if v == nil && c.Name == ColDownloadPending {
+			v = false
+		}
+		names = append(names, c.Name)
+		vals = append(vals, v)
+	}
+	if len(names) == 0 {
+		return nil, nil, errors.New("update sets no column")
+	}
+	return names, vals, nil
 }

@@ -340,10 +340,8 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if s.lock == nil {
 		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
 	}
-	for i, c := range columns {
-		if c == "" {
-			return fmt.Errorf("column %d has no name", i+1)
-		}
+	if _, err := driver.SplitColumns(columns); err != nil {
+		return err
 	}
 	if err := s.setHeader(columns); err != nil {
 		s.header = nil

@@ -349,21 +349,9 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if s.readOnly {
 		return fmt.Errorf("%s: %w", s.path, ErrReadOnly)
 	}
-	seen := map[string]bool{}
-	var user []string
-	for i, c := range columns {
-		switch {
-		case c == "":
-			return fmt.Errorf("column %d has no name", i+1)
-		case c == keyColumn:
-			return fmt.Errorf("column %q: name is reserved for the row key", c)
-		case seen[c]:
-			return fmt.Errorf("column %q appears twice", c)
-		}
-		seen[c] = true
-		if _, ok := driver.ManagerColumn(c); !ok {
-			user = append(user, c)
-		}
+	user, err := driver.SplitColumns(columns, keyColumn)
+	if err != nil {
+		return err
 	}
 	var data [][]any
 	n := 0

@@ -171,27 +171,13 @@ func (s *Store) get(ctx context.Context, key int64) (driver.Job, error) {
 }
 
 func setClause(set driver.Values) (string, []any, error) {
-	if err := driver.CheckValues(set); err != nil {
+	names, args, err := driver.Assignments(set)
+	if err != nil {
 		return "", nil, err
 	}
-	var parts []string
-	var args []any
-	for _, mc := range driver.ManagerColumns() {
-		v, ok := set[mc.Name]
-		if !ok {
-			continue
-		}
-		if v == nil && mc.Name == driver.ColAttempts {
-			v = int64(0)
-		}
-		if v == nil && mc.Name == driver.ColDownloadPending {
-			v = false
-		}
-		parts = append(parts, quote(mc.Name)+" = ?")
-		args = append(args, v)
-	}
-	if len(parts) == 0 {
-		return "", nil, errors.New("update sets no column")
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = quote(n) + " = ?"
 	}
 	return strings.Join(parts, ", "), args, nil
 }

@@ -157,21 +157,9 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	} else if exists {
 		return fmt.Errorf("%s: %w", s.path, driver.ErrExists)
 	}
-	var user []string
-	seen := map[string]bool{}
-	for i, c := range columns {
-		switch {
-		case c == "":
-			return fmt.Errorf("column %d has no name", i+1)
-		case c == keyColumn:
-			return fmt.Errorf("column %q: name is reserved for the row key", c)
-		case seen[c]:
-			return fmt.Errorf("column %q appears twice", c)
-		}
-		seen[c] = true
-		if _, ok := driver.ManagerColumn(c); !ok {
-			user = append(user, c)
-		}
+	user, err := driver.SplitColumns(columns, keyColumn)
+	if err != nil {
+		return err
 	}
 
 	var ddl strings.Builder
@@ -442,24 +430,13 @@ func (s *Store) get(ctx context.Context, db queryer, key int64) (driver.Job, err
 }
 
 func setClause(set driver.Values) (string, []any, error) {
-	if err := driver.CheckValues(set); err != nil {
+	names, args, err := driver.Assignments(set)
+	if err != nil {
 		return "", nil, err
 	}
-	var parts []string
-	var args []any
-	for _, c := range driver.ManagerColumns() { // fixed order: stable SQL text
-		v, ok := set[c.Name]
-		if !ok {
-			continue
-		}
-		if v == nil && (c.Name == driver.ColAttempts || c.Name == driver.ColDownloadPending) {
-			v = 0
-		}
-		parts = append(parts, quote(c.Name)+" = ?")
-		args = append(args, v)
-	}
-	if len(parts) == 0 {
-		return "", nil, errors.New("update sets no column")
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = quote(n) + " = ?"
 	}
 	return strings.Join(parts, ", "), args, nil
 }
