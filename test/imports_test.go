@@ -8,6 +8,10 @@ import (
 
 const module = "github.com/openeo-batch/worker"
 
+func driverLayer(imp string) bool {
+	return imp == "driver" || strings.HasPrefix(imp, "driver/internal/")
+}
+
 // TestImportDirection enforces DESIGN.md's layout: driver and remote import
 // no project package, worker imports no concrete driver, only cmd/worker
 // (and tests) wire drivers in.
@@ -29,10 +33,14 @@ func TestImportDirection(t *testing.T) {
 		"driver":            func(string) bool { return false },
 		"remote":            func(string) bool { return false },
 		"remote/remotetest": func(imp string) bool { return imp == "remote" },
-		"driver/sqlite":     func(imp string) bool { return imp == "driver" },
-		"driver/drivertest": func(imp string) bool { return imp == "driver" },
-		"udpjob":            func(imp string) bool { return imp == "driver" || imp == "remote" },
-		"worker":            func(imp string) bool { return imp == "driver" || imp == "remote" },
+		// Drivers import driver and the driver layer's internal helpers only.
+		"driver/sqlite":            driverLayer,
+		"driver/duckdb":            driverLayer,
+		"driver/csvfile":           driverLayer,
+		"driver/internal/sqlbuild": func(imp string) bool { return imp == "driver" },
+		"driver/drivertest":        func(imp string) bool { return imp == "driver" },
+		"udpjob":                   func(imp string) bool { return imp == "driver" || imp == "remote" },
+		"worker":                   func(imp string) bool { return imp == "driver" || imp == "remote" },
 	}
 	checked := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

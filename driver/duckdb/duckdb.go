@@ -32,6 +32,7 @@ import (
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
 func init() {
@@ -130,8 +131,6 @@ func (s *Store) openReadOnly(ctx context.Context) (*Store, error) {
 	return s, nil
 }
 
-func quote(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
-
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func sqlType(k driver.Kind) string {
@@ -177,14 +176,14 @@ func (s *Store) importTable(ctx context.Context) error {
 			continue
 		}
 		if mc, ok := driver.ManagerColumn(c); ok {
-			sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", quote(c), sqlType(mc.Kind), quote(c)))
+			sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", sqlbuild.Quote(c), sqlType(mc.Kind), sqlbuild.Quote(c)))
 		} else {
-			sel = append(sel, quote(c))
+			sel = append(sel, sqlbuild.Quote(c))
 		}
 	}
 	for _, mc := range driver.ManagerColumns() {
 		if !slices.Contains(cols, mc.Name) {
-			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(mc.Kind), quote(mc.Name)))
+			sel = append(sel, fmt.Sprintf("CAST(NULL AS %s) AS %s", sqlType(mc.Kind), sqlbuild.Quote(mc.Name)))
 		}
 	}
 	q := fmt.Sprintf("CREATE TABLE jobs AS SELECT row_number() OVER () AS %s, %s FROM %s", keyColumn, strings.Join(sel, ", "), source)
@@ -376,10 +375,10 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	var ddl []string
 	ddl = append(ddl, keyColumn+" BIGINT PRIMARY KEY")
 	for _, c := range user {
-		ddl = append(ddl, quote(c)+" "+types[c])
+		ddl = append(ddl, sqlbuild.Quote(c)+" "+types[c])
 	}
 	for _, mc := range driver.ManagerColumns() {
-		ddl = append(ddl, quote(mc.Name)+" "+sqlType(mc.Kind))
+		ddl = append(ddl, sqlbuild.Quote(mc.Name)+" "+sqlType(mc.Kind))
 	}
 	all := append([]string{keyColumn}, user...)
 	for _, mc := range driver.ManagerColumns() {
@@ -448,9 +447,9 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	sel := make([]string, len(all))
 	for i, c := range all {
-		sel[i] = quote(c)
+		sel[i] = sqlbuild.Quote(c)
 		if types[c] == "GEOMETRY" {
-			sel[i] = "CAST(" + quote(c) + " AS GEOMETRY)"
+			sel[i] = "CAST(" + sqlbuild.Quote(c) + " AS GEOMETRY)"
 		}
 	}
 	if _, err := conn.ExecContext(ctx, "INSERT INTO jobs SELECT "+strings.Join(sel, ", ")+" FROM jobs_in ORDER BY "+keyColumn); err != nil {
@@ -479,7 +478,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 // c does not cast to GEOMETRY (TRY_CAST raises for geometries too). Only
 // used once the bulk cast failed.
 func firstBadGeometry(ctx context.Context, conn *sql.Conn, c string) (int64, bool) {
-	rows, err := conn.QueryContext(ctx, "SELECT "+keyColumn+", "+quote(c)+" FROM jobs_in WHERE "+quote(c)+" IS NOT NULL ORDER BY "+keyColumn)
+	rows, err := conn.QueryContext(ctx, "SELECT "+keyColumn+", "+sqlbuild.Quote(c)+" FROM jobs_in WHERE "+sqlbuild.Quote(c)+" IS NOT NULL ORDER BY "+keyColumn)
 	if err != nil {
 		return 0, false
 	}
@@ -563,12 +562,4 @@ func inferType(data [][]any, i int, geometryName bool) string {
 		return "GEOMETRY"
 	}
 	return typ
-}
-
-func joinQuoted(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = quote(n)
-	}
-	return strings.Join(q, ", ")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
 // selectList is the columns a query returns: the key, the user's columns
@@ -18,13 +19,13 @@ func (s *Store) selectList() string {
 	cols := []string{keyColumn}
 	for _, c := range s.user {
 		if s.geometry[c] {
-			cols = append(cols, "ST_AsText("+quote(c)+")")
+			cols = append(cols, "ST_AsText("+sqlbuild.Quote(c)+")")
 		} else {
-			cols = append(cols, quote(c))
+			cols = append(cols, sqlbuild.Quote(c))
 		}
 	}
 	for _, mc := range driver.ManagerColumns() {
-		cols = append(cols, quote(mc.Name))
+		cols = append(cols, sqlbuild.Quote(mc.Name))
 	}
 	return strings.Join(cols, ", ")
 }
@@ -170,18 +171,6 @@ func (s *Store) get(ctx context.Context, key int64) (driver.Job, error) {
 	return jobs[0], nil
 }
 
-func setClause(set driver.Values) (string, []any, error) {
-	names, args, err := driver.Assignments(set)
-	if err != nil {
-		return "", nil, err
-	}
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = quote(n) + " = ?"
-	}
-	return strings.Join(parts, ", "), args, nil
-}
-
 // Update applies updates in one transaction.
 func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	s.mu.Lock()
@@ -202,7 +191,7 @@ func (s *Store) update(ctx context.Context, updates []driver.Update) error {
 	}
 	defer tx.Rollback()
 	for _, u := range updates {
-		set, args, err := setClause(u.Set)
+		set, args, err := sqlbuild.SetClause(u.Set)
 		if err != nil {
 			return fmt.Errorf("row %d: %w", u.Key, err)
 		}
@@ -240,7 +229,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err := s.writable(); err != nil {
 		return driver.Job{}, err
 	}
-	clause, args, err := setClause(set)
+	clause, args, err := sqlbuild.SetClause(set)
 	if err != nil {
 		return driver.Job{}, err
 	}

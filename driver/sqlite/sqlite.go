@@ -21,6 +21,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
 func init() {
@@ -78,10 +79,6 @@ func (s *Store) Close() error {
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
-func quote(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-}
-
 func (s *Store) tableExists(ctx context.Context) (bool, error) {
 	var n int
 	err := s.r.GetContext(ctx, &n, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name='jobs'`)
@@ -137,7 +134,7 @@ func (s *Store) addMissingColumns(ctx context.Context, have map[string]bool) err
 		if have[c.Name] {
 			continue
 		}
-		if _, err := s.w.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN "+quote(c.Name)+" "+sqlType(c)); err != nil {
+		if _, err := s.w.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN "+sqlbuild.Quote(c.Name)+" "+sqlType(c)); err != nil {
 			return fmt.Errorf("%s: add column %s: %w", s.path, c.Name, interpretError(err))
 		}
 	}
@@ -165,17 +162,17 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	var ddl strings.Builder
 	ddl.WriteString("CREATE TABLE jobs (")
 	for _, c := range user {
-		ddl.WriteString(quote(c) + ", ")
+		ddl.WriteString(sqlbuild.Quote(c) + ", ")
 	}
 	for _, c := range driver.ManagerColumns() {
-		ddl.WriteString(quote(c.Name) + " " + sqlType(c))
+		ddl.WriteString(sqlbuild.Quote(c.Name) + " " + sqlType(c))
 		ddl.WriteString(", ")
 	}
 	ddl.WriteString(keyColumn + " INTEGER PRIMARY KEY)")
 
 	all := append(append([]string(nil), user...), managerNames()...)
 	insert := fmt.Sprintf("INSERT INTO jobs (%s) VALUES (%s)",
-		joinQuoted(all), strings.TrimSuffix(strings.Repeat("?,", len(all)), ","))
+		sqlbuild.JoinQuoted(all), strings.TrimSuffix(strings.Repeat("?,", len(all)), ","))
 	pos := map[string]int{}
 	for i, c := range all {
 		pos[c] = i
@@ -300,14 +297,6 @@ func managerNames() []string {
 	return names
 }
 
-func joinQuoted(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = quote(n)
-	}
-	return strings.Join(q, ", ")
-}
-
 // Counts returns the number of rows per back-end and status.
 func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 	if _, err := s.userColumns(ctx); err != nil {
@@ -375,7 +364,7 @@ func (s *Store) query(ctx context.Context, db queryer, tail string, args ...any)
 		return nil, err
 	}
 	all := append(append([]string(nil), user...), managerNames()...)
-	rows, err := db.QueryxContext(ctx, "SELECT _key, "+joinQuoted(all)+" FROM jobs "+tail, args...)
+	rows, err := db.QueryxContext(ctx, "SELECT _key, "+sqlbuild.JoinQuoted(all)+" FROM jobs "+tail, args...)
 	if err != nil {
 		return nil, interpretError(err)
 	}
@@ -429,18 +418,6 @@ func (s *Store) get(ctx context.Context, db queryer, key int64) (driver.Job, err
 	return jobs[0], nil
 }
 
-func setClause(set driver.Values) (string, []any, error) {
-	names, args, err := driver.Assignments(set)
-	if err != nil {
-		return "", nil, err
-	}
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = quote(n) + " = ?"
-	}
-	return strings.Join(parts, ", "), args, nil
-}
-
 // Update applies updates in one transaction.
 func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	if _, err := s.userColumns(ctx); err != nil {
@@ -452,7 +429,7 @@ func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	}
 	defer tx.Rollback()
 	for _, u := range updates {
-		set, args, err := setClause(u.Set)
+		set, args, err := sqlbuild.SetClause(u.Set)
 		if err != nil {
 			return fmt.Errorf("row %d: %w", u.Key, err)
 		}
@@ -489,7 +466,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if _, err := s.userColumns(ctx); err != nil {
 		return driver.Job{}, err
 	}
-	clause, args, err := setClause(set)
+	clause, args, err := sqlbuild.SetClause(set)
 	if err != nil {
 		return driver.Job{}, err
 	}
