@@ -224,8 +224,9 @@ Writes a job table, manager columns included, to another format picked from
 the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
 WKT, becomes each feature's geometry), a CSV table as the Python client
 writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
-geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite (.db). The target must not exist. A bad
-geometry is an error naming the row and column, and nothing is written.
+geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
+(.db). The target must not exist. A bad geometry is an error naming the
+row and column, and nothing is written.
 'worker init --from' reads the same formats back.
 
 Example:

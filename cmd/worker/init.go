@@ -37,7 +37,7 @@ Example:
 }
 
 func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	from := fs.String("from", "", "CSV `file` with one row per job and a header line (required)")
+	from := fs.String("from", "", "`file` with one row per job: CSV, GeoJSON, (Geo)Parquet or another job table (required)")
 	db := fs.String("db", "", "job table to create: a `path` such as jobs.db, or sqlite:///abs/path (required)")
 	if err := parse(fs, args); err != nil {
 		return err
