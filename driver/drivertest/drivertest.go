@@ -252,6 +252,9 @@ func (h harness) testCounts(t *testing.T) {
 	s, _ := h.newTable(t, 6)
 	ctx := t.Context()
 	jobs, _ := s.Select(ctx, driver.Filter{})
+	if _, err := s.Counts(ctx); err != nil { // a driver may keep counts from here on
+		t.Fatal(err)
+	}
 	mustUpdate(t, s,
 		driver.Update{Key: jobs[0].Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"}},
 		driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"}},
@@ -268,6 +271,40 @@ func (h harness) testCounts(t *testing.T) {
 	want := map[string]int{"/not_started": 3, "a/running": 2, "b/finished": 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Counts = %v, want %v", got, want)
+	}
+
+	// Counts follow claims, batches and failed batches.
+	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	err = s.Update(ctx,
+		driver.Update{Key: jobs[0].Key, Set: driver.Values{driver.ColStatus: driver.Error}},
+		driver.Update{Key: jobs[2].Key, From: []driver.Status{driver.Running}, Set: driver.Values{driver.ColStatus: driver.Canceled}})
+	if !errors.Is(err, driver.ErrConflict) {
+		t.Fatalf("batch with a failed precondition: err = %v", err)
+	}
+	mustUpdate(t, s,
+		driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColBackend: nil}},
+		driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColStatus: driver.Finished}},
+		driver.Update{Key: jobs[2].Key, Set: driver.Values{driver.ColBackend: "a", driver.ColID: "j-3"}})
+	counts, err = s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = map[string]int{}
+	for _, c := range counts {
+		if c.N <= 0 {
+			t.Errorf("Counts has an empty group: %+v", c)
+		}
+		got[c.Backend+"/"+string(c.Status)] += c.N
+	}
+	all, _ := s.Select(ctx, driver.Filter{})
+	want = map[string]int{}
+	for _, j := range all {
+		want[j.Backend+"/"+string(j.Status)]++
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Counts after changes = %v, want %v", got, want)
 	}
 }
 
