@@ -121,3 +121,13 @@ type Store interface {
 	// Close releases the store, flushing what is pending.
 	Close() error
 }
+
+// Flusher is a Store that keeps its changes durable in a journal or a work
+// file of its own, and rewrites the table file that other programs read
+// (a CSV or Parquet file) only when asked: Flush rewrites it now if
+// anything changed, and Close does too. The manager flushes once per
+// tracking cycle and when its run ends, as the Python client writes its
+// table once per loop.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}

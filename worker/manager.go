@@ -107,10 +107,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		done, err := m.cycle(ctx, track)
 		if err != nil && ctx.Err() == nil {
 			m.wg.Wait()
-			return err
+			return errors.Join(err, m.flush(ctx))
 		}
 		if done {
 			m.wg.Wait()
+			if err := m.flush(ctx); err != nil {
+				return err
+			}
 			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
 			return nil
 		}
@@ -119,6 +122,9 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			timer.Stop()
 			m.wg.Wait()
+			if err := m.flush(ctx); err != nil {
+				return err
+			}
 			m.log.InfoContext(context.WithoutCancel(ctx), "run stopped; run again to resume", "cause", context.Cause(ctx))
 			return context.Cause(ctx)
 		case <-m.wake:
@@ -146,6 +152,7 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 		if err := m.track(ctx); err != nil {
 			return false, err
 		}
+		m.stats.add("track_statuses", 1)
 	}
 	if err := m.handleEvents(ctx); err != nil {
 		return false, err
@@ -159,8 +166,26 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 	}
 	if track {
 		m.logHistogram(ctx, counts)
+		if err := m.flush(ctx); err != nil {
+			return false, err
+		}
 	}
 	return m.done(ctx, counts)
+}
+
+// flush has a store that keeps changes in a journal or work file rewrite
+// the table file others read: once per tracking cycle and when a run ends,
+// never once per row. It runs even when ctx has ended.
+func (m *Manager) flush(ctx context.Context) error {
+	f, ok := m.cfg.Store.(driver.Flusher)
+	if !ok {
+		return nil
+	}
+	if err := f.Flush(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("write the job table: %w", err)
+	}
+	m.stats.add("job_db persist", 1)
+	return nil
 }
 
 func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/csvfile"
 	"github.com/openeo-batch/worker/driver/drivertest"
 	"github.com/openeo-batch/worker/driver/sqlite"
 	"github.com/openeo-batch/worker/remote"
@@ -460,5 +461,45 @@ func TestPaymentRequiredStopsBackend(t *testing.T) {
 	err := m.Run(ctx)
 	if err == nil || !strings.Contains(err.Error(), "3 rows left not_started") || !strings.Contains(err.Error(), "PaymentRequired") {
 		t.Errorf("err = %v, want the rows left and the reason", err)
+	}
+}
+
+// A CSV table is rewritten once per tracking cycle and when the run ends,
+// never once per row: the Python client rewrites it for every launch.
+func TestCSVTableWrittenPerCycle(t *testing.T) {
+	f := newFixture(t, 12, remotetest.Options{}, "a", "b")
+	path := filepath.Join(t.TempDir(), "jobs.csv")
+	store, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rows, _ := f.store.Select(t.Context(), driver.Filter{})
+	var data [][]any
+	for _, r := range rows {
+		data = append(data, []any{r.Data["year"], r.Data["title"]})
+	}
+	if err := store.Init(t.Context(), []string{"year", "title"}, drivertest.Rows(data)); err != nil {
+		t.Fatal(err)
+	}
+	f.store, f.cfg.Store = store, store
+	f.cfg.PollInterval = 20 * time.Millisecond
+	stats := f.run(t).Stats()
+	if stats["job_db persist"] < 1 || stats["job_db persist"] > stats["track_statuses"]+1 {
+		t.Errorf("%d rewrites over %d tracking cycles", stats["job_db persist"], stats["track_statuses"])
+	}
+	// Written in full before Run returns: Close has nothing left to add.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), ",finished,"); n != 12 {
+		t.Errorf("the file has %d finished rows when Run returns, want 12:\n%s", n, b)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(b) {
+		t.Errorf("Close still changed the file:\nbefore %s\nafter  %s", b, after)
 	}
 }

@@ -5,20 +5,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
 )
 
 // BenchmarkFlush rewrites a 100k-row table with a WKT geometry column, as
-// the store does at most once per FlushInterval. Journal is the cost of one
+// the store does once per tracking cycle. Journal is the cost of one
 // change without a rewrite (what each claim or update pays), the ratio the
 // point of the journal.
 func BenchmarkFlush(b *testing.B) {
-	old := FlushInterval
-	FlushInterval = time.Hour
-	defer func() { FlushInterval = old }()
 	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "jobs.csv"))
 	if err != nil {
 		b.Fatal(err)

@@ -7,8 +7,8 @@
 // Rewriting a CSV file costs time in proportion to its size, so changes are
 // appended to a journal beside it (path + ".journal", one JSON line each,
 // synced) and folded into the CSV file, rewritten atomically (temporary
-// file, sync, rename, sync of the folder), at most once per FlushInterval
-// and at Close. Opening a table replays its journal: a crash loses nothing.
+// file, sync, rename, sync of the folder), on Flush (driver.Flusher: the
+// manager calls it once per tracking cycle) and at Close. Opening a table replays its journal: a crash loses nothing.
 // A lock file (path + ".lock") keeps a second process from writing the
 // table; a process that cannot get it opens the table read-only.
 package csvfile
@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/openeo-batch/worker/driver"
 )
@@ -42,9 +41,6 @@ func init() {
 	})
 }
 
-// FlushInterval is the least time between two rewrites of the CSV file.
-var FlushInterval = 10 * time.Second
-
 // ErrReadOnly means another process holds the table's lock.
 var ErrReadOnly = errors.New("the table is locked by another process: opened read-only")
 
@@ -57,19 +53,21 @@ type row struct {
 type Store struct {
 	path string
 
-	mu        sync.Mutex
-	lock      *os.File // nil when read-only
-	header    []string
-	col       map[string]int
-	user      []string
-	rows      []row // key = index + 1
-	journal   *os.File
-	dirty     bool
-	lastFlush time.Time
-	closed    bool
+	mu      sync.Mutex
+	lock    *os.File // nil when read-only
+	header  []string
+	col     map[string]int
+	user    []string
+	rows    []row // key = index + 1
+	journal *os.File
+	dirty   bool
+	closed  bool
 }
 
-var _ driver.Store = (*Store)(nil)
+var (
+	_ driver.Store   = (*Store)(nil)
+	_ driver.Flusher = (*Store)(nil)
+)
 
 // Open opens the table at path (it need not exist yet: Init creates it).
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -269,7 +267,6 @@ func (s *Store) flushLocked() error {
 		return err
 	}
 	s.dirty = false
-	s.lastFlush = time.Now()
 	return nil
 }
 
@@ -548,10 +545,20 @@ func (s *Store) apply(entries []entry) error {
 		}
 	}
 	s.dirty = true
-	if time.Since(s.lastFlush) >= FlushInterval {
-		return s.flushLocked()
-	}
 	return nil
+}
+
+// Flush rewrites the CSV file if the table changed since it was written.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return driver.ErrClosed
+	}
+	if !s.dirty || s.lock == nil {
+		return nil
+	}
+	return s.flushLocked()
 }
 
 // Update applies updates atomically: all are checked, then journaled in

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/csvfile"
@@ -104,12 +103,10 @@ func TestStatusesAndTypesFromPython(t *testing.T) {
 }
 
 // Changes go to the journal, synced, not to the CSV file: a second reader
-// (or a run after a crash) sees them; the file is rewritten at Close.
+// (or a run after a crash) sees them; the file is rewritten on Flush and
+// at Close.
 func TestJournalBatchesAndSurvives(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "jobs.csv")
-	old := csvfile.FlushInterval
-	csvfile.FlushInterval = time.Hour
-	defer func() { csvfile.FlushInterval = old }()
 	s, err := csvfile.Open(t.Context(), path)
 	if err != nil {
 		t.Fatal(err)
@@ -143,14 +140,28 @@ func TestJournalBatchesAndSurvives(t *testing.T) {
 		t.Errorf("second writer: err = %v, want ErrReadOnly", err)
 	}
 	r.Close()
-	s.Close()
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := os.Stat(path + ".journal"); !os.IsNotExist(err) {
-		t.Errorf("journal left after Close: %v", err)
+		t.Errorf("journal left after Flush: %v", err)
 	}
 	recs := readCells(t, path)
 	st := slices.Index(recs[0], driver.ColStatus)
 	if recs[10][st] != "queued_for_start" || recs[11][st] != "not_started" {
-		t.Errorf("after Close: %v", recs[10:12])
+		t.Errorf("after Flush: %v", recs[10:12])
+	}
+	if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + ".journal"); !os.IsNotExist(err) {
+		t.Errorf("journal left after Close: %v", err)
+	}
+	if recs := readCells(t, path); recs[11][st] != "queued_for_start" {
+		t.Errorf("after Close: %v", recs[11])
 	}
 }
 

@@ -19,7 +19,8 @@ var BenchSizes = []int{10_000, 100_000, 1_000_000}
 
 // Bench measures a driver on tables of BenchSizes rows with a WKT geometry
 // column, 1% of them running: Counts, Select100 (by status, in table
-// order), Update10 (ten rows by key, with a precondition), Open (and
+// order), Update10 (ten rows by key, with a precondition), Flush (one
+// change, then driver.Flusher's rewrite, for stores that have one), Open (and
 // close), the peak memory opening adds (open-peak-MB) and the resident
 // memory an open store keeps (open-RSS-MB). Init reports how long creating
 // the table took.
@@ -126,6 +127,18 @@ func benchSize(b *testing.B, open OpenFunc, ext string, n int) {
 			}
 		}
 	})
+	if f, ok := s.(driver.Flusher); ok {
+		b.Run("Flush", func(b *testing.B) {
+			for b.Loop() {
+				if err := s.Update(ctx, driver.Update{Key: running[0].Key, Set: driver.Values{driver.ColUpdatedAt: time.Now().UTC().Format(time.RFC3339Nano)}}); err != nil {
+					b.Fatal(err)
+				}
+				if err := f.Flush(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 	b.Run("Update10", func(b *testing.B) {
 		us := make([]driver.Update, 10)
 		for i := range us {

@@ -5,8 +5,9 @@
 // out `worker query` and `worker status` during a run. So the store works
 // in a private DuckDB file beside the table (path + ".work.duckdb"), whose
 // own write-ahead log makes every change durable, and publishes the table
-// (path) as an atomic snapshot, rewritten at most every FlushInterval and
-// at Close: readers open the snapshot at any time. After a crash the work
+// (path) as an atomic snapshot, rewritten on Flush (driver.Flusher: the
+// manager calls it once per tracking cycle) and at Close: readers open the
+// snapshot at any time. After a crash the work
 // file, newer than the snapshot, is picked up again. A process that finds
 // the work file in use opens the snapshot read-only.
 //
@@ -27,7 +28,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
@@ -41,9 +41,6 @@ func init() {
 	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open})
 }
 
-// FlushInterval is the least time between two snapshots of the table.
-var FlushInterval = 10 * time.Second
-
 // MemoryLimit bounds the memory DuckDB uses for a table being worked on;
 // beyond it, DuckDB spills to a temporary folder beside the work file.
 var MemoryLimit = "64MB"
@@ -53,7 +50,7 @@ var MemoryLimit = "64MB"
 const rowGroupSize = 20_000
 
 // ErrReadOnly means another process works on the table: opened read-only.
-var ErrReadOnly = errors.New("the table is in use by another process: opened read-only")
+var ErrReadOnly = errors.New("the table is open for writing elsewhere: opened read-only")
 
 const keyColumn = "_key"
 
@@ -62,24 +59,66 @@ type Store struct {
 	path, work string
 	parquet    bool
 
-	mu        sync.Mutex
-	db        *sql.DB
-	readOnly  bool
-	user      []string
-	geometry  map[string]bool // user columns of type GEOMETRY
-	counts    map[group]int   // rows per back-end and status; nil until counted
-	hasTable  bool
-	dirty     bool
-	lastFlush time.Time
-	closed    bool
+	mu       sync.Mutex
+	db       *sql.DB
+	readOnly bool
+	user     []string
+	geometry map[string]bool // user columns of type GEOMETRY
+	counts   map[group]int   // rows per back-end and status; nil until counted
+	hasTable bool
+	dirty    bool
+	closed   bool
 }
 
-var _ driver.Store = (*Store)(nil)
+var (
+	_ driver.Store   = (*Store)(nil)
+	_ driver.Flusher = (*Store)(nil)
+)
+
+// writers holds the work files open in this process. Two opens of one
+// file in a process share one DuckDB database, which the file lock that
+// keeps out other processes does not see: a second Open here must be a
+// reader too, or its Close would remove the work file under the first.
+var writers = struct {
+	sync.Mutex
+	paths map[string]bool
+}{paths: map[string]bool{}}
 
 // Open opens the table at path (.parquet or .duckdb); it need not exist.
+// While a process has it open, other opens, in this process or another,
+// get the last published snapshot read-only (ErrReadOnly on writes).
 func Open(ctx context.Context, path string) (*Store, error) {
 	ext := strings.ToLower(filepath.Ext(path))
-	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet", lastFlush: time.Now()}
+	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
+	work, err := filepath.Abs(s.work)
+	if err != nil {
+		return nil, err
+	}
+	writers.Lock()
+	inUse := writers.paths[work]
+	writers.paths[work] = true
+	writers.Unlock()
+	if inUse {
+		return s.openReadOnly(ctx)
+	}
+	s.work = work
+	st, err := s.openWork(ctx)
+	if err != nil || st.readOnly {
+		s.release()
+	}
+	return st, err
+}
+
+// release lets this process open the work file again.
+func (s *Store) release() {
+	writers.Lock()
+	delete(writers.paths, s.work)
+	writers.Unlock()
+}
+
+// openWork opens the work file, importing the table into a new one, or
+// resuming one a crashed run left.
+func (s *Store) openWork(ctx context.Context) (*Store, error) {
 	_, werr := os.Stat(s.work)
 	resumed := werr == nil
 	db, err := sql.Open("duckdb", s.work)
@@ -90,7 +129,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		if db != nil {
 			db.Close()
 		}
-		_, perr := os.Stat(path)
+		_, perr := os.Stat(s.path)
 		if !strings.Contains(err.Error(), "lock") && perr != nil {
 			return nil, fmt.Errorf("%s: %w", s.work, err)
 		}
@@ -294,6 +333,9 @@ func (s *Store) Close() error {
 		os.Remove(s.work)
 		os.Remove(s.work + ".wal")
 	}
+	if !s.readOnly {
+		s.release()
+	}
 	return err
 }
 
@@ -332,7 +374,7 @@ func (s *Store) flushLocked(ctx context.Context) error {
 		d.Sync()
 		d.Close()
 	}
-	s.dirty, s.lastFlush = false, time.Now()
+	s.dirty = false
 	return nil
 }
 
@@ -348,13 +390,17 @@ func (s *Store) storedInKeyOrder(ctx context.Context) (bool, error) {
 	return misplaced == 0, err
 }
 
-// changed marks the table changed and publishes it when due.
-func (s *Store) changed(ctx context.Context) error {
-	s.dirty = true
-	if time.Since(s.lastFlush) >= FlushInterval {
-		return s.flushLocked(ctx)
+// Flush publishes the table if it changed since the last snapshot.
+func (s *Store) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return driver.ErrClosed
 	}
-	return nil
+	if !s.dirty || s.readOnly || !s.hasTable {
+		return nil
+	}
+	return s.flushLocked(ctx)
 }
 
 func (s *Store) ready() error {

@@ -19,13 +19,13 @@ import (
 func TestConformanceParquet(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".parquet")
+	}, ".parquet", drivertest.SingleWriter())
 }
 
 func TestConformanceDuckDB(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".duckdb")
+	}, ".duckdb", drivertest.SingleWriter())
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -239,5 +239,43 @@ func TestSnapshotOrderSorts(t *testing.T) {
 	s.Close()
 	if got := titlesInFile(t, path); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("snapshot %v, want a b c", got)
+	}
+}
+
+// Readers see the published snapshot: a change reaches them on Flush.
+func TestFlushPublishes(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	s, err := duckdb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(ctx, []string{"title"}, drivertest.Rows([][]any{{"a"}, {"b"}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
+		t.Fatal(err)
+	}
+	queued := func() int {
+		r, err := duckdb.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		rows, err := r.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rows)
+	}
+	if n := queued(); n != 0 {
+		t.Errorf("a reader sees %d claimed rows before Flush, want 0", n)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queued(); n != 1 {
+		t.Errorf("a reader sees %d claimed rows after Flush, want 1", n)
 	}
 }

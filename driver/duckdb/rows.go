@@ -226,7 +226,8 @@ func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	if _, err := retryConflicts(func() (struct{}, error) { return struct{}{}, s.update(ctx, updates) }); err != nil {
 		return err
 	}
-	return s.changed(ctx)
+	s.dirty = true
+	return nil
 }
 
 func (s *Store) update(ctx context.Context, updates []driver.Update) error {
@@ -292,9 +293,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err != nil {
 		return driver.Job{}, err
 	}
-	if err := s.changed(ctx); err != nil {
-		return driver.Job{}, err
-	}
+	s.dirty = true
 	return s.get(ctx, key)
 }
 
