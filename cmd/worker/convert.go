@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +24,50 @@ import (
 // geometryColumn is where geometries live in a table, as WKT text: the
 // name the Python client gives a GeoDataFrame's geometry.
 const geometryColumn = "geometry"
+
+// checkGeometries makes sure every cell of the geometry column is WKT,
+// or empty, before a table is written to any store: SQLite and CSV keep
+// text as it comes, so a bad cell would otherwise surface only in a job.
+// orb reads 2D WKT quickly; a cell it refuses goes to DuckDB, which also
+// reads Z and M coordinates.
+func checkGeometries(ctx context.Context, from string, t *table) error {
+	i := slices.Index(t.columns, geometryColumn)
+	if i < 0 {
+		return nil
+	}
+	var duck *sql.DB
+	defer func() {
+		if duck != nil {
+			duck.Close()
+		}
+	}()
+	for r, row := range t.rows {
+		if row[i] == nil {
+			continue
+		}
+		s, ok := row[i].(string)
+		if ok && strings.TrimSpace(s) == "" {
+			continue
+		}
+		if ok {
+			if _, err := wkt.Unmarshal(s); err == nil {
+				continue
+			}
+			if duck == nil {
+				var err error
+				if duck, err = sql.Open("duckdb", ""); err != nil {
+					return err
+				}
+			}
+			var g any
+			if duck.QueryRowContext(ctx, "SELECT CAST(? AS GEOMETRY)", s).Scan(&g) == nil {
+				continue
+			}
+		}
+		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, geometryColumn, fmt.Sprint(row[i]))
+	}
+	return nil
+}
 
 func isGeoJSON(path string) bool {
 	ext := strings.ToLower(filepath.Ext(path))

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openeo-batch/worker/driver/drivertest"
+	"github.com/openeo-batch/worker/driver/sqlite"
 )
 
 // cli runs the command line in-process and returns exit code and output.
@@ -96,10 +99,31 @@ func TestConvertKeepsManagerColumns(t *testing.T) {
 
 func TestConvertBadInput(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("name,geometry\na,POINT (1 2)\nb,\"POLYGON ((1 2, 3\"\n"), 0o644)
-	if code, out := cli(t, dir, "init", "--from", "bad.csv", "--db", "jobs.db"); code != 0 {
-		t.Fatal(out)
+	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("name,geometry\na,POINT (1 2)\nb,\"POLYGON ((1 2, 3\"\nc,\"POINT Z (1 2 3)\"\n"), 0o644)
+	// A bad WKT cell is refused whatever the table's format, and nothing is written.
+	for _, db := range []string{"t.db", "t.csv", "t.parquet", "t.duckdb"} {
+		code, out := cli(t, dir, "init", "--from", "bad.csv", "--db", db)
+		if code != 1 || !strings.Contains(out, "bad.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) {
+			t.Errorf("init --db %s: exit %d: %s", db, code, out)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
+			t.Errorf("init --db %s left %v", db, left)
+		}
 	}
+	// Z coordinates are WKT too.
+	os.WriteFile(filepath.Join(dir, "z.csv"), []byte("name,geometry\nc,\"POINT Z (1 2 3)\"\nd,\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "z.csv", "--db", "z.db"); code != 0 {
+		t.Errorf("init of a 3D point: exit %d: %s", code, out)
+	}
+	// A table written by another program can still hold bad WKT: export names the row.
+	s, err := sqlite.Open(t.Context(), filepath.Join(dir, "jobs.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(t.Context(), []string{"name", "geometry"}, drivertest.Rows([][]any{{"a", "POINT (1 2)"}, {"b", "POLYGON ((1 2, 3"}})); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
 	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.geojson")
 	if code != 1 || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
 		t.Errorf("bad WKT: exit %d: %s", code, out)

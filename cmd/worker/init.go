@@ -52,6 +52,9 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
+	if err := checkGeometries(ctx, *from, t); err != nil {
+		return err
+	}
 	n, err := createTable(ctx, *db, t)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *from, err)
