@@ -179,3 +179,18 @@ func TestQueryEveryFormat(t *testing.T) {
 		t.Errorf("bad SQL: exit %d %s", code, out)
 	}
 }
+
+// A Parquet table in a folder named like a Hive partition gets no column
+// from the folder's name.
+func TestQueryHiveLikeFolder(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "year=2020"), 0o755)
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title\na\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "year=2020/jobs.parquet"); code != 0 {
+		t.Fatal(out)
+	}
+	code, out := cli(t, dir, "query", "--db", "year=2020/jobs.parquet", "--format", "csv", "select count(*) as n from (describe jobs) where column_name = 'year'")
+	if code != 0 || out != "n\n0\n" {
+		t.Errorf("exit %d: %q, want no year column", code, out)
+	}
+}

@@ -79,7 +79,7 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) error {
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet":
-		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet('"+strings.ReplaceAll(path, "'", "''")+"')")
+		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet('"+strings.ReplaceAll(path, "'", "''")+"', hive_partitioning = false)")
 		return err
 	case ".duckdb", ".ddb":
 		if _, err := duck.ExecContext(ctx, "ATTACH '"+strings.ReplaceAll(path, "'", "''")+"' AS src (READ_ONLY)"); err != nil {

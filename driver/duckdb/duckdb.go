@@ -41,10 +41,6 @@ func init() {
 	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open})
 }
 
-// MemoryLimit bounds the memory DuckDB uses for a table being worked on;
-// beyond it, DuckDB spills to a temporary folder beside the work file.
-var MemoryLimit = "64MB"
-
 // rowGroupSize is the rows per row group of a Parquet snapshot: the
 // writer holds one row group in memory.
 const rowGroupSize = 20_000
@@ -59,15 +55,17 @@ type Store struct {
 	path, work string
 	parquet    bool
 
-	mu       sync.Mutex
-	db       *sql.DB
-	readOnly bool
-	user     []string
-	geometry map[string]bool // user columns of type GEOMETRY
-	counts   map[group]int   // rows per back-end and status; nil until counted
-	hasTable bool
-	dirty    bool
-	closed   bool
+	mu        sync.Mutex
+	db        *sql.DB
+	readOnly  bool
+	user      []string
+	geometry  map[string]bool // user columns of type GEOMETRY
+	counts    map[group]int   // rows per back-end and status; nil until counted
+	unlimited bool            // MemoryLimit lifted (roomy)
+	full      string          // DuckDB's own memory limit, for roomy
+	hasTable  bool
+	dirty     bool
+	closed    bool
 }
 
 var (
@@ -142,10 +140,9 @@ func (s *Store) openWork(ctx context.Context) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	// The work file spills to its own temporary folder beyond this.
-	if _, err := db.ExecContext(ctx, "SET memory_limit = "+literal(MemoryLimit)); err != nil {
+	if err := s.limitMemory(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("duckdb: memory_limit %q: %w", MemoryLimit, err)
+		return nil, err
 	}
 	if !resumed {
 		if err := s.importTable(ctx); err != nil {
@@ -226,7 +223,8 @@ func (s *Store) importTable(ctx context.Context) error {
 	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	source := "read_parquet(" + literal(s.path) + ")"
+	// No hive partitioning: a folder named like key=value is not a column.
+	source := "read_parquet(" + literal(s.path) + ", hive_partitioning = false)"
 	if !s.parquet {
 		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(s.path)+" AS pub (READ_ONLY)"); err != nil {
 			return fmt.Errorf("%s: %w", s.path, err)
@@ -262,7 +260,10 @@ func (s *Store) importTable(ctx context.Context) error {
 		}
 	}
 	q := fmt.Sprintf("CREATE TABLE jobs AS SELECT row_number() OVER () AS %s, %s FROM %s", keyColumn, strings.Join(sel, ", "), source)
-	if _, err := s.db.ExecContext(ctx, q); err != nil {
+	if err := s.roomy(ctx, func() error {
+		_, err := s.db.ExecContext(ctx, q)
+		return err
+	}); err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
 	// Python tables leave status empty before a run.
@@ -343,7 +344,6 @@ func (s *Store) Close() error {
 func (s *Store) flushLocked(ctx context.Context) error {
 	dir := filepath.Dir(s.path)
 	tmp := filepath.Join(dir, "."+filepath.Base(s.path)+".tmp")
-	os.Remove(tmp)
 	defer os.Remove(tmp)
 	all := "SELECT * EXCLUDE (" + keyColumn + ") FROM jobs"
 	if sorted, err := s.storedInKeyOrder(ctx); err != nil {
@@ -351,17 +351,22 @@ func (s *Store) flushLocked(ctx context.Context) error {
 	} else if !sorted {
 		all += " ORDER BY " + keyColumn
 	}
-	if s.parquet {
-		if _, err := s.db.ExecContext(ctx, "COPY ("+all+") TO "+literal(tmp)+" (FORMAT parquet, ROW_GROUP_SIZE "+fmt.Sprint(rowGroupSize)+")"); err != nil {
-			return fmt.Errorf("write %s: %w", s.path, err)
+	write := func() error {
+		os.Remove(tmp)
+		if s.parquet {
+			_, err := s.db.ExecContext(ctx, "COPY ("+all+") TO "+literal(tmp)+" (FORMAT parquet, ROW_GROUP_SIZE "+fmt.Sprint(rowGroupSize)+")")
+			return err
 		}
-	} else {
 		for _, q := range []string{"ATTACH " + literal(tmp) + " AS snap", "CREATE TABLE snap.jobs AS " + all, "DETACH snap"} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {
 				s.db.ExecContext(ctx, "DETACH DATABASE IF EXISTS snap")
-				return fmt.Errorf("write %s: %w", s.path, err)
+				return err
 			}
 		}
+		return nil
+	}
+	if err := s.roomy(ctx, write); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	if f, err := os.Open(tmp); err == nil {
 		f.Sync()
@@ -381,12 +386,14 @@ func (s *Store) flushLocked(ctx context.Context) error {
 // storedInKeyOrder tells whether a scan returns the rows in key order, so
 // that a snapshot needs no sort: a sort holds the whole table in memory
 // (100 MB at 1M rows) and takes twice as long. It is the rule: the import
-// numbers rows in file order, Init inserts them sorted, no row is added or
-// removed later, updates are made in place, and DuckDB keeps insertion
-// order. The check costs one scan of the key column.
+// numbers rows 1..n in file order, Init inserts them sorted, no row is
+// added or removed later, updates are made in place, and DuckDB keeps
+// insertion order, which is rowid order. A row moved by an update (delete
+// and insert) would get a new rowid. The check is one streaming scan of
+// the key column; a window function (row_number) ran out of memory here.
 func (s *Store) storedInKeyOrder(ctx context.Context) (bool, error) {
 	var misplaced int64
-	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT "+keyColumn+", row_number() OVER () AS n FROM jobs) WHERE "+keyColumn+" <> n").Scan(&misplaced)
+	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE "+keyColumn+" <> rowid + 1").Scan(&misplaced)
 	return misplaced == 0, err
 }
 
@@ -493,83 +500,88 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 		staging[i] = strings.Replace(d, " GEOMETRY", " VARCHAR", 1)
 	}
 	staging[0] = keyColumn + " BIGINT"
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	fail := func(err error) error {
-		conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs_in")
-		conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs")
-		return err
-	}
-	for _, q := range []string{"CREATE TABLE jobs (" + strings.Join(ddl, ", ") + ")", "CREATE TABLE jobs_in (" + strings.Join(staging, ", ") + ")"} {
-		if _, err := conn.ExecContext(ctx, q); err != nil {
-			return fail(err)
-		}
-	}
-	err = conn.Raw(func(dc any) error {
-		app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs_in")
+	load := func() error {
+		conn, err := s.db.Conn(ctx)
 		if err != nil {
 			return err
 		}
-		args := make([]sqldriver.Value, len(all))
-		for i, r := range data {
-			args[0] = int64(i + 1)
-			for j, c := range user {
-				args[j+1] = appendValue(r[pos[c]], types[c])
+		defer conn.Close() // the pool has one connection: give it back before using the pool
+		fail := func(err error) error {
+			conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs_in")
+			conn.ExecContext(ctx, "DROP TABLE IF EXISTS jobs")
+			return err
+		}
+		for _, q := range []string{"CREATE TABLE jobs (" + strings.Join(ddl, ", ") + ")", "CREATE TABLE jobs_in (" + strings.Join(staging, ", ") + ")"} {
+			if _, err := conn.ExecContext(ctx, q); err != nil {
+				return fail(err)
 			}
-			for j, mc := range driver.ManagerColumns() {
-				var v any
-				if p, ok := pos[mc.Name]; ok {
-					v = r[p]
+		}
+		err = conn.Raw(func(dc any) error {
+			app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs_in")
+			if err != nil {
+				return err
+			}
+			args := make([]sqldriver.Value, len(all))
+			for i, r := range data {
+				args[0] = int64(i + 1)
+				for j, c := range user {
+					args[j+1] = appendValue(r[pos[c]], types[c])
 				}
-				nv, err := driver.Normalize(mc.Name, v)
-				if err != nil {
+				for j, mc := range driver.ManagerColumns() {
+					var v any
+					if p, ok := pos[mc.Name]; ok {
+						v = r[p]
+					}
+					nv, err := driver.Normalize(mc.Name, v)
+					if err != nil {
+						app.Close()
+						return fmt.Errorf("row %d, %w", i+1, err)
+					}
+					if nv == nil && mc.Name == driver.ColAttempts {
+						nv = int64(0)
+					}
+					if nv == nil && mc.Name == driver.ColDownloadPending {
+						nv = false
+					}
+					args[1+len(user)+j] = nv
+				}
+				if err := app.AppendRow(args...); err != nil {
 					app.Close()
-					return fmt.Errorf("row %d, %w", i+1, err)
+					return fmt.Errorf("row %d: %w", i+1, err)
 				}
-				if nv == nil && mc.Name == driver.ColAttempts {
-					nv = int64(0)
-				}
-				if nv == nil && mc.Name == driver.ColDownloadPending {
-					nv = false
-				}
-				args[1+len(user)+j] = nv
 			}
-			if err := app.AppendRow(args...); err != nil {
-				app.Close()
-				return fmt.Errorf("row %d: %w", i+1, err)
+			return app.Close()
+		})
+		if err != nil {
+			return fail(err)
+		}
+		sel := make([]string, len(all))
+		for i, c := range all {
+			sel[i] = sqlbuild.Quote(c)
+			if types[c] == "GEOMETRY" {
+				sel[i] = "CAST(" + sqlbuild.Quote(c) + " AS GEOMETRY)"
 			}
 		}
-		return app.Close()
-	})
-	if err != nil {
-		return fail(err)
-	}
-	sel := make([]string, len(all))
-	for i, c := range all {
-		sel[i] = sqlbuild.Quote(c)
-		if types[c] == "GEOMETRY" {
-			sel[i] = "CAST(" + sqlbuild.Quote(c) + " AS GEOMETRY)"
-		}
-	}
-	if _, err := conn.ExecContext(ctx, "INSERT INTO jobs SELECT "+strings.Join(sel, ", ")+" FROM jobs_in ORDER BY "+keyColumn); err != nil {
-		// Name the first row whose geometry is not WKT.
-		for _, c := range user {
-			if types[c] != "GEOMETRY" {
-				continue
+		if _, err := conn.ExecContext(ctx, "INSERT INTO jobs SELECT "+strings.Join(sel, ", ")+" FROM jobs_in"); err != nil {
+			// Name the first row whose geometry is not WKT.
+			for _, c := range user {
+				if types[c] != "GEOMETRY" {
+					continue
+				}
+				if key, ok := firstBadGeometry(ctx, conn, c); ok {
+					return fail(fmt.Errorf("row %d, column %q: not WKT: %w", key, c, err))
+				}
 			}
-			if key, ok := firstBadGeometry(ctx, conn, c); ok {
-				return fail(fmt.Errorf("row %d, column %q: not WKT: %w", key, c, err))
-			}
+			return fail(err)
 		}
-		return fail(err)
+		if _, err := conn.ExecContext(ctx, "DROP TABLE jobs_in"); err != nil {
+			return fail(err)
+		}
+		return nil
 	}
-	if _, err := conn.ExecContext(ctx, "DROP TABLE jobs_in"); err != nil {
-		return fail(err)
+	if err := s.roomy(ctx, load); err != nil {
+		return err
 	}
-	conn.Close() // the pool has one connection: give it back before using the pool
 	if err := s.loadSchema(ctx); err != nil {
 		return err
 	}

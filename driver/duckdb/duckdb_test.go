@@ -279,3 +279,72 @@ func TestFlushPublishes(t *testing.T) {
 		t.Errorf("a reader sees %d claimed rows after Flush, want 1", n)
 	}
 }
+
+// A table with large cells (detailed polygons) needs more memory than
+// MemoryLimit for some operations: they run again with DuckDB's own limit
+// instead of failing.
+func TestLargeCellsOutgrowMemoryLimit(t *testing.T) {
+	old := duckdb.MemoryLimit
+	duckdb.MemoryLimit = "8MB"
+	defer func() { duckdb.MemoryLimit = old }()
+	var b strings.Builder
+	b.WriteString("POLYGON ((")
+	for i := range 500 {
+		fmt.Fprintf(&b, "%d.123456 %d.654321, ", i, i%90)
+	}
+	b.WriteString("0.123456 0.654321))")
+	poly := b.String()
+	var data [][]any
+	for i := range 4000 { // 36 MB of geometry
+		data = append(data, []any{fmt.Sprint("tile ", i), poly})
+	}
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	s, err := duckdb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(ctx, []string{"title", "geometry"}, drivertest.Rows(data)); err != nil {
+		t.Fatalf("Init: %v", err)
+	}
+	s.Close()
+	s, err = duckdb.Open(ctx, path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+	rows, err := s.Select(ctx, driver.Filter{Limit: 1})
+	if err != nil || len(rows) != 1 || rows[0].Status != driver.QueuedForStart || len(rows[0].Data["geometry"].(string)) < len(poly)/2 {
+		t.Errorf("first row after flush: %v", err)
+	}
+}
+
+// A folder named like a Hive partition (year=2020) adds no column.
+func TestHiveLikeFolder(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "year=2020")
+	os.Mkdir(dir, 0o755)
+	path := filepath.Join(dir, "jobs.parquet")
+	s, err := duckdb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(ctx, []string{"title"}, drivertest.Rows([][]any{{"a"}})); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = duckdb.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if cols, err := s.Columns(ctx); err != nil || !slices.Equal(cols, []string{"title"}) {
+		t.Errorf("columns %v, %v; want [title]", cols, err)
+	}
+}

@@ -223,7 +223,7 @@ func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if _, err := retryConflicts(func() (struct{}, error) { return struct{}{}, s.update(ctx, updates) }); err != nil {
+	if err := s.update(ctx, updates); err != nil {
 		return err
 	}
 	s.dirty = true
@@ -286,7 +286,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err != nil {
 		return driver.Job{}, err
 	}
-	key, err := retryConflicts(func() (int64, error) { return s.claim(ctx, clause, args) })
+	key, err := s.claim(ctx, clause, args)
 	if errors.Is(err, sql.ErrNoRows) {
 		return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 	}
