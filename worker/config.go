@@ -45,6 +45,10 @@ type Event struct {
 	// Job is the back-end's description of the job when the manager has it
 	// at hand; nil otherwise (for instance after a restart).
 	Job *remote.Job
+	// SetError records why the job failed, in a line, as the row's
+	// last_error when the handler returns nil; call it before returning.
+	// The manager always sets it.
+	SetError func(msg string)
 }
 
 // HandlerFunc handles a job that reached a final status. An error leaves

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -109,7 +110,8 @@ func assetFileName(key, href string) (string, error) {
 
 // SaveErrorLogs is the default handler for failed jobs: it writes the
 // job's error-level logs to job_<id>_errors.json in ev.Dir, as the Python
-// client does.
+// client does, and records the first one's message as the row's
+// last_error, so that `worker status` and queries show why.
 func SaveErrorLogs(ctx context.Context, ev Event) error {
 	logs, err := ev.Conn.Logs(ctx, ev.Row.ID, "error")
 	if err != nil {
@@ -117,6 +119,9 @@ func SaveErrorLogs(ctx context.Context, ev Event) error {
 	}
 	if len(logs) == 0 {
 		return nil
+	}
+	if ev.SetError != nil {
+		ev.SetError(summary(logs[0]))
 	}
 	b, err := json.MarshalIndent(logs, "", "  ")
 	if err != nil {
@@ -149,4 +154,23 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(f.Name())
 	}
 	return err
+}
+
+// maxSummary is the most of a log message last_error keeps, in bytes.
+const maxSummary = 500
+
+// summary is a log entry in one line: its code and message, cut short.
+func summary(e remote.LogEntry) string {
+	msg := strings.Join(strings.Fields(e.Message), " ")
+	if e.Code != "" {
+		msg = e.Code + ": " + msg
+	}
+	if len(msg) > maxSummary {
+		cut := maxSummary
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
 }

@@ -147,6 +147,9 @@ func TestRunToCompletion(t *testing.T) {
 			if err != nil || !bytes.Contains(b, []byte("tile 3 has no data")) {
 				t.Errorf("error log of %s: %s, %v", r.ID, b, err)
 			}
+			if !strings.Contains(r.LastError, "tile 3 has no data") {
+				t.Errorf("last_error of the failed job = %q, want its error log", r.LastError)
+			}
 			continue
 		}
 		got, err := os.ReadFile(filepath.Join(worker.JobDir(f.root, r.ID), "result.tif"))

@@ -287,7 +287,9 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 	m.mu.Lock()
 	described := m.described[row.Key]
 	m.mu.Unlock()
-	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: JobDir(m.cfg.RootDir, row.ID), Job: described})
+	var reported string
+	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: JobDir(m.cfg.RootDir, row.ID), Job: described,
+		SetError: func(msg string) { reported = msg }})
 	if err != nil && ctx.Err() != nil {
 		return // stopped: still pending, the next run handles it
 	}
@@ -305,7 +307,10 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 		m.stats.add("job download error", 1)
 		log.ErrorContext(ctx, "job handler failed; giving up", "attempts", n, "err", err)
 		set[driver.ColLastError] = "handling " + string(row.Status) + " job: " + err.Error()
-	} else if row.Status == driver.Finished {
+	} else if reported != "" {
+		set[driver.ColLastError] = reported
+	}
+	if err == nil && row.Status == driver.Finished {
 		m.stats.add("job download", 1)
 		log.InfoContext(ctx, "results downloaded", "dir", JobDir(m.cfg.RootDir, row.ID))
 	}
