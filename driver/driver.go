@@ -26,6 +26,8 @@ var (
 	ErrExists = errors.New("job table already exists")
 	// ErrClosed means the store was used after Close.
 	ErrClosed = errors.New("store closed")
+	// ErrCapped means a Cap of ClaimWithin was reached: nothing was claimed.
+	ErrCapped = errors.New("claim capped")
 )
 
 // Job is one row of the job table.
@@ -120,6 +122,24 @@ type Store interface {
 
 	// Close releases the store, flushing what is pending.
 	Close() error
+}
+
+// Cap bounds a claim: ClaimWithin claims only while fewer than Max rows
+// of Backend have one of Statuses.
+type Cap struct {
+	Backend  string
+	Statuses []Status
+	Max      int
+}
+
+// CapClaimer is a Store that several processes can share. Each process
+// counting the rows of a back-end and then claiming would together take
+// a back-end's slots once per process; ClaimWithin checks the counts and
+// claims in one atomic step.
+type CapClaimer interface {
+	// ClaimWithin is Claim, made only if every cap holds; it returns
+	// ErrCapped, and changes nothing, when one does not.
+	ClaimWithin(ctx context.Context, set Values, caps ...Cap) (Job, error)
 }
 
 // Flusher is a Store that keeps its changes durable in a journal or a work

@@ -67,6 +67,9 @@ func twoWorkers(t *testing.T, kill bool) {
 		t.Errorf("rows by worker: %v: one worker did everything, the test shows no sharing", owners)
 	}
 	oneJobPerRow(t, srv, rows)
+	if p := srv.PeakActive(); p > 8 {
+		t.Errorf("%d jobs active on the back-end at once, parallel is 8 for both workers together", p)
+	}
 	req := srv.Requests()
 	if req["POST /jobs/{job_id}/results"] != rows {
 		t.Errorf("%d starts for %d rows", req["POST /jobs/{job_id}/results"], rows)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
@@ -21,7 +22,7 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 			notStarted += c.N
 		case c.Status.Active():
 			active[c.Backend] += c.N
-			if c.Status == driver.Queued || c.Status == driver.QueuedForStart {
+			if slices.Contains(queuedStatuses, c.Status) {
 				queued[c.Backend] += c.N
 			}
 		}
@@ -48,17 +49,13 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 			if free[b.Name] == 0 || notStarted == 0 || m.inFlight(m.launching) >= m.cfg.Concurrency {
 				continue
 			}
-			// The tag is written with the claim, before the job exists, so a
-			// job whose creation a crash interrupted can be found by it.
-			j, err := m.cfg.Store.Claim(ctx, driver.Values{
-				driver.ColStatus:    driver.QueuedForStart,
-				driver.ColBackend:   b.Name,
-				driver.ColTag:       newTag(),
-				driver.ColUpdatedAt: m.now(),
-				driver.ColWorker:    m.cfg.Owner.ID(),
-			})
+			j, err := m.claim(ctx, b)
 			if errors.Is(err, driver.ErrNotFound) {
 				return nil
+			}
+			if errors.Is(err, driver.ErrCapped) {
+				free[b.Name] = 0 // other processes took its slots
+				continue
 			}
 			if err != nil {
 				return fmt.Errorf("claim a row for %s: %w", b.Name, err)
@@ -73,6 +70,31 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 		}
 	}
 	return nil
+}
+
+// queuedStatuses are the statuses QueueingLimit bounds, as in slots.
+var queuedStatuses = []driver.Status{driver.QueuedForStart, driver.Queued}
+
+// claim takes a not_started row for b. The counts launch went by are this
+// process's reading: where other processes may share the table, the store
+// checks b's limits again as it claims.
+func (m *Manager) claim(ctx context.Context, b *Backend) (driver.Job, error) {
+	// The tag is written with the claim, before the job exists, so a job
+	// whose creation a crash interrupted can be found by it.
+	set := driver.Values{
+		driver.ColStatus:    driver.QueuedForStart,
+		driver.ColBackend:   b.Name,
+		driver.ColTag:       newTag(),
+		driver.ColUpdatedAt: m.now(),
+		driver.ColWorker:    m.cfg.Owner.ID(),
+	}
+	cc, ok := m.cfg.Store.(driver.CapClaimer)
+	if !ok {
+		return m.cfg.Store.Claim(ctx, set)
+	}
+	return cc.ClaimWithin(ctx, set,
+		driver.Cap{Backend: b.Name, Statuses: driver.ActiveStatuses(), Max: b.ParallelJobs},
+		driver.Cap{Backend: b.Name, Statuses: queuedStatuses, Max: b.QueueingLimit})
 }
 
 // create makes the back-end job of a claimed row, then starts it.

@@ -107,6 +107,8 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("UpdateAtomic", h.testUpdateAtomic)
 	t.Run("Claim", h.testClaim)
 	t.Run("ClaimConcurrent", h.testClaimConcurrent)
+	t.Run("ClaimWithin", h.testClaimWithin)
+	t.Run("ClaimWithinConcurrent", h.testClaimWithinConcurrent)
 	t.Run("Durability", h.testDurability)
 }
 
@@ -541,5 +543,80 @@ func (h harness) testDurability(t *testing.T) {
 	}
 	if after[0].Key != claimed.Key || after[0].Status != driver.QueuedForStart {
 		t.Errorf("claim lost on reopen: %+v", after[0])
+	}
+}
+
+// testClaimWithin checks caps for stores that offer ClaimWithin.
+func (h harness) testClaimWithin(t *testing.T) {
+	s, _ := h.newTable(t, 6)
+	cc, ok := s.(driver.CapClaimer)
+	if !ok {
+		t.Skip("the store has no ClaimWithin")
+	}
+	ctx := t.Context()
+	cap2 := driver.Cap{Backend: "a", Statuses: driver.ActiveStatuses(), Max: 2}
+	claim := func(backend string, c driver.Cap) (driver.Job, error) {
+		return cc.ClaimWithin(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: backend}, c)
+	}
+	first, err := claim("a", cap2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := claim("a", cap2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := claim("a", cap2); !errors.Is(err, driver.ErrCapped) {
+		t.Fatalf("third claim under a cap of 2: err = %v, want ErrCapped", err)
+	}
+	if _, err := claim("b", driver.Cap{Backend: "b", Statuses: driver.ActiveStatuses(), Max: 2}); err != nil {
+		t.Fatalf("another back-end's cap: %v", err)
+	}
+	mustUpdate(t, s, driver.Update{Key: first.Key, Set: driver.Values{driver.ColStatus: driver.Finished}})
+	if _, err := claim("a", cap2); err != nil {
+		t.Fatalf("claim after a row left the cap: %v", err)
+	}
+	counts, _ := s.Counts(ctx)
+	got := map[string]int{}
+	for _, c := range counts {
+		got[c.Backend+"/"+string(c.Status)] = c.N
+	}
+	if got["a/queued_for_start"] != 2 || got["b/queued_for_start"] != 1 || got["/not_started"] != 2 {
+		t.Errorf("counts after capped claims: %v", got)
+	}
+}
+
+// testClaimWithinConcurrent claims under one cap from two handles, as two
+// processes would: together they never pass it.
+func (h harness) testClaimWithinConcurrent(t *testing.T) {
+	const rows, max = 40, 5
+	s, path := h.newTable(t, rows)
+	if _, ok := s.(driver.CapClaimer); !ok {
+		t.Skip("the store has no ClaimWithin")
+	}
+	ctx := t.Context()
+	stores := []driver.Store{s, h.openAt(t, path)}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		wg.Go(func() {
+			cc := stores[w%2].(driver.CapClaimer)
+			for range rows {
+				_, err := cc.ClaimWithin(ctx, driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "a"},
+					driver.Cap{Backend: "a", Statuses: driver.ActiveStatuses(), Max: max})
+				if err != nil && !errors.Is(err, driver.ErrCapped) {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	running, _ := s.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.Running}})
+	if len(running) != max {
+		t.Errorf("%d rows claimed under a cap of %d", len(running), max)
 	}
 }

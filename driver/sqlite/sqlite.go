@@ -47,7 +47,12 @@ type Store struct {
 	closed  bool
 }
 
-var _ driver.Store = (*Store)(nil)
+var _ driver.CapClaimer = (*Store)(nil)
+
+var (
+	_ driver.Store      = (*Store)(nil)
+	_ driver.CapClaimer = (*Store)(nil)
+)
 
 // Open opens or creates the SQLite database at path.
 func Open(ctx context.Context, path string) (*Store, error) {
@@ -463,6 +468,13 @@ func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 
 // Claim takes the first not_started row in one statement.
 func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error) {
+	return s.ClaimWithin(ctx, set)
+}
+
+// ClaimWithin is Claim, made only while every cap holds. The writer's
+// transaction is IMMEDIATE: processes sharing the file count and claim one
+// after the other.
+func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driver.Cap) (driver.Job, error) {
 	if _, err := s.userColumns(ctx); err != nil {
 		return driver.Job{}, err
 	}
@@ -475,6 +487,15 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 		return driver.Job{}, interpretError(err)
 	}
 	defer tx.Rollback()
+	for _, c := range caps {
+		n, err := capCount(ctx, tx, c)
+		if err != nil {
+			return driver.Job{}, interpretError(err)
+		}
+		if n >= c.Max {
+			return driver.Job{}, fmt.Errorf("%d rows of %q in %v: %w", n, c.Backend, c.Statuses, driver.ErrCapped)
+		}
+	}
 	var key int64
 	err = tx.GetContext(ctx, &key, "UPDATE jobs SET "+clause+
 		" WHERE _key = (SELECT _key FROM jobs WHERE status = 'not_started' ORDER BY _key LIMIT 1) RETURNING _key", args...)
@@ -489,4 +510,18 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 		return driver.Job{}, err
 	}
 	return j, interpretError(tx.Commit())
+}
+
+// capCount counts the rows a cap bounds, from job_counts.
+func capCount(ctx context.Context, tx *sqlx.Tx, c driver.Cap) (int, error) {
+	if len(c.Statuses) == 0 {
+		return 0, nil
+	}
+	q, args, err := sqlx.In("SELECT coalesce(sum(n), 0) FROM job_counts WHERE backend_name = ? AND status IN (?)", c.Backend, c.Statuses)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	err = tx.GetContext(ctx, &n, q, args...)
+	return n, err
 }
