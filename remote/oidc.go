@@ -58,9 +58,13 @@ type OIDCOptions struct {
 	// ProviderID picks the provider; empty: OPENEO_AUTH_PROVIDER_ID if the
 	// back-end lists it, else the only provider, else the first.
 	ProviderID string
-	// ClientID and ClientSecret; empty: a default client of the provider
-	// that offers the grant the flow needs.
+	// ClientID and ClientSecret; empty: the client Clients gives for the
+	// chosen provider, else a default client of the provider that offers
+	// the grant the flow needs.
 	ClientID, ClientSecret string
+	// Clients looks up a client configured for a provider, such as the
+	// Python client's auth-config.json (AuthConfig.OIDCClient); may be nil.
+	Clients func(providerID string) (id, secret string, err error)
 	// Store keeps refresh tokens (the Python client's refresh-tokens.json);
 	// nil keeps none.
 	Store *TokenStore
@@ -144,7 +148,12 @@ func (c *Client) oidcSetup(ctx context.Context, o *OIDCOptions, clientID, secret
 	default:
 		p = &providers[0] // the only one, or the back-end's default (first)
 	}
-	s := &oidcSession{c: c, provider: *p, issuer: strings.TrimSuffix(p.Issuer, "/"), clientID: clientID, secret: secret, opts: o}
+	s := &oidcSession{c: c, provider: *p, issuer: normalizeURL(p.Issuer), clientID: clientID, secret: secret, opts: o}
+	if s.clientID == "" && o.Clients != nil {
+		if s.clientID, s.secret, err = o.Clients(p.ID); err != nil {
+			return nil, err
+		}
+	}
 	if s.clientID == "" {
 		for _, dc := range p.DefaultClients {
 			for _, want := range wants {

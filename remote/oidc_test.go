@@ -179,3 +179,27 @@ func TestTokenStoreRefusesOpenFile(t *testing.T) {
 		t.Errorf("OPENEO_CONFIG_HOME store = %s", st.Path)
 	}
 }
+
+// A client configured for the provider (the Python client's
+// auth-config.json) is used instead of the provider's default client.
+func TestOIDCConfiguredClient(t *testing.T) {
+	s := newOIDC(t)
+	var asked []string
+	o := &remote.OIDCOptions{Store: s.store, Now: s.clock.Now,
+		Prompt: func(dc remote.DeviceCode) { s.provider.Approve(dc.UserCode) },
+		Clients: func(provider string) (string, string, error) {
+			asked = append(asked, provider)
+			return "configured-client", "", nil
+		}}
+	err := s.client(t).AuthenticateOIDCDevice(t.Context(), o)
+	if err == nil || !strings.Contains(err.Error(), "unknown client") {
+		t.Errorf("with a client the provider does not know: err = %v", err)
+	}
+	if len(asked) != 1 || asked[0] != "fake" {
+		t.Errorf("Clients asked for %v, want [fake]", asked)
+	}
+	o.Clients = func(string) (string, string, error) { return "", "", nil }
+	if err := s.client(t).AuthenticateOIDCDevice(t.Context(), o); err != nil {
+		t.Errorf("no configured client, the default one: %v", err)
+	}
+}

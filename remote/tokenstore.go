@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -25,23 +24,7 @@ type TokenStore struct {
 // ~/.local/share/openeo-python-client; the first folder that exists wins,
 // else the first that can be made.
 func DefaultTokenStore(getenv func(string) string) (*TokenStore, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	var dirs []string
-	if d := getenv("OPENEO_CONFIG_HOME"); d != "" {
-		dirs = append(dirs, d)
-	}
-	if d := getenv("XDG_DATA_HOME"); d != "" {
-		dirs = append(dirs, filepath.Join(d, "openeo-python-client"))
-	}
-	home := getenv("HOME")
-	if home == "" {
-		home, _ = os.UserHomeDir()
-	}
-	if home != "" {
-		dirs = append(dirs, filepath.Join(home, ".local", "share", "openeo-python-client"))
-	}
+	dirs := pythonClientDirs(getenv, "XDG_DATA_HOME", filepath.Join(".local", "share"))
 	if len(dirs) == 0 {
 		return nil, errors.New("no folder for refresh tokens: set OPENEO_CONFIG_HOME or HOME")
 	}
@@ -96,7 +79,7 @@ func (s *TokenStore) Get(issuer, clientID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return data[strings.TrimSuffix(issuer, "/")][clientID].RefreshToken, nil
+	return data[normalizeURL(issuer)][clientID].RefreshToken, nil
 }
 
 // Put stores a refresh token, keeping the other entries, atomically and
@@ -108,7 +91,7 @@ func (s *TokenStore) Put(issuer, clientID, token string) error {
 	if err != nil {
 		return err
 	}
-	issuer = strings.TrimSuffix(issuer, "/")
+	issuer = normalizeURL(issuer)
 	if data[issuer] == nil {
 		data[issuer] = map[string]storedToken{}
 	}

@@ -49,8 +49,11 @@ func runLogin(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err != nil {
 		return err
 	}
+	authConfig := remote.DefaultAuthConfig(os.Getenv)
 	err = c.AuthenticateOIDCDevice(ctx, &remote.OIDCOptions{
 		ProviderID: *provider, ClientID: *clientID, Store: store,
+		// The client 'openeo-auth add-oidc' stored, as worker run picks it.
+		Clients: func(p string) (string, string, error) { return authConfig.OIDCClient(url, p) },
 		Prompt: func(dc remote.DeviceCode) {
 			fmt.Fprintf(stderr, "To log in, visit %s and enter the code %s\n", dc.VerificationURI, dc.UserCode)
 			if dc.VerificationURIComplete != "" {

@@ -43,6 +43,8 @@ Credentials, in this order, per back-end NAME (upper-cased, other
 characters than letters and digits as _), else shared by all back-ends:
   OPENEO_<NAME>_TOKEN, or OPENEO_<NAME>_USERNAME and OPENEO_<NAME>_PASSWORD
   OPENEO_TOKEN,        or OPENEO_USERNAME and OPENEO_PASSWORD
+  the user name and password that the Python client's
+    'openeo-auth add-basic URL' stored for the same URL (auth-config.json)
   OpenID Connect, as the openEO Python client does it:
     OPENEO_AUTH_METHOD=client_credentials with OPENEO_AUTH_CLIENT_ID and
     OPENEO_AUTH_CLIENT_SECRET (OPENEO_AUTH_PROVIDER_ID picks the provider),
@@ -227,11 +229,24 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 			return c, nil
 		}
 	}
+	// What the Python client's openeo-auth stored for this URL.
+	authConfig := remote.DefaultAuthConfig(getenv)
+	user, pass, err := authConfig.Basic(b.url)
+	if err != nil {
+		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
+	}
+	if user != "" {
+		if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
+			return nil, fmt.Errorf("back-end %s (credentials from %s): %w", b.name, authConfig.Path, err)
+		}
+		return c, nil
+	}
 	store, err := remote.DefaultTokenStore(getenv)
 	if err != nil {
 		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
 	}
-	err = c.AuthenticateOIDC(ctx, &remote.OIDCOptions{Store: store, Getenv: getenv})
+	err = c.AuthenticateOIDC(ctx, &remote.OIDCOptions{Store: store, Getenv: getenv,
+		Clients: func(provider string) (string, string, error) { return authConfig.OIDCClient(b.url, provider) }})
 	if err == nil {
 		return c, nil
 	}

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openeo-batch/worker/remote/remotetest"
+)
+
+// Credentials the Python client's `openeo-auth add-basic URL` stored are
+// used for the same URL; the environment still comes first.
+func TestConnectWithAuthConfig(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{Username: "john", Password: "j0hn123"})
+	defer srv.Close()
+	dir := t.TempDir()
+	doc, _ := json.Marshal(map[string]any{"backends": map[string]any{
+		srv.URL: map[string]any{"basic": map[string]any{"username": "john", "password": "j0hn123"}},
+	}})
+	path := filepath.Join(dir, "auth-config.json")
+	os.WriteFile(path, doc, 0o600)
+	env := map[string]string{"OPENEO_CONFIG_HOME": dir}
+	getenv := func(k string) string { return env[k] }
+
+	spec := backendSpec{name: "x", url: srv.URL + "/"}
+	c, err := connectBackend(t.Context(), spec, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ListJobs(t.Context(), 1); err != nil {
+		t.Errorf("authenticated from auth-config.json: %v", err)
+	}
+
+	env["OPENEO_X_USERNAME"], env["OPENEO_X_PASSWORD"] = "john", "wrong"
+	if _, err := connectBackend(t.Context(), spec, getenv); err == nil || !strings.Contains(err.Error(), "OPENEO_X_USERNAME") {
+		t.Errorf("the environment comes first: err = %v", err)
+	}
+	delete(env, "OPENEO_X_USERNAME")
+	delete(env, "OPENEO_X_PASSWORD")
+
+	os.Chmod(path, 0o644)
+	if _, err := connectBackend(t.Context(), spec, getenv); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a file others may read: err = %v", err)
+	}
+}
