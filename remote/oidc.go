@@ -233,36 +233,42 @@ type tokenResponse struct {
 	ErrorDesc    string `json:"error_description"`
 }
 
-// postForm posts to the token or device endpoint. OAuth errors come back
-// as *OAuthError.
-func (s *oidcSession) postForm(ctx context.Context, u string, form url.Values, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	resp, err := s.c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("POST %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var oe OAuthError
-		if json.Unmarshal(b, &oe) == nil && oe.Code != "" {
-			oe.StatusCode = resp.StatusCode
-			return &oe
+// postForm posts to the token or device endpoint, retried under the
+// back-end's retry policy: a grant that uses up what it is given (a
+// rotating refresh token) is idempotent=false, and so sent again only when
+// it surely did not arrive. OAuth errors come back as *OAuthError.
+func (s *oidcSession) postForm(ctx context.Context, u string, form url.Values, out any, idempotent bool) error {
+	return s.c.state.pol.runOutside(ctx, idempotent, func() error {
+		ctx, cancel := context.WithTimeout(ctx, s.c.state.pol.p.Timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("POST %s: %d %s", u, resp.StatusCode, http.StatusText(resp.StatusCode))
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("POST %s: decode answer: %w", u, err)
-	}
-	return nil
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		resp, err := s.c.http.Do(req)
+		if err != nil {
+			return &transportError{fmt.Errorf("POST %s: %w", u, err)}
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return &transportError{fmt.Errorf("POST %s: %w", u, err)}
+		}
+		if resp.StatusCode != http.StatusOK {
+			var oe OAuthError
+			if json.Unmarshal(b, &oe) == nil && oe.Code != "" {
+				oe.StatusCode = resp.StatusCode
+				return &oe
+			}
+			return newAPIError(resp, b)
+		}
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("POST %s: decode answer: %w", u, err)
+		}
+		return nil
+	})
 }
 
 // OAuthError is an error answer of an OIDC provider.
@@ -286,7 +292,9 @@ func (s *oidcSession) grant(ctx context.Context, form url.Values) (*tokenRespons
 		form.Set("client_secret", s.secret)
 	}
 	var tr tokenResponse
-	if err := s.postForm(ctx, s.tokenURL, form, &tr); err != nil {
+	// A refresh token may be good for one use only.
+	idempotent := form.Get("grant_type") != "refresh_token"
+	if err := s.postForm(ctx, s.tokenURL, form, &tr, idempotent); err != nil {
 		return nil, err
 	}
 	if !strings.EqualFold(tr.TokenType, "bearer") || tr.AccessToken == "" {
@@ -449,7 +457,7 @@ func (c *Client) AuthenticateOIDCDevice(ctx context.Context, o *OIDCOptions) err
 		ExpiresIn       int    `json:"expires_in"`
 		Interval        *int   `json:"interval"`
 	}
-	if err := s.postForm(ctx, s.deviceURL, form, &da); err != nil {
+	if err := s.postForm(ctx, s.deviceURL, form, &da, true); err != nil {
 		return fmt.Errorf("start device login: %w", err)
 	}
 	interval := 5 * time.Second

@@ -203,3 +203,29 @@ func TestOIDCConfiguredClient(t *testing.T) {
 		t.Errorf("no configured client, the default one: %v", err)
 	}
 }
+
+// A provider briefly unavailable (503 from its proxy): a token request
+// that may be sent twice is retried; a refresh-token grant, which may have
+// rotated the token before the proxy failed, is not sent again.
+func TestOIDCTokenEndpointUnavailable(t *testing.T) {
+	s := newOIDC(t)
+	s.provider.FailTokenRequests(2)
+	cc := &remote.OIDCOptions{Now: s.clock.Now, Getenv: env(
+		"OPENEO_AUTH_METHOD", "client_credentials",
+		"OPENEO_AUTH_CLIENT_ID", s.provider.ClientID, "OPENEO_AUTH_CLIENT_SECRET", s.provider.ClientSecret)}
+	if err := s.client(t).AuthenticateOIDC(t.Context(), cc); err != nil {
+		t.Fatalf("client credentials through two 503 answers: %v", err)
+	}
+
+	if err := s.store.Put(s.provider.URL, s.provider.PublicClientID, s.provider.IssueRefreshToken()); err != nil {
+		t.Fatal(err)
+	}
+	s.provider.FailTokenRequests(1)
+	o := &remote.OIDCOptions{Store: s.store, Now: s.clock.Now}
+	if err := s.client(t).AuthenticateOIDC(t.Context(), o); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Errorf("refresh token through a 503: err = %v, want the 503 and no second try", err)
+	}
+	if err := s.client(t).AuthenticateOIDC(t.Context(), o); err != nil {
+		t.Errorf("refresh token once the provider is back: %v", err)
+	}
+}

@@ -167,25 +167,7 @@ func retryable(err error, idempotent bool) bool {
 // earlier, or requests that wait for something else in between (a token
 // being renewed) would leave together, above the rate.
 func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt func(ctx context.Context, permit func() error) error) error {
-	retry := retrypolicy.NewBuilder[any]().
-		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
-		WithMaxRetries(max(ps.p.MaxRetries, 0)).
-		WithBackoff(ps.p.MinBackoff, ps.p.MaxBackoff).
-		WithJitterFactor(0.25).
-		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {
-			var renewed *tokenRenewed
-			if errors.As(exec.LastError(), &renewed) {
-				return 0
-			}
-			var apiErr *APIError
-			if errors.As(exec.LastError(), &apiErr) && apiErr.RetryAfter > 0 {
-				return min(apiErr.RetryAfter, ps.p.MaxRetryAfter)
-			}
-			return -1 // the backoff
-		}).
-		ReturnLastFailure().
-		Build()
-	pols := []failsafe.Policy[any]{retry}
+	pols := []failsafe.Policy[any]{ps.retry(idempotent)}
 	if ps.breaker != nil {
 		pols = append(pols, ps.breaker)
 	}
@@ -207,6 +189,35 @@ func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt fun
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)
 	}
 	return err
+}
+
+// runOutside executes attempt, a request to another server than the
+// back-end (its identity provider), under the retry policy alone: the
+// back-end's breaker and rate limits are about the back-end.
+func (ps *policies) runOutside(ctx context.Context, idempotent bool, attempt func() error) error {
+	return failsafe.With[any](ps.retry(idempotent)).WithContext(ctx).Run(attempt)
+}
+
+// retry is the retry policy of one request.
+func (ps *policies) retry(idempotent bool) failsafe.Policy[any] {
+	return retrypolicy.NewBuilder[any]().
+		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
+		WithMaxRetries(max(ps.p.MaxRetries, 0)).
+		WithBackoff(ps.p.MinBackoff, ps.p.MaxBackoff).
+		WithJitterFactor(0.25).
+		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {
+			var renewed *tokenRenewed
+			if errors.As(exec.LastError(), &renewed) {
+				return 0
+			}
+			var apiErr *APIError
+			if errors.As(exec.LastError(), &apiErr) && apiErr.RetryAfter > 0 {
+				return min(apiErr.RetryAfter, ps.p.MaxRetryAfter)
+			}
+			return -1 // the backoff
+		}).
+		ReturnLastFailure().
+		Build()
 }
 
 // available reports whether requests may go to the back-end now.

@@ -42,6 +42,15 @@ type OIDCProvider struct {
 	byUser   map[string]*device   // user code -> state
 	grants   map[string]int       // grant type -> tokens issued
 	rejected int
+	failing  int // token requests still to answer 503
+}
+
+// FailTokenRequests makes the next n token requests answer 503 with an
+// HTML page, as an overloaded proxy in front of the provider does.
+func (p *OIDCProvider) FailTokenRequests(n int) {
+	p.mu.Lock()
+	p.failing = n
+	p.mu.Unlock()
 }
 
 type device struct {
@@ -174,6 +183,13 @@ func (p *OIDCProvider) token(w http.ResponseWriter, r *http.Request) {
 	f := r.Form
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failing > 0 {
+		p.failing--
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte("<html><body>503 Service Temporarily Unavailable</body></html>"))
+		return
+	}
 	grant := f.Get("grant_type")
 	issue := func(clientID string, withRefresh bool) {
 		tok := "at-" + randomToken()
