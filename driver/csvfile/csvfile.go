@@ -62,6 +62,18 @@ type Store struct {
 	journal *os.File
 	dirty   bool
 	closed  bool
+
+	// counts is rows per back-end and status, nil until Counts first
+	// runs; apply keeps it. free is where Claim starts looking: no row
+	// before it is not_started.
+	counts map[group]int
+	free   int
+}
+
+// group is one line of Counts.
+type group struct {
+	backend string
+	status  driver.Status
 }
 
 var (
@@ -424,17 +436,15 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 	if err := s.ready(); err != nil {
 		return nil, err
 	}
-	type k struct {
-		b string
-		s driver.Status
+	if s.counts == nil { // one pass over the rows; apply keeps it after
+		s.counts = map[group]int{}
+		for i := range s.rows {
+			s.counts[s.group(i)]++
+		}
 	}
-	n := map[k]int{}
-	for i := range s.rows {
-		n[k{s.rows[i].cells[s.col[driver.ColBackend]], s.status(i)}]++
-	}
-	out := make([]driver.Count, 0, len(n))
-	for key, c := range n {
-		out = append(out, driver.Count{Backend: key.b, Status: key.s, N: c})
+	out := make([]driver.Count, 0, len(s.counts))
+	for g, n := range s.counts {
+		out = append(out, driver.Count{Backend: g.backend, Status: g.status, N: n})
 	}
 	slices.SortFunc(out, func(a, b driver.Count) int {
 		if a.Backend != b.Backend {
@@ -443,6 +453,10 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 		return cmpStr(string(a.Status), string(b.Status))
 	})
 	return out, nil
+}
+
+func (s *Store) group(i int) group {
+	return group{s.rows[i].cells[s.col[driver.ColBackend]], s.status(i)}
 }
 
 func cmpStr(a, b string) int {
@@ -540,8 +554,20 @@ func (s *Store) apply(entries []entry) error {
 		return err
 	}
 	for _, e := range entries {
+		i := int(e.K - 1)
+		before := s.group(i)
 		for c, v := range e.S {
-			s.rows[e.K-1].cells[s.col[c]] = v
+			s.rows[i].cells[s.col[c]] = v
+		}
+		after := s.group(i)
+		if s.counts != nil && after != before {
+			if s.counts[before]--; s.counts[before] <= 0 {
+				delete(s.counts, before)
+			}
+			s.counts[after]++
+		}
+		if after.status == driver.NotStarted {
+			s.free = min(s.free, i)
 		}
 	}
 	s.dirty = true
@@ -597,13 +623,16 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err != nil {
 		return driver.Job{}, err
 	}
-	for i := range s.rows {
+	for i := s.free; i < len(s.rows); i++ {
 		if s.status(i) == driver.NotStarted {
+			s.free = i + 1 // unless apply finds the row still not_started
 			if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
+				s.free = i
 				return driver.Job{}, err
 			}
 			return s.job(int64(i + 1))
 		}
 	}
+	s.free = len(s.rows)
 	return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 }

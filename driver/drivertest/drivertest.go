@@ -469,6 +469,16 @@ func (h harness) testClaim(t *testing.T) {
 	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); !errors.Is(err, driver.ErrNotFound) {
 		t.Errorf("Claim on exhausted table: err = %v, want ErrNotFound", err)
 	}
+	// Rows given back (a failed start) are claimed again, first in table order.
+	mustUpdate(t, s,
+		driver.Update{Key: all[2].Key, Set: driver.Values{driver.ColStatus: driver.NotStarted}},
+		driver.Update{Key: all[0].Key, Set: driver.Values{driver.ColStatus: driver.NotStarted}})
+	for _, want := range []int64{all[0].Key, all[2].Key} {
+		j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart})
+		if err != nil || j.Key != want {
+			t.Errorf("Claim after rows were given back = row %d, %v; want row %d", j.Key, err, want)
+		}
+	}
 }
 
 func (h harness) testClaimConcurrent(t *testing.T) {
