@@ -142,6 +142,14 @@ type CapClaimer interface {
 	ClaimWithin(ctx context.Context, set Values, caps ...Cap) (Job, error)
 }
 
+// WriteChecker is a Store that can find itself read-only: a CSV, Parquet
+// or DuckDB table opened while another process writes it. Writable
+// returns nil when the store takes writes, else why not; a manager checks
+// it before it sends any request.
+type WriteChecker interface {
+	Writable() error
+}
+
 // Flusher is a Store that keeps its changes durable in a journal or a work
 // file of its own, and rewrites the table file that other programs read
 // (a CSV or Parquet file) only when asked: Flush rewrites it now if

@@ -29,6 +29,12 @@ func TestQueryDuringRun(t *testing.T) {
 			for len(srv.Jobs()) < 8 {
 				time.Sleep(20 * time.Millisecond)
 			}
+			// A second run on the table is refused, clearly, and does no harm.
+			second, err := cmd(t.Context(), dir, []string{"OPENEO_USERNAME=user", "OPENEO_PASSWORD=password"},
+				"run", "--db", db, "--backend", "fake="+srv.URL+",parallel=8", "--process", "p.json", "--poll", "50ms", "--root-dir", "res").CombinedOutput()
+			if err == nil || !strings.Contains(string(second), "open for writing elsewhere") {
+				t.Errorf("second run on %s: %v\n%.3000s", db, err, second)
+			}
 			for _, args := range [][]string{
 				{"query", "--db", db, "select count(*) as n from jobs"},
 				{"status", "--db", db},

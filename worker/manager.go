@@ -95,6 +95,11 @@ func (m *Manager) now() string { return m.cfg.Now().UTC().Format(time.RFC3339) }
 // table is consistent either way and the next Run resumes it. Errors of
 // the store end the run; errors of back-ends are recorded in the rows.
 func (m *Manager) Run(ctx context.Context) error {
+	if wc, ok := m.cfg.Store.(driver.WriteChecker); ok {
+		if err := wc.Writable(); err != nil {
+			return fmt.Errorf("job table: %w", err)
+		}
+	}
 	if err := m.recoverRows(ctx); err != nil {
 		return err
 	}

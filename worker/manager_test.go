@@ -506,3 +506,39 @@ func TestCSVTableWrittenPerCycle(t *testing.T) {
 		t.Errorf("Close still changed the file:\nbefore %s\nafter  %s", b, after)
 	}
 }
+
+// A table another process writes (the store opened read-only) is refused
+// before any request goes out.
+func TestReadOnlyTableRefused(t *testing.T) {
+	f := newFixture(t, 3, remotetest.Options{}, "a")
+	path := filepath.Join(t.TempDir(), "jobs.csv")
+	writer, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	// The writer's run has a job running.
+	if err := writer.Init(t.Context(), []string{"year", "title", "id", "backend_name", "status"},
+		drivertest.Rows([][]any{{int64(2020), "a", "j-1", "a", "running"}, {int64(2021), "b", nil, nil, nil}})); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := csvfile.Open(t.Context(), path) // the lock is taken: read-only
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	f.cfg.Store = reader
+	m, err := worker.New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.Run(t.Context())
+	if !errors.Is(err, csvfile.ErrReadOnly) {
+		t.Errorf("Run on a read-only table: err = %v, want ErrReadOnly", err)
+	}
+	for route, n := range f.servers["a"].Requests() {
+		if n > 0 && route != "GET /" && !strings.HasPrefix(route, "GET /credentials") {
+			t.Errorf("%d requests to %s before refusing", n, route)
+		}
+	}
+}

@@ -77,8 +77,9 @@ type group struct {
 }
 
 var (
-	_ driver.Store   = (*Store)(nil)
-	_ driver.Flusher = (*Store)(nil)
+	_ driver.Store        = (*Store)(nil)
+	_ driver.Flusher      = (*Store)(nil)
+	_ driver.WriteChecker = (*Store)(nil)
 )
 
 // Open opens the table at path (it need not exist yet: Init creates it).
@@ -324,6 +325,14 @@ func (s *Store) ready() error {
 		return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
 	}
 	return nil
+}
+
+// Writable returns nil when the store takes writes, else why not: no
+// table, closed, or opened read-only while another process writes it.
+func (s *Store) Writable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writable()
 }
 
 func (s *Store) writable() error {

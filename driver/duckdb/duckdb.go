@@ -69,8 +69,9 @@ type Store struct {
 }
 
 var (
-	_ driver.Store   = (*Store)(nil)
-	_ driver.Flusher = (*Store)(nil)
+	_ driver.Store        = (*Store)(nil)
+	_ driver.Flusher      = (*Store)(nil)
+	_ driver.WriteChecker = (*Store)(nil)
 )
 
 // writers holds the work files open in this process. Two opens of one
@@ -418,6 +419,14 @@ func (s *Store) ready() error {
 		return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
 	}
 	return nil
+}
+
+// Writable returns nil when the store takes writes, else why not: no
+// table, closed, or opened read-only while another process writes it.
+func (s *Store) Writable() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writable()
 }
 
 func (s *Store) writable() error {
