@@ -21,12 +21,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"iter"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/openeo-batch/worker/driver"
 )
@@ -68,6 +71,9 @@ type Store struct {
 	// before it is not_started.
 	counts map[group]int
 	free   int
+
+	// loaded is the identity of the CSV file as read (identity).
+	loaded string
 }
 
 // group is one line of Counts.
@@ -93,12 +99,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			lf.Close()
 		}
 	}
-	if err := s.load(); err != nil {
+	err = s.load()
+	// A reader can load the file, then find the journal of the rewrite
+	// that followed: read both again.
+	for try := 0; errors.Is(err, errRewritten) && s.lock == nil && try < 20; try++ {
+		time.Sleep(10 * time.Millisecond)
+		*s = Store{path: path}
+		err = s.load()
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// errRewritten means the journal belongs to another version of the file.
+var errRewritten = errors.New("rewritten")
 
 func (s *Store) load() error {
 	f, err := os.Open(s.path)
@@ -109,7 +126,8 @@ func (s *Store) load() error {
 		return err
 	}
 	defer f.Close()
-	r := csv.NewReader(bufio.NewReader(f))
+	fp := newFingerprint()
+	r := csv.NewReader(bufio.NewReader(io.TeeReader(f, fp)))
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
 		return nil
@@ -131,6 +149,7 @@ func (s *Store) load() error {
 		}
 		records = append(records, rec)
 	}
+	s.loaded = fp.String() // the whole file has been read
 	if err := s.setHeader(header); err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
@@ -196,7 +215,31 @@ func (s *Store) typeUserColumns() {
 type entry struct {
 	K int64             `json:"k"`
 	S map[string]string `json:"s"`
+	// A journal's first line names the CSV file it changes (Base); a
+	// rewrite names the file it is about to publish (Publish). Neither
+	// carries a change.
+	Base    string `json:"base,omitempty"`
+	Publish string `json:"publish,omitempty"`
 }
+
+// fingerprint tells one version of a file's content from another: its
+// size and CRC-32C. It does not depend on times, so a copied table is the
+// same table.
+type fingerprint struct {
+	h hash.Hash32
+	n int64
+}
+
+func newFingerprint() *fingerprint {
+	return &fingerprint{h: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
+}
+
+func (f *fingerprint) Write(p []byte) (int, error) {
+	f.n += int64(len(p))
+	return f.h.Write(p)
+}
+
+func (f *fingerprint) String() string { return fmt.Sprintf("%d:%08x", f.n, f.h.Sum32()) }
 
 func (s *Store) replay() error {
 	b, err := os.ReadFile(s.path + ".journal")
@@ -206,6 +249,8 @@ func (s *Store) replay() error {
 	if err != nil {
 		return err
 	}
+	var changes []entry
+	base := ""
 	lines := bytes.Split(b, []byte("\n"))
 	for i, line := range lines {
 		if len(bytes.TrimSpace(line)) == 0 {
@@ -218,9 +263,30 @@ func (s *Store) replay() error {
 			}
 			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
 		}
-		if e.K < 1 || int(e.K) > len(s.rows) {
-			return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+		switch {
+		case e.Base != "":
+			base = e.Base
+		case e.Publish != "":
+			if e.Publish == s.loaded {
+				// The rewrite happened and holds every change so far.
+				base, changes = e.Publish, nil
+			}
+		default:
+			if e.K < 1 || int(e.K) > len(s.rows) {
+				return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+			}
+			changes = append(changes, e)
 		}
+	}
+	if base != "" && base != s.loaded && len(changes) > 0 {
+		// Someone rewrote the table (the Python client resuming it, an
+		// editor) after the run that wrote this journal stopped: its row
+		// numbers may no longer be the same rows.
+		return fmt.Errorf("%s was rewritten after the run that left %s.journal stopped, and the journal's %d changes "+
+			"were never written to it; nothing was changed. To go on from %s as it is now, remove %s.journal (%w)",
+			s.path, s.path, len(changes), s.path, s.path, errRewritten)
+	}
+	for _, e := range changes {
 		for c, v := range e.S {
 			if idx, ok := s.col[c]; ok {
 				s.rows[e.K-1].cells[idx] = v
@@ -228,10 +294,14 @@ func (s *Store) replay() error {
 		}
 		s.dirty = true
 	}
-	if s.lock != nil && s.dirty {
+	switch {
+	case s.lock == nil:
+		return nil
+	case s.dirty:
 		return s.flushLocked()
+	default: // no change left to fold in (a crash right after a rewrite)
+		return os.Remove(s.path + ".journal")
 	}
-	return nil
 }
 
 // Close writes what is pending and releases the lock.
@@ -257,7 +327,22 @@ func (s *Store) Close() error {
 
 // flushLocked rewrites the CSV file atomically and empties the journal.
 func (s *Store) flushLocked() error {
-	if err := writeAtomic(s.path, func(w io.Writer) error {
+	// Before the new file replaces the old one, the journal names it: a
+	// crash between the rename and the journal's removal leaves a journal
+	// whose changes the file already holds.
+	var written string
+	publish := func(fp string) error {
+		written = fp
+		if s.journal == nil {
+			return nil
+		}
+		b, _ := json.Marshal(entry{Publish: fp})
+		if _, err := s.journal.Write(append(b, '\n')); err != nil {
+			return err
+		}
+		return s.journal.Sync()
+	}
+	if err := writeAtomic(s.path, publish, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		if err := cw.Write(s.header); err != nil {
 			return err
@@ -279,20 +364,22 @@ func (s *Store) flushLocked() error {
 	if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	s.dirty = false
+	s.dirty, s.loaded = false, written
 	return nil
 }
 
-// writeAtomic writes a temporary file beside path, syncs it, renames it
-// over path and syncs the folder.
-func writeAtomic(path string, write func(io.Writer) error) error {
+// writeAtomic writes a file through write into a temporary file beside
+// path, syncs it, tells ready its fingerprint, then renames it over path
+// and syncs the folder.
+func writeAtomic(path string, ready func(fingerprint string) error, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	bw := bufio.NewWriterSize(f, 1<<20)
+	fp := newFingerprint()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, fp), 1<<20)
 	err = write(bw)
 	if err == nil {
 		err = bw.Flush()
@@ -305,6 +392,11 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	}
 	if err != nil {
 		return err
+	}
+	if ready != nil {
+		if err := ready(fp.String()); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(f.Name(), path); err != nil {
 		return err
@@ -540,14 +632,17 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 
 // apply journals and applies changes; the caller holds s.mu and checked them.
 func (s *Store) apply(entries []entry) error {
+	var buf bytes.Buffer
 	if s.journal == nil {
 		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
 		s.journal = f
+		b, _ := json.Marshal(entry{Base: s.loaded})
+		buf.Write(b)
+		buf.WriteByte('\n')
 	}
-	var buf bytes.Buffer
 	for _, e := range entries {
 		b, err := json.Marshal(e)
 		if err != nil {
