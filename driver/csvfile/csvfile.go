@@ -21,8 +21,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"iter"
 	"os"
@@ -32,6 +30,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 )
 
 func init() {
@@ -126,7 +125,7 @@ func (s *Store) load() error {
 		return err
 	}
 	defer f.Close()
-	fp := newFingerprint()
+	fp := fingerprint.New()
 	r := csv.NewReader(bufio.NewReader(io.TeeReader(f, fp)))
 	header, err := r.Read()
 	if errors.Is(err, io.EOF) {
@@ -221,25 +220,6 @@ type entry struct {
 	Base    string `json:"base,omitempty"`
 	Publish string `json:"publish,omitempty"`
 }
-
-// fingerprint tells one version of a file's content from another: its
-// size and CRC-32C. It does not depend on times, so a copied table is the
-// same table.
-type fingerprint struct {
-	h hash.Hash32
-	n int64
-}
-
-func newFingerprint() *fingerprint {
-	return &fingerprint{h: crc32.New(crc32.MakeTable(crc32.Castagnoli))}
-}
-
-func (f *fingerprint) Write(p []byte) (int, error) {
-	f.n += int64(len(p))
-	return f.h.Write(p)
-}
-
-func (f *fingerprint) String() string { return fmt.Sprintf("%d:%08x", f.n, f.h.Sum32()) }
 
 func (s *Store) replay() error {
 	b, err := os.ReadFile(s.path + ".journal")
@@ -371,14 +351,14 @@ func (s *Store) flushLocked() error {
 // writeAtomic writes a file through write into a temporary file beside
 // path, syncs it, tells ready its fingerprint, then renames it over path
 // and syncs the folder.
-func writeAtomic(path string, ready func(fingerprint string) error, write func(io.Writer) error) error {
+func writeAtomic(path string, ready func(fp string) error, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(f.Name())
-	fp := newFingerprint()
+	fp := fingerprint.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(f, fp), 1<<20)
 	err = write(bw)
 	if err == nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
+	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 )
 
 // crashed leaves in a new folder what a run killed after claiming two
@@ -101,7 +102,7 @@ func TestJournalAfterPublishedRewrite(t *testing.T) {
 	}
 	s.Close()
 	b, _ := os.ReadFile(path)
-	fp := newFingerprint()
+	fp := fingerprint.New()
 	fp.Write(b)
 	var journal []byte
 	for _, e := range []entry{{Base: "1:00000000"}, {K: 1, S: map[string]string{"status": "queued_for_start"}}, {Publish: fp.String()}} {

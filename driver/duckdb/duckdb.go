@@ -32,6 +32,7 @@ import (
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
@@ -62,6 +63,7 @@ type Store struct {
 	geometry  map[string]bool // user columns of type GEOMETRY
 	counts    map[group]int   // rows per back-end and status; nil until counted
 	unlimited bool            // MemoryLimit lifted (roomy)
+	published string          // fingerprint of the table file as last published
 	full      string          // DuckDB's own memory limit, for roomy
 	hasTable  bool
 	dirty     bool
@@ -150,6 +152,12 @@ func (s *Store) openWork(ctx context.Context) (*Store, error) {
 			s.db.Close()
 			os.Remove(s.work)
 			os.Remove(s.work + ".wal")
+			return nil, err
+		}
+	}
+	if resumed {
+		if err := s.checkPublished(ctx); err != nil {
+			s.db.Close() // keeps the work file: its changes are the user's to choose
 			return nil, err
 		}
 	}
@@ -267,6 +275,15 @@ func (s *Store) importTable(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
+	if !s.readOnly {
+		fp, err := fingerprint.File(s.path)
+		if err != nil {
+			return err
+		}
+		if err := s.recordPublished(ctx, fp, ""); err != nil {
+			return err
+		}
+	}
 	// Python tables leave status empty before a run.
 	if _, err := s.db.ExecContext(ctx, `UPDATE jobs SET status = 'not_started' WHERE status IS NULL OR status = ''`); err != nil {
 		return err
@@ -373,6 +390,15 @@ func (s *Store) flushLocked(ctx context.Context) error {
 		f.Sync()
 		f.Close()
 	}
+	// The work file learns the new version before it replaces the old,
+	// so that a crash in between is no alarm on the next open.
+	fp, err := fingerprint.File(tmp)
+	if err != nil {
+		return err
+	}
+	if err := s.recordPublished(ctx, s.published, fp); err != nil {
+		return err
+	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		return err
 	}
@@ -381,7 +407,54 @@ func (s *Store) flushLocked(ctx context.Context) error {
 		d.Close()
 	}
 	s.dirty = false
+	return s.recordPublished(ctx, fp, "")
+}
+
+// recordPublished keeps in the work file which version of the table file
+// it last published (fingerprint), and the one it is about to (pending).
+func (s *Store) recordPublished(ctx context.Context, published, pending string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, q := range []string{"CREATE TABLE IF NOT EXISTS _published (fingerprint VARCHAR, pending VARCHAR)", "DELETE FROM _published"} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO _published VALUES (?, ?)", published, pending); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.published = published
 	return nil
+}
+
+// checkPublished refuses to resume a work file over a table file that was
+// rewritten since the work file last published it (the Python client
+// resumed the table after our run was killed, say): publishing the work
+// file would undo that. A work file older than this check has no record
+// and resumes.
+func (s *Store) checkPublished(ctx context.Context) error {
+	var published, pending sql.NullString
+	err := s.db.QueryRowContext(ctx, "SELECT fingerprint, pending FROM _published").Scan(&published, &pending)
+	if err != nil {
+		var n int
+		if s.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = '_published'").Scan(&n) == nil && n == 0 {
+			return nil
+		}
+		return err
+	}
+	s.published = published.String
+	now, err := fingerprint.File(s.path)
+	if err != nil || now == "" || now == published.String || now == pending.String {
+		return err
+	}
+	return fmt.Errorf("%s was rewritten after the run that left %s stopped, whose changes were never published to it; "+
+		"nothing was changed. To go on from %s as it is now, remove %s", s.path, s.work, s.path, s.work)
 }
 
 // storedInKeyOrder tells whether a scan returns the rows in key order, so

@@ -246,17 +246,8 @@ func TestSnapshotOrderSorts(t *testing.T) {
 func TestFlushPublishes(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "jobs.parquet")
-	s, err := duckdb.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := oneClaim(t, path)
 	defer s.Close()
-	if err := s.Init(ctx, []string{"title"}, drivertest.Rows([][]any{{"a"}, {"b"}})); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
-		t.Fatal(err)
-	}
 	queued := func() int {
 		r, err := duckdb.Open(ctx, path)
 		if err != nil {
@@ -347,4 +338,97 @@ func TestHiveLikeFolder(t *testing.T) {
 	if cols, err := s.Columns(ctx); err != nil || !slices.Equal(cols, []string{"title"}) {
 		t.Errorf("columns %v, %v; want [title]", cols, err)
 	}
+}
+
+// crashedRun leaves in a new folder what a run killed after a claim
+// leaves: the published table and the work file holding the claim.
+func crashedRun(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "jobs.parquet")
+	defer oneClaim(t, src).Close()
+	dir := t.TempDir()
+	for _, name := range []string{"jobs.parquet", "jobs.parquet.work.duckdb", "jobs.parquet.work.duckdb.wal"} {
+		if b, err := os.ReadFile(filepath.Join(filepath.Dir(src), name)); err == nil {
+			os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+	}
+	return filepath.Join(dir, "jobs.parquet")
+}
+
+func queuedIn(t *testing.T, path string) int {
+	t.Helper()
+	db, _ := sql.Open("duckdb", "")
+	defer db.Close()
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM read_parquet('" + path + "') WHERE status = 'queued_for_start'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A killed run's work file is picked up and published.
+func TestResumeWorkFile(t *testing.T) {
+	path := crashedRun(t)
+	if n := queuedIn(t, path); n != 0 {
+		t.Fatalf("the published table already has %d claims", n)
+	}
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if n := queuedIn(t, path); n != 1 {
+		t.Errorf("%d claims after resuming, want 1", n)
+	}
+}
+
+// A table rewritten after the crash (the Python client resumed it) is not
+// overwritten by the stale work file: the open fails, changes nothing and
+// says how to go on.
+func TestWorkFileOfAnotherVersionRefused(t *testing.T) {
+	path := crashedRun(t)
+	db, _ := sql.Open("duckdb", "")
+	if _, err := db.Exec("COPY (SELECT * REPLACE ('finished' AS status) FROM read_parquet('" + path + "')) TO '" + path + ".new' (FORMAT parquet)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	os.Rename(path+".new", path)
+	python, _ := os.ReadFile(path)
+	_, err := duckdb.Open(t.Context(), path)
+	if err == nil || !strings.Contains(err.Error(), "remove "+path+".work.duckdb") {
+		t.Fatalf("err = %v", err)
+	}
+	if now, _ := os.ReadFile(path); string(now) != string(python) {
+		t.Error("the table was changed")
+	}
+	if _, err := os.Stat(path + ".work.duckdb"); err != nil {
+		t.Errorf("the work file is gone: %v", err)
+	}
+	os.Remove(path + ".work.duckdb")
+	os.Remove(path + ".work.duckdb.wal")
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if rows, _ := s.Select(t.Context(), driver.Filter{Statuses: []driver.Status{driver.Finished}}); len(rows) != 2 {
+		t.Errorf("%d finished rows, want the rewritten table's 2", len(rows))
+	}
+}
+
+// oneClaim makes a two-row table at path and claims its first row, which
+// stays in the work file until a flush.
+func oneClaim(t *testing.T, path string) *duckdb.Store {
+	t.Helper()
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Init(t.Context(), []string{"title"}, drivertest.Rows([][]any{{"a"}, {"b"}})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
