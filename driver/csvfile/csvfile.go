@@ -8,7 +8,9 @@
 // appended to a journal beside it (path + ".journal", one JSON line each,
 // synced) and folded into the CSV file, rewritten atomically (temporary
 // file, sync, rename, sync of the folder), on Flush (driver.Flusher: the
-// manager calls it once per tracking cycle) and at Close. Opening a table replays its journal: a crash loses nothing.
+// manager calls it once per tracking cycle) and at Close. Opening a table
+// replays its journal: a crash loses nothing. The journal names the
+// version of the CSV file it applies to, and is not replayed onto another.
 // A lock file (path + ".lock") keeps a second process from writing the
 // table; a process that cannot get it opens the table read-only.
 package csvfile
@@ -71,7 +73,7 @@ type Store struct {
 	counts map[group]int
 	free   int
 
-	// loaded is the identity of the CSV file as read (identity).
+	// loaded is the fingerprint of the CSV file as read or last written.
 	loaded string
 }
 
