@@ -272,8 +272,8 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 	}
 	listings := map[string]map[string]string{} // back-end -> tag -> job id
 	for _, j := range active {
-		if j.Status != driver.QueuedForStart || !m.orphan(j, m.launching) {
-			continue
+		if j.Status != driver.QueuedForStart || !m.orphan(j, m.launching) || !m.stillIs(ctx, j, false) {
+			continue // the selection is stale once a launch ended since
 		}
 		b := m.byName[j.Backend]
 		set := driver.Values{driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
@@ -287,9 +287,13 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 			tags, ok := listings[b.Name]
 			if !ok {
 				if tags, err = m.listTags(ctx, b); err != nil {
-					return fmt.Errorf("recover row %d: list jobs on %s: %w", j.Key, b.Name, err)
+					// Its rows wait: the next cycle asks again.
+					m.log.WarnContext(ctx, "cannot look for jobs created before a stop", "backend", b.Name, "err", err)
 				}
-				listings[b.Name] = tags
+				listings[b.Name] = tags // nil after an error
+			}
+			if tags == nil {
+				continue
 			}
 			if id := tags[j.Tag]; id != "" {
 				m.log.InfoContext(ctx, "adopting job created before a stop", "row", j.Key, "job_id", id, "backend", b.Name)
