@@ -157,7 +157,7 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 		switch m.react(ctx, b, err) {
 		case slowDown:
 			attempts-- // not the row's fault: it waits for the back-end
-		case noCredit:
+		case unusable:
 			// The job cannot start there: give the row to another back-end.
 			if derr := b.Client.DeleteJob(wctx, j.ID); derr != nil {
 				log.WarnContext(ctx, "delete job that cannot start", "err", derr)

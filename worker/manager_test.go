@@ -542,3 +542,37 @@ func TestReadOnlyTableRefused(t *testing.T) {
 		}
 	}
 }
+
+// A back-end that refuses our credentials (a revoked token, a password
+// changed) takes no more jobs in this run: its rows go to the others and
+// spend no attempt, instead of all ending start_failed. With no back-end
+// left, the run ends saying why, and the rows wait for the next run.
+func TestRefusedCredentialsStopBackend(t *testing.T) {
+	f := newFixture(t, 6, remotetest.Options{}, "a", "b")
+	for i := range f.cfg.Backends {
+		if f.cfg.Backends[i].Name == "a" {
+			f.cfg.Backends[i].Client.SetToken("basic//revoked")
+		}
+	}
+	f.run(t)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || r.Backend != "b" || r.Attempts != 1 {
+			t.Errorf("row %d: %q on %q after %d attempts", r.Key, r.Status, r.Backend, r.Attempts)
+		}
+	}
+
+	g := newFixture(t, 3, remotetest.Options{})
+	g.cfg.Backends[0].Client.SetToken("basic//revoked")
+	m, _ := worker.New(g.cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	err := m.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "3 rows left not_started") {
+		t.Errorf("err = %v, want the rows left and the reason", err)
+	}
+	for _, r := range g.rows(t) {
+		if r.Status != driver.NotStarted || r.Attempts != 0 {
+			t.Errorf("row %d: %q after %d attempts, want not_started and none spent", r.Key, r.Status, r.Attempts)
+		}
+	}
+}

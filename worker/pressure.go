@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -16,21 +17,42 @@ type pressure int
 const (
 	failed   pressure = iota // an ordinary failure: spend an attempt
 	slowDown                 // rate limited or at its job limit: wait, spend nothing
-	noCredit                 // out of credit: stop launching there
+	unusable                 // out of credit or credentials refused: stop launching there
 )
 
 // classify reads a create or start error as back-pressure or failure.
 func classify(err error) pressure {
 	var apiErr *remote.APIError
 	switch {
-	case errors.Is(err, remote.ErrPaymentRequired):
-		return noCredit
+	case errors.Is(err, remote.ErrPaymentRequired), refusedCredentials(err):
+		return unusable
 	case errors.As(err, &apiErr) && (apiErr.StatusCode == 429 || apiErr.Code == "ConcurrentJobLimit"):
 		return slowDown
 	case errors.Is(err, remote.ErrUnavailable):
 		return slowDown
 	}
 	return failed
+}
+
+// refusedCredentials reports whether err is the back-end refusing the
+// account, not the job: a 401, or a 403 about the token or credentials.
+// The client has already renewed the token once by then. Burning each
+// row's attempts on it would leave every row start_failed.
+func refusedCredentials(err error) bool {
+	var apiErr *remote.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch {
+	case apiErr.StatusCode == http.StatusUnauthorized:
+		return true
+	case apiErr.StatusCode == http.StatusForbidden:
+		switch apiErr.Code {
+		case "", "TokenInvalid", "CredentialsInvalid", "AuthenticationSchemeInvalid", "AuthenticationRequired":
+			return true
+		}
+	}
+	return false
 }
 
 // gate decides when a back-end may take new jobs.
@@ -99,9 +121,13 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 	g := m.gates[b.Name]
 	p := classify(err)
 	switch p {
-	case noCredit:
+	case unusable:
 		if g.stop(err.Error()) {
-			m.log.ErrorContext(ctx, "back-end out of credit: no more jobs go there in this run", "backend", b.Name, "err", err)
+			msg := "back-end out of credit: no more jobs go there in this run"
+			if refusedCredentials(err) {
+				msg = "back-end refuses our credentials: no more jobs go there in this run; log in again and run again"
+			}
+			m.log.ErrorContext(ctx, msg, "backend", b.Name, "err", err)
 		}
 	case slowDown:
 		d := g.backOff(m.cfg.Now())
