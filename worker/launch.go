@@ -120,7 +120,7 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	if err != nil {
 		m.stats.add("start_job error", 1)
 		if m.react(ctx, b, err) != failed {
-			attempts-- // back-pressure is not the row's fault
+			attempts-- // back-pressure or a busy back-end is not the row's fault
 		}
 		m.startFailed(wctx, log, j, attempts, fmt.Errorf("create job: %w", err))
 		return
@@ -155,7 +155,7 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 		m.stats.add("job start error", 1)
 		attempts := j.Attempts
 		switch m.react(ctx, b, err) {
-		case slowDown:
+		case slowDown, transient:
 			attempts-- // not the row's fault: it waits for the back-end
 		case unusable:
 			// The job cannot start there: give the row to another back-end.

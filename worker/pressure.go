@@ -15,9 +15,10 @@ import (
 type pressure int
 
 const (
-	failed   pressure = iota // an ordinary failure: spend an attempt
-	slowDown                 // rate limited or at its job limit: wait, spend nothing
-	unusable                 // out of credit or credentials refused: stop launching there
+	failed    pressure = iota // an ordinary failure: spend an attempt
+	transient                 // the back-end busy or unreachable for a moment: spend nothing
+	slowDown                  // rate limited or at its job limit: wait, spend nothing
+	unusable                  // out of credit or credentials refused: stop launching there
 )
 
 // classify reads a create or start error as back-pressure or failure.
@@ -28,6 +29,10 @@ func classify(err error) pressure {
 		return unusable
 	case errors.As(err, &apiErr) && (apiErr.StatusCode == 429 || apiErr.Code == "ConcurrentJobLimit"):
 		return slowDown
+	case errors.As(err, &apiErr) && (apiErr.StatusCode == 502 || apiErr.StatusCode == 503 || apiErr.StatusCode == 504):
+		// Overloaded, or a gateway cut off from it: the back-end's state,
+		// not the job's. A 500 may be the job's doing, and spends an attempt.
+		return transient
 	case errors.Is(err, remote.ErrUnavailable):
 		return slowDown
 	}
@@ -132,9 +137,9 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 	case slowDown:
 		d := g.backOff(m.cfg.Now())
 		m.log.WarnContext(ctx, "back-end asks to slow down; waiting before the next job", "backend", b.Name, "wait", d, "err", err)
-	case failed:
-		// One failure says little about the back-end (the row spends an
-		// attempt); several in a row do.
+	case failed, transient:
+		// One failure says little about the back-end; several in a row do.
+		// (A failed row spends an attempt, a transient one does not.)
 		if g.fail() >= failuresBeforePause {
 			d := g.backOff(m.cfg.Now())
 			m.log.WarnContext(ctx, "back-end failed several jobs in a row; waiting before the next", "backend", b.Name, "wait", d, "err", err)
