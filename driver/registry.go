@@ -20,6 +20,10 @@ type Driver struct {
 	// Extensions are the file name endings it serves, with the dot (".db").
 	Extensions []string
 	Open       OpenFunc
+	// OpenReader, when set, opens the table only to read it, never taking
+	// the role of its writer: a reader must not keep a run from starting.
+	// Without it, readers use Open.
+	OpenReader OpenFunc
 }
 
 var (
@@ -74,6 +78,16 @@ func Lookup(location string) (Driver, string, error) {
 
 // Open opens the store at location (see Lookup).
 func Open(ctx context.Context, location string) (Store, error) {
+	return open(ctx, location, false)
+}
+
+// OpenReader opens the store at location to read it (status, query,
+// export): with the driver's OpenReader where it has one, else with Open.
+func OpenReader(ctx context.Context, location string) (Store, error) {
+	return open(ctx, location, true)
+}
+
+func open(ctx context.Context, location string, reader bool) (Store, error) {
 	d, path, err := Lookup(location)
 	if err != nil {
 		return nil, err
@@ -81,7 +95,11 @@ func Open(ctx context.Context, location string) (Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("%s: empty path", location)
 	}
-	s, err := d.Open(ctx, path)
+	o := d.Open
+	if reader && d.OpenReader != nil {
+		o = d.OpenReader
+	}
+	s, err := o(ctx, path)
 	if err != nil {
 		return nil, fmt.Errorf("open %s store %s: %w", d.Name, path, err)
 	}

@@ -92,7 +92,7 @@ func readTable(ctx context.Context, path string) (*table, error) {
 
 // tableFromStore reads every row of a store, manager columns included.
 func tableFromStore(ctx context.Context, location string) (*table, error) {
-	s, err := openExisting(ctx, location)
+	s, err := openToRead(ctx, location)
 	if err != nil {
 		return nil, err
 	}

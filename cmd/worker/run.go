@@ -269,6 +269,16 @@ func mustExist(location string) error {
 	return nil
 }
 
+// openToRead opens an existing table only to read it: status, query,
+// export and init --from never take the writer's role, so they cannot keep
+// a run from starting.
+func openToRead(ctx context.Context, location string) (driver.Store, error) {
+	if err := mustExist(location); err != nil {
+		return nil, err
+	}
+	return driver.OpenReader(ctx, location)
+}
+
 func openExisting(ctx context.Context, location string) (driver.Store, error) {
 	if err := mustExist(location); err != nil {
 		return nil, err

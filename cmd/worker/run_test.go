@@ -45,3 +45,31 @@ func TestConnectWithAuthConfig(t *testing.T) {
 		t.Errorf("a file others may read: err = %v", err)
 	}
 }
+
+// status, query and export only read: they take no writer's lock or work
+// file, so a run can always start beside them.
+func TestReadersTakeNoWriterRole(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title\na\nb\n"), 0o644)
+	for _, db := range []string{"jobs.csv", "jobs.parquet"} {
+		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
+			t.Fatal(out)
+		}
+		os.Remove(filepath.Join(dir, db+".lock")) // init wrote it
+		for _, args := range [][]string{
+			{"status", "--db", db},
+			{"query", "--db", db, "select count(*) from jobs"},
+			{"export", "--db", db, "--to", "out-" + db + ".geojson"},
+		} {
+			if code, out := cli(t, dir, args...); code != 0 {
+				t.Fatalf("%v: %s", args, out)
+			}
+			for _, left := range []string{db + ".lock", db + ".work.duckdb"} {
+				if _, err := os.Stat(filepath.Join(dir, left)); err == nil {
+					t.Errorf("%v made %s", args, left)
+					os.Remove(filepath.Join(dir, left))
+				}
+			}
+		}
+	}
+}

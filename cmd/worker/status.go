@@ -47,10 +47,7 @@ func runStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 }
 
 func readCounts(ctx context.Context, location string) ([]driver.Count, error) {
-	if err := mustExist(location); err != nil {
-		return nil, err
-	}
-	s, err := driver.Open(ctx, location)
+	s, err := openToRead(ctx, location)
 	if err != nil {
 		return nil, err
 	}

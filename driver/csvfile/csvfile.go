@@ -42,6 +42,9 @@ func init() {
 		Open: func(ctx context.Context, path string) (driver.Store, error) {
 			return Open(ctx, path)
 		},
+		OpenReader: func(ctx context.Context, path string) (driver.Store, error) {
+			return OpenReader(ctx, path)
+		},
 	})
 }
 
@@ -91,16 +94,29 @@ var (
 
 // Open opens the table at path (it need not exist yet: Init creates it).
 func Open(ctx context.Context, path string) (*Store, error) {
+	return open(path, true)
+}
+
+// OpenReader opens the table read-only without trying for its lock, so
+// that reading it never keeps a writer out. A journal a run is writing
+// (or a killed run left) is read too.
+func OpenReader(ctx context.Context, path string) (*Store, error) {
+	return open(path, false)
+}
+
+func open(path string, write bool) (*Store, error) {
 	s := &Store{path: path}
-	lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-	if err == nil {
-		if tryLock(lf) == nil {
-			s.lock = lf
-		} else {
-			lf.Close()
+	if write {
+		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err == nil {
+			if tryLock(lf) == nil {
+				s.lock = lf
+			} else {
+				lf.Close()
+			}
 		}
 	}
-	err = s.load()
+	err := s.load()
 	// A reader can load the file, then find the journal of the rewrite
 	// that followed: read both again.
 	for try := 0; errors.Is(err, errRewritten) && s.lock == nil && try < 20; try++ {

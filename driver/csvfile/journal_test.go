@@ -117,3 +117,24 @@ func TestJournalAfterPublishedRewrite(t *testing.T) {
 		t.Errorf("journal left: %v", err)
 	}
 }
+
+// A reader never takes the writer's role: a run can start while it reads.
+func TestReaderLeavesTheLock(t *testing.T) {
+	path := crashed(t) // a journal too: the reader sees its changes
+	r, err := OpenReader(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, _ := r.Select(context.Background(), driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}}); len(n) != 2 {
+		t.Errorf("reader sees %d claimed rows, want the journal's 2", len(n))
+	}
+	w, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Writable(); err != nil {
+		t.Errorf("a writer opened while a reader reads: %v", err)
+	}
+}

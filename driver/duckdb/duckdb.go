@@ -38,8 +38,9 @@ import (
 
 func init() {
 	open := func(ctx context.Context, path string) (driver.Store, error) { return Open(ctx, path) }
-	driver.Register(driver.Driver{Name: "parquet", Extensions: []string{".parquet", ".geoparquet"}, Open: open})
-	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open})
+	reader := func(ctx context.Context, path string) (driver.Store, error) { return OpenReader(ctx, path) }
+	driver.Register(driver.Driver{Name: "parquet", Extensions: []string{".parquet", ".geoparquet"}, Open: open, OpenReader: reader})
+	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open, OpenReader: reader})
 }
 
 // rowGroupSize is the rows per row group of a Parquet snapshot: the
@@ -108,6 +109,15 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		s.release()
 	}
 	return st, err
+}
+
+// OpenReader opens the published table read-only, in memory, without
+// touching the work file: reading never keeps a run from starting. It sees
+// the table as last published.
+func OpenReader(ctx context.Context, path string) (*Store, error) {
+	ext := strings.ToLower(filepath.Ext(path))
+	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
+	return s.openReadOnly(ctx)
 }
 
 // release lets this process open the work file again.

@@ -432,3 +432,29 @@ func oneClaim(t *testing.T, path string) *duckdb.Store {
 	}
 	return s
 }
+
+// A reader never takes the writer's role, nor makes a work file: a run can
+// start while it reads.
+func TestReaderLeavesTheWorkFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	oneClaim(t, path).Close()
+	r, err := duckdb.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := os.Stat(path + ".work.duckdb"); !os.IsNotExist(err) {
+		t.Errorf("the reader made a work file: %v", err)
+	}
+	if rows, _ := r.Select(t.Context(), driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}}); len(rows) != 1 {
+		t.Errorf("reader sees %d claimed rows, want 1", len(rows))
+	}
+	w, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Writable(); err != nil {
+		t.Errorf("a writer opened while a reader reads: %v", err)
+	}
+}
