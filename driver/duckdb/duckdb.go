@@ -90,8 +90,7 @@ var writers = struct {
 // While a process has it open, other opens, in this process or another,
 // get the last published snapshot read-only (ErrReadOnly on writes).
 func Open(ctx context.Context, path string) (*Store, error) {
-	ext := strings.ToLower(filepath.Ext(path))
-	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
+	s := newStore(path)
 	work, err := filepath.Abs(s.work)
 	if err != nil {
 		return nil, err
@@ -115,9 +114,14 @@ func Open(ctx context.Context, path string) (*Store, error) {
 // touching the work file: reading never keeps a run from starting. It sees
 // the table as last published.
 func OpenReader(ctx context.Context, path string) (*Store, error) {
-	ext := strings.ToLower(filepath.Ext(path))
-	s := &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
+	s := newStore(path)
 	return s.openReadOnly(ctx)
+}
+
+// newStore is the Store for the table at path, not yet open.
+func newStore(path string) *Store {
+	ext := strings.ToLower(filepath.Ext(path))
+	return &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
 }
 
 // release lets this process open the work file again.
