@@ -106,13 +106,19 @@ func OpenReader(ctx context.Context, path string) (*Store, error) {
 
 func open(path string, write bool) (*Store, error) {
 	s := &Store{path: path}
+	createdLock := false
 	if write {
-		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
+		createdLock = err == nil
+		if errors.Is(err, os.ErrExist) {
+			lf, err = os.OpenFile(path+".lock", os.O_RDWR, 0o644)
+		}
 		if err == nil {
 			if tryLock(lf) == nil {
 				s.lock = lf
 			} else {
 				lf.Close()
+				createdLock = false
 			}
 		}
 	}
@@ -125,7 +131,16 @@ func open(path string, write bool) (*Store, error) {
 		err = s.load()
 	}
 	if err != nil {
-		s.Close()
+		if createdLock && s.lock != nil {
+			// A table that cannot be opened leaves nothing behind. The
+			// lock file goes while it is still locked: a process that
+			// opened it meanwhile finds it locked and stays a reader.
+			os.Remove(path + ".lock")
+		}
+		s.closed = true // nothing to flush: the table was not loaded
+		if s.lock != nil {
+			s.lock.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -172,19 +187,46 @@ func (s *Store) load() error {
 	}
 	s.rows = make([]row, len(records))
 	for i, rec := range records {
-		s.rows[i].cells = s.widen(rec)
-		if v := rec[s.col[driver.ColStatus]:]; s.col[driver.ColStatus] < len(rec) && len(v) > 0 {
-			if _, err := driver.ParseStatus(v[0]); err != nil {
-				return fmt.Errorf("%s: row %d, column %q: %w", s.path, i+1, driver.ColStatus, err)
-			}
+		cells := s.widen(rec)
+		if err := checkCells(cells, s.col); err != nil {
+			return fmt.Errorf("%s: row %d, %w", s.path, i+1, err)
 		}
+		// As Init does, and as the Python client does for a table
+		// without a status column: a row without a status is not_started.
+		if st := &cells[s.col[driver.ColStatus]]; *st == "" {
+			*st = string(driver.NotStarted)
+			s.dirty = true
+		}
+		s.rows[i].cells = cells
+	}
+	if len(s.header) > len(header) {
+		s.dirty = true // the manager's columns are added at the next rewrite
 	}
 	s.typeUserColumns()
 	return s.replay()
 }
 
-// setHeader takes the file's columns and appends the manager columns it lacks.
+// checkCells checks the manager columns of one row as Init does: a status
+// the manager knows, a number in costs, a whole number in attempts, a
+// boolean in download_pending. Cells are left as they are.
+func checkCells(cells []string, col map[string]int) error {
+	for _, c := range driver.ManagerColumns() {
+		if v := cells[col[c.Name]]; v != "" {
+			if _, err := driver.Normalize(c.Name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setHeader checks the file's columns as Init does (none without a name,
+// none twice) and appends the manager columns it lacks, as the Python
+// client does when it reads a table.
 func (s *Store) setHeader(header []string) error {
+	if _, err := driver.SplitColumns(header); err != nil {
+		return err
+	}
 	s.header = slices.Clone(header)
 	s.col = map[string]int{}
 	s.user = nil

@@ -198,3 +198,104 @@ func TestFormatLikePandas(t *testing.T) {
 		}
 	}
 }
+
+// A plain CSV file (the user's columns only) is a job table: opened to
+// read, it gets the manager's columns and not_started rows without being
+// changed; opened to write, the columns land in the file at the next
+// rewrite, the user's cells unchanged, as the Python client adds them.
+func TestPlainCSV(t *testing.T) {
+	const plain = "year,title\n2000,a\n2001,\"b, c\"\n"
+	path := filepath.Join(t.TempDir(), "t.csv")
+	os.WriteFile(path, []byte(plain), 0o644)
+
+	r, err := csvfile.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := r.Counts(t.Context())
+	if err != nil || len(counts) != 1 || counts[0].Status != driver.NotStarted || counts[0].N != 2 {
+		t.Errorf("counts = %v, %v; want 2 not_started", counts, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertOnly(t, path, plain)
+
+	w, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cols, _ := w.Columns(t.Context()); !slices.Equal(cols, []string{"year", "title"}) {
+		t.Errorf("user columns %v", cols)
+	}
+	j, err := w.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Key != 1 || j.Data["year"] != int64(2000) || j.Data["title"] != "a" {
+		t.Errorf("claimed %+v", j)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	recs := readCells(t, path)
+	for _, c := range []string{"id", "backend_name", "status", "start_time", "running_start_time", "cpu", "memory", "duration", "costs"} {
+		if !slices.Contains(recs[0], c) {
+			t.Errorf("header %v lacks the Python client's column %q", recs[0], c)
+		}
+	}
+	st := slices.Index(recs[0], driver.ColStatus)
+	if !slices.Equal(recs[1][:2], []string{"2000", "a"}) || !slices.Equal(recs[2][:2], []string{"2001", "b, c"}) ||
+		recs[1][st] != "queued_for_start" || recs[2][st] != "not_started" {
+		t.Errorf("rewritten as %q", recs)
+	}
+}
+
+// assertOnly checks that path holds content and that the store left no
+// file of its own beside it.
+func assertOnly(t *testing.T, path, content string) {
+	t.Helper()
+	if b, _ := os.ReadFile(path); string(b) != content {
+		t.Errorf("%s changed:\n%s", path, b)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if e.Name() != filepath.Base(path) {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
+// A plain CSV gets Init's checks: a bad value is an error naming the file,
+// row and column, the file is left as it was, and nothing is left beside it.
+func TestPlainCSVChecks(t *testing.T) {
+	tests := []struct {
+		name, content string
+		want          []string
+	}{
+		{"unnamed column", "year,\n2000,a\n", []string{"bad.csv", "column 2 has no name"}},
+		{"column twice", "year,year\n2000,2001\n", []string{"bad.csv", `"year" appears twice`}},
+		{"unknown status", "year,status\n2000,\n2001,done\n", []string{"bad.csv", "row 2", `"status"`, "done"}},
+		{"costs not a number", "year,costs\n2000,1.5\n2001,cheap\n", []string{"bad.csv", "row 2", `"costs"`, "cheap"}},
+		{"attempts not whole", "year,attempts\n2000,1.5\n", []string{"bad.csv", "row 1", `"attempts"`}},
+		{"download_pending not a boolean", "year,download_pending\n2000,perhaps\n", []string{"bad.csv", "row 1", `"download_pending"`}},
+	}
+	for _, tt := range tests {
+		for _, open := range []struct {
+			name string
+			open func(context.Context, string) (*csvfile.Store, error)
+		}{{"writer", csvfile.Open}, {"reader", csvfile.OpenReader}} {
+			t.Run(tt.name+"/"+open.name, func(t *testing.T) {
+				path := filepath.Join(t.TempDir(), "bad.csv")
+				os.WriteFile(path, []byte(tt.content), 0o644)
+				_, err := open.open(t.Context(), path)
+				for _, w := range tt.want {
+					if err == nil || !strings.Contains(err.Error(), w) {
+						t.Errorf("err = %v, want it to mention %q", err, w)
+					}
+				}
+				assertOnly(t, path, tt.content)
+			})
+		}
+	}
+}
