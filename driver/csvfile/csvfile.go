@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -78,6 +79,43 @@ type Store struct {
 
 	// loaded is the fingerprint of the CSV file as read or last written.
 	loaded string
+
+	opts Options
+	// promptStop cancels the rewrite scheduled for new job ids, nil when
+	// none is; promptGen numbers the scheduled rewrites.
+	promptStop func() bool
+	promptGen  uint64
+}
+
+// Options tune a Store. The zero value gives the defaults.
+type Options struct {
+	// PromptDelay is how long a new job id may wait in the journal before
+	// the file is rewritten to show it (1 s when zero). Other changes wait
+	// for Flush, once per tracking cycle.
+	PromptDelay time.Duration
+	// AfterFunc runs f in its own goroutine once d has passed and returns
+	// a function that cancels it, as time.AfterFunc (the default) does.
+	// Tests give their own, to fire the rewrite when they choose.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+
+	// crashPoint, when set, is called at the instants of a rewrite a
+	// crash test stops at: "published" (the journal names the new file,
+	// not yet renamed) and "renamed" (before the journal is emptied).
+	crashPoint func(stage string)
+}
+
+func (o Options) promptDelay() time.Duration {
+	if o.PromptDelay <= 0 {
+		return time.Second
+	}
+	return o.PromptDelay
+}
+
+func (o Options) afterFunc() func(time.Duration, func()) func() bool {
+	if o.AfterFunc != nil {
+		return o.AfterFunc
+	}
+	return func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 }
 
 // group is one line of Counts.
@@ -94,18 +132,23 @@ var (
 
 // Open opens the table at path (it need not exist yet: Init creates it).
 func Open(ctx context.Context, path string) (*Store, error) {
-	return open(path, true)
+	return open(path, true, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(path, true, opts)
 }
 
 // OpenReader opens the table read-only without trying for its lock, so
 // that reading it never keeps a writer out. A journal a run is writing
 // (or a killed run left) is read too.
 func OpenReader(ctx context.Context, path string) (*Store, error) {
-	return open(path, false)
+	return open(path, false, Options{})
 }
 
-func open(path string, write bool) (*Store, error) {
-	s := &Store{path: path}
+func open(path string, write bool, opts Options) (*Store, error) {
+	s := &Store{path: path, opts: opts}
 	createdLock := false
 	if write {
 		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
@@ -127,7 +170,7 @@ func open(path string, write bool) (*Store, error) {
 	// that followed: read both again.
 	for try := 0; errors.Is(err, errRewritten) && s.lock == nil && try < 20; try++ {
 		time.Sleep(10 * time.Millisecond)
-		*s = Store{path: path}
+		*s = Store{path: path, opts: opts}
 		err = s.load()
 	}
 	if err != nil {
@@ -352,6 +395,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopPrompt()
 	var err error
 	if s.lock != nil && s.dirty {
 		err = s.flushLocked()
@@ -366,29 +410,67 @@ func (s *Store) Close() error {
 }
 
 // flushLocked rewrites the CSV file atomically and empties the journal.
+//
+// The file is what the Python client resumes from, and it tracks every
+// active row by its job id: a row claimed whose job id is not known yet
+// (its job is being created) is written as not_started, with no back-end,
+// and stays claimed in the journal, which then holds only such rows.
 func (s *Store) flushLocked() error {
+	s.stopPrompt()
+	var masked []entry
+	for i := range s.rows {
+		if e, ok := s.masked(i); ok {
+			masked = append(masked, e)
+		}
+	}
 	// Before the new file replaces the old one, the journal names it: a
 	// crash between the rename and the journal's removal leaves a journal
-	// whose changes the file already holds.
+	// whose changes the file already holds. The claims the file does not
+	// show follow that line, so they are kept whichever file a crash
+	// leaves (they are the table's state now, true on the old file too).
 	var written string
 	publish := func(fp string) error {
 		written = fp
-		if s.journal == nil {
-			return nil
+		if s.journal == nil && len(masked) == 0 {
+			if _, err := os.Stat(s.path + ".journal"); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
 		}
-		b, _ := json.Marshal(entry{Publish: fp})
-		if _, err := s.journal.Write(append(b, '\n')); err != nil {
+		if s.journal == nil {
+			f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			s.journal = f
+		}
+		b, err := journalLines(append([]entry{{Publish: fp}}, masked...))
+		if err != nil {
 			return err
 		}
-		return s.journal.Sync()
+		if _, err := s.journal.Write(b); err != nil {
+			return err
+		}
+		if err := s.journal.Sync(); err != nil {
+			return err
+		}
+		s.crash("published")
+		return nil
 	}
 	if err := writeAtomic(s.path, publish, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		if err := cw.Write(s.header); err != nil {
 			return err
 		}
-		for _, r := range s.rows {
-			if err := cw.Write(r.cells); err != nil {
+		for i, r := range s.rows {
+			cells := r.cells
+			if e, ok := s.masked(i); ok {
+				cells = slices.Clone(cells)
+				for c := range e.S {
+					cells[s.col[c]] = ""
+				}
+				cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
+			}
+			if err := cw.Write(cells); err != nil {
 				return err
 			}
 		}
@@ -401,11 +483,64 @@ func (s *Store) flushLocked() error {
 		s.journal.Close()
 		s.journal = nil
 	}
-	if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	s.dirty, s.loaded = false, written
+	s.crash("renamed")
+	if len(masked) == 0 {
+		if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	// The journal keeps only the claims the new file does not show.
+	b, err := journalLines(append([]entry{{Base: written}}, masked...))
+	if err != nil {
 		return err
 	}
-	s.dirty, s.loaded = false, written
+	if err := writeAtomic(s.path+".journal", nil, func(w io.Writer) error {
+		_, err := w.Write(b)
+		return err
+	}); err != nil {
+		return fmt.Errorf("write %s.journal: %w", s.path, err)
+	}
+	f, err := os.OpenFile(s.path+".journal", os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	s.journal = f
 	return nil
+}
+
+func (s *Store) crash(stage string) {
+	if s.opts.crashPoint != nil {
+		s.opts.crashPoint(stage)
+	}
+}
+
+// masked reports whether row i is active without a job id, and returns
+// the cells the file does not show for it then: its status and back-end.
+func (s *Store) masked(i int) (entry, bool) {
+	cells := s.rows[i].cells
+	if cells[s.col[driver.ColID]] != "" || !s.status(i).Active() {
+		return entry{}, false
+	}
+	return entry{K: int64(i + 1), S: map[string]string{
+		driver.ColStatus:  cells[s.col[driver.ColStatus]],
+		driver.ColBackend: cells[s.col[driver.ColBackend]],
+	}}, true
+}
+
+// journalLines encodes entries as journal lines.
+func journalLines(entries []entry) ([]byte, error) {
+	var buf bytes.Buffer
+	for _, e := range entries {
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
+	return buf.Bytes(), nil
 }
 
 // writeAtomic writes a file through write into a temporary file beside
@@ -672,26 +807,20 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 
 // apply journals and applies changes; the caller holds s.mu and checked them.
 func (s *Store) apply(entries []entry) error {
-	var buf bytes.Buffer
+	lines := entries
 	if s.journal == nil {
 		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
 		s.journal = f
-		b, _ := json.Marshal(entry{Base: s.loaded})
-		buf.Write(b)
-		buf.WriteByte('\n')
+		lines = append([]entry{{Base: s.loaded}}, entries...)
 	}
-	for _, e := range entries {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+	b, err := journalLines(lines)
+	if err != nil {
+		return err
 	}
-	if _, err := s.journal.Write(buf.Bytes()); err != nil {
+	if _, err := s.journal.Write(b); err != nil {
 		return err
 	}
 	if err := s.journal.Sync(); err != nil {
@@ -713,9 +842,47 @@ func (s *Store) apply(entries []entry) error {
 		if after.status == driver.NotStarted {
 			s.free = min(s.free, i)
 		}
+		if e.S[driver.ColID] != "" {
+			s.schedulePrompt()
+		}
 	}
 	s.dirty = true
 	return nil
+}
+
+// schedulePrompt has the file rewritten within the prompt delay, unless a
+// rewrite is due already: the Python client must find a new job's id in
+// the file soon, not at the end of the tracking cycle.
+func (s *Store) schedulePrompt() {
+	if s.promptStop != nil || s.lock == nil || s.closed {
+		return
+	}
+	s.promptGen++
+	gen := s.promptGen
+	s.promptStop = s.opts.afterFunc()(s.opts.promptDelay(), func() { s.promptFlush(gen) })
+}
+
+// stopPrompt cancels the scheduled rewrite: one is happening now.
+func (s *Store) stopPrompt() {
+	if s.promptStop != nil {
+		s.promptStop()
+		s.promptStop = nil
+	}
+}
+
+// promptFlush is the scheduled rewrite number gen.
+func (s *Store) promptFlush(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.promptGen || s.promptStop == nil || s.closed || !s.dirty {
+		return // cancelled, or done by a rewrite since
+	}
+	s.promptStop = nil
+	if err := s.flushLocked(); err != nil {
+		// Nothing is lost (the journal holds every change) and the next
+		// Flush tries again and returns its error.
+		slog.Warn("rewrite the CSV job table for new job ids", "table", s.path, "err", err)
+	}
 }
 
 // Flush rewrites the CSV file if the table changed since it was written.

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/csv"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/csvfile"
@@ -107,7 +109,7 @@ func TestStatusesAndTypesFromPython(t *testing.T) {
 // at Close.
 func TestJournalBatchesAndSurvives(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "jobs.csv")
-	s, err := csvfile.Open(t.Context(), path)
+	s, err := csvfile.OpenWith(t.Context(), path, csvfile.Options{AfterFunc: never})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,8 +121,8 @@ func TestJournalBatchesAndSurvives(t *testing.T) {
 		t.Fatal(err)
 	}
 	written, _ := os.ReadFile(path)
-	for range 10 {
-		if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColTag: "t"}); err != nil {
+	for i := range 10 { // claimed, their jobs created
+		if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColTag: "t", driver.ColID: fmt.Sprint("j-", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -151,7 +153,7 @@ func TestJournalBatchesAndSurvives(t *testing.T) {
 	if recs[10][st] != "queued_for_start" || recs[11][st] != "not_started" {
 		t.Errorf("after Flush: %v", recs[10:12])
 	}
-	if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart}); err != nil {
+	if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColID: "j-10"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -221,14 +223,14 @@ func TestPlainCSV(t *testing.T) {
 	}
 	assertOnly(t, path, plain)
 
-	w, err := csvfile.Open(t.Context(), path)
+	w, err := csvfile.OpenWith(t.Context(), path, csvfile.Options{AfterFunc: never})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cols, _ := w.Columns(t.Context()); !slices.Equal(cols, []string{"year", "title"}) {
 		t.Errorf("user columns %v", cols)
 	}
-	j, err := w.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "b"})
+	j, err := w.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "b", driver.ColID: "j-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +252,9 @@ func TestPlainCSV(t *testing.T) {
 		t.Errorf("rewritten as %q", recs)
 	}
 }
+
+// never is an AfterFunc whose time never comes.
+func never(time.Duration, func()) func() bool { return func() bool { return true } }
 
 // assertOnly checks that path holds content and that the store left no
 // file of its own beside it.
