@@ -26,11 +26,13 @@ import (
 	"io"
 	"iter"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
@@ -193,38 +195,27 @@ func open(path string, write bool, opts Options) (*Store, error) {
 var errRewritten = errors.New("rewritten")
 
 func (s *Store) load() error {
-	f, err := os.Open(s.path)
+	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fp := fingerprint.New()
-	r := csv.NewReader(bufio.NewReader(io.TeeReader(f, fp)))
-	header, err := r.Read()
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
+	recs, err := readRecords(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
+	if len(recs) == 0 {
+		return nil
+	}
+	fp := fingerprint.New()
+	fp.Write(data)
+	header, records := recs[0], recs[1:]
 	if len(header) > 0 && len(header[0]) >= 3 && header[0][:3] == "\xef\xbb\xbf" {
 		header[0] = header[0][3:]
 	}
-	var records [][]string
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.path, err)
-		}
-		records = append(records, rec)
-	}
-	s.loaded = fp.String() // the whole file has been read
+	s.loaded = fp.String()
 	if err := s.setHeader(header); err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
@@ -317,6 +308,9 @@ func (s *Store) typeUserColumns() {
 type entry struct {
 	K int64             `json:"k"`
 	S map[string]string `json:"s"`
+	// B holds the cells that are not valid UTF-8, which a JSON string
+	// cannot carry unchanged (base64 in the line); S the others.
+	B map[string][]byte `json:"b,omitempty"`
 	// A journal's first line names the CSV file it changes (Base); a
 	// rewrite names the file it is about to publish (Publish). Neither
 	// carries a change.
@@ -345,6 +339,12 @@ func (s *Store) replay() error {
 				break // a line cut by a crash: its change never completed
 			}
 			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
+		}
+		for c, v := range e.B {
+			if e.S == nil {
+				e.S = map[string]string{}
+			}
+			e.S[c] = string(v)
 		}
 		switch {
 		case e.Base != "":
@@ -533,6 +533,15 @@ func (s *Store) masked(i int) (entry, bool) {
 func journalLines(entries []entry) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, e := range entries {
+		for c, v := range e.S {
+			if !utf8.ValidString(v) {
+				if e.B == nil {
+					e.S, e.B = maps.Clone(e.S), map[string][]byte{}
+				}
+				e.B[c] = []byte(v)
+				delete(e.S, c)
+			}
+		}
 		b, err := json.Marshal(e)
 		if err != nil {
 			return nil, err

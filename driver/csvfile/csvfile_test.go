@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -174,6 +175,8 @@ func TestBadFiles(t *testing.T) {
 	}{
 		{"unbalanced quote", "a,b\n1,\"x\n", []string{"bad.csv", "line"}},
 		{"ragged", "a,b\n1,2\n3\n", []string{"bad.csv", "line 3"}},
+		{"bare quote", "a,b\n1,x\"y\n", []string{"bad.csv", "line 2, column 4", "bare"}},
+		{"text after the closing quote", "a,b\n1,\"x\"y\n", []string{"bad.csv", "line 2, column 5"}},
 		{"unknown status", "a,status\n1,not_started\n2,done\n", []string{"bad.csv", "row 2", "status", "done"}},
 	}
 	for _, tt := range tests {
@@ -194,7 +197,8 @@ func TestBadFiles(t *testing.T) {
 }
 
 func TestFormatLikePandas(t *testing.T) {
-	for v, want := range map[any]string{2020.0: "2020.0", 0.5: "0.5", 1e-05: "1e-05", int64(3): "3", true: "True", nil: ""} {
+	for v, want := range map[any]string{2020.0: "2020.0", 0.5: "0.5", 1e-05: "1e-05", int64(3): "3", true: "True", nil: "",
+		math.NaN(): "nan", math.Inf(1): "inf", math.Inf(-1): "-inf"} {
 		if got := csvfile.Format(v); got != want {
 			t.Errorf("Format(%v) = %q, want %q", v, got, want)
 		}
@@ -301,6 +305,94 @@ func TestPlainCSVChecks(t *testing.T) {
 				}
 				assertOnly(t, path, tt.content)
 			})
+		}
+	}
+}
+
+// Every cell comes back exactly as written, through a rewrite and a
+// reopen: bytes that are not UTF-8, a \r\n line break inside a quoted cell
+// (which encoding/csv alone reads as \n), quotes, a Windows file's line
+// ends, a number too long for int64, nan and inf.
+func TestCellsKeptExactly(t *testing.T) {
+	const file = "name,note,big,x\r\n" +
+		"\xff\xferaw,\"two\r\nlines, \"\"quoted\"\"\",12345678901234567890,nan\r\n" +
+		"b,\"lf\nonly\",1,inf\r\n"
+	want := [][]any{
+		{"\xff\xferaw", "two\r\nlines, \"quoted\"", "12345678901234567890", math.NaN()},
+		{"b", "lf\nonly", "1", math.Inf(1)},
+	}
+	path := filepath.Join(t.TempDir(), "t.csv")
+	os.WriteFile(path, []byte(file), 0o644)
+	check := func(when string) {
+		t.Helper()
+		r, err := csvfile.OpenReader(t.Context(), path)
+		if err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+		defer r.Close()
+		rows, err := r.Select(t.Context(), driver.Filter{})
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("%s: %d rows, %v", when, len(rows), err)
+		}
+		for i, row := range want {
+			for j, c := range []string{"name", "note", "big", "x"} {
+				got := rows[i].Data[c]
+				if f, ok := row[j].(float64); ok && math.IsNaN(f) {
+					if g, ok := got.(float64); !ok || !math.IsNaN(g) {
+						t.Errorf("%s: row %d %s = %#v, want NaN", when, i+1, c, got)
+					}
+					continue
+				}
+				if got != row[j] {
+					t.Errorf("%s: row %d %s = %#v, want %#v", when, i+1, c, got, row[j])
+				}
+			}
+		}
+	}
+	check("as written")
+	w, err := csvfile.OpenWith(t.Context(), path, csvfile.Options{AfterFunc: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Update(t.Context(), driver.Update{Key: 2, Set: driver.Values{driver.ColAttempts: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "\"two\r\nlines, \"\"quoted\"\"\"") {
+		t.Errorf("rewritten as %q", b)
+	}
+	check("rewritten")
+}
+
+// A table copied into a new CSV table keeps nan, inf and -inf as numbers,
+// not as empty cells or text.
+func TestInitKeepsSpecialFloats(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.csv")
+	s, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := [][]any{{math.NaN()}, {math.Inf(1)}, {math.Inf(-1)}, {1.5}, {nil}}
+	if err := s.Init(t.Context(), []string{"x"}, drivertest.Rows(in)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	r, err := csvfile.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows, _ := r.Select(t.Context(), driver.Filter{})
+	for i, row := range rows {
+		got, want := row.Data["x"], in[i][0]
+		if w, ok := want.(float64); ok && math.IsNaN(w) {
+			if g, ok := got.(float64); !ok || !math.IsNaN(g) {
+				t.Errorf("row %d: %#v, want NaN", i+1, got)
+			}
+		} else if got != want {
+			t.Errorf("row %d: %#v, want %#v", i+1, got, want)
 		}
 	}
 }

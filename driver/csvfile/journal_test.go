@@ -148,3 +148,36 @@ func TestReaderLeavesTheLock(t *testing.T) {
 		t.Errorf("a writer opened while a reader reads: %v", err)
 	}
 }
+
+// A change whose value is not UTF-8 (a back-end's message in Latin-1, say)
+// comes back from the journal byte for byte: a JSON string alone would
+// turn those bytes into U+FFFD.
+func TestJournalKeepsBytes(t *testing.T) {
+	const msg = "caf\xe9 \xff: failed"
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "jobs.csv")
+	s, err := OpenWith(ctx, src, Options{AfterFunc: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(ctx, []string{"tile"}, drivertest.Rows([][]any{{"a"}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, driver.Update{Key: 1, Set: driver.Values{driver.ColLastError: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() // killed now: the change is in the journal only
+	for _, name := range []string{"jobs.csv", "jobs.csv.journal"} {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(src), name))
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	r, err := OpenReader(ctx, filepath.Join(dir, "jobs.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if j, _ := r.Get(ctx, 1); j.LastError != msg {
+		t.Errorf("last_error = %q, want %q", j.LastError, msg)
+	}
+}
