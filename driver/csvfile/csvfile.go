@@ -202,7 +202,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	recs, err := readRecords(data)
+	recs, err := Records(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}

@@ -9,11 +9,14 @@ import (
 	"strings"
 )
 
-// readRecords reads every record of the CSV file held in data, each cell
-// exactly as written. encoding/csv checks the syntax and splits the
-// records, but it turns a \r\n line break inside a quoted cell into \n: the
-// cells of a record that holds one are read again from data.
-func readRecords(data []byte) ([][]string, error) {
+// Records reads every record of the CSV file held in data, each cell
+// exactly as written: bytes that are not UTF-8 and \r\n line breaks
+// inside quoted cells included. encoding/csv checks the syntax (its
+// *csv.ParseError names the line and column of an error) and splits the
+// records, but it turns a \r\n inside a quoted cell into \n: the cells of
+// a record that holds one are read again from data. Records with fewer or
+// more cells than the first are an error; empty lines are skipped.
+func Records(data []byte) ([][]string, error) {
 	r := csv.NewReader(bytes.NewReader(data))
 	var out [][]string
 	line, start := 1, int64(0) // the line number at offset start
