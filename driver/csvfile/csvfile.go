@@ -16,7 +16,6 @@
 package csvfile
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -28,7 +27,6 @@ import (
 	"log/slog"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -36,6 +34,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 func init() {
@@ -456,8 +455,9 @@ func (s *Store) flushLocked() error {
 		s.crash("published")
 		return nil
 	}
-	if err := writeAtomic(s.path, publish, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
+	fp := fingerprint.New()
+	if err := atomicfile.Write(s.path, perm(s.path), func(w io.Writer) error {
+		cw := csv.NewWriter(io.MultiWriter(w, fp))
 		if err := cw.Write(s.header); err != nil {
 			return err
 		}
@@ -476,7 +476,7 @@ func (s *Store) flushLocked() error {
 		}
 		cw.Flush()
 		return cw.Error()
-	}); err != nil {
+	}, func() error { return publish(fp.String()) }); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	if s.journal != nil {
@@ -496,10 +496,7 @@ func (s *Store) flushLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := writeAtomic(s.path+".journal", nil, func(w io.Writer) error {
-		_, err := w.Write(b)
-		return err
-	}); err != nil {
+	if err := atomicfile.WriteFile(s.path+".journal", b, perm(s.path+".journal")); err != nil {
 		return fmt.Errorf("write %s.journal: %w", s.path, err)
 	}
 	f, err := os.OpenFile(s.path+".journal", os.O_WRONLY|os.O_APPEND, 0o644)
@@ -552,45 +549,13 @@ func journalLines(entries []entry) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// writeAtomic writes a file through write into a temporary file beside
-// path, syncs it, tells ready its fingerprint, then renames it over path
-// and syncs the folder.
-func writeAtomic(path string, ready func(fp string) error, write func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
+// perm is the mode of the file at path, or 0644 for a new one, so that a
+// rewrite keeps the mode the user gave the table.
+func perm(path string) os.FileMode {
+	if fi, err := os.Stat(path); err == nil {
+		return fi.Mode().Perm()
 	}
-	defer os.Remove(f.Name())
-	fp := fingerprint.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, fp), 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if ready != nil {
-		if err := ready(fp.String()); err != nil {
-			return err
-		}
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return 0o644
 }
 
 func (s *Store) ready() error {

@@ -396,3 +396,31 @@ func TestInitKeepsSpecialFloats(t *testing.T) {
 		}
 	}
 }
+
+// A rewrite keeps the mode the user gave the table, and leaves no
+// temporary file beside it.
+func TestRewriteKeepsMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.csv")
+	os.WriteFile(path, []byte("year\n2000\n"), 0o640)
+	os.Chmod(path, 0o640)
+	s, err := csvfile.OpenWith(t.Context(), path, csvfile.Options{AfterFunc: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(t.Context(), driver.Update{Key: 1, Set: driver.Values{driver.ColAttempts: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("mode after a rewrite: %v, %v; want -rw-r-----", fi.Mode(), err)
+	}
+	s.Close()
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if e.Name() != "t.csv" && e.Name() != "t.csv.lock" {
+			t.Errorf("left beside the table: %s", e.Name())
+		}
+	}
+}
