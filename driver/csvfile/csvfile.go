@@ -62,15 +62,18 @@ type row struct {
 type Store struct {
 	path string
 
-	mu      sync.Mutex
-	lock    *os.File // nil when read-only
-	header  []string
-	col     map[string]int
-	user    []string
-	rows    []row // key = index + 1
-	journal *os.File
-	dirty   bool
-	closed  bool
+	mu   sync.Mutex
+	lock *os.File // nil when read-only
+	// createdLock: this store made the lock file, and removes it if no
+	// table comes of it.
+	createdLock bool
+	header      []string
+	col         map[string]int
+	user        []string
+	rows        []row // key = index + 1
+	journal     *os.File
+	dirty       bool
+	closed      bool
 
 	// counts is rows per back-end and status, nil until Counts first
 	// runs; apply keeps it. free is where Claim starts looking: no row
@@ -187,6 +190,7 @@ func open(path string, write bool, opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
+	s.createdLock = createdLock
 	return s, nil
 }
 
@@ -403,6 +407,10 @@ func (s *Store) Close() error {
 		s.journal.Close()
 	}
 	if s.lock != nil {
+		if s.header == nil && s.createdLock {
+			// No table was made (a failed Init): leave nothing behind.
+			os.Remove(s.path + ".lock")
+		}
 		s.lock.Close() // releases the flock
 	}
 	return err
@@ -629,7 +637,12 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 				}
 				v = nv
 			}
-			cells[i] = Format(v)
+			cell, ok := formatCell(v)
+			if !ok {
+				s.header = nil
+				return fmt.Errorf("row %d, column %q: a %T value (%v), which a CSV table cannot keep", n, c, v, v)
+			}
+			cells[i] = cell
 		}
 		if cells[s.col[driver.ColStatus]] == "" {
 			cells[s.col[driver.ColStatus]] = string(driver.NotStarted)

@@ -424,3 +424,22 @@ func TestRewriteKeepsMode(t *testing.T) {
 		}
 	}
 }
+
+// A value the CSV table cannot keep is refused by Init with its row and
+// column, not written as an empty cell; nothing is written.
+func TestInitRefusesUnknownTypes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.csv")
+	s, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := [][]any{{"a", int64(1)}, {"b", []byte("blob")}}
+	err = s.Init(t.Context(), []string{"name", "data"}, drivertest.Rows(in))
+	if err == nil || !strings.Contains(err.Error(), "row 2") || !strings.Contains(err.Error(), `"data"`) {
+		t.Errorf("err = %v, want row 2, column \"data\"", err)
+	}
+	s.Close()
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) > 0 {
+		t.Errorf("left behind: %v", entries)
+	}
+}

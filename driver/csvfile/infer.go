@@ -65,10 +65,21 @@ func convert(v string, kind rune) any {
 	return v
 }
 
+// formatCell is Format for the values it knows: it reports false for any
+// other, which Format would write as an empty cell.
+func formatCell(v any) (string, bool) {
+	switch v.(type) {
+	case nil, string, bool, int64, int, float64:
+		return Format(v), true
+	}
+	return "", false
+}
+
 // Format writes a value as pandas writes it in a CSV file: floats with a
 // decimal point ("2020.0"), infinities as inf and -inf, booleans as True
 // and False, nil as empty. A NaN is written nan (pandas writes an empty
 // cell, which would read back as nil): pandas reads it as NaN, Infer too.
+// Values of any other type are written empty; Init refuses them.
 func Format(v any) string {
 	switch x := v.(type) {
 	case nil:
