@@ -8,9 +8,16 @@
 // appended to a journal beside it (path + ".journal", one JSON line each,
 // synced) and folded into the CSV file, rewritten atomically (temporary
 // file, sync, rename, sync of the folder), on Flush (driver.Flusher: the
-// manager calls it once per tracking cycle) and at Close. Opening a table
-// replays its journal: a crash loses nothing. The journal names the
-// version of the CSV file it applies to, and is not replayed onto another.
+// manager calls it once per tracking cycle) and at Close, and within a
+// second of a change that gives a row its job id (Options.PromptDelay).
+// Opening a table replays its journal: a crash loses nothing. The journal
+// names the version of the CSV file it applies to, and is not replayed
+// onto another.
+//
+// The file never shows an active row without its job id, which the
+// Python client, resuming the file alone, would track as job "nan" for
+// ever: a row claimed whose job is being created is written not_started,
+// and its claim stays in the journal for our next run.
 // A lock file (path + ".lock") keeps a second process from writing the
 // table; a process that cannot get it opens the table read-only.
 package csvfile
@@ -469,14 +476,16 @@ func (s *Store) flushLocked() error {
 		if err := cw.Write(s.header); err != nil {
 			return err
 		}
+		next := masked
 		for i, r := range s.rows {
 			cells := r.cells
-			if e, ok := s.masked(i); ok {
+			if len(next) > 0 && next[0].K == int64(i+1) {
 				cells = slices.Clone(cells)
-				for c := range e.S {
+				for c := range next[0].S {
 					cells[s.col[c]] = ""
 				}
 				cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
+				next = next[1:]
 			}
 			if err := cw.Write(cells); err != nil {
 				return err
