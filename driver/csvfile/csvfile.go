@@ -237,14 +237,12 @@ func (s *Store) load() error {
 		}
 		// As Init does, and as the Python client does for a table
 		// without a status column: a row without a status is not_started.
+		// Like the added columns, this reaches the file with the first
+		// change: opening a table and changing nothing leaves it as it is.
 		if st := &cells[s.col[driver.ColStatus]]; *st == "" {
 			*st = string(driver.NotStarted)
-			s.dirty = true
 		}
 		s.rows[i].cells = cells
-	}
-	if len(s.header) > len(header) {
-		s.dirty = true // the manager's columns are added at the next rewrite
 	}
 	s.typeUserColumns()
 	return s.replay()

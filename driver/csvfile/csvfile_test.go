@@ -443,3 +443,24 @@ func TestInitRefusesUnknownTypes(t *testing.T) {
 		t.Errorf("left behind: %v", entries)
 	}
 }
+
+// A writer that changes nothing leaves a plain CSV as it was: the
+// manager's columns come with the first change.
+func TestPlainCSVUnchangedWithoutChanges(t *testing.T) {
+	const plain = "year,title\n2000,a\n2001,\n"
+	path := filepath.Join(t.TempDir(), "t.csv")
+	os.WriteFile(path, []byte(plain), 0o644)
+	w, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != plain {
+		t.Errorf("rewritten without a change:\n%s", b)
+	}
+}
