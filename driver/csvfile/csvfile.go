@@ -192,6 +192,9 @@ func open(path string, write bool, opts Options) (*Store, error) {
 			os.Remove(path + ".lock")
 		}
 		s.closed = true // nothing to flush: the table was not loaded
+		if s.journal != nil {
+			s.journal.Close()
+		}
 		if s.lock != nil {
 			s.lock.Close()
 		}
