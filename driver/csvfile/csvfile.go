@@ -34,7 +34,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -201,7 +203,24 @@ func open(path string, write bool, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.createdLock = createdLock
+	if s.lock != nil {
+		s.removeTemps()
+	}
 	return s, nil
+}
+
+// removeTemps removes the temporary files (atomicfile's ".<name>.*.tmp")
+// that a rewrite of the table or of its journal, killed before its
+// rename, left beside the table. Only the lock's holder rewrites, so none
+// of them is being written.
+func (s *Store) removeTemps() {
+	dir, base := filepath.Split(s.path)
+	entries, _ := os.ReadDir(filepath.Clean(dir + "."))
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "."+base+".") && strings.HasSuffix(n, ".tmp") && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 // errRewritten means the journal belongs to another version of the file.

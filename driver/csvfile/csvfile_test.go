@@ -464,3 +464,40 @@ func TestPlainCSVUnchangedWithoutChanges(t *testing.T) {
 		t.Errorf("rewritten without a change:\n%s", b)
 	}
 }
+
+// The temporary files of rewrites killed before their rename are removed
+// by the next writer, not by a reader (whose writer may be writing them).
+func TestKilledRewriteTempsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "jobs.csv")
+	os.WriteFile(path, []byte("year\n2000\n"), 0o644)
+	temps := []string{".jobs.csv.123.tmp", ".jobs.csv.journal.456.tmp"}
+	for _, n := range append(temps, "other.tmp", ".jobs.csvx.1.tmp") {
+		os.WriteFile(filepath.Join(dir, n), []byte("half"), 0o644)
+	}
+	r, err := csvfile.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	for _, n := range temps {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("a reader removed %s", n)
+		}
+	}
+	w, err := csvfile.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	for _, n := range temps {
+		if _, err := os.Stat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", n, err)
+		}
+	}
+	for _, n := range []string{"other.tmp", ".jobs.csvx.1.tmp"} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s, not ours, was removed", n)
+		}
+	}
+}
