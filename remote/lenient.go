@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"encoding/json"
+	"iter"
 	"maps"
 	"slices"
 )
@@ -30,6 +31,19 @@ func object(b []byte, prefix string, odd *[]string) (fields, bool) {
 	return fields{raw: raw, prefix: prefix, odd: odd}, true
 }
 
+// document starts reading the document b: an error when b is not JSON;
+// ok false, and odd ["(not an object)"], when it is not an object.
+func document(b []byte, odd *[]string) (f fields, ok bool, err error) {
+	if !json.Valid(b) {
+		var v any
+		return fields{}, false, json.Unmarshal(b, &v) // the syntax error
+	}
+	if f, ok = object(b, "", odd); !ok {
+		*odd = []string{"(not an object)"}
+	}
+	return f, ok, nil
+}
+
 // field decodes the field key into dst, leaving dst as it is when the field
 // is absent or null, and noting key as odd when it has another type.
 func field[T any](f fields, key string, dst *T) {
@@ -45,21 +59,43 @@ func field[T any](f fields, key string, dst *T) {
 	*dst = t
 }
 
+// members yields, in key order, the members of the object field key that
+// are objects themselves (usage metrics, assets). The field, or a member,
+// of another type is noted as odd.
+func (f fields) members(key string) iter.Seq2[string, fields] {
+	return func(yield func(string, fields) bool) {
+		v, ok := f.raw[key]
+		if !ok || isNull(v) {
+			return
+		}
+		obj, ok := object(v, f.prefix+key+".", f.odd)
+		if !ok {
+			*f.odd = append(*f.odd, f.prefix+key)
+			return
+		}
+		for _, name := range slices.Sorted(maps.Keys(obj.raw)) {
+			m, ok := object(obj.raw[name], obj.prefix+name+".", f.odd)
+			if !ok {
+				*f.odd = append(*f.odd, obj.prefix+name)
+				continue
+			}
+			if !yield(name, m) {
+				return
+			}
+		}
+	}
+}
+
 func isNull(v json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(v), []byte("null")) }
 
 // UnmarshalJSON reads a job document field by field (see Odd). It fails
 // only when b is not JSON at all; a JSON value that is not an object gives
 // an empty Job with Odd ["(not an object)"].
 func (j *Job) UnmarshalJSON(b []byte) error {
-	if !json.Valid(b) {
-		var v any
-		return json.Unmarshal(b, &v) // the syntax error
-	}
 	*j = Job{}
-	f, ok := object(b, "", &j.Odd)
+	f, ok, err := document(b, &j.Odd)
 	if !ok {
-		j.Odd = []string{"(not an object)"}
-		return nil
+		return err
 	}
 	field(f, "id", &j.ID)
 	field(f, "status", &j.Status)
@@ -71,33 +107,22 @@ func (j *Job) UnmarshalJSON(b []byte) error {
 	field(f, "costs", &j.Costs)
 	field(f, "process", &j.Process)
 	field(f, "links", &j.Links)
-	if v, ok := f.raw["usage"]; ok && !isNull(v) {
-		u, ok := object(v, "usage.", &j.Odd)
-		if !ok {
-			j.Odd = append(j.Odd, "usage")
+	for name, m := range f.members("usage") {
+		var value *float64
+		var metric Metric
+		field(m, "value", &value)
+		field(m, "unit", &metric.Unit)
+		if value == nil {
+			if v, had := m.raw["value"]; !had || isNull(v) {
+				j.Odd = append(j.Odd, "usage."+name+".value")
+			}
+			continue // no number: no metric, rather than an invented 0
 		}
-		for _, name := range slices.Sorted(maps.Keys(u.raw)) {
-			m, ok := object(u.raw[name], "usage."+name+".", &j.Odd)
-			if !ok {
-				j.Odd = append(j.Odd, "usage."+name)
-				continue
-			}
-			var value *float64
-			var metric Metric
-			field(m, "value", &value)
-			field(m, "unit", &metric.Unit)
-			if value == nil {
-				if _, had := m.raw["value"]; !had || isNull(m.raw["value"]) {
-					j.Odd = append(j.Odd, "usage."+name+".value")
-				}
-				continue // no number: no metric, rather than an invented 0
-			}
-			metric.Value = *value
-			if j.Usage == nil {
-				j.Usage = map[string]Metric{}
-			}
-			j.Usage[name] = metric
+		metric.Value = *value
+		if j.Usage == nil {
+			j.Usage = map[string]Metric{}
 		}
+		j.Usage[name] = metric
 	}
 	return nil
 }
@@ -106,42 +131,26 @@ func (j *Job) UnmarshalJSON(b []byte) error {
 // on its own: an asset that cannot be read is left out and named in Odd
 // ("assets.<key>"), a field of it that cannot be read is absent.
 func (r *Results) UnmarshalJSON(b []byte) error {
-	if !json.Valid(b) {
-		var v any
-		return json.Unmarshal(b, &v)
-	}
 	*r = Results{}
-	f, ok := object(b, "", &r.Odd)
+	f, ok, err := document(b, &r.Odd)
 	if !ok {
-		r.Odd = []string{"(not an object)"}
-		return nil
+		return err
 	}
 	field(f, "type", &r.Type)
 	field(f, "id", &r.ID)
 	field(f, "links", &r.Links)
-	if v, ok := f.raw["assets"]; ok && !isNull(v) {
-		as, ok := object(v, "assets.", &r.Odd)
-		if !ok {
-			r.Odd = append(r.Odd, "assets")
+	for key, af := range f.members("assets") {
+		var a Asset
+		field(af, "href", &a.Href)
+		field(af, "title", &a.Title)
+		field(af, "type", &a.Type)
+		field(af, "roles", &a.Roles)
+		field(af, "file:size", &a.FileSize)
+		field(af, "file:checksum", &a.FileChecksum)
+		if r.Assets == nil {
+			r.Assets = map[string]Asset{}
 		}
-		for _, key := range slices.Sorted(maps.Keys(as.raw)) {
-			af, ok := object(as.raw[key], "assets."+key+".", &r.Odd)
-			if !ok {
-				r.Odd = append(r.Odd, "assets."+key)
-				continue
-			}
-			var a Asset
-			field(af, "href", &a.Href)
-			field(af, "title", &a.Title)
-			field(af, "type", &a.Type)
-			field(af, "roles", &a.Roles)
-			field(af, "file:size", &a.FileSize)
-			field(af, "file:checksum", &a.FileChecksum)
-			if r.Assets == nil {
-				r.Assets = map[string]Asset{}
-			}
-			r.Assets[key] = a
-		}
+		r.Assets[key] = a
 	}
 	return nil
 }
