@@ -152,6 +152,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 			log.WarnContext(ctx, "describe final job", "err", err)
 		} else {
 			rj = full
+			if len(rj.Odd) > 0 {
+				log.DebugContext(ctx, "job description: fields of an unexpected type read as absent", "fields", rj.Odd)
+			}
 			for name, col := range map[string]string{"cpu": driver.ColCPU, "memory": driver.ColMemory, "duration": driver.ColDuration} {
 				if u, ok := rj.Usage[name]; ok {
 					set[col] = u.String()

@@ -41,6 +41,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/gofrs/flock"
+
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/internal/atomicfile"
@@ -72,7 +74,7 @@ type Store struct {
 	path string
 
 	mu   sync.Mutex
-	lock *os.File // nil when read-only
+	lock *flock.Flock // nil when read-only
 	// createdLock: this store made the lock file, and removes it if no
 	// table comes of it.
 	createdLock bool
@@ -164,18 +166,13 @@ func open(path string, write bool, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts}
 	createdLock := false
 	if write {
-		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o644)
-		createdLock = err == nil
-		if errors.Is(err, os.ErrExist) {
-			lf, err = os.OpenFile(path+".lock", os.O_RDWR, 0o644)
-		}
-		if err == nil {
-			if tryLock(lf) == nil {
-				s.lock = lf
-			} else {
-				lf.Close()
-				createdLock = false
-			}
+		// The kernel (or Windows) drops the lock when the process ends,
+		// however it ends. A lock that cannot be had opens read-only.
+		_, statErr := os.Stat(path + ".lock")
+		lf := flock.New(path+".lock", flock.SetPermissions(0o644))
+		if ok, err := lf.TryLock(); err == nil && ok {
+			s.lock = lf
+			createdLock = errors.Is(statErr, os.ErrNotExist)
 		}
 	}
 	err := s.load()
@@ -438,7 +435,7 @@ func (s *Store) Close() error {
 			// No table was made (a failed Init): leave nothing behind.
 			os.Remove(s.path + ".lock")
 		}
-		s.lock.Close() // releases the flock
+		s.lock.Close() // releases the lock
 	}
 	return err
 }
