@@ -86,8 +86,10 @@ func (b *backendFlag) Set(v string) error {
 	return nil
 }
 
-// parseBackend parses NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// parseBackend parses [NAME=]URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// Without NAME= the name is the URL's host (see backendName).
 func parseBackend(v string) (backendSpec, error) {
+	v = backendName(v)
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
 		return backendSpec{}, fmt.Errorf("want NAME=URL[,parallel=N][,queue=N], got %q", v)
