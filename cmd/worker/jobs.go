@@ -67,29 +67,49 @@ func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
 // pick returns the selected rows of store, the table at location, in
 // table order.
 func (s *selection) pick(ctx context.Context, store driver.Store, location string) ([]driver.Job, error) {
-	rows, err := store.Select(ctx, driver.Filter{Statuses: s.statuses, Backend: s.backend})
+	f := driver.Filter{Statuses: s.statuses, Backend: s.backend}
+	if s.where != "" {
+		f = driver.Filter{} // --where needs every row, to match the snapshot's
+	}
+	rows, err := store.Select(ctx, f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", location, err)
 	}
-	if s.where == "" {
-		return rows, nil
+	return s.filter(ctx, rows, location, s.where != "")
+}
+
+// filter returns the selected rows among rows. all says rows are every row
+// of the table at location in table order, which --where needs; without
+// it, rows are already chosen by status and back-end.
+func (s *selection) filter(ctx context.Context, rows []driver.Job, location string, all bool) ([]driver.Job, error) {
+	keep := func(j driver.Job) bool {
+		return (len(s.statuses) == 0 || slices.Contains(s.statuses, j.Status)) && (s.backend == "" || j.Backend == s.backend)
 	}
-	all, err := store.Select(ctx, driver.Filter{})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
+	if s.where != "" {
+		if !all {
+			return nil, fmt.Errorf("internal error: --where without every row")
+		}
+		idx, n, err := whereRows(ctx, location, s.where)
+		if err != nil {
+			return nil, err
+		}
+		if n != len(rows) {
+			return nil, fmt.Errorf("%s: the table has %d rows, its snapshot for --where %d: try again", location, len(rows), n)
+		}
+		match := map[int64]bool{}
+		for _, i := range idx {
+			match[rows[i].Key] = true
+		}
+		base := keep
+		keep = func(j driver.Job) bool { return match[j.Key] && base(j) }
 	}
-	idx, n, err := whereRows(ctx, location, s.where)
-	if err != nil {
-		return nil, err
+	var out []driver.Job
+	for _, j := range rows {
+		if keep(j) {
+			out = append(out, j)
+		}
 	}
-	if n != len(all) {
-		return nil, fmt.Errorf("%s: the table has %d rows, its snapshot for --where %d: try again", location, len(all), n)
-	}
-	keep := map[int64]bool{}
-	for _, i := range idx {
-		keep[all[i].Key] = true
-	}
-	return slices.DeleteFunc(rows, func(j driver.Job) bool { return !keep[j.Key] }), nil
+	return out, nil
 }
 
 // whereRows evaluates the SQL condition where over the table as worker
