@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -180,5 +181,210 @@ func TestRetryRefusesWhileTableIsWritten(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "jobs.csv")); !bytes.Equal(before, after) {
 		t.Errorf("table changed:\n%s\n->\n%s", before, after)
+	}
+}
+
+// waitFor polls cond until it holds, or fails the test after a minute.
+// It asserts nothing about time: a slow machine only waits longer.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for range 6000 {
+		if cond() {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("gave up waiting for %s", what)
+}
+
+// TestCancelDuringRun cancels the running jobs of a table while a run
+// holds it: the back-end's jobs end canceled, the rows record it, and the
+// run ends.
+func TestCancelDuringRun(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{QueueTime: 10 * time.Millisecond, RunTime: time.Hour})
+	defer srv.Close()
+	dir := newTable(t, 3)
+	run := cmd(t.Context(), dir, fakeEnv, "run", "--db", "jobs.db", "--backend", "fake="+srv.URL+",parallel=2",
+		"--process", "p.json", "--root-dir", "res", "--poll", "20ms")
+	var runErr bytes.Buffer
+	run.Stderr = &runErr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer run.Process.Kill()
+	running := func() []string {
+		var ids []string
+		for _, j := range srv.Jobs() {
+			if j.Status == "running" {
+				ids = append(ids, j.ID)
+			}
+		}
+		return ids
+	}
+	waitFor(t, "two running jobs", func() bool { return len(running()) == 2 })
+	waitFor(t, "the run to record them", func() bool {
+		n := 0
+		for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+			if r.Status == driver.Running {
+				n++
+			}
+		}
+		return n == 2
+	})
+
+	// Rows 1 and 2 are running; row 3 waits. Cancel row 1 by number.
+	out := mustWork(t, dir, fakeEnv, "cancel", "1", "--db", "jobs.db", "--backend", "fake="+srv.URL, "--json")
+	var res struct {
+		Canceled []struct {
+			Row      int64  `json:"row"`
+			ID       string `json:"id"`
+			Recorded bool   `json:"recorded"`
+		} `json:"canceled"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Canceled) != 1 || res.Canceled[0].Row != 1 || !res.Canceled[0].Recorded {
+		t.Fatalf("cancel 1 --json: %v %s", err, out)
+	}
+	// Then every other active row, row 3 included once it runs.
+	for {
+		rows := readRows(t, filepath.Join(dir, "jobs.db"))
+		active := 0
+		for _, r := range rows {
+			if r.Status.Active() || r.Status == driver.NotStarted {
+				active++
+			}
+		}
+		if active == 0 {
+			break
+		}
+		mustWork(t, dir, fakeEnv, "cancel", "--db", "jobs.db", "--backend", "fake="+srv.URL)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := run.Wait(); err != nil && exitCode(err) == 2 {
+		t.Errorf("run: %v\n%s", err, runErr.String())
+	}
+	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+		if r.Status != driver.Canceled {
+			t.Errorf("row %d: %q, want canceled", r.Key, r.Status)
+		}
+	}
+	for _, j := range srv.Jobs() {
+		if j.Status == "running" || j.Status == "queued" {
+			t.Errorf("back-end job %s still %s", j.ID, j.Status)
+		}
+	}
+	if n := srv.Requests()["DELETE /jobs/{job_id}/results"]; n < 3 {
+		t.Errorf("%d cancel requests, want one per job (3)", n)
+	}
+}
+
+// TestLogsAndDownload reads a failed job's logs by row and by job id (with
+// a --backend URL named after its host), then fetches the results that a
+// run left undownloaded, and again after one file was cut short.
+func TestLogsAndDownload(t *testing.T) {
+	var fail atomic.Bool
+	fail.Store(true)
+	srv := failingServer(t, &fail)
+	dir := newTable(t, 3)
+	backend := "fake=" + srv.URL
+	if _, errOut, code := work(t, dir, fakeEnv, "run", "--db", "jobs.db", "--backend", backend, "--process", "p.json",
+		"--root-dir", "res", "--poll", "20ms", "--no-download"); code == 2 {
+		t.Fatalf("run: %s", errOut)
+	}
+	rows := readRows(t, filepath.Join(dir, "jobs.db"))
+	failed := rowByTitle(t, rows, "row 1")
+
+	out := mustWork(t, dir, fakeEnv, "logs", strconvI(failed.Key), "--db", "jobs.db", "--backend", backend, "--level", "error")
+	if !strings.Contains(out, "out of memory in row 1") || strings.Contains(out, "job created") {
+		t.Errorf("logs --level error of row %d:\n%s", failed.Key, out)
+	}
+	out = mustWork(t, dir, []string{"OPENEO_USERNAME=user", "OPENEO_PASSWORD=password"}, "logs", failed.ID, "--backend", srv.URL, "--json")
+	var entries []remote.LogEntry
+	if err := json.Unmarshal([]byte(out), &entries); err != nil || len(entries) != 2 || entries[1].Code != "JobFailed" {
+		t.Errorf("logs %s --json: %v\n%s", failed.ID, err, out)
+	}
+
+	// --no-download left every result missing.
+	out = mustWork(t, dir, fakeEnv, "download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res", "--dry-run", "--json")
+	var res struct {
+		Rows []struct {
+			Row     int64    `json:"row"`
+			ID      string   `json:"id"`
+			Missing []string `json:"missing"`
+			Done    bool     `json:"downloaded"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 2 {
+		t.Fatalf("download --dry-run: %v\n%s", err, out)
+	}
+	for _, r := range res.Rows {
+		if len(r.Missing) != 2 || r.Done {
+			t.Errorf("dry run, row %d: missing %v downloaded %v; want result.tif and the metadata, nothing done", r.Row, r.Missing, r.Done)
+		}
+		if _, err := os.Stat(worker.JobDir(filepath.Join(dir, "res"), r.ID)); !os.IsNotExist(err) {
+			t.Errorf("dry run wrote the folder of job %s", r.ID)
+		}
+	}
+	mustWork(t, dir, fakeEnv, "download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res")
+	var ids []string
+	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+		if r.Status != driver.Finished {
+			continue
+		}
+		ids = append(ids, r.ID)
+		if r.DownloadPending {
+			t.Errorf("row %d: download_pending still set", r.Key)
+		}
+		for _, f := range []string{"result.tif", "job_" + r.ID + ".json"} {
+			if _, err := os.Stat(filepath.Join(worker.JobDir(filepath.Join(dir, "res"), r.ID), f)); err != nil {
+				t.Errorf("row %d: %v", r.Key, err)
+			}
+		}
+	}
+
+	// A file cut short is found and fetched again; complete ones are not.
+	cut := filepath.Join(worker.JobDir(filepath.Join(dir, "res"), ids[0]), "result.tif")
+	os.Truncate(cut, 10)
+	before := srv.Requests()["GET /assets/{job_id}/{name}"]
+	out = mustWork(t, dir, fakeEnv, "download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res")
+	if !strings.Contains(out, "10 of 1024 bytes") || !strings.Contains(out, "1 downloaded") {
+		t.Errorf("download after a cut file:\n%s", out)
+	}
+	if fi, err := os.Stat(cut); err != nil || fi.Size() != 1024 {
+		t.Errorf("%s after download: %v %v", cut, fi, err)
+	}
+	if n := srv.Requests()["GET /assets/{job_id}/{name}"] - before; n != 1 {
+		t.Errorf("%d asset downloads, want 1 (only the cut file's job)", n)
+	}
+}
+
+func strconvI(k int64) string { return strconv.FormatInt(k, 10) }
+
+// TestVersionAndFlagOrder: version prints the build's versions, and flags
+// are accepted after positional arguments.
+func TestVersionAndFlagOrder(t *testing.T) {
+	dir := newTable(t, 3)
+	out := mustWork(t, dir, nil, "version", "--json")
+	var v struct {
+		Go   string            `json:"go"`
+		Deps map[string]string `json:"dependencies"`
+	}
+	if err := json.Unmarshal([]byte(out), &v); err != nil || !strings.HasPrefix(v.Go, "go1.") ||
+		!strings.HasPrefix(v.Deps["modernc.org/sqlite"], "v1.") || !strings.HasPrefix(v.Deps["github.com/duckdb/duckdb-go/v2"], "v2.") {
+		t.Errorf("version --json: %v\n%s", err, out)
+	}
+	if out := mustWork(t, dir, nil, "version"); !strings.Contains(out, "commit") || !strings.Contains(out, "modernc.org/sqlite") {
+		t.Errorf("version:\n%s", out)
+	}
+
+	out = mustWork(t, dir, nil, "query", "select count(*) as n from jobs where year > 2000", "--db", "jobs.db", "--format", "csv")
+	if out != "n\n2\n" {
+		t.Errorf("query with flags after the SQL: %q", out)
+	}
+	out = mustWork(t, dir, nil, "jobs", "--where", "year >= 2001 and title <> 'row 2'", "--db", "jobs.db", "--columns", "title")
+	if !strings.Contains(out, "row 1") || strings.Contains(out, "row 2") || strings.Contains(out, "row 0") {
+		t.Errorf("jobs --where:\n%s", out)
+	}
+	if _, errOut, code := work(t, dir, nil, "jobs", "--db", "jobs.db", "--where", "nope > 1"); code != 2 || !strings.Contains(errOut, "nope") {
+		t.Errorf("jobs --where with a bad column: exit %d %s", code, errOut)
 	}
 }
