@@ -388,3 +388,43 @@ func TestVersionAndFlagOrder(t *testing.T) {
 		t.Errorf("jobs --where with a bad column: exit %d %s", code, errOut)
 	}
 }
+
+// TestInitAppend grows a table with the rows of a new input, refusing an
+// input with a key already there and leaving the table untouched then.
+func TestInitAppend(t *testing.T) {
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
+		t.Run(db, func(t *testing.T) {
+			dir := newTableAt(t, 3, db) // years 2000-2002
+			os.WriteFile(filepath.Join(dir, "dup.csv"), []byte("year,title\n2003,row 3\n2001,again\n"), 0o644)
+			before, _ := os.ReadFile(filepath.Join(dir, db))
+			_, errOut, code := work(t, dir, nil, "init", "--append", "--from", "dup.csv", "--db", db, "--key", "year")
+			if code != 1 || !strings.Contains(errOut, "dup.csv") || !strings.Contains(errOut, "row 2 (year=2001)") || !strings.Contains(errOut, "nothing was added") {
+				t.Errorf("append with a duplicate key: exit %d %q", code, errOut)
+			}
+			if after, _ := os.ReadFile(filepath.Join(dir, db)); !bytes.Equal(before, after) {
+				t.Errorf("refused append changed %s", db)
+			}
+			if _, errOut, code := work(t, dir, nil, "init", "--append", "--from", "dup.csv", "--db", db); code != 2 || !strings.Contains(errOut, "--key") {
+				t.Errorf("append without --key: exit %d %q", code, errOut)
+			}
+
+			os.WriteFile(filepath.Join(dir, "more.csv"), []byte("year,title,cloud\n2003,row 3,0.5\n2004,row 4,\n"), 0o644)
+			out := mustWork(t, dir, nil, "init", "--append", "--from", "more.csv", "--db", db, "--key", "year")
+			if !strings.Contains(out, "added 2 rows") || !strings.Contains(out, "cloud") {
+				t.Errorf("append: %s", out)
+			}
+			rows := readRows(t, filepath.Join(dir, db))
+			if len(rows) != 5 {
+				t.Fatalf("%d rows after append, want 5", len(rows))
+			}
+			for i, r := range rows {
+				if r.Data["year"] != int64(2000+i) || r.Status != driver.NotStarted {
+					t.Errorf("row %d: year %#v status %q", i, r.Data["year"], r.Status)
+				}
+			}
+			if rows[3].Data["cloud"] != 0.5 || rows[0].Data["cloud"] != nil {
+				t.Errorf("new column cloud: %#v %#v", rows[3].Data["cloud"], rows[0].Data["cloud"])
+			}
+		})
+	}
+}
