@@ -33,7 +33,7 @@ Example:
   worker init --from tiles.csv --db jobs.db
   worker init --from aois.geojson --db jobs.csv
   worker init --append --from more-tiles.csv --db jobs.db --key tile,year
-`+appendUsage,
+` + appendUsage,
 	run: runInit,
 }
 
