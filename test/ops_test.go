@@ -428,3 +428,16 @@ func TestInitAppend(t *testing.T) {
 		})
 	}
 }
+
+// TestOpsHelp: each new command explains itself with an example.
+func TestOpsHelp(t *testing.T) {
+	for _, sub := range []string{"jobs", "retry", "cancel", "logs", "download", "version", "init"} {
+		out, errOut, code := work(t, t.TempDir(), nil, sub, "--help")
+		if code != 0 || !strings.Contains(out+errOut, "Example") || !strings.Contains(out+errOut, "worker "+sub) {
+			t.Errorf("worker %s --help: exit %d\n%s%s", sub, code, out, errOut)
+		}
+	}
+	if out, errOut, _ := work(t, t.TempDir(), nil, "init", "--help"); !strings.Contains(out+errOut, "--append") {
+		t.Errorf("init --help does not explain --append")
+	}
+}
