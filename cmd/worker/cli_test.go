@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,5 +79,18 @@ func TestBackendNamedAfterHost(t *testing.T) {
 	spec, err = parseBackend("vito=https://openeo.vito.be/?a=b")
 	if err != nil || spec.name != "vito" || spec.url != "https://openeo.vito.be/?a=b" {
 		t.Errorf("named: got %+v, %v", spec, err)
+	}
+}
+
+// TestCommandsParseFirst: flagsFirst learns a command's flags by running it
+// with -h, so every command must define its flags and parse before it does
+// anything else, answering -h with flag.ErrHelp.
+func TestCommandsParseFirst(t *testing.T) {
+	for _, c := range commands {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		if err := c.run(t.Context(), fs, []string{"-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("worker %s -h: %v, want flag.ErrHelp before any work", c.name, err)
+		}
 	}
 }
