@@ -29,7 +29,8 @@ each parameter takes the row's column of the same name, else its default.
 Rows go to whichever back-end has a free slot. Results land in
 ROOT/job_<id>/ with job_<id>.json; failed jobs get job_<id>_errors.json.
 
---backend may be repeated. parallel is the number of active jobs allowed on
+--backend may be repeated; a URL without NAME= is named after its host
+(https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
 the back-end (default 2), queue the number allowed in the queue (default 10),
 rps the requests per second sent to it and starts-per-minute the job starts
 (no limit by default; CDSE allows 12 starts a minute).
@@ -86,8 +87,10 @@ func (b *backendFlag) Set(v string) error {
 	return nil
 }
 
-// parseBackend parses NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// parseBackend parses [NAME=]URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// Without NAME= the name is the URL's host (see backendName).
 func parseBackend(v string) (backendSpec, error) {
+	v = backendName(v)
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
 		return backendSpec{}, fmt.Errorf("want NAME=URL[,parallel=N][,queue=N], got %q", v)
