@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"strings"
 	"sync"
 
@@ -21,6 +22,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
@@ -31,7 +33,20 @@ func init() {
 		Open: func(ctx context.Context, path string) (driver.Store, error) {
 			return Open(ctx, path)
 		},
+		Remove: Remove,
 	})
+}
+
+// Remove removes the database at path with the files SQLite keeps beside
+// it (write-ahead log, shared memory, rollback journal).
+func Remove(path string) error {
+	var errs []error
+	for _, f := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 const keyColumn = "_key"
@@ -163,6 +178,7 @@ func (s *Store) adopt(ctx context.Context) ([]string, error) {
 	if err := checkStatuses(ctx, tx, s.path); err != nil {
 		return nil, err
 	}
+	crashpoint.Hit("sqlite: table adopted, not committed")
 	if err := tx.Commit(); err != nil {
 		return nil, interpretError(err)
 	}
@@ -389,6 +405,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 			return interpretError(err)
 		}
 	}
+	crashpoint.Hit("sqlite: table made, not committed")
 	if err := tx.Commit(); err != nil {
 		return interpretError(err)
 	}
