@@ -124,6 +124,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("ClaimWithin", h.testClaimWithin)
 	t.Run("ClaimWithinConcurrent", h.testClaimWithinConcurrent)
 	t.Run("Durability", h.testDurability)
+	t.Run("CrashDuringOpen", h.testCrashDuringOpen)
 	t.Run("ForeignTable", h.testForeignTable)
 	t.Run("ForeignUnknownStatus", h.testForeignUnknownStatus)
 }
