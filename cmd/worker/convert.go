@@ -303,7 +303,8 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 			return fmt.Errorf("%s: %w", *db, err)
 		}
 	} else if _, err := createTable(ctx, *to, t); err != nil {
-		return fmt.Errorf("%s: %w", *to, err)
+		// Rows are numbered as in the table read.
+		return fmt.Errorf("export %s to %s: %w", *db, *to, err)
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.rows), *db, *to)
 	return nil

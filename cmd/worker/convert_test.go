@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -192,5 +193,46 @@ func TestQueryHiveLikeFolder(t *testing.T) {
 	code, out := cli(t, dir, "query", "--db", "year=2020/jobs.parquet", "--format", "csv", "select count(*) as n from (describe jobs) where column_name = 'year'")
 	if code != 0 || out != "n\n0\n" {
 		t.Errorf("exit %d: %q, want no year column", code, out)
+	}
+}
+
+// A cell that is not UTF-8 (a Latin-1 file) is kept where the store keeps
+// it (SQLite) and refused, naming file, row and column, where it would
+// become NULL (Parquet, DuckDB); a refused table leaves no file.
+func TestInitNonUTF8(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "latin1.csv"), []byte("name,year\ncafe,2020\ncaf\xe9,2021\n"), 0o644)
+	for _, db := range []string{"t.parquet", "t.duckdb"} {
+		code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", db)
+		if code != 1 || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+			t.Errorf("init --db %s: exit %d: %s", db, code, out)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
+			t.Errorf("init --db %s left %v", db, left)
+		}
+	}
+	if code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", "t.db"); code != 0 {
+		t.Fatalf("init --db t.db: exit %d: %s", code, out)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := db.QueryRow("select name from jobs where year = 2021").Scan(&name); err != nil || name != "caf\xe9" {
+		t.Errorf("SQLite cell = %q, %v; want it kept", name, err)
+	}
+	db.Close()
+	// query reads through DuckDB, which would show NULL: it says so.
+	code, out := cli(t, dir, "query", "--db", "t.db", "select name from jobs")
+	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		t.Errorf("query: exit %d: %s", code, out)
+	}
+	code, out = cli(t, dir, "export", "--db", "t.db", "--to", "out.parquet")
+	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		t.Errorf("export to Parquet: exit %d: %s", code, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "out.*")); len(left) > 0 {
+		t.Errorf("export left %v", left)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2"
 )
@@ -156,8 +157,13 @@ func copyJobs(ctx context.Context, duck *sql.DB, location string) error {
 			return err
 		}
 		vals := make([]sqldriver.Value, len(t.columns))
-		for _, r := range t.rows {
+		for n, r := range t.rows {
 			for i, v := range r {
+				if s, ok := v.(string); ok && !utf8.ValidString(s) {
+					// DuckDB would show it as NULL.
+					app.Close()
+					return fmt.Errorf("%s: row %d, column %q: %.40q is not UTF-8 text, which DuckDB cannot read", location, n+1, t.columns[i], s)
+				}
 				vals[i] = v
 			}
 			if err := app.AppendRow(vals...); err != nil {
