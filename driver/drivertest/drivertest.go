@@ -126,7 +126,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("Durability", h.testDurability)
 	t.Run("CrashDuringOpen", h.testCrashDuringOpen)
 	t.Run("ForeignTable", h.testForeignTable)
-	t.Run("ForeignUnknownStatus", h.testForeignUnknownStatus)
+	t.Run("ForeignBadValue", h.testForeignBadValue)
 }
 
 func (h harness) testInit(t *testing.T) {
@@ -738,43 +738,55 @@ func (h harness) testForeignTable(t *testing.T) {
 	}
 }
 
-// testForeignUnknownStatus opens a foreign table with a status no tool
-// knows: the error names the file, row and column, and the file is left
-// as it was.
-func (h harness) testForeignUnknownStatus(t *testing.T) {
+// testForeignBadValue opens foreign tables with a value no tool can read
+// in a manager column (a status nobody knows, costs that are no number):
+// the error names the file, row and column, and the file is left as it was.
+func (h harness) testForeignBadValue(t *testing.T) {
 	if h.opts.foreign == nil {
 		t.Skip("the driver's tests give no way to write a foreign table")
 	}
-	path := h.path(t)
-	rows := [][]any{{"a", "not_started"}, {"b", "done"}, {"c", nil}}
-	if err := h.opts.foreign(path, []string{"title", "status"}, rows); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name   string
+		column string
+		rows   [][]any
+		want   string
+	}{
+		{"unknown status", "status", [][]any{{"a", "not_started"}, {"b", "done"}, {"c", nil}}, `"done"`},
+		{"costs not a number", "costs", [][]any{{"a", "1.5"}, {"b", "cheap"}, {"c", nil}}, `"cheap"`},
 	}
-	before, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = func() error {
-		s, err := h.open(t.Context(), path)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		if _, err := s.Counts(t.Context()); err != nil {
-			return err
-		}
-		_, err = s.Select(t.Context(), driver.Filter{})
-		return err
-	}()
-	if err == nil {
-		t.Fatal("a table with an unknown status was accepted")
-	}
-	for _, w := range []string{filepath.Base(path), "row 2", `"status"`, `"done"`} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not mention %s", err, w)
-		}
-	}
-	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
-		t.Error("the table file was changed")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := h.path(t)
+			if err := h.opts.foreign(path, []string{"title", tt.column}, tt.rows); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = func() error {
+				s, err := h.open(t.Context(), path)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if _, err := s.Counts(t.Context()); err != nil {
+					return err
+				}
+				_, err = s.Select(t.Context(), driver.Filter{})
+				return err
+			}()
+			if err == nil {
+				t.Fatal("the table was accepted")
+			}
+			for _, w := range []string{filepath.Base(path), "row 2", `"` + tt.column + `"`, tt.want} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %s", err, w)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the table file was changed")
+			}
+		})
 	}
 }

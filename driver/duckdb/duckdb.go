@@ -432,6 +432,9 @@ func (s *Store) importTable(ctx context.Context) error {
 		_, err := s.db.ExecContext(ctx, q)
 		return err
 	}); err != nil {
+		if berr := s.badCast(ctx, source, cols); berr != nil {
+			return berr
+		}
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
 	if !s.readOnly {
@@ -463,6 +466,33 @@ func (s *Store) importTable(ctx context.Context) error {
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	return nil
+}
+
+// badCast finds the first cell of a manager column that does not convert
+// to the column's type, after the import failed, and returns an error
+// naming its row and column; nil if it finds none.
+func (s *Store) badCast(ctx context.Context, source string, cols []string) error {
+	for _, c := range cols {
+		mc, ok := driver.ManagerColumn(c)
+		if !ok || mc.Kind == driver.Text {
+			continue
+		}
+		q := sqlbuild.Quote(c)
+		var row int64
+		var v sql.NullString
+		err := s.db.QueryRowContext(ctx, fmt.Sprintf(
+			"SELECT n, CAST(v AS VARCHAR) FROM (SELECT row_number() OVER () AS n, %s AS v FROM %s) WHERE v IS NOT NULL AND TRY_CAST(v AS %s) IS NULL ORDER BY n LIMIT 1",
+			q, source, sqlType(mc.Kind))).Scan(&row, &v)
+		if err != nil {
+			continue
+		}
+		_, nerr := driver.Normalize(c, v.String)
+		if nerr == nil {
+			nerr = fmt.Errorf("column %q: %q does not convert to %s", c, v.String, sqlType(mc.Kind))
+		}
+		return fmt.Errorf("%s: row %d, %w", s.path, row, nerr)
 	}
 	return nil
 }

@@ -178,6 +178,9 @@ func (s *Store) adopt(ctx context.Context) ([]string, error) {
 	if err := checkStatuses(ctx, tx, s.path); err != nil {
 		return nil, err
 	}
+	if err := s.checkValues(ctx, tx, cols); err != nil {
+		return nil, err
+	}
 	crashpoint.Hit("sqlite: table adopted, not committed")
 	if err := tx.Commit(); err != nil {
 		return nil, interpretError(err)
@@ -281,6 +284,43 @@ func (s *Store) rebuild(ctx context.Context, tx *sqlx.Tx, cols []column) error {
 		}
 	}
 	return nil
+}
+
+// checkValues reads every value of the manager columns a foreign table
+// brought, as the rows will be read: a value that cannot be read (costs
+// that are no number) is an error naming the file, row and column, before
+// the adoption commits. It reads the table once, when it is adopted.
+func (s *Store) checkValues(ctx context.Context, tx *sqlx.Tx, cols []column) error {
+	var names []string
+	for _, c := range cols {
+		if _, isManager := driver.ManagerColumn(c.name); isManager {
+			names = append(names, c.name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryxContext(ctx, "SELECT _key, "+sqlbuild.JoinQuoted(names)+" FROM jobs ORDER BY _key")
+	if err != nil {
+		return interpretError(err)
+	}
+	defer rows.Close()
+	vals := make([]any, len(names)+1)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return interpretError(err)
+		}
+		for i, c := range names {
+			if _, err := driver.Normalize(c, userValue(vals[i+1])); err != nil {
+				return fmt.Errorf("%s: row %d, %w", s.path, vals[0], err)
+			}
+		}
+	}
+	return interpretError(rows.Err())
 }
 
 // checkStatuses refuses a table with a status no tool knows, naming the
