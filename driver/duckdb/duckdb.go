@@ -7,8 +7,10 @@
 // own write-ahead log makes every change durable, and publishes the table
 // (path) as an atomic snapshot, rewritten on Flush (driver.Flusher: the
 // manager calls it once per tracking cycle) and at Close: readers open the
-// snapshot at any time. After a crash the work
-// file, newer than the snapshot, is picked up again. A process that finds
+// snapshot at any time. A new work file is built under another name
+// (path + ".work.duckdb.new") and renamed once its table has committed, so
+// that a crash during the first open leaves no work file without a table.
+// After a crash the work file, newer than the snapshot, is picked up again. A process that finds
 // the work file in use opens the snapshot read-only.
 //
 // GeoParquet geometry columns are GEOMETRY columns here; the user sees them
@@ -72,7 +74,7 @@ type Store struct {
 	dirty     bool
 	closed    bool
 	// building is the file the work database is being built in, until
-	// its table commits and it is renamed to work (see building).
+	// its table commits and it is renamed to work (see buildingName).
 	building string
 }
 
@@ -136,11 +138,11 @@ func (s *Store) release() {
 	writers.Unlock()
 }
 
-// building is the name of a work file being made, until the table in it
+// buildingName is the name of a work file being made, until the table in it
 // has committed (an import, or Init): only then is it renamed to the work
 // file. A crash before leaves no work file, and the next open makes this
 // one over again.
-func building(work string) string { return work + ".new" }
+func buildingName(work string) string { return work + ".new" }
 
 // errNoWorkTable means a work file holds no table: made before its import
 // committed, by a version that did not build it under another name.
@@ -225,8 +227,16 @@ func (s *Store) resume(ctx context.Context) (*Store, error) {
 // file's rows, renamed to the work file at once; without a table file,
 // empty until Init makes the table.
 func (s *Store) build(ctx context.Context) (*Store, error) {
-	tmp := building(s.work)
-	if _, err := s.openDB(ctx, tmp); err != nil {
+	tmp := buildingName(s.work)
+	_, err := s.openDB(ctx, tmp)
+	if err != nil && !strings.Contains(err.Error(), "lock") {
+		// A kill as DuckDB created the file can leave one it cannot
+		// read: nothing in it is worth keeping.
+		if removeDB(tmp) == nil {
+			_, err = s.openDB(ctx, tmp)
+		}
+	}
+	if err != nil {
 		return s.busy(ctx, tmp, err)
 	}
 	s.building = tmp
@@ -298,13 +308,17 @@ func (s *Store) discard() {
 	}
 }
 
-// removeDB removes a DuckDB file and its write-ahead log.
+// removeDB removes a DuckDB file, its write-ahead log and the folder it
+// spills to (file.tmp, DuckDB's default), which a kill can leave behind.
 func removeDB(file string) error {
 	var errs []error
 	for _, f := range []string{file, file + ".wal"} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
+	}
+	if err := os.RemoveAll(file + ".tmp"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -314,7 +328,7 @@ func removeDB(file string) error {
 // the driver's driver.Driver.Remove, for a table that a failed Init left.
 func Remove(path string) error {
 	work := newStore(path).work
-	return errors.Join(removeDB(building(work)), removeDB(work), removeFile(path))
+	return errors.Join(removeDB(buildingName(work)), removeDB(work), removeFile(path))
 }
 
 func removeFile(path string) error {

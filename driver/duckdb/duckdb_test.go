@@ -555,3 +555,21 @@ func TestReaderLeavesTheWorkFile(t *testing.T) {
 		t.Errorf("a writer opened while a reader reads: %v", err)
 	}
 }
+
+// A work file being built that a kill cut short, down to a file DuckDB
+// cannot read, is made over: the table opens for writing.
+func TestBrokenBuildingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	if err := writeForeign(path, []string{"title"}, [][]any{{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path+".work.duckdb.new", []byte("DUCK, half written"), 0o644)
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Writable(); err != nil {
+		t.Errorf("Writable: %v", err)
+	}
+}
