@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/duckdb/duckdb-go/v2 v2.10506.0
 	github.com/failsafe-go/failsafe-go v0.9.8
+	github.com/gofrs/flock v0.13.2
 	github.com/jmoiron/sqlx v1.4.0
 	github.com/paulmach/orb v0.14.0
 	golang.org/x/sync v0.25.0

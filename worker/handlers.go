@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/remote"
 )
 
@@ -91,7 +92,7 @@ func DownloadResults(ctx context.Context, ev Event) error {
 			return fmt.Errorf("describe job %s: %w", id, err)
 		}
 	}
-	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw)
+	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw, 0o644)
 }
 
 // assetFileName returns the file name an asset is saved under: its key,
@@ -130,30 +131,7 @@ func SaveErrorLogs(ctx context.Context, ev Event) error {
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b)
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b, 0o644)
 }
 
 // maxSummary is the most of a log message last_error keeps, in bytes.

@@ -31,6 +31,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofrs/flock"
+
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 )
@@ -73,7 +75,7 @@ type Store struct {
 	path string
 
 	mu      sync.Mutex
-	lock    *os.File // nil when read-only
+	lock    *flock.Flock // nil when read-only
 	header  []string
 	col     map[string]int
 	user    []string
@@ -119,13 +121,11 @@ func OpenReader(ctx context.Context, path string) (*Store, error) {
 func open(path string, write bool) (*Store, error) {
 	s := &Store{path: path}
 	if write {
-		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-		if err == nil {
-			if tryLock(lf) == nil {
-				s.lock = lf
-			} else {
-				lf.Close()
-			}
+		// The kernel (or Windows) drops the lock when the process ends,
+		// however it ends. A lock that cannot be had opens read-only.
+		lf := flock.New(path+".lock", flock.SetPermissions(0o644))
+		if ok, err := lf.TryLock(); err == nil && ok {
+			s.lock = lf
 		}
 	}
 	err := s.load()
@@ -330,7 +330,7 @@ func (s *Store) Close() error {
 		s.journal.Close()
 	}
 	if s.lock != nil {
-		s.lock.Close() // releases the flock
+		s.lock.Close() // releases the lock
 	}
 	return err
 }
