@@ -38,6 +38,7 @@ import (
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 func init() {
@@ -280,13 +281,10 @@ func (s *Store) commitWork(ctx context.Context) error {
 	if _, err := os.Stat(tmp + ".wal"); err == nil {
 		return fmt.Errorf("%s: still has a write-ahead log after a checkpoint", tmp)
 	}
-	if err := os.Rename(tmp, s.work); err != nil {
+	if err := atomicfile.Commit(tmp, s.work); err != nil {
 		return err
 	}
 	s.building = ""
-	if err := syncDir(filepath.Dir(s.work)); err != nil {
-		return err
-	}
 	crashpoint.Hit("duckdb: renamed")
 	if _, err := s.openDB(ctx, s.work); err != nil {
 		return fmt.Errorf("%s: %w", s.work, err)
@@ -336,16 +334,6 @@ func removeFile(path string) error {
 		return err
 	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // openReadOnly loads the published snapshot into memory.
@@ -603,10 +591,6 @@ func (s *Store) flushLocked(ctx context.Context) error {
 	if err := s.roomy(ctx, write); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
-	if f, err := os.Open(tmp); err == nil {
-		f.Sync()
-		f.Close()
-	}
 	// The work file learns the new version before it replaces the old,
 	// so that a crash in between is no alarm on the next open.
 	fp, err := fingerprint.File(tmp)
@@ -617,11 +601,8 @@ func (s *Store) flushLocked(ctx context.Context) error {
 		return err
 	}
 	crashpoint.Hit("duckdb: snapshot written, not renamed")
-	if err := os.Rename(tmp, s.path); err != nil {
-		return err
-	}
-	if err := syncDir(dir); err != nil {
-		return err
+	if err := atomicfile.Commit(tmp, s.path); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	crashpoint.Hit("duckdb: snapshot renamed")
 	s.dirty = false
