@@ -236,3 +236,25 @@ func TestInitNonUTF8(t *testing.T) {
 		t.Errorf("export left %v", left)
 	}
 }
+
+// A status another tool wrote into a SQLite table stops export with the
+// file, row and column, named once.
+func TestExportUnknownStatus(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title\na\nb\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	db, _ := sql.Open("sqlite", filepath.Join(dir, "jobs.db"))
+	if _, err := db.Exec(`UPDATE jobs SET status = 'done' WHERE title = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.csv")
+	if code != 1 || strings.Count(out, "jobs.db") != 1 || !strings.Contains(out, `row 2, column "status": unknown status "done"`) {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.csv")); !os.IsNotExist(err) {
+		t.Error("out.csv written")
+	}
+}
