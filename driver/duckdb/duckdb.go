@@ -416,7 +416,9 @@ func (s *Store) importTable(ctx context.Context) error {
 	var sel []string
 	for _, c := range cols {
 		if c == keyColumn {
-			continue
+			// Published tables never have one: it is the user's, and
+			// would be lost under the row key.
+			return fmt.Errorf("%s: column %q: the name is reserved for the row key; rename the column", s.path, c)
 		}
 		if mc, ok := driver.ManagerColumn(c); ok {
 			sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", sqlbuild.Quote(c), sqlType(mc.Kind), sqlbuild.Quote(c)))

@@ -573,3 +573,19 @@ func TestBrokenBuildingFile(t *testing.T) {
 		t.Errorf("Writable: %v", err)
 	}
 }
+
+// A column of the user's called _key was dropped on import, its values
+// lost; it is refused by name instead.
+func TestForeignKeyColumn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	if err := writeForeign(path, []string{"_key", "title"}, [][]any{{"k1", "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := duckdb.Open(t.Context(), path)
+	if err == nil || !strings.Contains(err.Error(), `column "_key"`) || !strings.Contains(err.Error(), "jobs.parquet") {
+		t.Errorf("err = %v, want the column named", err)
+	}
+	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+		t.Errorf("left %v", left)
+	}
+}
