@@ -741,6 +741,11 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if err != nil {
 		return err
 	}
+	for i, c := range columns {
+		if !utf8.ValidString(c) {
+			return fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c)
+		}
+	}
 	var data [][]any
 	n := 0
 	for r, err := range rows {

@@ -115,6 +115,10 @@ func TestInitRefusesNonUTF8(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "row 2") || !strings.Contains(err.Error(), `column "name"`) || !strings.Contains(err.Error(), "UTF-8") {
 				t.Errorf("err = %v, want row 2, column name, UTF-8", err)
 			}
+			err = s.Init(t.Context(), []string{"caf\xe9"}, drivertest.Rows([][]any{{"a"}}))
+			if err == nil || !strings.Contains(err.Error(), "column 1") || !strings.Contains(err.Error(), "UTF-8") {
+				t.Errorf("column name: err = %v, want column 1, UTF-8", err)
+			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
