@@ -32,6 +32,9 @@ func TestQueryIsReadOnly(t *testing.T) {
 		{"attach new", "ATTACH 'made.duckdb' AS m", "made.duckdb"},
 		{"read another file", "SELECT * FROM read_csv('secret.csv')", ""},
 		{"read another file by name", "SELECT * FROM 'secret.csv'", ""},
+		{"read text", "SELECT content FROM read_text('secret.csv')", ""},
+		{"list files", "SELECT * FROM glob('*')", ""},
+		{"export database", "EXPORT DATABASE 'dump'", "dump"},
 		{"install", "INSTALL spatial", ""},
 		{"load", "LOAD spatial", ""},
 		{"lift the guard", "SET enable_external_access = true", ""},
@@ -45,8 +48,9 @@ func TestQueryIsReadOnly(t *testing.T) {
 			}
 			for _, r := range refused {
 				code, out := cli(t, dir, "query", "--db", db, r.sql)
-				if code != 1 || strings.Contains(out, "hunter2") {
-					t.Errorf("%s: exit %d, want 1: %s", r.name, code, out)
+				refusal := strings.Contains(out, "disabled") || strings.Contains(out, "locked")
+				if code != 1 || !refusal || strings.Contains(out, "hunter2") {
+					t.Errorf("%s: exit %d, want 1 and a refusal: %s", r.name, code, out)
 				}
 				if r.leaves != "" {
 					if _, err := os.Stat(filepath.Join(dir, r.leaves)); err == nil {
