@@ -38,7 +38,7 @@ var crashColumns = []string{"year", "tile"}
 // testCrashDuringOpen kills a process, a copy of the test binary, at each
 // crash point in turn (driver/internal/crashpoint: the driver's own, and
 // one between each two store calls) while it opens a table, changes it and
-// closes it ("open"), or creates one ("init"). After each kill the table
+// closes it ("open"), or creates one and closes it ("init"). After each kill the table
 // opens whole: every row there, each change made or not, never a table
 // without rows; and once opened and closed again, it leaves the same files
 // as a run that was never killed.
@@ -49,6 +49,7 @@ func (h harness) testCrashDuringOpen(t *testing.T) {
 	}
 	for _, scenario := range []string{"open", "init"} {
 		t.Run(scenario, func(t *testing.T) {
+			t.Parallel() // each kills processes of its own, in folders of its own
 			clean := h.crashFiles(t, scenario, 0)
 			kills := 0
 			for n := 1; ; n++ {
@@ -198,10 +199,15 @@ func (h harness) crashChild(t *testing.T, spec string) {
 	}
 	crashpoint.Hit("drivertest: opened")
 	if scenario == "init" {
+		// Changes after Init go the way "open" tests them.
 		if err := s.Init(ctx, crashColumns, Rows(crashRows())); err != nil {
 			t.Fatal(err)
 		}
 		crashpoint.Hit("drivertest: made")
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	jobs, err := s.Select(ctx, driver.Filter{})
 	if err != nil {
