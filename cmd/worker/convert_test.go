@@ -258,3 +258,53 @@ func TestExportUnknownStatus(t *testing.T) {
 		t.Error("out.csv written")
 	}
 }
+
+// Tables another program wrote, with the user's columns only or an
+// unknown status, work as --db directly: status counts their rows, or
+// names the file, row and column of the bad status; the file is kept.
+func TestForeignTablesAsDB(t *testing.T) {
+	dir := t.TempDir()
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer duck.Close()
+	lite, err := sql.Open("sqlite", filepath.Join(dir, "user.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"CREATE TABLE jobs (year INTEGER, title TEXT)",
+		"INSERT INTO jobs VALUES (2020, 'a'), (2021, 'b')",
+	} {
+		if _, err := duck.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lite.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lite.Close()
+	for _, q := range []string{
+		"COPY jobs TO '" + filepath.Join(dir, "user.parquet") + "' (FORMAT parquet)",
+		"COPY (SELECT *, CASE WHEN year = 2021 THEN 'done' END AS status FROM jobs) TO '" + filepath.Join(dir, "bad.parquet") + "' (FORMAT parquet)",
+	} {
+		if _, err := duck.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, db := range []string{"user.db", "user.parquet"} {
+		code, out := cli(t, dir, "status", "--db", db, "--json")
+		if code != 0 || !strings.Contains(out, `"total": 2`) || !strings.Contains(out, `"not_started": 2`) {
+			t.Errorf("status --db %s: exit %d: %s", db, code, out)
+		}
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "bad.parquet"))
+	code, out := cli(t, dir, "status", "--db", "bad.parquet")
+	if code != 1 || !strings.Contains(out, "bad.parquet") || !strings.Contains(out, `row 2, column "status": unknown status "done"`) {
+		t.Errorf("status of a table with an unknown status: exit %d: %s", code, out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "bad.parquet")); !bytes.Equal(before, after) {
+		t.Error("bad.parquet changed")
+	}
+}
