@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -160,8 +161,8 @@ func tableInfo(ctx context.Context, tx schemaReader) ([]column, error) {
 // happens in one transaction, which takes the write lock only when there
 // is something to change.
 func (s *Store) adopt(ctx context.Context) ([]string, error) {
-	cols, complete, err := s.inspect(ctx, s.r)
-	if err != nil || complete {
+	cols, state, err := s.inspect(ctx, s.r)
+	if err != nil || state == complete {
 		return userNames(cols), err
 	}
 	tx, err := s.w.BeginTxx(ctx, nil)
@@ -169,17 +170,24 @@ func (s *Store) adopt(ctx context.Context) ([]string, error) {
 		return nil, interpretError(err)
 	}
 	defer tx.Rollback()
-	if cols, complete, err = s.inspect(ctx, tx); err != nil || complete {
+	if cols, state, err = s.inspect(ctx, tx); err != nil || state == complete {
 		return userNames(cols), err
 	}
-	if err := s.rebuild(ctx, tx, cols); err != nil {
-		return nil, err
+	if state == foreign {
+		if err := s.rebuild(ctx, tx, cols); err != nil {
+			return nil, err
+		}
+		if err := checkStatuses(ctx, tx, s.path); err != nil {
+			return nil, err
+		}
+		if err := s.checkValues(ctx, tx, cols); err != nil {
+			return nil, err
+		}
 	}
-	if err := checkStatuses(ctx, tx, s.path); err != nil {
-		return nil, err
-	}
-	if err := s.checkValues(ctx, tx, cols); err != nil {
-		return nil, err
+	for _, q := range statusDDL() {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.path, interpretError(err))
+		}
 	}
 	crashpoint.Hit("sqlite: table adopted, not committed")
 	if err := tx.Commit(); err != nil {
@@ -188,33 +196,69 @@ func (s *Store) adopt(ctx context.Context) ([]string, error) {
 	return userNames(cols), nil
 }
 
-// inspect reads the jobs table's columns and tells whether it is a
-// complete job table (made by Init, or adopted before), whose statuses it
-// then checks.
-func (s *Store) inspect(ctx context.Context, tx schemaReader) ([]column, bool, error) {
+// tableState is what a jobs table lacks.
+type tableState int
+
+const (
+	complete      tableState = iota // nothing: a job table as Init makes it
+	noStatusCheck                   // the triggers that refuse unknown statuses (an older version made it)
+	foreign                         // columns, row key or counts: another program made it
+)
+
+// inspect reads the jobs table's columns and tells what it lacks. The
+// statuses of a table that has its columns and counts are checked.
+func (s *Store) inspect(ctx context.Context, tx schemaReader) ([]column, tableState, error) {
 	cols, err := tableInfo(ctx, tx)
 	if err != nil {
-		return nil, false, err
+		return nil, foreign, err
 	}
 	if len(cols) == 0 {
-		return nil, false, fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+		return nil, foreign, fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
 	}
 	have := map[string]bool{}
 	for _, c := range cols {
 		have[c.name] = true
 	}
-	complete := have[keyColumn]
+	whole := have[keyColumn]
 	for _, c := range driver.ManagerColumns() {
-		complete = complete && have[c.Name]
+		whole = whole && have[c.Name]
 	}
-	var n int
-	if err := tx.GetContext(ctx, &n, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'`); err != nil {
-		return nil, false, interpretError(err)
+	var counts, checks int
+	if err := tx.GetContext(ctx, &counts, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'`); err != nil {
+		return nil, foreign, interpretError(err)
 	}
-	if !complete || n == 0 {
-		return cols, false, nil
+	if err := tx.GetContext(ctx, &checks, `SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('jobs_status_insert', 'jobs_status_update')`); err != nil {
+		return nil, foreign, interpretError(err)
 	}
-	return cols, true, checkStatuses(ctx, tx, s.path)
+	if !whole || counts == 0 {
+		return cols, foreign, nil
+	}
+	if err := checkStatuses(ctx, tx, s.path); err != nil {
+		return nil, foreign, err
+	}
+	if checks < 2 {
+		return cols, noStatusCheck, nil
+	}
+	return cols, complete, nil
+}
+
+// statusDDL makes the triggers that refuse a status no tool knows, from
+// whichever program writes it: the sqlite3 shell gets the error, and the
+// table keeps none that a run would pass over.
+func statusDDL() []string {
+	var known []string
+	for _, st := range driver.Statuses() {
+		known = append(known, "'"+string(st)+"'")
+	}
+	list := strings.Join(known, ", ")
+	msg := "'unknown status in column status of jobs (want one of " + strings.ReplaceAll(list, "'", "") + ")'"
+	var ddl []string
+	for _, on := range []string{"INSERT", "UPDATE OF status"} {
+		name := "jobs_status_" + strings.ToLower(strings.Fields(on)[0])
+		ddl = append(ddl, "DROP TRIGGER IF EXISTS "+name,
+			"CREATE TRIGGER "+name+" BEFORE "+on+" ON jobs WHEN NEW.status NOT IN ("+list+") BEGIN SELECT RAISE(ABORT, "+msg+"); END")
+	}
+	return ddl
 }
 
 func userNames(cols []column) []string {
@@ -440,7 +484,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	// Counts per back-end and status, kept by triggers from here on, so that
 	// Counts reads a few rows however large the table.
-	for _, q := range countsDDL {
+	for _, q := range slices.Concat(countsDDL, statusDDL()) {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return interpretError(err)
 		}

@@ -150,8 +150,19 @@ func TestUnknownStatusEditedIn(t *testing.T) {
 	}
 	s.Close()
 	db, _ := sql.Open("sqlite", path)
-	if _, err := db.Exec(`UPDATE jobs SET status = 'done' WHERE x = 3`); err != nil {
-		t.Fatal(err)
+	// The table refuses it itself.
+	_, err = db.Exec(`UPDATE jobs SET status = 'done' WHERE x = 3`)
+	if err == nil || !strings.Contains(err.Error(), "unknown status") {
+		t.Errorf("update to an unknown status from another tool: err = %v", err)
+	}
+	if _, err := db.Exec(`INSERT INTO jobs (x, status) VALUES (4, 'bogus')`); err == nil {
+		t.Error("insert of an unknown status from another tool accepted")
+	}
+	// A table an older version made has no such check.
+	for _, q := range []string{`DROP TRIGGER jobs_status_insert`, `DROP TRIGGER jobs_status_update`, `UPDATE jobs SET status = 'done' WHERE x = 3`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
 	}
 	db.Close()
 	s, err = sqlite.Open(t.Context(), path)
@@ -167,6 +178,24 @@ func TestUnknownStatusEditedIn(t *testing.T) {
 	}
 	if _, err := s.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart}); err == nil {
 		t.Error("Claim went on over a table with an unknown status")
+	}
+	s.Close()
+	// Once the status is fixed, the next open gives the older table its check.
+	db, _ = sql.Open("sqlite", path)
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE jobs SET status = 'finished' WHERE x = 3`); err != nil {
+		t.Fatal(err)
+	}
+	s, err = sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Counts(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`UPDATE jobs SET status = 'done' WHERE x = 3`); err == nil {
+		t.Error("the older table got no status check")
 	}
 }
 
