@@ -88,8 +88,8 @@ func createTable(ctx context.Context, location string, t *table) (int, error) {
 	}
 	if err != nil {
 		if !existed {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal", ".journal", ".lock", ".work.duckdb", ".work.duckdb.wal"} {
-				os.Remove(path + suffix)
+			if rerr := driver.Remove(location); rerr != nil {
+				err = errors.Join(err, rerr)
 			}
 		}
 		if errors.Is(err, driver.ErrExists) {

@@ -58,7 +58,19 @@ func init() {
 		OpenReader: func(ctx context.Context, path string) (driver.Store, error) {
 			return OpenReader(ctx, path)
 		},
+		Remove: Remove,
 	})
+}
+
+// Remove removes the table at path with its journal and lock file.
+func Remove(path string) error {
+	var errs []error
+	for _, f := range []string{path, path + ".journal", path + ".lock"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ErrReadOnly means another process holds the table's lock.
