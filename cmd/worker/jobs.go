@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -118,18 +117,11 @@ func (s *selection) filter(ctx context.Context, rows []driver.Job, location stri
 // the number of rows of the snapshot. DuckDB runs on one thread so that a
 // scan keeps the table's order.
 func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
-	duck, err := sql.Open("duckdb", "")
+	duck, err := openJobs(ctx, location)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer duck.Close()
-	duck.SetMaxOpenConns(1)
-	if _, err := duck.ExecContext(ctx, "SET threads TO 1"); err != nil {
-		return nil, 0, err
-	}
-	if err := loadJobs(ctx, duck, location); err != nil {
-		return nil, 0, err
-	}
 	var n int
 	if err := duck.QueryRowContext(ctx, "SELECT count(*) FROM jobs").Scan(&n); err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", location, err)

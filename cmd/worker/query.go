@@ -57,25 +57,38 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err := mustExist(*db); err != nil {
 		return err
 	}
-	duck, err := sql.Open("duckdb", "")
+	duck, err := openJobs(ctx, *db)
 	if err != nil {
 		return err
 	}
 	defer duck.Close()
-	duck.SetMaxOpenConns(1) // one in-memory database, one connection
-	files, err := loadJobs(ctx, duck, *db)
-	if err != nil {
-		return err
-	}
-	if err := lockDown(ctx, duck, files); err != nil {
-		return err
-	}
 	rows, err := duck.QueryContext(ctx, fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
 	defer rows.Close()
 	return printRows(stdout, rows, *format)
+}
+
+// openJobs opens an in-memory DuckDB database whose one view, jobs, is
+// the table at location, read on a snapshot, and locks it down (see
+// lockDown) so that the user's SQL (worker query, worker jobs --where)
+// reads nothing else and writes nothing.
+func openJobs(ctx context.Context, location string) (*sql.DB, error) {
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, err
+	}
+	duck.SetMaxOpenConns(1) // one in-memory database, one connection
+	files, err := loadJobs(ctx, duck, location)
+	if err == nil {
+		err = lockDown(ctx, duck, files)
+	}
+	if err != nil {
+		duck.Close()
+		return nil, err
+	}
+	return duck, nil
 }
 
 // lockDown closes DuckDB's doors to everything but the jobs table once it

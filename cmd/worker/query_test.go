@@ -52,6 +52,17 @@ func TestQueryIsReadOnly(t *testing.T) {
 				if code != 1 || !refusal || strings.Contains(out, "hunter2") {
 					t.Errorf("%s: exit %d, want 1 and a refusal: %s", r.name, code, out)
 				}
+				// worker jobs --where runs the user's SQL in the same guarded view.
+				if !strings.HasPrefix(r.sql, "SELECT") {
+					continue
+				}
+				where := "(SELECT count(*) FROM (" + r.sql + ")) > 0"
+				code, out = cli(t, dir, "jobs", "--db", db, "--where", where)
+				if code == 0 || !(strings.Contains(out, "disabled") || strings.Contains(out, "locked")) || strings.Contains(out, "hunter2") {
+					t.Errorf("jobs --where %s: exit %d, want a refusal: %s", r.name, code, out)
+				}
+			}
+			for _, r := range refused {
 				if r.leaves != "" {
 					if _, err := os.Stat(filepath.Join(dir, r.leaves)); err == nil {
 						t.Errorf("%s wrote %s", r.name, r.leaves)
