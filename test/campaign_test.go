@@ -95,7 +95,7 @@ func killCampaign(t *testing.T, db string, rows, kills int, seed uint64) {
 
 	killed := 0
 	var last bytes.Buffer
-	for killed < kills {
+	for ended := false; !ended && killed < kills; {
 		last.Reset()
 		c := cmd(t.Context(), dir, env, args...)
 		c.Stderr = &last
@@ -108,7 +108,7 @@ func killCampaign(t *testing.T, db string, rows, kills int, seed uint64) {
 		select {
 		case err := <-done:
 			t.Logf("run ended by itself after %d kills: %v", killed, err)
-			killed = kills
+			ended = true
 		case <-time.After(wait):
 			c.Process.Signal(syscall.SIGKILL)
 			<-done
