@@ -35,6 +35,7 @@ Usage:
 Commands:
   init     create a job table from a CSV, GeoJSON or Parquet file or another table
   run      run the jobs of a table on one or more back-ends
+  check    build every row's job without sending anything, and list bad rows
   status   count the rows of a table per status and back-end
   query    run DuckDB SQL over a table (called jobs), also during a run
   export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite
@@ -64,7 +65,7 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, queryCmd, exportCmd, loginCmd, demoCmd}
+var commands = []command{initCmd, runCmd, checkCmd, statusCmd, queryCmd, exportCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
