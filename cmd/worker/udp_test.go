@@ -1,0 +1,178 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote/remotetest"
+)
+
+const geomUDP = `{"id": "area_stats", "parameters": [
+  {"name": "geometry", "description": "area", "schema": {"type": "object", "subtype": "geojson"}},
+  {"name": "year", "description": "year", "schema": {"type": "integer"}},
+  {"name": "scale", "description": "scale", "schema": {"type": "number"}, "optional": true}],
+ "process_graph": {"a": {"process_id": "aggregate_spatial", "arguments": {"geometries": {"from_parameter": "geometry"}}, "result": true}}}`
+
+// polygons writes a FeatureCollection of n squares with a year each.
+func polygons(n int) string {
+	var fs []string
+	for i := range n {
+		x := 5 + float64(i)/10
+		fs = append(fs, fmt.Sprintf(`{"type": "Feature", "properties": {"name": "a%d", "year": %d},
+ "geometry": {"type": "Polygon", "coordinates": [[[%g, 51], [%g, 51], [%g, 51.1], [%g, 51]]]}}`, i, 2000+i%20, x, x+0.05, x+0.05, x))
+	}
+	return `{"type": "FeatureCollection", "features": [` + strings.Join(fs, ",\n") + `]}`
+}
+
+func readRows(t *testing.T, db string) []driver.Job {
+	t.Helper()
+	store, err := driver.Open(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rows, err := store.Select(t.Context(), driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+// 50 polygons from GeoJSON -> init -> run --process-id against two fake
+// back-ends: every job references the stored UDP and carries its polygon
+// as a GeoJSON geometry; each back-end was asked for the UDP once.
+func TestRunStoredUDPOverPolygons(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "aois.geojson"), []byte(polygons(50)), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "aois.geojson", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	var srvs []*remotetest.Server
+	args := []string{"run", "--db", "jobs.db", "--process-id", "area_stats", "--poll", "10ms", "--no-download"}
+	for i := range 2 {
+		srv := remotetest.NewServer(remotetest.Options{})
+		defer srv.Close()
+		srv.AddProcess("area_stats", json.RawMessage(geomUDP))
+		t.Setenv(fmt.Sprintf("OPENEO_B%d_TOKEN", i), srv.ValidToken())
+		args = append(args, "--backend", fmt.Sprintf("b%d=%s,parallel=5", i, srv.URL))
+		srvs = append(srvs, srv)
+	}
+	if code, out := cli(t, dir, args...); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	jobs := 0
+	for _, srv := range srvs {
+		if n := srv.Requests()["GET /process_graphs/{process_graph_id}"]; n != 1 {
+			t.Errorf("UDP fetched %d times from one back-end, want 1", n)
+		}
+		for _, j := range srv.Jobs() {
+			jobs++
+			var body struct {
+				Process struct {
+					ProcessGraph map[string]struct {
+						ProcessID string         `json:"process_id"`
+						Namespace *string        `json:"namespace"`
+						Arguments map[string]any `json:"arguments"`
+						Result    bool           `json:"result"`
+					} `json:"process_graph"`
+				} `json:"process"`
+			}
+			json.Unmarshal(j.Body, &body)
+			n := body.Process.ProcessGraph["areastats1"]
+			geom, _ := n.Arguments["geometry"].(map[string]any)
+			if n.ProcessID != "area_stats" || n.Namespace != nil || !n.Result || geom["type"] != "Polygon" {
+				t.Errorf("job %s: %s", j.ID, j.Body)
+			}
+			if _, ok := n.Arguments["scale"]; ok {
+				t.Errorf("optional parameter without value sent: %s", j.Body)
+			}
+		}
+	}
+	if jobs != 50 {
+		t.Errorf("%d jobs, want 50", jobs)
+	}
+	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+		if r.Status != driver.Finished {
+			t.Errorf("row %d: %s %s", r.Key, r.Status, r.LastError)
+		}
+	}
+}
+
+// A 1,000-row table with one bad cell: run refuses before any request,
+// naming the row and column, and leaves the table as it was; with
+// --skip-invalid the row is skipped and the 999 others finish.
+func TestRunRefusesBadRowsBeforeAnyRequest(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("name,year,geometry\n")
+	for i := range 1000 {
+		year := fmt.Sprint(2000 + i%20)
+		if i == 637 {
+			year = "abc"
+		}
+		fmt.Fprintf(&b, "r%d,%s,POINT (5 %d)\n", i, year, i%80)
+	}
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte(b.String()), 0o644)
+	def := filepath.Join(dir, "udp.json")
+	os.WriteFile(def, []byte(geomUDP), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	before := readRows(t, filepath.Join(dir, "jobs.db"))
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+	docs := remotetest.NewDocServer(map[string][]byte{"/udp.json": []byte(geomUDP)})
+	defer docs.Close()
+
+	for _, source := range [][]string{{"--process", def}, {"--namespace", docs.URL + "/udp.json"}} {
+		args := append([]string{"run", "--db", "jobs.db", "--backend", "b0=" + srv.URL, "--poll", "10ms", "--no-download"}, source...)
+		code, out := cli(t, dir, args...)
+		if code != exitUsage || !strings.Contains(out, `row 638, column "year"`) || !strings.Contains(out, `"abc"`) ||
+			!strings.Contains(out, "1 not_started rows") {
+			t.Fatalf("%v: exit %d, want 2 naming row 638 and column year:\n%s", source, code, out)
+		}
+		if n := srv.TotalRequests(); n != 0 {
+			t.Fatalf("%v: %d requests reached the back-end before the refusal", source, n)
+		}
+		after := readRows(t, filepath.Join(dir, "jobs.db"))
+		for i := range before {
+			if before[i].Status != after[i].Status || before[i].LastError != after[i].LastError {
+				t.Fatalf("row %d changed: %+v", before[i].Key, after[i])
+			}
+		}
+	}
+	if n := len(docs.Requests()); n != 1 {
+		t.Errorf("remote definition fetched %d times in a run, want 1", n)
+	}
+
+	// worker check says the same, changes nothing, and prints a sample job.
+	code, out := cli(t, dir, "check", "--db", "jobs.db", "--process", def)
+	if code != exitUsage || !strings.Contains(out, `row 638, column "year"`) || !strings.Contains(out, `"process_graph"`) {
+		t.Errorf("check: exit %d\n%s", code, out)
+	}
+
+	code, out = cli(t, dir, "run", "--db", "jobs.db", "--backend", "b0="+srv.URL+",parallel=20,queue=20", "--poll", "10ms",
+		"--no-download", "--process", def, "--skip-invalid")
+	if code != 0 {
+		t.Fatalf("--skip-invalid: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, "waiting before the next") {
+		t.Errorf("a back-end was paused:\n%s", out)
+	}
+	counts := map[driver.Status]int{}
+	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+		counts[r.Status]++
+		if r.Status == driver.Skipped && (r.Key != before[637].Key || !strings.Contains(r.LastError, `column "year"`)) {
+			t.Errorf("skipped row %d: %q", r.Key, r.LastError)
+		}
+	}
+	if counts[driver.Finished] != 999 || counts[driver.Skipped] != 1 {
+		t.Errorf("counts = %v, want 999 finished, 1 skipped", counts)
+	}
+}
