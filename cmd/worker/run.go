@@ -20,13 +20,23 @@ import (
 var runCmd = command{
 	name: "run",
 	usage: `
-Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N] ... --process DEF.json [flags]
+Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N] ...
+                  (--process-id ID [--namespace URL] | --namespace URL | --process DEF.json) [flags]
 
-Runs every not_started row of the table as a batch job built from the process
-definition DEF.json (a user-defined process: id, parameters, process_graph):
-each parameter takes the row's column of the same name, else its default.
-Rows go to whichever back-end has a free slot. Results land in
-ROOT/job_<id>/ with job_<id>.json; failed jobs get job_<id>_errors.json.
+Runs every not_started row of the table as a batch job of one process, as
+the openEO Python client's ProcessBasedJobCreator does: a user-defined
+process stored on the back-ends (--process-id, read once per back-end), a
+public definition at --namespace URL (read once, never sent the token),
+or a local definition file (--process, inlined in each job). Each
+parameter takes the row's column of the same name (or the one --param
+NAME=COLUMN names; a single GeoJSON parameter takes the single geometry
+column), else --default NAME=JSON, else its schema default; optional ones
+are otherwise left out. Values are typed and checked by the parameter's
+JSON Schema. Every row's job is built before anything is sent: bad rows
+are listed and the run stops (exit 2, table unchanged) unless
+--skip-invalid marks them skipped. Rows go to whichever back-end has a
+free slot. Results land in ROOT/job_<id>/ with job_<id>.json; failed jobs
+get job_<id>_errors.json.
 
 --backend may be repeated. parallel is the number of active jobs allowed on
 the back-end (default 2), queue the number allowed in the queue (default 10),
@@ -58,7 +68,7 @@ takes over the work of another that was killed.
 
 Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
-  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json --root-dir results
+  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process-id evi --root-dir results
   worker run --db jobs.db --backend cdse=https://openeo.dataspace.copernicus.eu,parallel=2,starts-per-minute=12 --process evi.json
 `,
 	run: runRun,
