@@ -75,7 +75,7 @@ func (f *jobFlags) creator(cmd string) (*udpjob.JobCreator, error) {
 	if f.process != "" {
 		d, err := udpjob.Load(f.process)
 		if err != nil {
-			return nil, usagef("%s: %v", cmd, err)
+			return nil, err
 		}
 		c.Definition = d
 	}
@@ -174,7 +174,7 @@ func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db
 // badRowsError lists bad rows: the first maxListed and a count.
 func badRowsError(db string, bad []*udpjob.RowError, hint string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d not_started rows cannot be made into jobs; nothing was sent and the table is unchanged:", db, len(bad))
+	fmt.Fprintf(&b, "%s: %d not_started %s cannot be made into jobs; nothing was sent and the table is unchanged:", db, len(bad), plural(len(bad), "row", "rows"))
 	for i, e := range bad {
 		if i == maxListed {
 			fmt.Fprintf(&b, "\n  ... and %d more", len(bad)-maxListed)
@@ -260,4 +260,11 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	}
 	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, len(res.good))
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

@@ -134,7 +134,7 @@ func TestRunRefusesBadRowsBeforeAnyRequest(t *testing.T) {
 		args := append([]string{"run", "--db", "jobs.db", "--backend", "b0=" + srv.URL, "--poll", "10ms", "--no-download"}, source...)
 		code, out := cli(t, dir, args...)
 		if code != exitUsage || !strings.Contains(out, `row 638, column "year"`) || !strings.Contains(out, `"abc"`) ||
-			!strings.Contains(out, "1 not_started rows") {
+			!strings.Contains(out, "1 not_started row ") {
 			t.Fatalf("%v: exit %d, want 2 naming row 638 and column year:\n%s", source, code, out)
 		}
 		if n := srv.TotalRequests(); n != 0 {
