@@ -242,7 +242,16 @@ func (c *JobCreator) linkable(d *Definition, schemas []*schema, name string, col
 		return false
 	}
 	i := slices.IndexFunc(d.Parameters, func(p Parameter) bool { return p.Name == name })
-	return i >= 0 && schemas[i].geojson && slices.Contains(columns, "geometry")
+	if i < 0 || !schemas[i].geojson {
+		return false
+	}
+	c.mu.Lock()
+	cols, guessed := c.geomCols, c.guessed
+	c.mu.Unlock()
+	if !guessed {
+		return slices.Contains(columns, "geometry")
+	}
+	return len(cols) > 0
 }
 
 // geometryColumns returns the geometry columns of the table, guessed once
@@ -253,10 +262,12 @@ func (c *JobCreator) geometryColumns(row driver.Job) []string {
 	defer c.mu.Unlock()
 	if !c.guessed {
 		for k, v := range row.Data {
-			if s, ok := v.(string); ok && (k == "geometry" || looksLikeWKT(s)) {
+			if k == "geometry" {
 				c.geomCols = append(c.geomCols, k)
-			} else if k == "geometry" {
-				c.geomCols = append(c.geomCols, k)
+			} else if s, ok := v.(string); ok && looksLikeWKT(s) {
+				if _, err := WKTToGeoJSON(s); err == nil {
+					c.geomCols = append(c.geomCols, k)
+				}
 			}
 		}
 		slices.Sort(c.geomCols)
@@ -467,6 +478,9 @@ func toAny(d *Definition) any {
 // row order, one per row. The whole table's error (see Setup) comes
 // first.
 func (c *JobCreator) Check(defs []*Definition, columns []string, rows []driver.Job) ([]*RowError, error) {
+	if len(rows) > 0 {
+		c.geometryColumns(rows[0]) // the guess Setup needs
+	}
 	for _, d := range defs {
 		if err := c.Setup(d, columns); err != nil {
 			return nil, err

@@ -151,6 +151,12 @@ func goldenCase(t *testing.T, name string, flags func(docsURL string) []string, 
 			t.Errorf("the definition host got Authorization %q", r.Authorization)
 		}
 	}
+	if n := len(docs.Requests()); namespaceURL != nil && n != 1 {
+		t.Errorf("remote definition fetched %d times in one run, want 1", n)
+	}
+	if n := srv.Requests()["GET /process_graphs/{process_graph_id}"]; namespaceURL == nil && n != 1 {
+		t.Errorf("stored UDP fetched %d times in one run, want 1", n)
+	}
 
 	store, err := driver.Open(t.Context(), filepath.Join(dir, "jobs.csv"))
 	if err != nil {

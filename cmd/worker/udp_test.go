@@ -176,3 +176,60 @@ func TestRunRefusesBadRowsBeforeAnyRequest(t *testing.T) {
 		t.Errorf("counts = %v, want 999 finished, 1 skipped", counts)
 	}
 }
+
+// The settings of a job creator, checked by worker check against a
+// remote definition: each mistake is named, with exit status 2.
+func TestCheckSettings(t *testing.T) {
+	dir := t.TempDir()
+	docs := remotetest.NewDocServer(map[string][]byte{"/p.json": []byte(geomUDP)})
+	defer docs.Close()
+	ns := docs.URL + "/p.json"
+	os.WriteFile(filepath.Join(dir, "one.csv"), []byte("name,year,aoi,job_options\n"+
+		"a,2020,\"POLYGON ((5 51, 6 51, 6 52, 5 51))\",\"{\"\"driver-memory\"\": \"\"4g\"\"}\"\n"+
+		"b,2021,POINT (5 51),\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "two.csv"), []byte("name,year,aoi,aoi2\na,2020,POINT (5 51),POINT (6 51)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "opts.json"), []byte(`{"executor-memory": "2g", "driver-memory": "1g"}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "udp.json"), []byte(geomUDP), 0o644)
+	for _, db := range []string{"one", "two"} {
+		if code, out := cli(t, dir, "init", "--from", db+".csv", "--db", db+".db"); code != 0 {
+			t.Fatal(out)
+		}
+	}
+	tests := []struct {
+		args []string
+		code int
+		want []string
+	}{
+		// The single WKT column aoi feeds the single GeoJSON parameter.
+		{[]string{"--db", "one.db", "--namespace", ns}, 0, []string{`"type": "Polygon"`, `"process_id": "area_stats"`,
+			`"namespace": "` + ns, `"driver-memory": "4g"`}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--job-options", "opts.json"}, 0, []string{`"executor-memory": "2g"`, `"driver-memory": "4g"`}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--param", "geometry=aoi", "--default", "scale=2.5"}, 0, []string{`"scale": 2.5`}},
+		{[]string{"--db", "one.db", "--process", "udp.json"}, 0, []string{`"geometries": {`, `"title": "area_stats row 1"`}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--param", "nope=aoi"}, 2, []string{`no parameter "nope"`}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--param", "geometry=nope"}, 2, []string{`no column "nope"`}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--default", "scale=abc"}, 2, []string{"--default scale", "not JSON"}},
+		{[]string{"--db", "one.db", "--namespace", ns, "--default", `scale="x"`}, 2, []string{`default of parameter "scale"`, "want number"}},
+		{[]string{"--db", "two.db", "--namespace", ns}, 2, []string{"several geometry columns (aoi, aoi2)", "--param geometry=COLUMN"}},
+		{[]string{"--db", "one.db", "--namespace", "user"}, 2, []string{"--namespace wants the http(s) URL"}},
+		{[]string{"--db", "one.db", "--process", "udp.json", "--process-id", "x"}, 2, []string{"excludes"}},
+		{[]string{"--db", "one.db", "--process-id", "x"}, 2, []string{"give --backend"}},
+	}
+	for _, tt := range tests {
+		code, out := cli(t, dir, append([]string{"check"}, tt.args...)...)
+		if code != tt.code {
+			t.Errorf("%v: exit %d, want %d\n%s", tt.args, code, tt.code, out)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%v: output lacks %q:\n%s", tt.args, w, out)
+			}
+		}
+	}
+	for _, r := range docs.Requests() {
+		if r.Authorization != "" {
+			t.Errorf("definition host got Authorization %q", r.Authorization)
+		}
+	}
+}
