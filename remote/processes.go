@@ -73,3 +73,31 @@ func FetchDefinition(ctx context.Context, rawURL string, opts *Options) (json.Ra
 	}
 	return doc, nil
 }
+
+// ValidationError is one error POST /validation reports.
+type ValidationError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Validate asks the back-end to check a process (POST /validation) without
+// running it, and returns the errors it found: none means valid. Call it
+// only where the capabilities list the endpoint (Capabilities.Supports).
+// Validation changes nothing on the back-end, so it is retried like a read.
+func (c *Client) Validate(ctx context.Context, p Process) ([]ValidationError, error) {
+	b, err := json.Marshal(&p)
+	if err != nil {
+		return nil, fmt.Errorf("encode process: %w", err)
+	}
+	var out struct {
+		Errors []ValidationError `json:"errors"`
+	}
+	err = c.state.pol.run(ctx, true, false, func(ctx context.Context, permit func() error) error {
+		r := request{method: http.MethodPost, url: c.endpoint("validation"), body: b, out: &out}
+		return c.attempt(ctx, &r, permit)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out.Errors, nil
+}

@@ -26,6 +26,9 @@ sends anything, and changes nothing: lists the rows that cannot be made
 into jobs (row, column, reason; exit status 2) and prints the job of the
 first good row as JSON. A stored user-defined process (--process-id
 without --namespace) is read from the back-ends given with --backend.
+--validate also sends that sample job's process to each --backend that
+offers POST /validation and prints what it says (exit status 1 when a
+back-end finds errors).
 
 Example:
   worker check --db jobs.db --namespace https://example.org/processes/ndvi_stats.json --param spatial_extent=geometry
@@ -211,7 +214,8 @@ func skipRows(ctx context.Context, store driver.Store, bad []*udpjob.RowError, l
 func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	var backends backendFlag
 	db := fs.String("db", "", "job table (required)")
-	fs.Var(&backends, "backend", "back-end `NAME=URL` to read a stored process from; repeatable")
+	fs.Var(&backends, "backend", "back-end `NAME=URL` to read a stored process from or validate on; repeatable")
+	validate := fs.Bool("validate", false, "send the sample job's process to each back-end's POST /validation")
 	jf := addJobFlags(fs)
 	logger := logFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
@@ -227,6 +231,9 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if c.FromBackend() && len(backends) == 0 {
 		return usagef("check: a stored process (--process-id without --namespace) is read from the back-ends: give --backend")
 	}
+	if *validate && len(backends) == 0 {
+		return usagef("check: --validate needs the back-ends to validate on: give --backend")
+	}
 	_ = logger()
 	store, err := openToRead(ctx, *db)
 	if err != nil {
@@ -234,7 +241,7 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	}
 	defer store.Close()
 	var conns []*remote.Client
-	if c.FromBackend() {
+	if c.FromBackend() || *validate {
 		for _, b := range backends {
 			cl, err := connectBackend(ctx, b, os.Getenv)
 			if err != nil {
@@ -243,7 +250,11 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 			conns = append(conns, cl)
 		}
 	}
-	res, err := checkRows(ctx, c, store, *db, conns)
+	var fromBackends []*remote.Client
+	if c.FromBackend() {
+		fromBackends = conns
+	}
+	res, err := checkRows(ctx, c, store, *db, fromBackends)
 	if err != nil {
 		return err
 	}
@@ -259,6 +270,46 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return badRowsError(*db, res.bad, "")
 	}
 	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, len(res.good))
+	if *validate && res.sample != nil {
+		return validateSample(ctx, backends, conns, c, res, stderr)
+	}
+	return nil
+}
+
+// validateSample sends the sample row's job to each back-end that offers
+// POST /validation (built for that back-end: a stored process may differ).
+func validateSample(ctx context.Context, backends backendFlag, conns []*remote.Client, c *udpjob.JobCreator, res *checked, stderr io.Writer) error {
+	var invalid []string
+	for i, conn := range conns {
+		name := backends[i].name
+		caps, err := conn.Capabilities(ctx)
+		if err != nil {
+			return fmt.Errorf("back-end %s: %w", name, err)
+		}
+		if !caps.Supports("POST", "/validation") {
+			fmt.Fprintf(stderr, "%s: offers no POST /validation; not validated\n", name)
+			continue
+		}
+		job, err := c.Job(ctx, res.good[0], conn)
+		if err != nil {
+			return fmt.Errorf("back-end %s: %w", name, err)
+		}
+		errs, err := conn.Validate(ctx, job.Process)
+		if err != nil {
+			return fmt.Errorf("back-end %s: validation: %w", name, err)
+		}
+		if len(errs) == 0 {
+			fmt.Fprintf(stderr, "%s: the sample job is valid\n", name)
+			continue
+		}
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "%s: %s: %s\n", name, e.Code, e.Message)
+		}
+		invalid = append(invalid, name)
+	}
+	if len(invalid) > 0 {
+		return fmt.Errorf("the sample job (row %d) is invalid on %s", res.good[0].Key, strings.Join(invalid, ", "))
+	}
 	return nil
 }
 

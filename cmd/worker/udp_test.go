@@ -233,3 +233,33 @@ func TestCheckSettings(t *testing.T) {
 		}
 	}
 }
+
+// check --validate sends the sample job to each back-end's POST
+// /validation and reports what it finds.
+func TestCheckValidate(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("year,geometry\n2020,POINT (5 51)\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "udp.json"), []byte(geomUDP), 0o644)
+	os.WriteFile(filepath.Join(dir, "magic.json"), []byte(strings.Replace(geomUDP, `"aggregate_spatial"`, `"magic_process"`, 1)), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	srv.AddProcess("area_stats", json.RawMessage(geomUDP))
+	t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+	code, out := cli(t, dir, "check", "--db", "jobs.db", "--process-id", "area_stats", "--backend", "b0="+srv.URL, "--validate")
+	if code != 0 || !strings.Contains(out, "b0: the sample job is valid") {
+		t.Errorf("stored UDP: exit %d\n%s", code, out)
+	}
+	code, out = cli(t, dir, "check", "--db", "jobs.db", "--process", "magic.json", "--backend", "b0="+srv.URL, "--validate")
+	if code != 1 || !strings.Contains(out, "ProcessUnsupported") || !strings.Contains(out, "magic_process") {
+		t.Errorf("unknown process: exit %d\n%s", code, out)
+	}
+	if n := srv.Requests()["POST /validation"]; n != 2 {
+		t.Errorf("POST /validation = %d, want 2", n)
+	}
+	if n := srv.Requests()["POST /jobs"]; n != 0 {
+		t.Errorf("check created %d jobs", n)
+	}
+}

@@ -312,6 +312,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("DELETE", "/jobs/{job_id}/results", true, s.withJob(s.cancelJob))
 	handle("GET", "/jobs/{job_id}/results", true, s.withJob(s.results))
 	handle("GET", "/jobs/{job_id}/logs", true, s.withJob(s.logs))
+	handle("POST", "/validation", true, s.validate)
 	handle("GET", "/process_graphs", true, s.listProcessGraphs)
 	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
 	handle("PUT", "/process_graphs/{process_graph_id}", true, s.storeProcessGraph)
@@ -408,6 +409,7 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 			ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
 			ep("/jobs/{job_id}/logs", "GET"),
 			ep("/process_graphs", "GET"),
+			ep("/validation", "POST"),
 			ep("/process_graphs/{process_graph_id}", "GET", "PUT", "DELETE"),
 		},
 		"links":   []any{},
@@ -793,3 +795,37 @@ func (s *Server) listProcessGraphs(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"processes": append([]any{}, list...), "links": []any{}})
 }
+
+// validate answers POST /validation: it reports a missing or empty
+// process_graph, nodes without a process_id, and nodes that reference a
+// user-defined process (no namespace, an id with an underscore or stored
+// here) that is not stored here. It always answers 200, as the API says.
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	var p struct {
+		ProcessGraph map[string]struct {
+			ProcessID string  `json:"process_id"`
+			Namespace *string `json:"namespace"`
+		} `json:"process_graph"`
+	}
+	errs := []map[string]string{}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&p); err != nil || len(p.ProcessGraph) == 0 {
+		errs = append(errs, map[string]string{"code": "ProcessGraphMissing", "message": "process_graph is missing or empty"})
+	}
+	s.mu.Lock()
+	for _, id := range slices.Sorted(maps.Keys(p.ProcessGraph)) {
+		n := p.ProcessGraph[id]
+		_, stored := s.processes[n.ProcessID]
+		switch {
+		case n.ProcessID == "":
+			errs = append(errs, map[string]string{"code": "ProcessGraphInvalid", "message": "node " + id + " has no process_id"})
+		case n.Namespace == nil && !stored && !slices.Contains(fakeProcesses, n.ProcessID):
+			errs = append(errs, map[string]string{"code": "ProcessUnsupported", "message": "process " + n.ProcessID + " is not available"})
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"errors": errs})
+}
+
+// fakeProcesses are the predefined processes the fake's validation knows.
+var fakeProcesses = []string{"add", "aggregate_spatial", "apply", "eq", "load_collection", "lte", "mean", "median",
+	"ndvi", "reduce_dimension", "resample_spatial", "save_result"}
