@@ -1,13 +1,22 @@
 // Package udpjob builds openEO batch jobs from a parameterized process
 // definition (a user-defined process: id, parameters, process_graph) and
-// the rows of a job table: each parameter takes the value of the row's
-// column of the same name, else the definition's default.
+// the rows of a job table: the Go counterpart of the openEO Python
+// client's ProcessBasedJobCreator (see JobCreator).
 //
-// The values are written into the process graph in place of its
-// {"from_parameter": NAME} references, so the back-end needs no stored copy
-// of the process. References inside child graphs (callbacks) are replaced
-// too: a definition parameter must not share its name with a callback
-// parameter it does not mean (such as "data" or "x" of a reducer).
+// The definition is a local file (Load, Parse), a user-defined process
+// stored on the back-end, or a public document at a URL. A local
+// definition is inlined: its {"from_parameter": NAME} references are
+// replaced by the row's values, in child graphs (callbacks) too, so a
+// definition parameter must not share its name with a callback parameter
+// it does not mean (such as "data" or "x" of a reducer). A stored or
+// remote process is referenced by a single node instead, and the back-end
+// resolves it.
+//
+// Values are typed by each parameter's JSON Schema and checked against it
+// (github.com/santhosh-tekuri/jsonschema/v6, with openEO's subtypes
+// bounding-box, geojson and temporal-interval made explicit). A row that
+// cannot be made into a job gives a *RowError naming row, column and
+// reason.
 package udpjob
 
 import (
