@@ -263,3 +263,22 @@ func TestCheckValidate(t *testing.T) {
 		t.Errorf("check created %d jobs", n)
 	}
 }
+
+// Geometry columns of GeoParquet and DuckDB tables (GEOMETRY, not text)
+// feed a GeoJSON parameter as well as WKT text does.
+func TestCheckGeometryColumnsOfEveryStore(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "aois.geojson"), []byte(polygons(3)), 0o644)
+	docs := remotetest.NewDocServer(map[string][]byte{"/p.json": []byte(geomUDP)})
+	defer docs.Close()
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		if code, out := cli(t, dir, "init", "--from", "aois.geojson", "--db", db); code != 0 {
+			t.Fatalf("%s: %s", db, out)
+		}
+		code, out := cli(t, dir, "check", "--db", db, "--namespace", docs.URL+"/p.json")
+		if code != 0 || !strings.Contains(out, `"type": "Polygon"`) || !strings.Contains(out, `"year": 2000`) ||
+			!strings.Contains(out, "[\n                  5.0,\n                  51.0\n                ]") {
+			t.Errorf("%s: exit %d\n%s", db, code, out)
+		}
+	}
+}
