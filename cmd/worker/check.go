@@ -126,7 +126,8 @@ const maxListed = 20
 
 // checked is the outcome of checkRows.
 type checked struct {
-	good   []driver.Job // rows whose job could be built
+	good   int        // rows whose job could be built
+	first  driver.Job // the first of them
 	bad    []*udpjob.RowError
 	sample *remote.JobRequest // the job of the first good row
 }
@@ -159,15 +160,18 @@ func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db
 	}
 	for _, r := range rows {
 		if !badKeys[r.Key] {
-			out.good = append(out.good, r)
+			if out.good == 0 {
+				out.first = r
+			}
+			out.good++
 		}
 	}
-	if len(out.good) > 0 && len(conns) > 0 || len(out.good) > 0 && !c.FromBackend() {
+	if out.good > 0 && (len(conns) > 0 || !c.FromBackend()) {
 		var conn *remote.Client
 		if len(conns) > 0 {
 			conn = conns[0]
 		}
-		if out.sample, err = c.Job(ctx, out.good[0], conn); err != nil {
+		if out.sample, err = c.Job(ctx, out.first, conn); err != nil {
 			return nil, err
 		}
 	}
@@ -269,7 +273,7 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if len(res.bad) > 0 {
 		return badRowsError(*db, res.bad, "")
 	}
-	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, len(res.good))
+	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, res.good)
 	if *validate && res.sample != nil {
 		return validateSample(ctx, backends, conns, c, res, stderr)
 	}
@@ -290,7 +294,7 @@ func validateSample(ctx context.Context, backends backendFlag, conns []*remote.C
 			fmt.Fprintf(stderr, "%s: offers no POST /validation; not validated\n", name)
 			continue
 		}
-		job, err := c.Job(ctx, res.good[0], conn)
+		job, err := c.Job(ctx, res.first, conn)
 		if err != nil {
 			return fmt.Errorf("back-end %s: %w", name, err)
 		}
@@ -308,7 +312,7 @@ func validateSample(ctx context.Context, backends backendFlag, conns []*remote.C
 		invalid = append(invalid, name)
 	}
 	if len(invalid) > 0 {
-		return fmt.Errorf("the sample job (row %d) is invalid on %s", res.good[0].Key, strings.Join(invalid, ", "))
+		return fmt.Errorf("the sample job (row %d) is invalid on %s", res.first.Key, strings.Join(invalid, ", "))
 	}
 	return nil
 }
