@@ -36,6 +36,7 @@ Commands:
   init     create a job table from a CSV, GeoJSON or Parquet file or another table
            (--append adds the rows of a new input to a table)
   run      run the jobs of a table on one or more back-ends
+  check    build every row's job without sending anything, and list bad rows
   status   count the rows of a table per status and back-end
   jobs     list the rows of a table, chosen by status, back-end or SQL
   logs     print a job's logs from its back-end
@@ -72,7 +73,7 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
+var commands = []command{initCmd, runCmd, checkCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
 	queryCmd, exportCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -96,6 +97,7 @@ var jobSeq atomic.Int64
 type job struct {
 	id        string
 	req       remote.JobRequest
+	body      json.RawMessage // the POST /jobs body as received
 	status    string
 	created   time.Time
 	updated   time.Time
@@ -226,6 +228,9 @@ func (s *Server) notePeakLocked() {
 // JobInfo is a snapshot of a job on the fake back-end, for assertions.
 type JobInfo struct {
 	ID, Title, Description, Status string
+	// Body is the POST /jobs body as the client sent it, byte for byte,
+	// for comparing number literals (1.0 against 1) and absent keys.
+	Body json.RawMessage
 }
 
 // Jobs returns a snapshot of every job, in creation order.
@@ -235,7 +240,7 @@ func (s *Server) Jobs() []JobInfo {
 	s.advanceLocked()
 	out := make([]JobInfo, 0, len(s.order))
 	for _, j := range s.order {
-		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status})
+		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status, Body: j.body})
 	}
 	return out
 }
@@ -307,7 +312,11 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("DELETE", "/jobs/{job_id}/results", true, s.withJob(s.cancelJob))
 	handle("GET", "/jobs/{job_id}/results", true, s.withJob(s.results))
 	handle("GET", "/jobs/{job_id}/logs", true, s.withJob(s.logs))
+	handle("POST", "/validation", true, s.validate)
+	handle("GET", "/process_graphs", true, s.listProcessGraphs)
 	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
+	handle("PUT", "/process_graphs/{process_graph_id}", true, s.storeProcessGraph)
+	handle("DELETE", "/process_graphs/{process_graph_id}", true, s.deleteProcessGraph)
 	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
 	handle("GET", "/assets/{job_id}/{name}", false, s.asset)
 }
@@ -399,7 +408,9 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 			ep("/jobs/{job_id}", "GET", "DELETE"),
 			ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
 			ep("/jobs/{job_id}/logs", "GET"),
-			ep("/process_graphs/{process_graph_id}", "GET"),
+			ep("/process_graphs", "GET"),
+			ep("/validation", "POST"),
+			ep("/process_graphs/{process_graph_id}", "GET", "PUT", "DELETE"),
 		},
 		"links":   []any{},
 		"billing": map[string]any{"currency": "credits", "default_plan": "free"},
@@ -408,8 +419,11 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	var req remote.JobRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20))
-	if err := dec.Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "ProcessInvalid", "invalid JSON body: "+err.Error())
 		return
 	}
@@ -419,7 +433,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
-	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, status: "created", created: now, updated: now}
+	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, body: body, status: "created", created: now, updated: now}
 	s.jobs[j.id] = j
 	s.order = append(s.order, j)
 	s.advanceLocked()
@@ -548,7 +562,15 @@ func (s *Server) jobDoc(j *job, full bool) map[string]any {
 		d["progress"] = 100
 	}
 	if full {
-		d["process"] = j.req.Process
+		// The process as sent, number literals and all.
+		var sent struct {
+			Process json.RawMessage `json:"process"`
+		}
+		if json.Unmarshal(j.body, &sent) == nil && sent.Process != nil {
+			d["process"] = sent.Process
+		} else {
+			d["process"] = j.req.Process
+		}
 		if j.status == "finished" || j.status == "error" {
 			secs := j.updated.Sub(j.runningAt).Seconds()
 			d["usage"] = map[string]any{
@@ -722,3 +744,88 @@ func (s *Server) processGraph(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(def)
 }
+
+// storeProcessGraph stores a user-defined process (PUT
+// /process_graphs/{id}): the body is the process, its process_graph
+// required; the id is the path's.
+func (s *Server) storeProcessGraph(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("process_graph_id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	var doc map[string]json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(body, &doc)
+	}
+	if err != nil || len(doc["process_graph"]) == 0 {
+		writeError(w, http.StatusBadRequest, "ProcessGraphMissing", "want a JSON process with a process_graph")
+		return
+	}
+	doc["id"], _ = json.Marshal(id)
+	stored, _ := json.Marshal(doc)
+	s.AddProcess(id, stored)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) deleteProcessGraph(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	_, ok := s.processes[r.PathValue("process_graph_id")]
+	delete(s.processes, r.PathValue("process_graph_id"))
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "ProcessGraphNotFound", "no process graph "+r.PathValue("process_graph_id"))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listProcessGraphs lists the stored processes (GET /process_graphs),
+// without their graphs, as the API allows.
+func (s *Server) listProcessGraphs(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	var list []any
+	for _, id := range slices.Sorted(maps.Keys(s.processes)) {
+		var doc map[string]any
+		json.Unmarshal(s.processes[id], &doc)
+		delete(doc, "process_graph")
+		if doc == nil {
+			doc = map[string]any{}
+		}
+		doc["id"] = id
+		list = append(list, doc)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"processes": append([]any{}, list...), "links": []any{}})
+}
+
+// validate answers POST /validation: it reports a missing or empty
+// process_graph, nodes without a process_id, and nodes that reference a
+// user-defined process (no namespace, an id with an underscore or stored
+// here) that is not stored here. It always answers 200, as the API says.
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	var p struct {
+		ProcessGraph map[string]struct {
+			ProcessID string  `json:"process_id"`
+			Namespace *string `json:"namespace"`
+		} `json:"process_graph"`
+	}
+	errs := []map[string]string{}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&p); err != nil || len(p.ProcessGraph) == 0 {
+		errs = append(errs, map[string]string{"code": "ProcessGraphMissing", "message": "process_graph is missing or empty"})
+	}
+	s.mu.Lock()
+	for _, id := range slices.Sorted(maps.Keys(p.ProcessGraph)) {
+		n := p.ProcessGraph[id]
+		_, stored := s.processes[n.ProcessID]
+		switch {
+		case n.ProcessID == "":
+			errs = append(errs, map[string]string{"code": "ProcessGraphInvalid", "message": "node " + id + " has no process_id"})
+		case n.Namespace == nil && !stored && !slices.Contains(fakeProcesses, n.ProcessID):
+			errs = append(errs, map[string]string{"code": "ProcessUnsupported", "message": "process " + n.ProcessID + " is not available"})
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"errors": errs})
+}
+
+// fakeProcesses are the predefined processes the fake's validation knows.
+var fakeProcesses = []string{"add", "aggregate_spatial", "apply", "eq", "load_collection", "lte", "mean", "median",
+	"ndvi", "reduce_dimension", "resample_spatial", "save_result"}
