@@ -1,10 +1,12 @@
 package remote
 
 import (
+	"bytes"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,8 +96,11 @@ func (c *Client) DownloadAsset(ctx context.Context, a Asset, dst string) (int64,
 	return n, nil
 }
 
-// verify checks size and checksum (a multihash in hex, as the STAC file
-// extension gives it). Unknown hash functions are not checked.
+// verify checks size and checksum. The checksum is a multihash in hex, as
+// the STAC file extension gives it: the hash function's code and the
+// digest's length, each an unsigned varint (multiformats/unsigned-varint;
+// md5's code 0xd5 takes two bytes), then the digest. Unknown hash functions
+// are not checked.
 func verify(f *os.File, n int64, a Asset) error {
 	if a.FileSize != nil && *a.FileSize != n {
 		return fmt.Errorf("%w: %d bytes, announced %d", ErrVerify, n, *a.FileSize)
@@ -103,12 +108,12 @@ func verify(f *os.File, n int64, a Asset) error {
 	if a.FileChecksum == "" {
 		return nil
 	}
-	sum, err := hex.DecodeString(a.FileChecksum)
-	if err != nil || len(sum) < 2 || int(sum[1]) != len(sum)-2 {
-		return fmt.Errorf("%w: malformed file:checksum %q", ErrVerify, a.FileChecksum)
+	code, digest, err := parseMultihash(a.FileChecksum)
+	if err != nil {
+		return fmt.Errorf("%w: malformed file:checksum %q: %w", ErrVerify, a.FileChecksum, err)
 	}
 	var h hash.Hash
-	switch sum[0] {
+	switch code {
 	case 0x11:
 		h = sha1.New()
 	case 0x12:
@@ -126,8 +131,45 @@ func verify(f *os.File, n int64, a Asset) error {
 	if _, err := io.Copy(h, f); err != nil {
 		return err
 	}
-	if got := h.Sum(nil); hex.EncodeToString(got) != hex.EncodeToString(sum[2:]) {
-		return fmt.Errorf("%w: checksum %x, announced %x", ErrVerify, got, sum[2:])
+	if got := h.Sum(nil); !bytes.Equal(got, digest) {
+		return fmt.Errorf("%w: checksum %x, announced %x", ErrVerify, got, digest)
 	}
 	return nil
+}
+
+// maxVarint is the longest varint a multihash may use (9 bytes, as the
+// multiformats unsigned-varint specification allows).
+const maxVarint = 9
+
+// parseMultihash splits a hex multihash into its hash function code and
+// its digest, checking that the announced length is the digest's length.
+func parseMultihash(s string) (code uint64, digest []byte, err error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return 0, nil, errors.New("not hexadecimal")
+	}
+	code, n := uvarint(b)
+	if n <= 0 {
+		return 0, nil, errors.New("no valid hash function code")
+	}
+	b = b[n:]
+	size, n := uvarint(b)
+	if n <= 0 {
+		return 0, nil, errors.New("no valid digest length")
+	}
+	b = b[n:]
+	if uint64(len(b)) != size {
+		return 0, nil, fmt.Errorf("digest of %d bytes, announced %d", len(b), size)
+	}
+	return code, b, nil
+}
+
+// uvarint decodes an unsigned varint of at most maxVarint bytes from the
+// start of b, as binary.Uvarint does; n <= 0 when there is none.
+func uvarint(b []byte) (v uint64, n int) {
+	v, n = binary.Uvarint(b[:min(len(b), maxVarint)])
+	if n > 1 && b[n-1] == 0 {
+		return 0, 0 // not minimal: the specification forbids it
+	}
+	return v, n
 }
