@@ -152,16 +152,37 @@ func TestRunKeepsTokenAndCleansParts(t *testing.T) {
 	}
 }
 
-// A custom handler that leaves partial files behind: they are removed once
-// its row is done.
-func TestPartsRemovedForDoneRows(t *testing.T) {
+// A row given up for good keeps no partial download: no later run resumes it.
+func TestPartsRemovedWhenGivenUp(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{})
 	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
 		os.MkdirAll(ev.Dir, 0o755)
-		return os.WriteFile(filepath.Join(ev.Dir, "x.tif.part"), []byte("half"), 0o644)
+		os.WriteFile(filepath.Join(ev.Dir, "x.tif.part"), []byte("half"), 0o644)
+		return worker.Permanent(errors.New("the back-end describes results that cannot be fetched"))
 	}
-	f.run(t)
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || rows[0].Pending {
+		t.Errorf("reported %+v", rows)
+	}
 	if left := partials(f.root); len(left) > 0 {
 		t.Errorf("partial files left: %v", left)
+	}
+}
+
+// An asset whose name ends in .part is a result, not a partial download:
+// the clean-up keeps it. Beside an asset whose partial download would
+// bear its name, it is refused with a clear error instead of overwritten.
+func TestAssetNamedPartKept(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"tile.part"}})
+	f.run(t)
+	r := f.rows(t)[0]
+	if _, err := os.Stat(filepath.Join(worker.JobDir(f.root, r.ID), "tile.part")); err != nil {
+		t.Errorf("result tile.part: %v", err)
+	}
+
+	f = newFixture(t, 1, remotetest.Options{AssetNames: []string{"tile.part", "tile"}})
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || !strings.Contains(rows[0].Err, `"tile.part"`) {
+		t.Errorf("reported %+v, want the clash named", rows)
 	}
 }

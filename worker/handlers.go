@@ -65,6 +65,14 @@ func DownloadResults(ctx context.Context, ev Event) error {
 		}
 		keep[files[name]] = true
 	}
+	for name, file := range files {
+		for _, suffix := range []string{remote.PartSuffix, remote.PartSuffix + ".meta"} {
+			if keep[file+suffix] {
+				return Permanent(fmt.Errorf("job %s: asset %q would be saved as %q, the name of the partial download of asset %q: refusing both",
+					id, name, file+suffix, name))
+			}
+		}
+	}
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
@@ -204,6 +212,9 @@ func assetFileName(key, href string) (string, error) {
 // last_error, so that `worker status` and queries show why.
 func SaveErrorLogs(ctx context.Context, ev Event) error {
 	logs, err := ev.Conn.Logs(ctx, ev.Row.ID, "error")
+	if errors.Is(err, remote.ErrJobNotFound) {
+		return Permanent(fmt.Errorf("error logs of job %s: %w", ev.Row.ID, err))
+	}
 	if err != nil {
 		return fmt.Errorf("error logs of job %s: %w", ev.Row.ID, err)
 	}

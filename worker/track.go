@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 	"strings"
@@ -272,7 +273,9 @@ func (m *Manager) handleEvents(ctx context.Context, track bool) error {
 				m.giveUp(row, reason, true)
 				continue
 			}
-			m.update(ctx, m.log, row.Key, row.Status, driver.Values{driver.ColDownloadPending: false})
+			if m.update(ctx, m.log, row.Key, row.Status, driver.Values{driver.ColDownloadPending: false}) {
+				m.removeParts(ctx, m.log, JobDir(m.cfg.RootDir, row.ID)) // downloads turned off since
+			}
 			continue
 		}
 		m.goTracked(m.handling, row.Key, func() { m.handle(ctx, b, row, h) })
@@ -350,18 +353,26 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 		m.stats.add("job download", 1)
 		log.InfoContext(ctx, "results downloaded", "dir", dir)
 	}
-	if m.update(wctx, log, row.Key, row.Status, set) {
-		// Done with this row: no partial download of it outlives the run.
-		if removed, err := remote.RemoveParts(dir, nil); err != nil {
-			log.WarnContext(ctx, "remove partial downloads", "dir", dir, "err", err)
-		} else if len(removed) > 0 {
-			log.InfoContext(ctx, "removed partial downloads", "dir", dir, "files", removed)
-		}
+	if m.update(wctx, log, row.Key, row.Status, set) && err != nil {
+		// Given up for good: its partial downloads serve no later run.
+		// (DownloadResults removes them itself once a download succeeds:
+		// it alone knows which files are results.)
+		m.removeParts(ctx, log, dir)
 	}
 	m.mu.Lock()
 	delete(m.described, row.Key)
 	delete(m.failures, row.Key)
 	m.mu.Unlock()
+}
+
+// removeParts removes the partial downloads left in a job folder that
+// will not be resumed.
+func (m *Manager) removeParts(ctx context.Context, log *slog.Logger, dir string) {
+	if removed, err := remote.RemoveParts(dir, nil); err != nil {
+		log.WarnContext(ctx, "remove partial downloads", "dir", dir, "err", err)
+	} else if len(removed) > 0 {
+		log.InfoContext(ctx, "removed partial downloads", "dir", dir, "files", removed)
+	}
 }
 
 // giveUp records that this run handles row no more: its results are
