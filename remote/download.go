@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -18,8 +19,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-
-	"context"
 )
 
 // ErrVerify means a downloaded file does not match the size or checksum
@@ -105,6 +104,17 @@ func (c *Client) fetchInto(ctx context.Context, u string, p *part) (int64, error
 		handle: func(resp *http.Response) error {
 			resumed := n > 0 && resp.StatusCode == http.StatusPartialContent &&
 				strings.HasPrefix(resp.Header.Get("Content-Range"), fmt.Sprintf("bytes %d-", n))
+			if !resumed && resp.StatusCode == http.StatusPartialContent {
+				// A part of the file, but not the one asked for: retry
+				// for the whole file.
+				asked := n
+				n = 0
+				if err := p.reset(""); err != nil {
+					return err
+				}
+				return &transportError{fmt.Errorf("asked for the bytes from %d on, got the range %q",
+					asked, resp.Header.Get("Content-Range"))}
+			}
 			if !resumed {
 				// The whole file: the server ignored the range, or the file
 				// changed since the part was written.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,5 +253,40 @@ func TestTokenNeverLeavesItsOrigin(t *testing.T) {
 		if !sawHost {
 			t.Errorf("%s: the asset host got no request: the test tested nothing", name)
 		}
+	}
+}
+
+// A server answering a range request with another range than asked: the
+// download asks again for the whole file instead of splicing wrong bytes.
+func TestDownloadWrongRangeStartsOver(t *testing.T) {
+	content := bytes.Repeat([]byte("0123456789"), 100)
+	var ranges []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ranges = append(ranges, r.Header.Get("Range"))
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-9/%d", len(content)))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(content[:10])
+			return
+		}
+		w.Write(content)
+	}))
+	defer srv.Close()
+	c, err := remote.New(srv.URL, fast())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "x.bin")
+	os.WriteFile(dst+remote.PartSuffix, content[:500], 0o644)
+	os.WriteFile(dst+".part.meta", []byte(`"v1"`), 0o644)
+	if _, err := c.Download(t.Context(), srv.URL+"/x.bin", dst); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(dst); !bytes.Equal(got, content) {
+		t.Errorf("got %d bytes, not the file", len(got))
+	}
+	if len(ranges) != 2 || ranges[0] != "bytes=500-" || ranges[1] != "" {
+		t.Errorf("ranges asked: %q, want bytes=500- then the whole file", ranges)
 	}
 }
