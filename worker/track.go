@@ -338,6 +338,10 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 		m.stats.add("job download error", 1)
 		log.ErrorContext(ctx, "job handler failed; results stay pending for the next run", "attempts", n, "err", err)
 		m.giveUp(row, cause, true)
+		m.mu.Lock()
+		delete(m.described, row.Key)
+		delete(m.failures, row.Key)
+		m.mu.Unlock()
 		return
 	case err != nil:
 		m.stats.add("job download error", 1)
