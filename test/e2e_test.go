@@ -191,6 +191,11 @@ func killAndResume(t *testing.T, db string) {
 			t.Errorf("row %v: metadata not on disk: %v", r.Data["title"], err)
 		}
 	}
+	// A download killed midway resumes from its .part; none outlives the run.
+	parts, _ := filepath.Glob(filepath.Join(dir, "res", "job_*", "*.part*"))
+	if len(parts) > 0 {
+		t.Errorf("partial downloads left after the run: %v", parts)
+	}
 }
 
 // newTable makes a folder with a table of rows rows (year, title "row N"),

@@ -57,8 +57,10 @@ type Event struct {
 }
 
 // HandlerFunc handles a job that reached a final status. An error leaves
-// the event pending: it is handled again on the next cycle, a bounded
-// number of times.
+// the event pending, with the error in the row's last_error: it is handled
+// again on a later tracking cycle, a bounded number of times, and then by
+// the next run (Run reports it in a *MissingResultsError). An error marked
+// with Permanent is not retried: the row's download_pending is cleared.
 type HandlerFunc func(ctx context.Context, ev Event) error
 
 // Config configures a Manager.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -37,6 +38,10 @@ are listed and the run stops (exit 2, table unchanged) unless
 --skip-invalid marks them skipped. Rows go to whichever back-end has a
 free slot. Results land in ROOT/job_<id>/ with job_<id>.json; failed jobs
 get job_<id>_errors.json.
+When results cannot be written (a --root-dir that cannot be written, a
+back-end that does not serve them), the rows stay download_pending with
+the cause in last_error, the run lists them and exits with status 1, and
+the next run fetches them.
 
 --backend may be repeated; a URL without NAME= is named after its host
 (https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
@@ -219,15 +224,37 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	if err := m.Run(ctx); err != nil {
-		return err
+	runErr := m.Run(ctx)
+	var missing *worker.MissingResultsError
+	if runErr != nil && !errors.As(runErr, &missing) {
+		return runErr
 	}
 	counts, err := store.Counts(ctx)
 	if err != nil {
 		return err
 	}
 	printCounts(stdout, counts)
+	if missing != nil {
+		printMissing(stdout, missing)
+		return missing // exit status 1
+	}
 	return nil
+}
+
+// printMissing lists the rows whose results (or error logs) a run could
+// not write, and why.
+func printMissing(w io.Writer, e *worker.MissingResultsError) {
+	fmt.Fprintf(w, "\nResults missing for %d row(s):\n", len(e.Rows))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  row\tjob id\tback-end\tstatus\tnext run\treason")
+	for _, r := range e.Rows {
+		next := "tries again"
+		if !r.Pending {
+			next = "gives up"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", r.Key, r.JobID, r.Backend, r.Status, next, r.Err)
+	}
+	tw.Flush()
 }
 
 // envName turns a back-end name into its environment variable part.

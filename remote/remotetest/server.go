@@ -88,6 +88,29 @@ type Options struct {
 	// AssetNames, when set, names the result assets (and overrides Assets),
 	// for instance to test hostile names such as "../x".
 	AssetNames []string
+	// AssetHost serves the result assets from a second server, on another
+	// port of 127.0.0.1 (another origin), as back-ends that keep results in
+	// an object store do. The result documents link there.
+	AssetHost bool
+	// RedirectAssets links the assets on the API's origin, which answers
+	// 302 Found to the asset host (implies AssetHost).
+	RedirectAssets bool
+	// IgnoreRange serves every asset whole, ignoring Range requests, as
+	// some servers do.
+	IgnoreRange bool
+	// AssetHref, when set and returning a non-empty string, replaces the
+	// link of asset name of job id in result documents (for links such as
+	// file:///etc/passwd).
+	AssetHref func(jobID, name string) string
+}
+
+// AssetRequest is a request for an asset, as the fake saw it.
+type AssetRequest struct {
+	// Host is "api" for the API's origin, "assets" for the asset host.
+	Host string
+	Path string
+	// Authorization, Range and IfRange are the request's headers.
+	Authorization, Range, IfRange string
 }
 
 // jobSeq numbers jobs across all servers of a process, so that two fake
@@ -134,6 +157,10 @@ type Server struct {
 	// acceptToken, when set, accepts bearer tokens the server did not issue
 	// (OIDC tokens of a test provider).
 	acceptToken func(bearer string) bool
+	// assetSrv is the asset host (Options.AssetHost), nil without one.
+	assetSrv     *httptest.Server
+	assetLog     []AssetRequest
+	assetVersion int // bumped by ChangeAssets
 }
 
 // NewServer starts a fake back-end on 127.0.0.1. Close it when done.
@@ -175,12 +202,56 @@ func NewServer(opts Options) *Server {
 	}
 	s.URL = "http://" + s.srv.Listener.Addr().String()
 	s.APIURL = s.URL + APIPath
+	if opts.AssetHost || opts.RedirectAssets {
+		amux := http.NewServeMux()
+		amux.HandleFunc("GET /assets/{job_id}/{name}", func(w http.ResponseWriter, r *http.Request) {
+			s.asset("assets", w, r)
+		})
+		s.assetSrv = httptest.NewServer(amux)
+	}
 	s.srv.Start()
 	return s
 }
 
 // Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.srv.Close()
+	if s.assetSrv != nil {
+		s.assetSrv.Close()
+	}
+}
+
+// AssetRequests returns the asset requests received so far, on the API's
+// origin and on the asset host, in order.
+func (s *Server) AssetRequests() []AssetRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.assetLog)
+}
+
+// ChangeAssets gives every asset new content and a new validator (ETag),
+// as when a back-end recomputes a result: a download resumed across the
+// change must start over.
+func (s *Server) ChangeAssets() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assetVersion++
+}
+
+// AssetContent returns what the fake serves now for asset name of job id.
+func (s *Server) AssetContent(id, name string) []byte {
+	s.mu.Lock()
+	v := s.assetVersion
+	s.mu.Unlock()
+	return assetContent(id, name, s.opts.AssetSize, v)
+}
+
+func assetContent(id, name string, size, version int) []byte {
+	if version == 0 {
+		return AssetBytes(id, name, size)
+	}
+	return AssetBytes(id, fmt.Sprintf("%s#%d", name, version), size)
+}
 
 // Requests returns how many requests each route received, keyed like
 // "GET /jobs/{job_id}" (paths relative to the API root).
@@ -318,7 +389,17 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("PUT", "/process_graphs/{process_graph_id}", true, s.storeProcessGraph)
 	handle("DELETE", "/process_graphs/{process_graph_id}", true, s.deleteProcessGraph)
 	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
-	handle("GET", "/assets/{job_id}/{name}", false, s.asset)
+	handle("GET", "/assets/{job_id}/{name}", false, func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.RedirectAssets {
+			s.mu.Lock()
+			s.assetLog = append(s.assetLog, assetRequest("api", r))
+			s.mu.Unlock()
+			http.Redirect(w, r, s.assetSrv.URL+"/assets/"+url.PathEscape(r.PathValue("job_id"))+"/"+
+				url.PathEscape(r.PathValue("name"))+queryOf(r), http.StatusFound)
+			return
+		}
+		s.asset("api", w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -653,9 +734,17 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 		s.injected["expired-links"]++
 		expiry = fmt.Sprintf("?expires=%d", s.opts.Clock.Now().Add(-time.Hour).Unix())
 	}
+	base := s.APIURL
+	if s.assetSrv != nil && !s.opts.RedirectAssets {
+		base = s.assetSrv.URL
+	}
 	for _, name := range names {
+		href := fmt.Sprintf("%s/assets/%s/%s%s", base, j.id, url.PathEscape(name), expiry)
+		if s.opts.AssetHref != nil {
+			href = cmp.Or(s.opts.AssetHref(j.id, name), href)
+		}
 		assets[name] = map[string]any{
-			"href": fmt.Sprintf("%s/assets/%s/%s%s", s.APIURL, j.id, url.PathEscape(name), expiry), "type": "image/tiff; application=geotiff",
+			"href": href, "type": "image/tiff; application=geotiff",
 			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
 		}
 	}
@@ -676,8 +765,23 @@ func AssetBytes(id, name string, size int) []byte {
 	return b
 }
 
-func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
+func assetRequest(host string, r *http.Request) AssetRequest {
+	return AssetRequest{Host: host, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"),
+		Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")}
+}
+
+func queryOf(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return "?" + r.URL.RawQuery
+}
+
+// asset serves an asset on host ("api" or "assets"). Each version of an
+// asset's content has its own strong ETag, so that If-Range works.
+func (s *Server) asset(host string, w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	s.assetLog = append(s.assetLog, assetRequest(host, r))
 	j := s.jobs[r.PathValue("job_id")]
 	ok := j != nil && j.status == "finished"
 	now := s.opts.Clock.Now()
@@ -685,6 +789,7 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if drop {
 		s.injected["drop"]++
 	}
+	version := s.assetVersion
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "NotFound", "no such asset")
@@ -699,8 +804,17 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if drop {
 		out = &dropWriter{ResponseWriter: w, limit: s.opts.AssetSize / 2}
 	}
-	// ServeContent answers Range requests, so an interrupted download can resume.
-	http.ServeContent(out, r, "", time.Time{}, bytes.NewReader(AssetBytes(j.id, r.PathValue("name"), s.opts.AssetSize)))
+	content := assetContent(j.id, r.PathValue("name"), s.opts.AssetSize, version)
+	if s.opts.IgnoreRange {
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	} else {
+		sum := sha256.Sum256(content)
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, sum[:8]))
+	}
+	// ServeContent answers Range and If-Range requests, so an interrupted
+	// download can resume.
+	http.ServeContent(out, r, "", time.Time{}, bytes.NewReader(content))
 }
 
 var levels = map[string]int{"debug": 0, "info": 1, "warning": 2, "error": 3}
