@@ -16,9 +16,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 // ErrVerify means a downloaded file does not match the size or checksum
@@ -234,7 +235,7 @@ func (p *part) commit(dst string) error {
 		}
 	}
 	os.Remove(strings.TrimSuffix(p.path, PartSuffix) + metaSuffix)
-	return syncDir(filepath.Dir(dst))
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // remove deletes the part and its validator.
@@ -249,19 +250,6 @@ func (p *part) close() {
 		p.f.Close()
 		p.f = nil
 	}
-}
-
-// syncDir flushes a folder's entries (a rename) to disk.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) && runtime.GOOS != "windows" {
-		return err
-	}
-	return nil
 }
 
 // RemoveParts deletes the partial downloads (name.part, name.part.meta)
