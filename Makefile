@@ -29,6 +29,10 @@ vet: ## go vet and a gofmt check
 bench: ## Run the benchmarks (store operations, a whole run against the fake back-end)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+.PHONY: kill-campaign
+kill-campaign: ## SIGKILL a 500-job run with faults 30 times per table format, then check it (WORKER_KILL_SEED replays)
+	WORKER_KILL_CAMPAIGN=1 $(GO) test -count=1 -timeout 30m -run '^TestKillCampaign$$' -v ./test/
+
 .PHONY: fuzz
 fuzz: ## Run each fuzz test for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./udpjob/

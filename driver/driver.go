@@ -88,6 +88,14 @@ type Update struct {
 // Store is a job table. Implementations are safe for concurrent use, and
 // every method that writes is atomic: after a crash the table holds either
 // all of a call's changes or none.
+//
+// A table another program wrote (the user's columns only, or some of the
+// Python client's) is opened as Init would have made it: the missing
+// manager columns get their defaults. A value no manager column can hold
+// (an unknown status, costs that are no number) is an error naming the
+// file, row and column, and leaves the file as it was; no value is turned
+// into NULL. drivertest checks all of this, and that a crash while a store
+// opens, changes or creates a table leaves one the next open reads whole.
 type Store interface {
 	// Init creates the table from the user's rows. columns names each value
 	// of a row; columns that are manager columns (a table written by the

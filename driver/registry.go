@@ -2,7 +2,9 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -24,6 +26,12 @@ type Driver struct {
 	// the role of its writer: a reader must not keep a run from starting.
 	// Without it, readers use Open.
 	OpenReader OpenFunc
+	// Remove, when set, deletes the table at path with every file the
+	// driver keeps beside it (journals, locks, work files), so that a
+	// caller can take back a table it made, say after a failed Init,
+	// without knowing those files. Without it, Remove deletes path only.
+	// A file that does not exist is no error.
+	Remove func(path string) error
 }
 
 var (
@@ -104,6 +112,28 @@ func open(ctx context.Context, location string, reader bool) (Store, error) {
 		return nil, fmt.Errorf("open %s store %s: %w", d.Name, path, err)
 	}
 	return s, nil
+}
+
+// Remove deletes the table at location and the files its driver keeps
+// beside it (see Driver.Remove). The caller must have closed every store
+// open on it.
+func Remove(location string) error {
+	d, path, err := Lookup(location)
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		return fmt.Errorf("%s: empty path", location)
+	}
+	if d.Remove != nil {
+		err = d.Remove(path)
+	} else if err = os.Remove(path); errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove %s store %s: %w", d.Name, path, err)
+	}
+	return nil
 }
 
 func namesLocked() []string {

@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -78,6 +79,7 @@ func New(apiURL string, opts *Options) (*Client, error) {
 		t.ResponseHeaderTimeout = 5 * time.Minute
 		hc = &http.Client{Transport: t}
 	}
+	hc = guardRedirects(hc)
 	ua := opts.UserAgent
 	if ua == "" {
 		ua = "openeo-batch-worker"
@@ -395,6 +397,9 @@ func (r *request) idempotent() bool {
 
 // call sends r under the back-end's policies.
 func (c *Client) call(ctx context.Context, r request) error {
+	if err := checkLink(r.url); err != nil {
+		return err
+	}
 	return c.state.pol.run(ctx, r.idempotent(), r.start, func(ctx context.Context, permit func() error) error {
 		return c.attempt(ctx, &r, permit)
 	})
@@ -485,8 +490,66 @@ func (c *Client) getJSON(ctx context.Context, u string, out any) error {
 	return c.call(ctx, request{method: http.MethodGet, url: u, out: out})
 }
 
-// sameOrigin reports whether u is on the back-end's own scheme and host: the
-// only place the token may go.
+// ErrUnsupportedLink means a link is not an http or https URL (file://,
+// ftp://, s3:// ...): the client fetches nothing else.
+var ErrUnsupportedLink = errors.New("not an http(s) link: only http and https links are fetched")
+
+// checkLink refuses URLs that are not http(s), before anything is sent:
+// such a request could never succeed, so it is not retried either.
+func checkLink(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%s: %w", redactURL(raw), err)
+	}
+	if s := strings.ToLower(u.Scheme); s != "http" && s != "https" || u.Host == "" {
+		return fmt.Errorf("%s: %w", redactURL(raw), ErrUnsupportedLink)
+	}
+	return nil
+}
+
+// sameOrigin reports whether u and root have the same origin (scheme, host
+// and port, RFC 6454): the openEO token goes only to the back-end's own
+// origin.
 func sameOrigin(u, root *url.URL) bool {
-	return strings.EqualFold(u.Scheme, root.Scheme) && strings.EqualFold(u.Host, root.Host)
+	return strings.EqualFold(u.Scheme, root.Scheme) && strings.EqualFold(u.Hostname(), root.Hostname()) &&
+		port(u) == port(root)
+}
+
+// port returns the port of u, the scheme's default when it has none.
+func port(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return "80"
+	case "https":
+		return "443"
+	}
+	return ""
+}
+
+// guardRedirects returns a copy of hc that drops the Authorization header
+// when a redirect leads to another origin than the request's first URL:
+// net/http drops it only for another host name, so a redirect to another
+// port or from https to http would carry the token along. Every request of
+// the client goes through it (API calls, downloads, logins, definitions
+// fetched from other hosts), so the rule holds for all of them. hc's own
+// CheckRedirect still runs after it.
+func guardRedirects(hc *http.Client) *http.Client {
+	cp := *hc
+	next := hc.CheckRedirect
+	cp.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) > 0 && !sameOrigin(req.URL, via[0].URL) {
+			req.Header.Del("Authorization")
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &cp
 }

@@ -218,7 +218,7 @@ func TestDownloadResumesAndVerifies(t *testing.T) {
 	if _, err := os.Stat(dst); !os.IsNotExist(err) {
 		t.Errorf("%s left behind", dst)
 	}
-	if parts, _ := filepath.Glob(dst + ".*.part"); len(parts) > 0 {
+	if parts, _ := filepath.Glob(dst + ".*part*"); len(parts) > 0 {
 		t.Errorf("%v left behind", parts)
 	}
 }

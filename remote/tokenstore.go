@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 // TokenStore keeps OIDC refresh tokens in the openEO Python client's
@@ -103,25 +105,5 @@ func (s *TokenStore) Put(issuer, clientID, token string) error {
 	if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(s.Path), ".refresh-tokens-*.json")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), s.Path)
+	return atomicfile.WriteFile(s.Path, b, 0o600)
 }

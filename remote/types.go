@@ -101,6 +101,9 @@ type Job struct {
 	Links       []Link            `json:"links,omitempty"`
 	// Raw is the document as the back-end sent it (GetJob only).
 	Raw json.RawMessage `json:"-"`
+	// Odd names the fields that had an unexpected type and were read as
+	// absent ("costs", "usage.cpu.value", ...); see UnmarshalJSON.
+	Odd []string `json:"-"`
 }
 
 // Asset is a downloadable file of a job's results.
@@ -123,6 +126,9 @@ type Results struct {
 	Assets map[string]Asset `json:"assets"`
 	Links  []Link           `json:"links"`
 	Raw    json.RawMessage  `json:"-"`
+	// Odd names the fields and assets that had an unexpected type and were
+	// read as absent ("assets.b03.tif.file:size", ...).
+	Odd []string `json:"-"`
 }
 
 // LogEntry is one entry of a job's logs.

@@ -197,6 +197,11 @@ func killAndResume(t *testing.T, db string) {
 			t.Errorf("row %v: metadata not on disk: %v", r.Data["title"], err)
 		}
 	}
+	// A download killed midway resumes from its .part; none outlives the run.
+	parts, _ := filepath.Glob(filepath.Join(dir, "res", "job_*", "*.part*"))
+	if len(parts) > 0 {
+		t.Errorf("partial downloads left after the run: %v", parts)
+	}
 }
 
 // requestsOrExit waits until srv has received n requests in all, and

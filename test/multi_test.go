@@ -61,9 +61,9 @@ func twoWorkers(t *testing.T, kill bool) {
 		}
 	}
 	a, aErr, aDone := start(4)
-	waitFor(t, "worker a started 4 jobs", aDone, jobs("queued", 4))
+	waitUntil(t, "worker a started 4 jobs", aDone, jobs("queued", 4))
 	_, bErr, bDone := start(8)
-	waitFor(t, "worker b started 4 more", bDone, jobs("queued", 8))
+	waitUntil(t, "worker b started 4 more", bDone, jobs("queued", 8))
 	owners := map[string]int{}
 	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
 		if r.Status.Active() {
@@ -77,7 +77,7 @@ func twoWorkers(t *testing.T, kill bool) {
 	if kill {
 		rng := testRand(t)
 		n := 1 + rng.IntN(rows-8)
-		waitFor(t, fmt.Sprintf("%d jobs finished", n), aDone, jobs("finished", n))
+		waitUntil(t, fmt.Sprintf("%d jobs finished", n), aDone, jobs("finished", n))
 		t.Logf("killing worker a once %d jobs finished", n)
 		a.Process.Signal(syscall.SIGKILL)
 		<-aDone

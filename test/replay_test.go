@@ -70,9 +70,9 @@ func (c *thawClock) Thaw() {
 	}
 }
 
-// waitFor polls cond until it holds, or fails the test when done (a
+// waitUntil polls cond until it holds, or fails the test when done (a
 // process that was to reach the state) ends first.
-func waitFor(t *testing.T, what string, done <-chan error, cond func() bool) {
+func waitUntil(t *testing.T, what string, done <-chan error, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {

@@ -1,13 +1,22 @@
 // Package udpjob builds openEO batch jobs from a parameterized process
 // definition (a user-defined process: id, parameters, process_graph) and
-// the rows of a job table: each parameter takes the value of the row's
-// column of the same name, else the definition's default.
+// the rows of a job table: the Go counterpart of the openEO Python
+// client's ProcessBasedJobCreator (see JobCreator).
 //
-// The values are written into the process graph in place of its
-// {"from_parameter": NAME} references, so the back-end needs no stored copy
-// of the process. References inside child graphs (callbacks) are replaced
-// too: a definition parameter must not share its name with a callback
-// parameter it does not mean (such as "data" or "x" of a reducer).
+// The definition is a local file (Load, Parse), a user-defined process
+// stored on the back-end, or a public document at a URL. A local
+// definition is inlined: its {"from_parameter": NAME} references are
+// replaced by the row's values, in child graphs (callbacks) too, so a
+// definition parameter must not share its name with a callback parameter
+// it does not mean (such as "data" or "x" of a reducer). A stored or
+// remote process is referenced by a single node instead, and the back-end
+// resolves it.
+//
+// Values are typed by each parameter's JSON Schema and checked against it
+// (github.com/santhosh-tekuri/jsonschema/v6, with openEO's subtypes
+// bounding-box, geojson and temporal-interval made explicit). A row that
+// cannot be made into a job gives a *RowError naming row, column and
+// reason.
 package udpjob
 
 import (
@@ -47,6 +56,9 @@ type Definition struct {
 	Description  string         `json:"description"`
 	Parameters   []Parameter    `json:"parameters"`
 	ProcessGraph map[string]any `json:"process_graph"`
+
+	// schemas are the parameters' compiled schemas, set by Parse.
+	schemas []*schema
 }
 
 var nameRE = regexp.MustCompile(`^\w+$`)
@@ -98,6 +110,11 @@ func Parse(data []byte) (*Definition, error) {
 	if err := d.check(); err != nil {
 		return nil, err
 	}
+	schemas, err := d.compiledSchemas()
+	if err != nil {
+		return nil, err
+	}
+	d.schemas = schemas
 	return &d, nil
 }
 
@@ -195,40 +212,16 @@ func (d *Definition) CheckColumns(columns []string) error {
 	return nil
 }
 
-// Values returns the value of every parameter for a row: the row's column
-// of the same name when it has a value, else the default. Optional
-// parameters without either are null. A required parameter with neither
-// is an error naming it.
+// Values returns the value of every parameter for a row, typed by its
+// schema (see JobCreator): the row's column of the same name when it has a
+// value, else the definition's default. Optional parameters without either
+// are null, so that an inlined graph has no reference left. A required
+// parameter with neither, or a value that does not fit the schema, is a
+// *RowError naming the column.
 func (d *Definition) Values(row map[string]any) (map[string]any, error) {
-	vals := make(map[string]any, len(d.Parameters))
-	var missing []string
-	for _, p := range d.Parameters {
-		if v, ok := row[p.Name]; ok && v != nil {
-			cv, err := p.convert(v)
-			if err != nil {
-				return nil, fmt.Errorf("column %q: %w", p.Name, err)
-			}
-			vals[p.Name] = cv
-			continue
-		}
-		if p.HasDefault() {
-			var v any
-			dec := json.NewDecoder(bytes.NewReader(p.Default))
-			dec.UseNumber()
-			if err := dec.Decode(&v); err != nil {
-				return nil, fmt.Errorf("parameter %q: bad default: %w", p.Name, err)
-			}
-			vals[p.Name] = v
-			continue
-		}
-		if p.Optional {
-			vals[p.Name] = nil
-			continue
-		}
-		missing = append(missing, p.Name)
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("required parameter %s has no column and no default", strings.Join(quoteAll(missing), ", "))
+	vals, _, err := d.arguments(driver.Job{Data: row}, nil, nil, true)
+	if err != nil {
+		return nil, err
 	}
 	return vals, nil
 }
@@ -241,54 +234,20 @@ func quoteAll(s []string) []string {
 	return out
 }
 
-// convert turns a string cell into JSON when the parameter's schema wants
-// an object or array and does not accept a string, so a column can hold a
-// bounding box such as {"west": 5, "south": 51, "east": 5.1, "north": 51.1}.
-func (p Parameter) convert(v any) (any, error) {
-	s, ok := v.(string)
-	if !ok || !p.wantsStructured() {
-		return v, nil
+// schemas returns the compiled schema of each parameter.
+func (d *Definition) compiledSchemas() ([]*schema, error) {
+	if d.schemas != nil {
+		return d.schemas, nil
 	}
-	var out any
-	dec := json.NewDecoder(strings.NewReader(s))
-	dec.UseNumber()
-	if err := dec.Decode(&out); err != nil {
-		return nil, fmt.Errorf("parameter %q wants JSON (its schema is an object or array), got %q: %w", p.Name, s, err)
+	out := make([]*schema, len(d.Parameters))
+	for i, p := range d.Parameters {
+		s, err := compileSchema(p.Schema)
+		if err != nil {
+			return nil, fmt.Errorf("parameters[%d] (%q).schema: %w", i, p.Name, err)
+		}
+		out[i] = s
 	}
 	return out, nil
-}
-
-func (p Parameter) wantsStructured() bool {
-	var types []string
-	var collect func(json.RawMessage)
-	collect = func(raw json.RawMessage) {
-		var one struct {
-			Type any `json:"type"`
-		}
-		var many []json.RawMessage
-		if json.Unmarshal(raw, &many) == nil {
-			for _, m := range many {
-				collect(m)
-			}
-			return
-		}
-		if json.Unmarshal(raw, &one) != nil {
-			return
-		}
-		switch t := one.Type.(type) {
-		case string:
-			types = append(types, t)
-		case []any:
-			for _, x := range t {
-				if s, ok := x.(string); ok {
-					types = append(types, s)
-				}
-			}
-		}
-	}
-	collect(p.Schema)
-	structured := slices.Contains(types, "object") || slices.Contains(types, "array")
-	return structured && !slices.Contains(types, "string")
 }
 
 // Graph returns a copy of the process graph with every
@@ -323,9 +282,9 @@ func substitute(v any, vals map[string]any) any {
 // Job builds the batch job for a row. Its title is the row's "title"
 // column when there is one, else "<id> row <key>".
 func (d *Definition) Job(row driver.Job) (*remote.JobRequest, error) {
-	vals, err := d.Values(row.Data)
+	vals, _, err := d.arguments(row, nil, nil, true)
 	if err != nil {
-		return nil, fmt.Errorf("row %d: %w", row.Key, err)
+		return nil, err
 	}
 	title, _ := row.Data["title"].(string)
 	if title == "" {

@@ -29,6 +29,11 @@ type Backend struct {
 // on conn, and returns its id. Returning "" and a nil error declines the
 // row: it is marked skipped. The manager starts the job afterwards.
 //
+// An error with a method RowError() bool that returns true (such as
+// *udpjob.RowError) says the row itself is at fault (a bad cell): the row
+// becomes start_failed at once and the back-end is neither blamed nor
+// paused.
+//
 // conn marks every job it creates so that the manager can find a job whose
 // creation was interrupted by a crash: create jobs through conn only.
 type StartJobFunc func(ctx context.Context, row driver.Job, conn *remote.Client) (jobID string, err error)
@@ -52,8 +57,10 @@ type Event struct {
 }
 
 // HandlerFunc handles a job that reached a final status. An error leaves
-// the event pending: it is handled again on the next cycle, a bounded
-// number of times.
+// the event pending, with the error in the row's last_error: it is handled
+// again on a later tracking cycle, a bounded number of times, and then by
+// the next run (Run reports it in a *MissingResultsError). An error marked
+// with Permanent is not retried: the row's download_pending is cleared.
 type HandlerFunc func(ctx context.Context, ev Event) error
 
 // Config configures a Manager.

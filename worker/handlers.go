@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/remote"
 )
 
@@ -37,17 +39,39 @@ func ErrorLogPath(root, jobID string) string {
 // every result asset into ev.Dir (a few at a time, each checked against its
 // announced size and checksum) and writes the job's description to
 // job_<id>.json there, last, so that file marks a complete download. Expired
-// result links are renewed by asking for the results again.
+// result links are renewed by asking for the results again; a download cut
+// off, here or by a kill, resumes from its <file>.part (see
+// remote.Client.DownloadAsset), and partial files left over are removed
+// once the download is complete.
+//
+// Results that can never be downloaded as the back-end describes them (an
+// asset name that leaves the job folder, a link that is not http(s), a job
+// the back-end no longer knows) are Permanent errors; any other failure
+// (a folder that cannot be written, a back-end that does not answer) leaves
+// the download pending.
 func DownloadResults(ctx context.Context, ev Event) error {
 	id := ev.Row.ID
 	res, err := ev.Conn.Results(ctx, id)
+	if errors.Is(err, remote.ErrJobNotFound) {
+		return Permanent(fmt.Errorf("results of job %s: %w", id, err))
+	}
 	if err != nil {
 		return fmt.Errorf("results of job %s: %w", id, err)
 	}
 	files := map[string]string{} // asset key -> file name
+	keep := map[string]bool{}    // file names of the results
 	for name, a := range res.Assets {
 		if files[name], err = assetFileName(name, a.Href); err != nil {
-			return fmt.Errorf("job %s: %w", id, err)
+			return Permanent(fmt.Errorf("job %s: %w", id, err))
+		}
+		keep[files[name]] = true
+	}
+	for name, file := range files {
+		for _, suffix := range []string{remote.PartSuffix, remote.PartSuffix + ".meta"} {
+			if keep[file+suffix] {
+				return Permanent(fmt.Errorf("job %s: asset %q would be saved as %q, the name of the partial download of asset %q: refusing both",
+					id, name, file+suffix, name))
+			}
 		}
 	}
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
@@ -65,6 +89,9 @@ func DownloadResults(ctx context.Context, ev Event) error {
 				mu.Unlock()
 				_, err := ev.Conn.DownloadAsset(gctx, a, filepath.Join(ev.Dir, file))
 				if !errors.Is(err, remote.ErrLinkExpired) || renewals == 2 {
+					if errors.Is(err, remote.ErrUnsupportedLink) {
+						return Permanent(fmt.Errorf("job %s asset %q: %w", id, name, err))
+					}
 					if err != nil {
 						return fmt.Errorf("job %s asset %q: %w", id, name, err)
 					}
@@ -91,8 +118,80 @@ func DownloadResults(ctx context.Context, ev Event) error {
 			return fmt.Errorf("describe job %s: %w", id, err)
 		}
 	}
-	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw)
+	if err := atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw, 0o644); err != nil {
+		return err
+	}
+	_, err = remote.RemoveParts(ev.Dir, keep)
+	return err
 }
+
+// permanentError marks a handler error that no later attempt can mend.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as a failure no later attempt can mend (the back-end
+// describes results that cannot be downloaded): a handler returning it is
+// not retried, and the row's download_pending is cleared with err in
+// last_error. Any other handler error leaves the row pending, for this run
+// to retry a few times and for the next run after that.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var pe *permanentError
+	return errors.As(err, &pe)
+}
+
+// ErrResultsMissing is matched (errors.Is) by the *MissingResultsError
+// that Run returns when the table is done except for rows whose results
+// or error logs could not be written.
+var ErrResultsMissing = errors.New("results missing")
+
+// MissingResult is a row whose handler (download of results, or of error
+// logs) failed in this run.
+type MissingResult struct {
+	Key     int64
+	JobID   string
+	Backend string
+	Status  driver.Status
+	// Err says why, as recorded in the row's last_error.
+	Err string
+	// Pending is true when the row keeps download_pending, so that the
+	// next run tries again; false for a Permanent failure.
+	Pending bool
+}
+
+// MissingResultsError is what Run returns when every row is done but the
+// results (or error logs) of some could not be written in this run. The
+// table records each in last_error; those still Pending are tried again
+// by the next run.
+type MissingResultsError struct {
+	Rows []MissingResult // in the order of their row keys
+}
+
+func (e *MissingResultsError) Error() string {
+	pending := 0
+	for _, r := range e.Rows {
+		if r.Pending {
+			pending++
+		}
+	}
+	msg := fmt.Sprintf("results of %d row(s) are missing", len(e.Rows))
+	if pending > 0 {
+		msg += fmt.Sprintf("; %d still pending: fix the cause and run again to fetch them", pending)
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrResultsMissing) true.
+func (e *MissingResultsError) Is(target error) bool { return target == ErrResultsMissing }
 
 // assetFileName returns the file name an asset is saved under: its key,
 // which must be a plain name that stays inside the job folder.
@@ -114,6 +213,9 @@ func assetFileName(key, href string) (string, error) {
 // last_error, so that `worker status` and queries show why.
 func SaveErrorLogs(ctx context.Context, ev Event) error {
 	logs, err := ev.Conn.Logs(ctx, ev.Row.ID, "error")
+	if errors.Is(err, remote.ErrJobNotFound) {
+		return Permanent(fmt.Errorf("error logs of job %s: %w", ev.Row.ID, err))
+	}
 	if err != nil {
 		return fmt.Errorf("error logs of job %s: %w", ev.Row.ID, err)
 	}
@@ -130,30 +232,7 @@ func SaveErrorLogs(ctx context.Context, ev Event) error {
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b)
-}
-
-// writeFileAtomic writes data to a temporary file beside path, syncs it
-// and renames it over path.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b, 0o644)
 }
 
 // maxSummary is the most of a log message last_error keeps, in bytes.

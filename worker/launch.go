@@ -120,6 +120,12 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	}
 	if err != nil {
 		m.stats.add("start_job error", 1)
+		if rowFault(err) {
+			// The row cannot be made into a job: no back-end is to blame,
+			// and another attempt would fail the same way.
+			m.startFailed(wctx, log, j, max(attempts, m.cfg.MaxStartAttempts), fmt.Errorf("create job: %w", err))
+			return
+		}
 		if m.react(ctx, b, err) != failed {
 			attempts-- // back-pressure or a busy back-end is not the row's fault
 		}
@@ -198,4 +204,12 @@ func (m *Manager) startFailed(ctx context.Context, log *slog.Logger, j driver.Jo
 	if err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: set}); err != nil {
 		log.WarnContext(ctx, "record failed start", "err", err)
 	}
+}
+
+// rowFault reports whether a StartJob error says the row itself cannot be
+// made into a job (it has a method RowError returning true, as
+// *udpjob.RowError does).
+func rowFault(err error) bool {
+	var re interface{ RowError() bool }
+	return errors.As(err, &re) && re.RowError()
 }

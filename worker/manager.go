@@ -33,8 +33,8 @@ import (
 	"github.com/openeo-batch/worker/remote"
 )
 
-// maxHandlerFailures bounds how often a job's handler is retried before
-// the row is left with its error in last_error.
+// maxHandlerFailures bounds how often a run tries a job's handler before it
+// leaves the row pending, its error in last_error, for the next run.
 const maxHandlerFailures = 3
 
 // Manager runs a job table. Create it with New and call Run.
@@ -58,6 +58,9 @@ type Manager struct {
 	gates     map[string]*gate      // per back-end: may it take jobs now
 	bg        *background           // set by Start
 	listPages map[string]int        // per back-end: pages its last listing took
+
+	// missing holds the rows whose handler this run gave up on.
+	missing map[int64]MissingResult
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -75,6 +78,7 @@ func New(cfg Config) (*Manager, error) {
 		launching: map[int64]bool{},
 		handling:  map[int64]bool{},
 		failures:  map[int64]int{},
+		missing:   map[int64]MissingResult{},
 		described: map[int64]*remote.Job{},
 		canceled:  map[int64]bool{},
 		dirs:      map[string]bool{},
@@ -100,6 +104,9 @@ func (m *Manager) now() string { return time.Now().UTC().Format(time.RFC3339) }
 // nil when the table is done, and context.Cause(ctx) when stopped; the
 // table is consistent either way and the next Run resumes it. Errors of
 // the store end the run; errors of back-ends are recorded in the rows.
+// When the rows are done but the results (or error logs) of some could not
+// be written, it returns a *MissingResultsError (ErrResultsMissing) listing
+// them; they stay download_pending unless no attempt can mend them.
 func (m *Manager) Run(ctx context.Context) error {
 	if wc, ok := m.cfg.Store.(driver.WriteChecker); ok {
 		if err := wc.Writable(); err != nil {
@@ -126,7 +133,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return err
 			}
 			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
-			return nil
+			return m.missingResults()
 		}
 		timer := time.NewTimer(m.cfg.PollInterval - time.Since(lastTrack))
 		select {
@@ -165,7 +172,7 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 		}
 		m.stats.add("track_statuses", 1)
 	}
-	if err := m.handleEvents(ctx); err != nil {
+	if err := m.handleEvents(ctx, track); err != nil {
 		return false, err
 	}
 	counts, err := m.cfg.Store.Counts(ctx)
@@ -223,11 +230,8 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 	if busy > 0 {
 		return false, nil
 	}
-	pending, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: 1})
-	if err != nil {
-		return false, fmt.Errorf("select pending downloads: %w", err)
-	}
-	return len(pending) == 0, nil
+	pending, err := m.pendingLeft(ctx)
+	return !pending, err
 }
 
 func (m *Manager) logHistogram(ctx context.Context, counts []driver.Count) {

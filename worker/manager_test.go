@@ -368,7 +368,10 @@ func TestHostileAssetNameRefused(t *testing.T) { synctest.Test(t, hostileAssetNa
 
 func hostileAssetNameRefused(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"../../escape.tif"}})
-	f.run(t)
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || rows[0].Pending || !strings.Contains(rows[0].Err, "refusing asset name") {
+		t.Errorf("reported %+v, want the row refused for good", rows)
+	}
 	r := f.rows(t)[0]
 	if r.Status != driver.Finished || r.DownloadPending || !strings.Contains(r.LastError, "refusing asset name") {
 		t.Errorf("row = %+v, want finished with the refusal in last_error", r)

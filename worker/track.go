@@ -1,9 +1,14 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -152,6 +157,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 			log.WarnContext(ctx, "describe final job", "err", err)
 		} else {
 			rj = full
+			if len(rj.Odd) > 0 {
+				log.DebugContext(ctx, "job description: fields of an unexpected type read as absent", "fields", rj.Odd)
+			}
 			for name, col := range map[string]string{"cpu": driver.ColCPU, "memory": driver.ColMemory, "duration": driver.ColDuration} {
 				if u, ok := rj.Usage[name]; ok {
 					set[col] = u.String()
@@ -232,36 +240,55 @@ func (m *Manager) handler(s driver.Status) HandlerFunc {
 }
 
 // handleEvents runs the handlers of rows whose download is pending, in
-// the background, a bounded number at a time.
-func (m *Manager) handleEvents(ctx context.Context) error {
+// the background, a bounded number at a time. A row whose handler failed
+// is tried again on a tracking cycle (track), not at once: a folder that
+// cannot be written or a back-end that does not answer gets a poll
+// interval to mend. Rows this run gave up on wait for the next run.
+func (m *Manager) handleEvents(ctx context.Context, track bool) error {
 	room := m.cfg.Concurrency - m.inFlight(m.handling)
 	if room <= 0 {
 		return nil
 	}
-	rows, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: room + m.inFlight(m.handling)})
+	m.mu.Lock()
+	skip := len(m.missing) + len(m.failures)
+	m.mu.Unlock()
+	rows, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: room + m.inFlight(m.handling) + skip})
 	if err != nil {
 		return fmt.Errorf("select pending downloads: %w", err)
 	}
 	for _, row := range rows {
+		m.mu.Lock()
+		_, gaveUp := m.missing[row.Key]
+		failed := m.failures[row.Key] > 0
+		m.mu.Unlock()
+		if gaveUp || failed && !track {
+			continue
+		}
 		if !m.orphan(row, m.handling) && row.Worker != m.cfg.Owner.ID() {
 			continue // another live manager handles it
 		}
 		b := m.byName[row.Backend]
 		h := m.handler(row.Status)
 		if b == nil || h == nil {
-			reason := "no handler for status " + string(row.Status)
 			if b == nil {
-				reason = fmt.Sprintf("back-end %q is not configured: add it to download the results", row.Backend)
+				reason := fmt.Sprintf("back-end %q is not configured: add it to download the results", row.Backend)
 				m.log.WarnContext(ctx, "cannot handle job", "row", row.Key, "reason", reason)
+				m.giveUp(row, reason, true)
 				continue
 			}
-			m.update(ctx, m.log, row.Key, row.Status, driver.Values{driver.ColDownloadPending: false})
+			if m.update(ctx, m.log, row.Key, row.Status, driver.Values{driver.ColDownloadPending: false}) {
+				m.removeParts(ctx, m.log, JobDir(m.cfg.RootDir, row.ID)) // downloads turned off since
+			}
 			continue
 		}
 		m.goTracked(m.handling, row.Key, func() { m.handle(ctx, b, row, h) })
 	}
 	return nil
 }
+
+// handlerErrPrefix starts the last_error a failed handler records, so that
+// a later success knows to clear it.
+const handlerErrPrefix = "handling "
 
 func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h HandlerFunc) {
 	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
@@ -288,37 +315,113 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 	described := m.described[row.Key]
 	m.mu.Unlock()
 	var reported string
-	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: JobDir(m.cfg.RootDir, row.ID), Job: described,
+	dir := JobDir(m.cfg.RootDir, row.ID)
+	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: dir, Job: described,
 		SetError: func(msg string) { reported = msg }})
 	if err != nil && ctx.Err() != nil {
 		return // stopped: still pending, the next run handles it
 	}
 	wctx := context.WithoutCancel(ctx)
 	set := driver.Values{driver.ColDownloadPending: false, driver.ColUpdatedAt: m.now()}
-	if err != nil {
+	switch {
+	case err != nil && !IsPermanent(err):
+		// Nothing is lost: the row stays pending with the cause in
+		// last_error, for a later cycle of this run (a few times) and then
+		// for the next run.
 		m.mu.Lock()
 		m.failures[row.Key]++
 		n := m.failures[row.Key]
 		m.mu.Unlock()
+		cause := handlerErrPrefix + string(row.Status) + " job: " + err.Error()
+		m.update(wctx, log, row.Key, row.Status, driver.Values{driver.ColLastError: cause, driver.ColUpdatedAt: m.now()})
 		if n < maxHandlerFailures {
 			log.WarnContext(ctx, "job handler failed; will retry", "attempt", n, "err", err)
 			return
 		}
 		m.stats.add("job download error", 1)
-		log.ErrorContext(ctx, "job handler failed; giving up", "attempts", n, "err", err)
-		set[driver.ColLastError] = "handling " + string(row.Status) + " job: " + err.Error()
-	} else if reported != "" {
+		log.ErrorContext(ctx, "job handler failed; results stay pending for the next run", "attempts", n, "err", err)
+		m.giveUp(row, cause, true)
+		m.mu.Lock()
+		delete(m.described, row.Key)
+		delete(m.failures, row.Key)
+		m.mu.Unlock()
+		return
+	case err != nil:
+		m.stats.add("job download error", 1)
+		log.ErrorContext(ctx, "job handler failed for good", "err", err)
+		set[driver.ColLastError] = handlerErrPrefix + string(row.Status) + " job: " + err.Error()
+		m.giveUp(row, set[driver.ColLastError].(string), false)
+	case reported != "":
 		set[driver.ColLastError] = reported
+	case strings.HasPrefix(row.LastError, handlerErrPrefix):
+		set[driver.ColLastError] = nil // an earlier failure, now mended
 	}
 	if err == nil && row.Status == driver.Finished {
 		m.stats.add("job download", 1)
-		log.InfoContext(ctx, "results downloaded", "dir", JobDir(m.cfg.RootDir, row.ID))
+		log.InfoContext(ctx, "results downloaded", "dir", dir)
 	}
-	m.update(wctx, log, row.Key, row.Status, set)
+	if m.update(wctx, log, row.Key, row.Status, set) && err != nil {
+		// Given up for good: its partial downloads serve no later run.
+		// (DownloadResults removes them itself once a download succeeds:
+		// it alone knows which files are results.)
+		m.removeParts(ctx, log, dir)
+	}
 	m.mu.Lock()
 	delete(m.described, row.Key)
 	delete(m.failures, row.Key)
 	m.mu.Unlock()
+}
+
+// removeParts removes the partial downloads left in a job folder that
+// will not be resumed.
+func (m *Manager) removeParts(ctx context.Context, log *slog.Logger, dir string) {
+	if removed, err := remote.RemoveParts(dir, nil); err != nil {
+		log.WarnContext(ctx, "remove partial downloads", "dir", dir, "err", err)
+	} else if len(removed) > 0 {
+		log.InfoContext(ctx, "removed partial downloads", "dir", dir, "files", removed)
+	}
+}
+
+// giveUp records that this run handles row no more: its results are
+// missing, and pending says whether the table keeps it pending for the
+// next run.
+func (m *Manager) giveUp(row driver.Job, cause string, pending bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.missing[row.Key] = MissingResult{Key: row.Key, JobID: row.ID, Backend: row.Backend, Status: row.Status,
+		Err: cause, Pending: pending}
+}
+
+// pendingLeft reports whether a row's handler is still to run in this
+// run: a pending row this run did not give up on.
+func (m *Manager) pendingLeft(ctx context.Context) (bool, error) {
+	m.mu.Lock()
+	skip := len(m.missing)
+	m.mu.Unlock()
+	rows, err := m.cfg.Store.Select(ctx, driver.Filter{DownloadPending: true, Limit: skip + 1})
+	if err != nil {
+		return false, fmt.Errorf("select pending downloads: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range rows {
+		if _, ok := m.missing[r.Key]; !ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// missingResults returns the rows whose results this run could not write,
+// as a *MissingResultsError, or nil.
+func (m *Manager) missingResults() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.missing) == 0 {
+		return nil
+	}
+	rows := slices.SortedFunc(maps.Values(m.missing), func(a, b MissingResult) int { return cmp.Compare(a.Key, b.Key) })
+	return &MissingResultsError{Rows: rows}
 }
 
 // stillIs re-reads a row after its background slot was taken and reports

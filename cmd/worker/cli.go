@@ -34,19 +34,28 @@ Usage:
 
 Commands:
   init     create a job table from a CSV, GeoJSON or Parquet file or another table
+           (--append adds the rows of a new input to a table)
   run      run the jobs of a table on one or more back-ends
+  check    build every row's job without sending anything, and list bad rows
   status   count the rows of a table per status and back-end
+  jobs     list the rows of a table, chosen by status, back-end or SQL
+  logs     print a job's logs from its back-end
+  retry    put failed or canceled rows back to not_started, keeping their history
+  cancel   cancel active jobs on their back-ends
+  download fetch the results of finished rows missing on disk
   query    run DuckDB SQL over a table (called jobs), also during a run
   export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
+  version  print the version, commit and main dependencies
 
 Example:
   worker init --from tiles.csv --db jobs.db
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
   worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json
 
-Run 'worker <command> --help' for the flags of a command.
+Run 'worker <command> --help' for the flags of a command. Flags may come
+before or after a command's other arguments.
 Exit status: 0 done, 1 error, 2 bad usage, 130 stopped by a signal (resumable).
 `
 
@@ -64,7 +73,8 @@ type command struct {
 	run   func(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error
 }
 
-var commands = []command{initCmd, runCmd, statusCmd, queryCmd, exportCmd, loginCmd, demoCmd}
+var commands = []command{initCmd, runCmd, checkCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
+	queryCmd, exportCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
@@ -84,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
 			fs.PrintDefaults()
 		}
-		err := c.run(ctx, fs, args[1:], stdout, stderr)
+		err := c.run(ctx, fs, flagsFirst(c, args[1:]), stdout, stderr)
 		return exitCode(err, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", args[0], mainUsage)
@@ -138,4 +148,48 @@ func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
 		}
 		return slog.New(slog.NewTextHandler(stderr, opts))
 	}
+}
+
+// flagsFirst moves a command's flags before its other arguments, so that
+// `worker query "SQL" --db x` parses as `worker query --db x "SQL"` (the
+// flag package stops at the first argument that is not a flag). It learns
+// which flags the command has, and which of them take no value, by letting
+// the command define them on a throw-away FlagSet asked for -h: every
+// command defines its flags and parses before it does anything else.
+// Arguments after "--" stay arguments; a "-" alone is an argument.
+func flagsFirst(c command, args []string) []string {
+	probe := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	probe.SetOutput(io.Discard)
+	probe.Usage = func() {}
+	c.run(context.Background(), probe, []string{"-h"}, io.Discard, io.Discard)
+	isBool := func(name string) bool {
+		f := probe.Lookup(name)
+		if f == nil {
+			return true // unknown: the real parse reports it; take no value
+		}
+		b, ok := f.Value.(interface{ IsBoolFlag() bool })
+		return ok && b.IsBoolFlag()
+	}
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !hasValue && !isBool(name) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(rest) == 0 {
+		return flags
+	}
+	return append(append(flags, "--"), rest...)
 }

@@ -99,11 +99,11 @@ func tableFromStore(ctx context.Context, location string) (*table, error) {
 	defer s.Close()
 	user, err := s.Columns(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
+		return nil, inTable(location, err)
 	}
 	jobs, err := s.Select(ctx, driver.Filter{})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
+		return nil, inTable(location, err)
 	}
 	t := &table{columns: slices.Clone(user)}
 	for _, c := range driver.ManagerColumns() {
@@ -120,6 +120,15 @@ func tableFromStore(ctx context.Context, location string) (*table, error) {
 		t.rows = append(t.rows, r)
 	}
 	return t, nil
+}
+
+// inTable names the table in a store's error, unless the store did.
+func inTable(location string, err error) error {
+	_, path, _ := driver.Lookup(location)
+	if path != "" && strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", location, err)
 }
 
 // readGeoJSON turns a FeatureCollection into rows: the properties (in the
@@ -303,7 +312,8 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 			return fmt.Errorf("%s: %w", *db, err)
 		}
 	} else if _, err := createTable(ctx, *to, t); err != nil {
-		return fmt.Errorf("%s: %w", *to, err)
+		// Rows are numbered as in the table read.
+		return fmt.Errorf("export %s to %s: %w", *db, *to, err)
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.rows), *db, *to)
 	return nil

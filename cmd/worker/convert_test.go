@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -192,5 +193,122 @@ func TestQueryHiveLikeFolder(t *testing.T) {
 	code, out := cli(t, dir, "query", "--db", "year=2020/jobs.parquet", "--format", "csv", "select count(*) as n from (describe jobs) where column_name = 'year'")
 	if code != 0 || out != "n\n0\n" {
 		t.Errorf("exit %d: %q, want no year column", code, out)
+	}
+}
+
+// A cell that is not UTF-8 (a Latin-1 file) is kept where the store keeps
+// it (SQLite) and refused, naming file, row and column, where it would
+// become NULL (Parquet, DuckDB); a refused table leaves no file.
+func TestInitNonUTF8(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "latin1.csv"), []byte("name,year\ncafe,2020\ncaf\xe9,2021\n"), 0o644)
+	for _, db := range []string{"t.parquet", "t.duckdb"} {
+		code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", db)
+		if code != 1 || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+			t.Errorf("init --db %s: exit %d: %s", db, code, out)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
+			t.Errorf("init --db %s left %v", db, left)
+		}
+	}
+	if code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", "t.db"); code != 0 {
+		t.Fatalf("init --db t.db: exit %d: %s", code, out)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	if err := db.QueryRow("select name from jobs where year = 2021").Scan(&name); err != nil || name != "caf\xe9" {
+		t.Errorf("SQLite cell = %q, %v; want it kept", name, err)
+	}
+	db.Close()
+	// query reads through DuckDB, which would show NULL: it says so.
+	code, out := cli(t, dir, "query", "--db", "t.db", "select name from jobs")
+	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		t.Errorf("query: exit %d: %s", code, out)
+	}
+	code, out = cli(t, dir, "export", "--db", "t.db", "--to", "out.parquet")
+	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		t.Errorf("export to Parquet: exit %d: %s", code, out)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "out.*")); len(left) > 0 {
+		t.Errorf("export left %v", left)
+	}
+}
+
+// A status another tool wrote into a SQLite table stops export with the
+// file, row and column, named once.
+func TestExportUnknownStatus(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title\na\nb\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	// Tables made now refuse such an edit; one an older version made
+	// (no triggers) takes it.
+	db, _ := sql.Open("sqlite", filepath.Join(dir, "jobs.db"))
+	for _, q := range []string{`DROP TRIGGER jobs_status_insert`, `DROP TRIGGER jobs_status_update`, `UPDATE jobs SET status = 'done' WHERE title = 'b'`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.csv")
+	if code != 1 || strings.Count(out, "jobs.db") != 1 || !strings.Contains(out, `row 2, column "status": unknown status "done"`) {
+		t.Errorf("exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out.csv")); !os.IsNotExist(err) {
+		t.Error("out.csv written")
+	}
+}
+
+// Tables another program wrote, with the user's columns only or an
+// unknown status, work as --db directly: status counts their rows, or
+// names the file, row and column of the bad status; the file is kept.
+func TestForeignTablesAsDB(t *testing.T) {
+	dir := t.TempDir()
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer duck.Close()
+	lite, err := sql.Open("sqlite", filepath.Join(dir, "user.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		"CREATE TABLE jobs (year INTEGER, title TEXT)",
+		"INSERT INTO jobs VALUES (2020, 'a'), (2021, 'b')",
+	} {
+		if _, err := duck.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lite.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lite.Close()
+	for _, q := range []string{
+		"COPY jobs TO '" + filepath.Join(dir, "user.parquet") + "' (FORMAT parquet)",
+		"COPY (SELECT *, CASE WHEN year = 2021 THEN 'done' END AS status FROM jobs) TO '" + filepath.Join(dir, "bad.parquet") + "' (FORMAT parquet)",
+	} {
+		if _, err := duck.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, db := range []string{"user.db", "user.parquet"} {
+		code, out := cli(t, dir, "status", "--db", db, "--json")
+		if code != 0 || !strings.Contains(out, `"total": 2`) || !strings.Contains(out, `"not_started": 2`) {
+			t.Errorf("status --db %s: exit %d: %s", db, code, out)
+		}
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "bad.parquet"))
+	code, out := cli(t, dir, "status", "--db", "bad.parquet")
+	if code != 1 || !strings.Contains(out, "bad.parquet") || !strings.Contains(out, `row 2, column "status": unknown status "done"`) {
+		t.Errorf("status of a table with an unknown status: exit %d: %s", code, out)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "bad.parquet")); !bytes.Equal(before, after) {
+		t.Error("bad.parquet changed")
 	}
 }

@@ -1,10 +1,7 @@
 package main
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
-	"io"
 	"iter"
 	"os"
 
@@ -29,37 +26,26 @@ func (t *table) seq() iter.Seq2[[]any, error] {
 }
 
 // readCSV reads a CSV job table (a header line, then one row per line;
-// quoted cells may hold commas, quotes and line breaks). The user's columns
+// quoted cells may hold commas, quotes and line breaks, kept exactly as
+// written). The user's columns
 // get a type per column: integer when every cell is a whole number without
 // leading zeros, real when every cell is a number, text otherwise; empty
 // cells are null. Manager columns stay text and are checked by the store.
 func readCSV(path string) (*table, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	r := csv.NewReader(f)
-	header, err := r.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: empty file: want a header line with column names", path)
-	}
+	recs, err := csvfile.Records(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%s: empty file: want a header line with column names", path)
+	}
+	header, cells := recs[0], recs[1:]
 	if len(header) > 0 {
 		header[0] = trimBOM(header[0])
-	}
-	var cells [][]string
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		cells = append(cells, rec)
 	}
 	t := &table{columns: header, rows: make([][]any, len(cells))}
 	for i := range t.rows {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,11 +25,13 @@ var demoCmd = command{
 Usage: worker demo [--dir DIR] [--rows N]
 
 Runs the whole path on this machine, with no account and no network: starts
-two simulated openEO back-ends on 127.0.0.1, writes a sample CSV table and a
-process definition into DIR, creates the job table DIR/jobs.db from the CSV,
-runs every row as a batch job (one tile is made to fail, to show the error
-handling), shows progress, and prints a summary and where the results are.
-A second demo in the same DIR starts afresh.
+two simulated openEO back-ends on 127.0.0.1 that both store a user-defined
+process with a GeoJSON parameter, writes a GeoJSON file of areas into DIR,
+creates the job table DIR/jobs.db from it, runs every area as a batch job
+of the stored process (each job references it and carries its area as a
+GeoJSON geometry; one tile is made to fail, to show the error handling),
+shows progress, and prints a summary and where the results are. A second
+demo in the same DIR starts afresh.
 
 Example:
   worker demo --dir demo-output
@@ -37,24 +40,29 @@ Example:
 	run: runDemo,
 }
 
+// demoProcess is the user-defined process the simulated back-ends store:
+// the main use, one parameterized process over a table of areas.
 const demoProcess = `{
   "id": "ndvi_composite",
-  "summary": "Median NDVI of a year over a tile (demo)",
+  "summary": "Median NDVI of a year over an area (demo)",
   "parameters": [
+    {"name": "geometry", "description": "Area of interest", "schema": {"type": "object", "subtype": "geojson"}},
     {"name": "year", "description": "Year to composite", "schema": {"type": "integer"}},
-    {"name": "spatial_extent", "description": "Bounding box of the tile", "schema": {"type": "object", "subtype": "bounding-box"}},
     {"name": "max_cloud_cover", "description": "Scenes with more clouds are left out", "schema": {"type": "number"}, "optional": true, "default": 60}
   ],
   "process_graph": {
     "load": {"process_id": "load_collection", "arguments": {
-      "id": "SENTINEL2_L2A", "spatial_extent": {"from_parameter": "spatial_extent"},
+      "id": "SENTINEL2_L2A", "spatial_extent": {"from_parameter": "geometry"},
       "temporal_extent": [{"from_parameter": "year"}, null], "bands": ["B04", "B08"],
       "properties": {"eo:cloud_cover": {"process_graph": {"cc": {"process_id": "lte",
         "arguments": {"x": {"from_parameter": "value"}, "y": {"from_parameter": "max_cloud_cover"}}, "result": true}}}}}},
     "ndvi": {"process_id": "ndvi", "arguments": {"data": {"from_node": "load"}}},
     "median": {"process_id": "reduce_dimension", "arguments": {"data": {"from_node": "ndvi"}, "dimension": "t",
       "reducer": {"process_graph": {"m": {"process_id": "median", "arguments": {"data": {"from_parameter": "data"}}, "result": true}}}}},
-    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "median"}, "format": "GTiff"}, "result": true}
+    "aggregate": {"process_id": "aggregate_spatial", "arguments": {"data": {"from_node": "median"},
+      "geometries": {"from_parameter": "geometry"},
+      "reducer": {"process_graph": {"m": {"process_id": "mean", "arguments": {"data": {"from_parameter": "data"}}, "result": true}}}}},
+    "save": {"process_id": "save_result", "arguments": {"data": {"from_node": "aggregate"}, "format": "JSON"}, "result": true}
   }
 }
 `
@@ -62,18 +70,21 @@ const demoProcess = `{
 // demoFailTile is the tile whose jobs the simulated back-ends fail.
 const demoFailTile = "31UGV"
 
+// writeDemoInput writes a GeoJSON FeatureCollection of rows areas (small
+// polygons) with a tile, a year and a title each.
 func writeDemoInput(path string, rows int) error {
-	var b strings.Builder
-	b.WriteString("tile,year,title,spatial_extent\n")
 	tiles := []string{"31UFS", "31UFT", "31UGS", "31UGT", demoFailTile, "31UFU"}
+	var fs []string
 	for i := range rows {
 		tile := tiles[i%len(tiles)]
 		year := 2019 + i/len(tiles)
-		west, south := 5.0+float64(i%len(tiles))*0.1, 51.0
-		fmt.Fprintf(&b, "%s,%d,NDVI %s %d,\"{\"\"west\"\": %.1f, \"\"south\"\": %.1f, \"\"east\"\": %.1f, \"\"north\"\": %.1f}\"\n",
-			tile, year, tile, year, west, south, west+0.1, south+0.1)
+		w, s := 5.0+float64(i%len(tiles))*0.1, 51.0
+		fs = append(fs, fmt.Sprintf(`{"type": "Feature", "properties": {"tile": %q, "year": %d, "title": "NDVI %s %d"},
+ "geometry": {"type": "Polygon", "coordinates": [[[%g, %g], [%g, %g], [%g, %g], [%g, %g], [%g, %g]]]}}`,
+			tile, year, tile, year, w, s, w+0.1, s, w+0.1, s+0.1, w, s+0.1, w, s))
 	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
+	doc := `{"type": "FeatureCollection", "features": [` + "\n" + strings.Join(fs, ",\n") + "\n]}\n"
+	return os.WriteFile(path, []byte(doc), 0o644)
 }
 
 func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
@@ -95,7 +106,7 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 			return err
 		}
 	}
-	inputPath, processPath := filepath.Join(*dir, "input.csv"), filepath.Join(*dir, "process.json")
+	inputPath, processPath := filepath.Join(*dir, "areas.geojson"), filepath.Join(*dir, "ndvi_composite.json")
 	if err := writeDemoInput(inputPath, *rows); err != nil {
 		return err
 	}
@@ -117,11 +128,12 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 			Outcome: fail, AssetSize: 64 << 10,
 		})
 		defer srv.Close()
+		srv.AddProcess("ndvi_composite", json.RawMessage(demoProcess))
 		servers = append(servers, srv)
 	}
 	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
 
-	t, err := readCSV(inputPath)
+	t, err := readGeoJSON(inputPath)
 	if err != nil {
 		return err
 	}
@@ -129,10 +141,9 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		return err
 	}
 	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.rows), inputPath)
-	def, err := udpjob.Load(processPath)
-	if err != nil {
-		return err
-	}
+	// Each job references the process stored on the back-ends, read once
+	// per back-end; the geometry column feeds its GeoJSON parameter.
+	creator := &udpjob.JobCreator{ProcessID: "ndvi_composite"}
 	store, err := openExisting(ctx, dbPath)
 	if err != nil {
 		return err
@@ -141,6 +152,7 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 
 	demoEnv := map[string]string{"OPENEO_USERNAME": "user", "OPENEO_PASSWORD": "password"}
 	var backends []worker.Backend
+	var conns []*remote.Client
 	for i, srv := range servers {
 		spec := backendSpec{name: fmt.Sprintf("sim%d", i+1), url: srv.URL}
 		c, err := connectBackend(ctx, spec, func(k string) string { return demoEnv[k] })
@@ -148,9 +160,21 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 			return err
 		}
 		backends = append(backends, worker.Backend{Name: spec.name, Client: c, ParallelJobs: 3})
+		conns = append(conns, c)
+	}
+	res, err := checkRows(ctx, creator, store, dbPath, conns)
+	if err != nil {
+		return err
+	}
+	if len(res.bad) > 0 {
+		return badRowsError(dbPath, res.bad, "")
+	}
+	if res.sample != nil {
+		b, _ := json.Marshal(res.sample.Process.ProcessGraph)
+		fmt.Fprintf(stderr, "demo: each job references the stored process, e.g. %s\n", b)
 	}
 	m, err := worker.New(worker.Config{
-		Store: store, Backends: backends, StartJob: def.StartJob,
+		Store: store, Backends: backends, StartJob: creator.StartJob,
 		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, Logger: quietLogger(stderr),
 	})
 	if err != nil {
@@ -193,7 +217,7 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	fmt.Fprintf(stdout, "Stats: %d started, %d finished, %d failed, %d result sets downloaded.\n",
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files and job_<id>.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
-	fmt.Fprintf(stdout, "Inputs:     %s, %s\n", inputPath, processPath)
+	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
 	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
 	return nil
 }

@@ -32,18 +32,24 @@ the line or row, and the column.
 Example:
   worker init --from tiles.csv --db jobs.db
   worker init --from aois.geojson --db jobs.csv
-`,
+  worker init --append --from more-tiles.csv --db jobs.db --key tile,year
+` + appendUsage,
 	run: runInit,
 }
 
 func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "`file` with one row per job: CSV, GeoJSON, (Geo)Parquet or another job table (required)")
 	db := fs.String("db", "", "job table to create: a `path` such as jobs.db, or sqlite:///abs/path (required)")
+	appendRows := fs.Bool("append", false, "add the rows of FILE to the existing TABLE (see --key)")
+	key := fs.String("key", "", "with --append: the `columns` (comma list) that identify a row")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *from == "" || *db == "" {
 		return usagef("init: --from and --db are required")
+	}
+	if *appendRows || *key != "" {
+		return appendTable(ctx, *from, *db, *key, stdout)
 	}
 	if filepath.Clean(*from) == filepath.Clean(*db) {
 		return usagef("init: %v", errSameFile)
@@ -82,8 +88,8 @@ func createTable(ctx context.Context, location string, t *table) (int, error) {
 	}
 	if err != nil {
 		if !existed {
-			for _, suffix := range []string{"", "-wal", "-shm", "-journal", ".journal", ".lock", ".work.duckdb", ".work.duckdb.wal"} {
-				os.Remove(path + suffix)
+			if rerr := driver.Remove(location); rerr != nil {
+				err = errors.Join(err, rerr)
 			}
 		}
 		if errors.Is(err, driver.ErrExists) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2"
 )
@@ -27,7 +28,9 @@ jobs. It reads a snapshot and writes nothing, so it is safe while a run goes
 on: Parquet and DuckDB tables are read in place, SQLite and CSV tables are
 read through their store (a CSV table's latest changes included). Geometries
 are WKT text (DuckDB's ST_ functions that need no extension work on
-geometry columns of Parquet tables).
+geometry columns of Parquet tables). The SQL sees the jobs table only: it
+cannot read or write other files (COPY ... TO, read_csv), attach databases,
+or install or load extensions.
 
 Example:
   worker query --db jobs.db "select status, count(*) from jobs group by all"
@@ -54,15 +57,11 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err := mustExist(*db); err != nil {
 		return err
 	}
-	duck, err := sql.Open("duckdb", "")
+	duck, err := openJobs(ctx, *db)
 	if err != nil {
 		return err
 	}
 	defer duck.Close()
-	duck.SetMaxOpenConns(1) // one in-memory database, one connection
-	if err := loadJobs(ctx, duck, *db); err != nil {
-		return err
-	}
 	rows, err := duck.QueryContext(ctx, fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
@@ -71,23 +70,84 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	return printRows(stdout, rows, *format)
 }
 
-// loadJobs makes the table available to DuckDB as jobs.
-func loadJobs(ctx context.Context, duck *sql.DB, location string) error {
+// openJobs opens an in-memory DuckDB database whose one view, jobs, is
+// the table at location, read on a snapshot, and locks it down (see
+// lockDown) so that the user's SQL (worker query, worker jobs --where)
+// reads nothing else and writes nothing.
+func openJobs(ctx context.Context, location string) (*sql.DB, error) {
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, err
+	}
+	duck.SetMaxOpenConns(1) // one in-memory database, one connection
+	files, err := loadJobs(ctx, duck, location)
+	if err == nil {
+		err = lockDown(ctx, duck, files)
+	}
+	if err != nil {
+		duck.Close()
+		return nil, err
+	}
+	return duck, nil
+}
+
+// lockDown closes DuckDB's doors to everything but the jobs table once it
+// is loaded: the user's SQL reads no file but files (the table's own, which
+// the jobs view reads at each query), writes none (COPY ... TO), attaches no
+// database, installs or loads no extension, and cannot lift the guard, since
+// the configuration is locked last.
+func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
+	var qs []string
+	if len(files) > 0 {
+		quoted := make([]string, len(files))
+		for i, f := range files {
+			quoted[i] = sqlString(f)
+		}
+		qs = append(qs, "SET allowed_paths = ["+strings.Join(quoted, ", ")+"]")
+	}
+	qs = append(qs,
+		"SET enable_external_access = false",
+		"SET autoinstall_known_extensions = false",
+		"SET autoload_known_extensions = false",
+		"SET lock_configuration = true")
+	for _, q := range qs {
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("query: %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// loadJobs makes the table available to DuckDB as jobs, and returns the
+// files the jobs view reads when queried (none when it is a copy).
+func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet":
-		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet('"+strings.ReplaceAll(path, "'", "''")+"', hive_partitioning = false)")
-		return err
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		_, err = duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet("+sqlString(abs)+", hive_partitioning = false)")
+		return []string{abs}, err
 	case ".duckdb", ".ddb":
-		if _, err := duck.ExecContext(ctx, "ATTACH '"+strings.ReplaceAll(path, "'", "''")+"' AS src (READ_ONLY)"); err != nil {
-			return fmt.Errorf("%s: %w", location, err)
+		if _, err := duck.ExecContext(ctx, "ATTACH "+sqlString(path)+" AS src (READ_ONLY)"); err != nil {
+			return nil, fmt.Errorf("%s: %w", location, err)
 		}
 		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
-		return err
+		return nil, err
 	}
+	return nil, copyJobs(ctx, duck, location)
+}
+
+// copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
+// through its store into an in-memory table jobs.
+func copyJobs(ctx context.Context, duck *sql.DB, location string) error {
 	t, err := tableFromStore(ctx, location)
 	if err != nil {
 		return err
@@ -110,8 +170,13 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) error {
 			return err
 		}
 		vals := make([]sqldriver.Value, len(t.columns))
-		for _, r := range t.rows {
+		for n, r := range t.rows {
 			for i, v := range r {
+				if s, ok := v.(string); ok && !utf8.ValidString(s) {
+					// DuckDB would show it as NULL.
+					app.Close()
+					return fmt.Errorf("%s: row %d, column %q: %.40q is not UTF-8 text, which DuckDB cannot read", location, n+1, t.columns[i], s)
+				}
 				vals[i] = v
 			}
 			if err := app.AppendRow(vals...); err != nil {

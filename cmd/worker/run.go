@@ -10,26 +10,41 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
-	"github.com/openeo-batch/worker/udpjob"
 	"github.com/openeo-batch/worker/worker"
 )
 
 var runCmd = command{
 	name: "run",
 	usage: `
-Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N] ... --process DEF.json [flags]
+Usage: worker run --db TABLE --backend NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N] ...
+                  (--process-id ID [--namespace URL] | --namespace URL | --process DEF.json) [flags]
 
-Runs every not_started row of the table as a batch job built from the process
-definition DEF.json (a user-defined process: id, parameters, process_graph):
-each parameter takes the row's column of the same name, else its default.
-Rows go to whichever back-end has a free slot. Results land in
-ROOT/job_<id>/ with job_<id>.json; failed jobs get job_<id>_errors.json.
+Runs every not_started row of the table as a batch job of one process, as
+the openEO Python client's ProcessBasedJobCreator does: a user-defined
+process stored on the back-ends (--process-id, read once per back-end), a
+public definition at --namespace URL (read once, never sent the token),
+or a local definition file (--process, inlined in each job). Each
+parameter takes the row's column of the same name (or the one --param
+NAME=COLUMN names; a single GeoJSON parameter takes the single geometry
+column), else --default NAME=JSON, else its schema default; optional ones
+are otherwise left out. Values are typed and checked by the parameter's
+JSON Schema. Every row's job is built before anything is sent: bad rows
+are listed and the run stops (exit 2, table unchanged) unless
+--skip-invalid marks them skipped. Rows go to whichever back-end has a
+free slot. Results land in ROOT/job_<id>/ with job_<id>.json; failed jobs
+get job_<id>_errors.json.
+When results cannot be written (a --root-dir that cannot be written, a
+back-end that does not serve them), the rows stay download_pending with
+the cause in last_error, the run lists them and exits with status 1, and
+the next run fetches them.
 
---backend may be repeated. parallel is the number of active jobs allowed on
+--backend may be repeated; a URL without NAME= is named after its host
+(https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
 the back-end (default 2), queue the number allowed in the queue (default 10),
 rps the requests per second sent to it and starts-per-minute the job starts
 (no limit by default; CDSE allows 12 starts a minute).
@@ -59,7 +74,7 @@ takes over the work of another that was killed.
 
 Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
-  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process evi.json --root-dir results
+  worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process-id evi --root-dir results
   worker run --db jobs.db --backend cdse=https://openeo.dataspace.copernicus.eu,parallel=2,starts-per-minute=12 --process evi.json
 `,
 	run: runRun,
@@ -86,8 +101,10 @@ func (b *backendFlag) Set(v string) error {
 	return nil
 }
 
-// parseBackend parses NAME=URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// parseBackend parses [NAME=]URL[,parallel=N][,queue=N][,rps=N][,starts-per-minute=N].
+// Without NAME= the name is the URL's host (see backendName).
 func parseBackend(v string) (backendSpec, error) {
+	v = backendName(v)
 	name, rest, ok := strings.Cut(v, "=")
 	if !ok || name == "" || rest == "" {
 		return backendSpec{}, fmt.Errorf("want NAME=URL[,parallel=N][,queue=N], got %q", v)
@@ -126,7 +143,8 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	var backends backendFlag
 	db := fs.String("db", "", "job table (required)")
 	fs.Var(&backends, "backend", "back-end `NAME=URL[,parallel=N][,queue=N]`; repeat for several (required)")
-	process := fs.String("process", "", "process definition JSON `file` (required)")
+	jf := addJobFlags(fs)
+	skipInvalid := fs.Bool("skip-invalid", false, "mark rows that cannot be made into jobs skipped (reason in last_error) and run the rest")
 	root := fs.String("root-dir", ".", "`folder` for the job folders with results and logs")
 	poll := fs.Duration("poll", 60*time.Second, "time between status checks")
 	cancelAfter := fs.Duration("cancel-running-job-after", 0, "cancel jobs running longer than this (0: never)")
@@ -136,14 +154,14 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *db == "" || len(backends) == 0 || *process == "" {
-		return usagef("run: --db, --backend and --process are required")
+	if *db == "" || len(backends) == 0 || !jf.given() {
+		return usagef("run: --db, --backend and one of --process, --process-id, --namespace are required")
 	}
 	if *poll <= 0 {
 		return usagef("run: --poll must be positive")
 	}
 	log := logger()
-	def, err := udpjob.Load(*process)
+	creator, err := jf.creator("run")
 	if err != nil {
 		return err
 	}
@@ -152,14 +170,30 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		return err
 	}
 	defer store.Close()
-	cols, err := store.Columns(ctx)
-	if err != nil {
-		return fmt.Errorf("%s: %w", *db, err)
+	// Every not_started row's job is built before anything is spent: bad
+	// rows stop the run (or, with --skip-invalid, are skipped) before the
+	// first job request. A definition stored on the back-ends is read
+	// first (once per back-end); otherwise before connecting at all.
+	check := func(conns []*remote.Client) error {
+		res, err := checkRows(ctx, creator, store, *db, conns)
+		if err != nil {
+			return err
+		}
+		if len(res.bad) == 0 {
+			return nil
+		}
+		if !*skipInvalid {
+			return badRowsError(*db, res.bad, "Fix these rows, or run with --skip-invalid to mark them skipped and run the rest.")
+		}
+		return skipRows(ctx, store, res.bad, log)
 	}
-	if err := def.CheckColumns(cols); err != nil {
-		return fmt.Errorf("%s does not fit %s: %w", *process, *db, err)
+	if !creator.FromBackend() {
+		if err := check(nil); err != nil {
+			return err
+		}
 	}
 	var wbs []worker.Backend
+	var conns []*remote.Client
 	for _, b := range backends {
 		c, err := connectBackend(ctx, b, os.Getenv)
 		if err != nil {
@@ -167,6 +201,12 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		}
 		log.Info("connected", "backend", b.name, "api", c.URL())
 		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
+		conns = append(conns, c)
+	}
+	if creator.FromBackend() {
+		if err := check(conns); err != nil {
+			return err
+		}
 	}
 	// Several workers may run on one table: each holds a lock file beside it,
 	// so the others know which rows it is working on.
@@ -177,22 +217,44 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	}
 	defer owner.Close()
 	m, err := worker.New(worker.Config{
-		Store: store, Backends: wbs, StartJob: def.StartJob,
+		Store: store, Backends: wbs, StartJob: creator.StartJob,
 		RootDir: *root, PollInterval: *poll, CancelRunningJobAfter: *cancelAfter,
 		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Logger: log, Owner: owner,
 	})
 	if err != nil {
 		return err
 	}
-	if err := m.Run(ctx); err != nil {
-		return err
+	runErr := m.Run(ctx)
+	var missing *worker.MissingResultsError
+	if runErr != nil && !errors.As(runErr, &missing) {
+		return runErr
 	}
 	counts, err := store.Counts(ctx)
 	if err != nil {
 		return err
 	}
 	printCounts(stdout, counts)
+	if missing != nil {
+		printMissing(stdout, missing)
+		return missing // exit status 1
+	}
 	return nil
+}
+
+// printMissing lists the rows whose results (or error logs) a run could
+// not write, and why.
+func printMissing(w io.Writer, e *worker.MissingResultsError) {
+	fmt.Fprintf(w, "\nResults missing for %d row(s):\n", len(e.Rows))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  row\tjob id\tback-end\tstatus\tnext run\treason")
+	for _, r := range e.Rows {
+		next := "tries again"
+		if !r.Pending {
+			next = "gives up"
+		}
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\n", r.Key, r.JobID, r.Backend, r.Status, next, r.Err)
+	}
+	tw.Flush()
 }
 
 // envName turns a back-end name into its environment variable part.

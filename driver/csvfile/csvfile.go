@@ -8,15 +8,21 @@
 // appended to a journal beside it (path + ".journal", one JSON line each,
 // synced) and folded into the CSV file, rewritten atomically (temporary
 // file, sync, rename, sync of the folder), on Flush (driver.Flusher: the
-// manager calls it once per tracking cycle) and at Close. Opening a table
-// replays its journal: a crash loses nothing. The journal names the
-// version of the CSV file it applies to, and is not replayed onto another.
+// manager calls it once per tracking cycle) and at Close, and within a
+// second of a change that gives a row its job id (Options.PromptDelay).
+// Opening a table replays its journal: a crash loses nothing. The journal
+// names the version of the CSV file it applies to, and is not replayed
+// onto another.
+//
+// The file never shows an active row without its job id, which the
+// Python client, resuming the file alone, would track as job "nan" for
+// ever: a row claimed whose job is being created is written not_started,
+// and its claim stays in the journal for our next run.
 // A lock file (path + ".lock") keeps a second process from writing the
 // table; a process that cannot get it opens the table read-only.
 package csvfile
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
@@ -25,14 +31,21 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/gofrs/flock"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 func init() {
@@ -45,7 +58,19 @@ func init() {
 		OpenReader: func(ctx context.Context, path string) (driver.Store, error) {
 			return OpenReader(ctx, path)
 		},
+		Remove: Remove,
 	})
+}
+
+// Remove removes the table at path with its journal and lock file.
+func Remove(path string) error {
+	var errs []error
+	for _, f := range []string{path, path + ".journal", path + ".lock"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // ErrReadOnly means another process holds the table's lock.
@@ -60,15 +85,18 @@ type row struct {
 type Store struct {
 	path string
 
-	mu      sync.Mutex
-	lock    *os.File // nil when read-only
-	header  []string
-	col     map[string]int
-	user    []string
-	rows    []row // key = index + 1
-	journal *os.File
-	dirty   bool
-	closed  bool
+	mu   sync.Mutex
+	lock *flock.Flock // nil when read-only
+	// createdLock: this store made the lock file, and removes it if no
+	// table comes of it.
+	createdLock bool
+	header      []string
+	col         map[string]int
+	user        []string
+	rows        []row // key = index + 1
+	journal     *os.File
+	dirty       bool
+	closed      bool
 
 	// counts is rows per back-end and status, nil until Counts first
 	// runs; apply keeps it. free is where Claim starts looking: no row
@@ -78,6 +106,43 @@ type Store struct {
 
 	// loaded is the fingerprint of the CSV file as read or last written.
 	loaded string
+
+	opts Options
+	// promptStop cancels the rewrite scheduled for new job ids, nil when
+	// none is; promptGen numbers the scheduled rewrites.
+	promptStop func() bool
+	promptGen  uint64
+}
+
+// Options tune a Store. The zero value gives the defaults.
+type Options struct {
+	// PromptDelay is how long a new job id may wait in the journal before
+	// the file is rewritten to show it (1 s when zero). Other changes wait
+	// for Flush, once per tracking cycle.
+	PromptDelay time.Duration
+	// AfterFunc runs f in its own goroutine once d has passed and returns
+	// a function that cancels it, as time.AfterFunc (the default) does.
+	// Tests give their own, to fire the rewrite when they choose.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
+
+	// crashPoint, when set, is called at the instants of a rewrite a
+	// crash test stops at: "published" (the journal names the new file,
+	// not yet renamed) and "renamed" (before the journal is emptied).
+	crashPoint func(stage string)
+}
+
+func (o Options) promptDelay() time.Duration {
+	if o.PromptDelay <= 0 {
+		return time.Second
+	}
+	return o.PromptDelay
+}
+
+func (o Options) afterFunc() func(time.Duration, func()) func() bool {
+	if o.AfterFunc != nil {
+		return o.AfterFunc
+	}
+	return func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 }
 
 // group is one line of Counts.
@@ -94,26 +159,32 @@ var (
 
 // Open opens the table at path (it need not exist yet: Init creates it).
 func Open(ctx context.Context, path string) (*Store, error) {
-	return open(path, true)
+	return open(path, true, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(path, true, opts)
 }
 
 // OpenReader opens the table read-only without trying for its lock, so
 // that reading it never keeps a writer out. A journal a run is writing
 // (or a killed run left) is read too.
 func OpenReader(ctx context.Context, path string) (*Store, error) {
-	return open(path, false)
+	return open(path, false, Options{})
 }
 
-func open(path string, write bool) (*Store, error) {
-	s := &Store{path: path}
+func open(path string, write bool, opts Options) (*Store, error) {
+	s := &Store{path: path, opts: opts}
+	createdLock := false
 	if write {
-		lf, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
-		if err == nil {
-			if tryLock(lf) == nil {
-				s.lock = lf
-			} else {
-				lf.Close()
-			}
+		// The kernel (or Windows) drops the lock when the process ends,
+		// however it ends. A lock that cannot be had opens read-only.
+		_, statErr := os.Stat(path + ".lock")
+		lf := flock.New(path+".lock", flock.SetPermissions(0o644))
+		if ok, err := lf.TryLock(); err == nil && ok {
+			s.lock = lf
+			createdLock = errors.Is(statErr, os.ErrNotExist)
 		}
 	}
 	err := s.load()
@@ -121,70 +192,114 @@ func open(path string, write bool) (*Store, error) {
 	// that followed: read both again.
 	for try := 0; errors.Is(err, errRewritten) && s.lock == nil && try < 20; try++ {
 		time.Sleep(10 * time.Millisecond)
-		*s = Store{path: path}
+		*s = Store{path: path, opts: opts}
 		err = s.load()
 	}
 	if err != nil {
-		s.Close()
+		if createdLock && s.lock != nil {
+			// A table that cannot be opened leaves nothing behind. The
+			// lock file goes while it is still locked: a process that
+			// opened it meanwhile finds it locked and stays a reader.
+			os.Remove(path + ".lock")
+		}
+		s.closed = true // nothing to flush: the table was not loaded
+		if s.journal != nil {
+			s.journal.Close()
+		}
+		if s.lock != nil {
+			s.lock.Close()
+		}
 		return nil, err
 	}
+	s.createdLock = createdLock
+	if s.lock != nil {
+		s.removeTemps()
+	}
 	return s, nil
+}
+
+// removeTemps removes the temporary files (atomicfile's ".<name>.*.tmp")
+// that a rewrite of the table or of its journal, killed before its
+// rename, left beside the table. Only the lock's holder rewrites, so none
+// of them is being written.
+func (s *Store) removeTemps() {
+	dir, base := filepath.Split(s.path)
+	entries, _ := os.ReadDir(filepath.Clean(dir + "."))
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "."+base+".") && strings.HasSuffix(n, ".tmp") && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, n))
+		}
+	}
 }
 
 // errRewritten means the journal belongs to another version of the file.
 var errRewritten = errors.New("rewritten")
 
 func (s *Store) load() error {
-	f, err := os.Open(s.path)
+	data, err := os.ReadFile(s.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	fp := fingerprint.New()
-	r := csv.NewReader(bufio.NewReader(io.TeeReader(f, fp)))
-	header, err := r.Read()
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
+	recs, err := Records(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
+	if len(recs) == 0 {
+		return nil
+	}
+	fp := fingerprint.New()
+	fp.Write(data)
+	header, records := recs[0], recs[1:]
 	if len(header) > 0 && len(header[0]) >= 3 && header[0][:3] == "\xef\xbb\xbf" {
 		header[0] = header[0][3:]
 	}
-	var records [][]string
-	for {
-		rec, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", s.path, err)
-		}
-		records = append(records, rec)
-	}
-	s.loaded = fp.String() // the whole file has been read
+	s.loaded = fp.String()
 	if err := s.setHeader(header); err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
 	s.rows = make([]row, len(records))
 	for i, rec := range records {
-		s.rows[i].cells = s.widen(rec)
-		if v := rec[s.col[driver.ColStatus]:]; s.col[driver.ColStatus] < len(rec) && len(v) > 0 {
-			if _, err := driver.ParseStatus(v[0]); err != nil {
-				return fmt.Errorf("%s: row %d, column %q: %w", s.path, i+1, driver.ColStatus, err)
-			}
+		cells := s.widen(rec)
+		if err := checkCells(cells, s.col); err != nil {
+			return fmt.Errorf("%s: row %d, %w", s.path, i+1, err)
 		}
+		// As Init does, and as the Python client does for a table
+		// without a status column: a row without a status is not_started.
+		// Like the added columns, this reaches the file with the first
+		// change: opening a table and changing nothing leaves it as it is.
+		if st := &cells[s.col[driver.ColStatus]]; *st == "" {
+			*st = string(driver.NotStarted)
+		}
+		s.rows[i].cells = cells
 	}
 	s.typeUserColumns()
 	return s.replay()
 }
 
-// setHeader takes the file's columns and appends the manager columns it lacks.
+// checkCells checks the manager columns of one row as Init does: a status
+// the manager knows, a number in costs, a whole number in attempts, a
+// boolean in download_pending. Cells are left as they are.
+func checkCells(cells []string, col map[string]int) error {
+	for _, c := range driver.ManagerColumns() {
+		if v := cells[col[c.Name]]; v != "" {
+			if _, err := driver.Normalize(c.Name, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// setHeader checks the file's columns as Init does (none without a name,
+// none twice) and appends the manager columns it lacks, as the Python
+// client does when it reads a table.
 func (s *Store) setHeader(header []string) error {
+	if _, err := driver.SplitColumns(header); err != nil {
+		return err
+	}
 	s.header = slices.Clone(header)
 	s.col = map[string]int{}
 	s.user = nil
@@ -232,6 +347,9 @@ func (s *Store) typeUserColumns() {
 type entry struct {
 	K int64             `json:"k"`
 	S map[string]string `json:"s"`
+	// B holds the cells that are not valid UTF-8, which a JSON string
+	// cannot carry unchanged (base64 in the line); S the others.
+	B map[string][]byte `json:"b,omitempty"`
 	// A journal's first line names the CSV file it changes (Base); a
 	// rewrite names the file it is about to publish (Publish). Neither
 	// carries a change.
@@ -260,6 +378,12 @@ func (s *Store) replay() error {
 				break // a line cut by a crash: its change never completed
 			}
 			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
+		}
+		for c, v := range e.B {
+			if e.S == nil {
+				e.S = map[string]string{}
+			}
+			e.S[c] = string(v)
 		}
 		switch {
 		case e.Base != "":
@@ -310,6 +434,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopPrompt()
 	var err error
 	if s.lock != nil && s.dirty {
 		err = s.flushLocked()
@@ -318,93 +443,165 @@ func (s *Store) Close() error {
 		s.journal.Close()
 	}
 	if s.lock != nil {
-		s.lock.Close() // releases the flock
+		if s.header == nil && s.createdLock {
+			// No table was made (a failed Init): leave nothing behind.
+			os.Remove(s.path + ".lock")
+		}
+		s.lock.Close() // releases the lock
 	}
 	return err
 }
 
 // flushLocked rewrites the CSV file atomically and empties the journal.
+//
+// The file is what the Python client resumes from, and it tracks every
+// active row by its job id: a row claimed whose job id is not known yet
+// (its job is being created) is written as not_started, with no back-end,
+// and stays claimed in the journal, which then holds only such rows.
 func (s *Store) flushLocked() error {
+	s.stopPrompt()
+	var masked []entry
+	for i := range s.rows {
+		if e, ok := s.masked(i); ok {
+			masked = append(masked, e)
+		}
+	}
 	// Before the new file replaces the old one, the journal names it: a
 	// crash between the rename and the journal's removal leaves a journal
-	// whose changes the file already holds.
+	// whose changes the file already holds. The claims the file does not
+	// show follow that line, so they are kept whichever file a crash
+	// leaves (they are the table's state now, true on the old file too).
 	var written string
 	publish := func(fp string) error {
 		written = fp
-		if s.journal == nil {
-			return nil
+		if s.journal == nil && len(masked) == 0 {
+			if _, err := os.Stat(s.path + ".journal"); errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
 		}
-		b, _ := json.Marshal(entry{Publish: fp})
-		if _, err := s.journal.Write(append(b, '\n')); err != nil {
+		if s.journal == nil {
+			f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			s.journal = f
+		}
+		b, err := journalLines(append([]entry{{Publish: fp}}, masked...))
+		if err != nil {
 			return err
 		}
-		return s.journal.Sync()
+		if _, err := s.journal.Write(b); err != nil {
+			return err
+		}
+		if err := s.journal.Sync(); err != nil {
+			return err
+		}
+		s.crash("published")
+		return nil
 	}
-	if err := writeAtomic(s.path, publish, func(w io.Writer) error {
-		cw := csv.NewWriter(w)
+	fp := fingerprint.New()
+	if err := atomicfile.Write(s.path, perm(s.path), func(w io.Writer) error {
+		cw := csv.NewWriter(io.MultiWriter(w, fp))
 		if err := cw.Write(s.header); err != nil {
 			return err
 		}
-		for _, r := range s.rows {
-			if err := cw.Write(r.cells); err != nil {
+		next := masked
+		for i, r := range s.rows {
+			cells := r.cells
+			if len(next) > 0 && next[0].K == int64(i+1) {
+				cells = slices.Clone(cells)
+				for c := range next[0].S {
+					cells[s.col[c]] = ""
+				}
+				cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
+				next = next[1:]
+			}
+			if err := cw.Write(cells); err != nil {
 				return err
 			}
 		}
 		cw.Flush()
 		return cw.Error()
-	}); err != nil {
+	}, func() error { return publish(fp.String()) }); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
 	if s.journal != nil {
 		s.journal.Close()
 		s.journal = nil
 	}
-	if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	s.dirty, s.loaded = false, written
+	s.crash("renamed")
+	if len(masked) == 0 {
+		if err := os.Remove(s.path + ".journal"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	// The journal keeps only the claims the new file does not show.
+	b, err := journalLines(append([]entry{{Base: written}}, masked...))
+	if err != nil {
 		return err
 	}
-	s.dirty, s.loaded = false, written
+	if err := atomicfile.WriteFile(s.path+".journal", b, perm(s.path+".journal")); err != nil {
+		return fmt.Errorf("write %s.journal: %w", s.path, err)
+	}
+	f, err := os.OpenFile(s.path+".journal", os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	s.journal = f
 	return nil
 }
 
-// writeAtomic writes a file through write into a temporary file beside
-// path, syncs it, tells ready its fingerprint, then renames it over path
-// and syncs the folder.
-func writeAtomic(path string, ready func(fp string) error, write func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
+func (s *Store) crash(stage string) {
+	if s.opts.crashPoint != nil {
+		s.opts.crashPoint(stage)
 	}
-	defer os.Remove(f.Name())
-	fp := fingerprint.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(f, fp), 1<<20)
-	err = write(bw)
-	if err == nil {
-		err = bw.Flush()
+}
+
+// masked reports whether row i is active without a job id, and returns
+// the cells the file does not show for it then: its status and back-end.
+func (s *Store) masked(i int) (entry, bool) {
+	cells := s.rows[i].cells
+	if cells[s.col[driver.ColID]] != "" || !s.status(i).Active() {
+		return entry{}, false
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if ready != nil {
-		if err := ready(fp.String()); err != nil {
-			return err
+	return entry{K: int64(i + 1), S: map[string]string{
+		driver.ColStatus:  cells[s.col[driver.ColStatus]],
+		driver.ColBackend: cells[s.col[driver.ColBackend]],
+	}}, true
+}
+
+// journalLines encodes entries as journal lines.
+func journalLines(entries []entry) ([]byte, error) {
+	var buf bytes.Buffer
+	for _, e := range entries {
+		for c, v := range e.S {
+			if !utf8.ValidString(v) {
+				if e.B == nil {
+					e.S, e.B = maps.Clone(e.S), map[string][]byte{}
+				}
+				e.B[c] = []byte(v)
+				delete(e.S, c)
+			}
 		}
+		b, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		buf.Write(b)
+		buf.WriteByte('\n')
 	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
+	return buf.Bytes(), nil
+}
+
+// perm is the mode of the file at path, or 0644 for a new one, so that a
+// rewrite keeps the mode the user gave the table.
+func perm(path string) os.FileMode {
+	if fi, err := os.Stat(path); err == nil {
+		return fi.Mode().Perm()
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return 0o644
 }
 
 func (s *Store) ready() error {
@@ -478,7 +675,12 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 				}
 				v = nv
 			}
-			cells[i] = Format(v)
+			cell, ok := formatCell(v)
+			if !ok {
+				s.header = nil
+				return fmt.Errorf("row %d, column %q: a %T value (%v), which a CSV table cannot keep", n, c, v, v)
+			}
+			cells[i] = cell
 		}
 		if cells[s.col[driver.ColStatus]] == "" {
 			cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
@@ -630,26 +832,20 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 
 // apply journals and applies changes; the caller holds s.mu and checked them.
 func (s *Store) apply(entries []entry) error {
-	var buf bytes.Buffer
+	lines := entries
 	if s.journal == nil {
 		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
 		s.journal = f
-		b, _ := json.Marshal(entry{Base: s.loaded})
-		buf.Write(b)
-		buf.WriteByte('\n')
+		lines = append([]entry{{Base: s.loaded}}, entries...)
 	}
-	for _, e := range entries {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return err
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
+	b, err := journalLines(lines)
+	if err != nil {
+		return err
 	}
-	if _, err := s.journal.Write(buf.Bytes()); err != nil {
+	if _, err := s.journal.Write(b); err != nil {
 		return err
 	}
 	if err := s.journal.Sync(); err != nil {
@@ -671,9 +867,47 @@ func (s *Store) apply(entries []entry) error {
 		if after.status == driver.NotStarted {
 			s.free = min(s.free, i)
 		}
+		if e.S[driver.ColID] != "" {
+			s.schedulePrompt()
+		}
 	}
 	s.dirty = true
 	return nil
+}
+
+// schedulePrompt has the file rewritten within the prompt delay, unless a
+// rewrite is due already: the Python client must find a new job's id in
+// the file soon, not at the end of the tracking cycle.
+func (s *Store) schedulePrompt() {
+	if s.promptStop != nil || s.lock == nil || s.closed {
+		return
+	}
+	s.promptGen++
+	gen := s.promptGen
+	s.promptStop = s.opts.afterFunc()(s.opts.promptDelay(), func() { s.promptFlush(gen) })
+}
+
+// stopPrompt cancels the scheduled rewrite: one is happening now.
+func (s *Store) stopPrompt() {
+	if s.promptStop != nil {
+		s.promptStop()
+		s.promptStop = nil
+	}
+}
+
+// promptFlush is the scheduled rewrite number gen.
+func (s *Store) promptFlush(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if gen != s.promptGen || s.promptStop == nil || s.closed || !s.dirty {
+		return // cancelled, or done by a rewrite since
+	}
+	s.promptStop = nil
+	if err := s.flushLocked(); err != nil {
+		// Nothing is lost (the journal holds every change) and the next
+		// Flush tries again and returns its error.
+		slog.Warn("rewrite the CSV job table for new job ids", "table", s.path, "err", err)
+	}
 }
 
 // Flush rewrites the CSV file if the table changed since it was written.

@@ -17,10 +17,12 @@ func FuzzRoundTrip(f *testing.F) {
 	f.Add("line\nbreak", "unicode Ł ü 東", "{'west': 5.0, 'south': 51.0}")
 	f.Add("", " leading space", "2020.0")
 	f.Add("\"", "\r\n", "POLYGON ((5 51, 5.1 51, 5 51))")
+	f.Add("caf\xe9", "\xff\xfe", "\xef\xbb\xbfbom")
+	f.Add("nan", "inf", "12345678901234567890")
 	f.Fuzz(func(t *testing.T, a, b, c string) {
 		for _, v := range []string{a, b, c} {
-			if strings.ContainsRune(v, '\r') || !validUTF8(v) {
-				return // encoding/csv turns \r\n into \n inside quoted cells
+			if strings.ContainsRune(v, '\r') {
+				return // readCells is encoding/csv, which turns \r\n into \n in quoted cells (FuzzReopen covers them)
 			}
 		}
 		path := filepath.Join(t.TempDir(), "t.csv")
@@ -54,5 +56,3 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
-
-func validUTF8(s string) bool { return strings.ToValidUTF8(s, "") == s }

@@ -13,8 +13,10 @@ var (
 )
 
 // Infer types the cells of one column: all whole numbers without leading
-// zeros give int64, all numbers float64, anything else strings; empty
-// cells are nil. A tile id such as "0123" stays text.
+// zeros give int64, all numbers float64 ("nan", "inf" and "-inf" too),
+// anything else strings; empty cells are nil. A tile id such as "0123"
+// stays text, and so does a whole number beyond int64, which a float64
+// would round.
 func Infer(cells []string) []any {
 	kind, seen := 'i', false
 	for _, v := range cells {
@@ -24,6 +26,9 @@ func Infer(cells []string) []any {
 		seen = true
 		switch {
 		case intRE.MatchString(v):
+			if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+				kind = 's' // beyond int64: as a float it would lose digits
+			}
 		case floatRE.MatchString(v):
 			kind = 'f'
 		default:
@@ -52,9 +57,6 @@ func convert(v string, kind rune) any {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
 			return n
 		}
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			return f // beyond int64
-		}
 	case 'f':
 		if f, err := strconv.ParseFloat(v, 64); err == nil {
 			return f
@@ -63,8 +65,21 @@ func convert(v string, kind rune) any {
 	return v
 }
 
+// formatCell is Format for the values it knows: it reports false for any
+// other, which Format would write as an empty cell.
+func formatCell(v any) (string, bool) {
+	switch v.(type) {
+	case nil, string, bool, int64, int, float64:
+		return Format(v), true
+	}
+	return "", false
+}
+
 // Format writes a value as pandas writes it in a CSV file: floats with a
-// decimal point ("2020.0"), booleans as True and False, nil as empty.
+// decimal point ("2020.0"), infinities as inf and -inf, booleans as True
+// and False, nil as empty. A NaN is written nan (pandas writes an empty
+// cell, which would read back as nil): pandas reads it as NaN, Infer too.
+// Values of any other type are written empty; Init refuses them.
 func Format(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -81,14 +96,19 @@ func Format(v any) string {
 	case int:
 		return strconv.Itoa(x)
 	case float64:
-		if math.IsNaN(x) {
-			return ""
+		switch {
+		case math.IsNaN(x):
+			return "nan" // not empty: a NaN is a value, not a missing one
+		case math.IsInf(x, 1):
+			return "inf"
+		case math.IsInf(x, -1):
+			return "-inf"
 		}
 		s := strconv.FormatFloat(x, 'f', -1, 64)
 		if math.Abs(x) >= 1e16 || (x != 0 && math.Abs(x) < 1e-4) {
 			s = strconv.FormatFloat(x, 'g', -1, 64)
 		}
-		if !strings.ContainsAny(s, ".eEIN") {
+		if !strings.ContainsAny(s, ".eE") {
 			s += ".0"
 		}
 		return s

@@ -3,10 +3,12 @@ package csvfile
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
@@ -14,12 +16,13 @@ import (
 )
 
 // crashed leaves in a new folder what a run killed after claiming two
-// rows leaves: the CSV file as last written, and a journal of the claims.
+// rows and creating their jobs leaves: the CSV file as last written, and a
+// journal of the claims and job ids.
 func crashed(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
 	src := filepath.Join(t.TempDir(), "jobs.csv")
-	s, err := Open(ctx, src)
+	s, err := OpenWith(ctx, src, Options{AfterFunc: never})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,8 +30,12 @@ func crashed(t *testing.T) string {
 	if err := s.Init(ctx, []string{"tile"}, drivertest.Rows([][]any{{"a"}, {"b"}, {"c"}})); err != nil {
 		t.Fatal(err)
 	}
-	for range 2 {
-		if _, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColTag: "t"}); err != nil {
+	for i := range 2 {
+		j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColTag: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(ctx, driver.Update{Key: j.Key, Set: driver.Values{driver.ColID: fmt.Sprint("j-", i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -42,6 +49,9 @@ func crashed(t *testing.T) string {
 	}
 	return filepath.Join(dir, "jobs.csv")
 }
+
+// never is an AfterFunc whose time never comes.
+func never(time.Duration, func()) func() bool { return func() bool { return true } }
 
 func claimedRows(t *testing.T, path string) int {
 	t.Helper()
@@ -77,7 +87,7 @@ func TestJournalOfAnotherVersionRefused(t *testing.T) {
 	journal, _ := os.ReadFile(path + ".journal")
 
 	_, err := Open(context.Background(), path)
-	if err == nil || !strings.Contains(err.Error(), "remove "+path+".journal") || !strings.Contains(err.Error(), "2 changes") {
+	if err == nil || !strings.Contains(err.Error(), "remove "+path+".journal") || !strings.Contains(err.Error(), "4 changes") {
 		t.Fatalf("err = %v", err)
 	}
 	if now, _ := os.ReadFile(path); string(now) != python {
@@ -136,5 +146,38 @@ func TestReaderLeavesTheLock(t *testing.T) {
 	defer w.Close()
 	if err := w.Writable(); err != nil {
 		t.Errorf("a writer opened while a reader reads: %v", err)
+	}
+}
+
+// A change whose value is not UTF-8 (a back-end's message in Latin-1, say)
+// comes back from the journal byte for byte: a JSON string alone would
+// turn those bytes into U+FFFD.
+func TestJournalKeepsBytes(t *testing.T) {
+	const msg = "caf\xe9 \xff: failed"
+	ctx := context.Background()
+	src := filepath.Join(t.TempDir(), "jobs.csv")
+	s, err := OpenWith(ctx, src, Options{AfterFunc: never})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Init(ctx, []string{"tile"}, drivertest.Rows([][]any{{"a"}})); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Update(ctx, driver.Update{Key: 1, Set: driver.Values{driver.ColLastError: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() // killed now: the change is in the journal only
+	for _, name := range []string{"jobs.csv", "jobs.csv.journal"} {
+		b, _ := os.ReadFile(filepath.Join(filepath.Dir(src), name))
+		os.WriteFile(filepath.Join(dir, name), b, 0o644)
+	}
+	r, err := OpenReader(ctx, filepath.Join(dir, "jobs.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if j, _ := r.Get(ctx, 1); j.LastError != msg {
+		t.Errorf("last_error = %q, want %q", j.LastError, msg)
 	}
 }

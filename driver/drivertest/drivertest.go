@@ -9,10 +9,12 @@
 package drivertest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -48,7 +50,19 @@ type Option func(*options)
 
 type options struct {
 	singleWriter bool
+	foreign      WriteFunc
 }
+
+// WriteFunc writes a table at path as another program would (pandas,
+// geopandas, the sqlite3 shell): the given columns only, with no manager
+// column the program did not write, in the file format the driver reads.
+// Values are int64, float64, string or nil.
+type WriteFunc func(path string, columns []string, rows [][]any) error
+
+// Foreign gives the suite a way to write tables the driver did not make,
+// which it then opens directly: they get the manager's columns and the
+// checks Init gives.
+func Foreign(write WriteFunc) Option { return func(o *options) { o.foreign = write } }
 
 // SingleWriter says the store allows one writing handle per file (a lock):
 // concurrency is tested with goroutines sharing one handle, and a second
@@ -110,6 +124,9 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("ClaimWithin", h.testClaimWithin)
 	t.Run("ClaimWithinConcurrent", h.testClaimWithinConcurrent)
 	t.Run("Durability", h.testDurability)
+	t.Run("CrashDuringOpen", h.testCrashDuringOpen)
+	t.Run("ForeignTable", h.testForeignTable)
+	t.Run("ForeignBadValue", h.testForeignBadValue)
 }
 
 func (h harness) testInit(t *testing.T) {
@@ -628,5 +645,148 @@ func (h harness) testClaimWithinConcurrent(t *testing.T) {
 	running, _ := s.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.Running}})
 	if len(running) != max {
 		t.Errorf("%d rows claimed under a cap of %d", len(running), max)
+	}
+}
+
+// testForeignTable opens tables the driver did not make: one with the
+// user's columns only, one with some of the Python client's columns, as it
+// leaves them before a run (empty statuses). They get every manager
+// column, work as tables made by Init do, and keep their values.
+func (h harness) testForeignTable(t *testing.T) {
+	if h.opts.foreign == nil {
+		t.Skip("the driver's tests give no way to write a foreign table")
+	}
+	tests := []struct {
+		name       string
+		cols       []string
+		rows       [][]any
+		wantStatus []driver.Status
+		wantID     []string
+	}{
+		{"user columns only", []string{"year", "title"},
+			[][]any{{int64(2020), "a"}, {int64(2021), "b"}, {int64(2022), nil}},
+			[]driver.Status{driver.NotStarted, driver.NotStarted, driver.NotStarted}, []string{"", "", ""}},
+		{"python client columns", []string{"year", "title", "status", "id"},
+			[][]any{{int64(2020), "a", nil, nil}, {int64(2021), "b", "", ""}, {int64(2022), nil, "finished", "j-3"}},
+			[]driver.Status{driver.NotStarted, driver.NotStarted, driver.Finished}, []string{"", "", "j-3"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			path := h.path(t)
+			if err := h.opts.foreign(path, tt.cols, tt.rows); err != nil {
+				t.Fatal(err)
+			}
+			s := h.openAt(t, path)
+			cols, err := s.Columns(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"year", "title"}; !slices.Equal(cols, want) {
+				t.Errorf("Columns = %v, want %v", cols, want)
+			}
+			jobs, err := s.Select(ctx, driver.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(jobs) != len(tt.rows) {
+				t.Fatalf("%d rows, want %d", len(jobs), len(tt.rows))
+			}
+			for i, j := range jobs {
+				if j.Status != tt.wantStatus[i] || j.ID != tt.wantID[i] || j.Attempts != 0 || j.DownloadPending {
+					t.Errorf("row %d = %+v, want status %q, id %q", i+1, j, tt.wantStatus[i], tt.wantID[i])
+				}
+				if j.Data["year"] != tt.rows[i][0] || j.Data["title"] != tt.rows[i][1] {
+					t.Errorf("row %d data = %v, want year %v title %v", i+1, j.Data, tt.rows[i][0], tt.rows[i][1])
+				}
+				if i > 0 && j.Key <= jobs[i-1].Key {
+					t.Errorf("keys not increasing in table order: %d after %d", j.Key, jobs[i-1].Key)
+				}
+			}
+			counts, err := s.Counts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[driver.Status]int{}
+			for _, c := range counts {
+				got[c.Status] += c.N
+			}
+			want := map[driver.Status]int{}
+			for _, st := range tt.wantStatus {
+				want[st]++
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Counts = %v, want %v", got, want)
+			}
+			claimed, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a"})
+			if err != nil || claimed.Key != jobs[0].Key {
+				t.Fatalf("Claim = row %d, %v; want row %d", claimed.Key, err, jobs[0].Key)
+			}
+			mustUpdate(t, s, driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColAttempts: 2, driver.ColDownloadPending: true}})
+			before, _ := s.Select(ctx, driver.Filter{})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			after, err := h.openAt(t, path).Select(ctx, driver.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("after reopen\n got %+v\nwant %+v", after, before)
+			}
+		})
+	}
+}
+
+// testForeignBadValue opens foreign tables with a value no tool can read
+// in a manager column (a status nobody knows, costs that are no number):
+// the error names the file, row and column, and the file is left as it was.
+func (h harness) testForeignBadValue(t *testing.T) {
+	if h.opts.foreign == nil {
+		t.Skip("the driver's tests give no way to write a foreign table")
+	}
+	tests := []struct {
+		name   string
+		column string
+		rows   [][]any
+		want   string
+	}{
+		{"unknown status", "status", [][]any{{"a", "not_started"}, {"b", "done"}, {"c", nil}}, `"done"`},
+		{"costs not a number", "costs", [][]any{{"a", "1.5"}, {"b", "cheap"}, {"c", nil}}, `"cheap"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := h.path(t)
+			if err := h.opts.foreign(path, []string{"title", tt.column}, tt.rows); err != nil {
+				t.Fatal(err)
+			}
+			before, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = func() error {
+				s, err := h.open(t.Context(), path)
+				if err != nil {
+					return err
+				}
+				defer s.Close()
+				if _, err := s.Counts(t.Context()); err != nil {
+					return err
+				}
+				_, err = s.Select(t.Context(), driver.Filter{})
+				return err
+			}()
+			if err == nil {
+				t.Fatal("the table was accepted")
+			}
+			for _, w := range []string{filepath.Base(path), "row 2", `"` + tt.column + `"`, tt.want} {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %s", err, w)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Error("the table file was changed")
+			}
+		})
 	}
 }

@@ -7,8 +7,10 @@
 // own write-ahead log makes every change durable, and publishes the table
 // (path) as an atomic snapshot, rewritten on Flush (driver.Flusher: the
 // manager calls it once per tracking cycle) and at Close: readers open the
-// snapshot at any time. After a crash the work
-// file, newer than the snapshot, is picked up again. A process that finds
+// snapshot at any time. A new work file is built under another name
+// (path + ".work.duckdb.new") and renamed once its table has committed, so
+// that a crash during the first open leaves no work file without a table.
+// After a crash the work file, newer than the snapshot, is picked up again. A process that finds
 // the work file in use opens the snapshot read-only.
 //
 // GeoParquet geometry columns are GEOMETRY columns here; the user sees them
@@ -28,19 +30,22 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 func init() {
 	open := func(ctx context.Context, path string) (driver.Store, error) { return Open(ctx, path) }
 	reader := func(ctx context.Context, path string) (driver.Store, error) { return OpenReader(ctx, path) }
-	driver.Register(driver.Driver{Name: "parquet", Extensions: []string{".parquet", ".geoparquet"}, Open: open, OpenReader: reader})
-	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open, OpenReader: reader})
+	driver.Register(driver.Driver{Name: "parquet", Extensions: []string{".parquet", ".geoparquet"}, Open: open, OpenReader: reader, Remove: Remove})
+	driver.Register(driver.Driver{Name: "duckdb", Extensions: []string{".duckdb", ".ddb"}, Open: open, OpenReader: reader, Remove: Remove})
 }
 
 // rowGroupSize is the rows per row group of a Parquet snapshot: the
@@ -69,6 +74,9 @@ type Store struct {
 	hasTable  bool
 	dirty     bool
 	closed    bool
+	// building is the file the work database is being built in, until
+	// its table commits and it is renamed to work (see buildingName).
+	building string
 }
 
 var (
@@ -131,12 +139,33 @@ func (s *Store) release() {
 	writers.Unlock()
 }
 
-// openWork opens the work file, importing the table into a new one, or
-// resuming one a crashed run left.
+// buildingName is the name of a work file being made, until the table in it
+// has committed (an import, or Init): only then is it renamed to the work
+// file. A crash before leaves no work file, and the next open makes this
+// one over again.
+func buildingName(work string) string { return work + ".new" }
+
+// errNoWorkTable means a work file holds no table: made before its import
+// committed, by a version that did not build it under another name.
+var errNoWorkTable = errors.New("work file without a table")
+
+// openWork resumes the work file a crashed run left, or builds a new one.
 func (s *Store) openWork(ctx context.Context) (*Store, error) {
-	_, werr := os.Stat(s.work)
-	resumed := werr == nil
-	db, err := sql.Open("duckdb", s.work)
+	if _, err := os.Stat(s.work); err == nil {
+		st, err := s.resume(ctx)
+		if !errors.Is(err, errNoWorkTable) {
+			return st, err
+		}
+		if err := removeDB(s.work); err != nil {
+			return nil, err
+		}
+	}
+	return s.build(ctx)
+}
+
+// openDB opens a work database and configures it.
+func (s *Store) openDB(ctx context.Context, file string) (*sql.DB, error) {
+	db, err := sql.Open("duckdb", file)
 	if err == nil {
 		err = db.PingContext(ctx)
 	}
@@ -144,12 +173,7 @@ func (s *Store) openWork(ctx context.Context) (*Store, error) {
 		if db != nil {
 			db.Close()
 		}
-		_, perr := os.Stat(s.path)
-		if !strings.Contains(err.Error(), "lock") && perr != nil {
-			return nil, fmt.Errorf("%s: %w", s.work, err)
-		}
-		// In use by another process, or a folder we may not write in.
-		return s.openReadOnly(ctx)
+		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one connection: no write conflicts, claims serialize
 	s.db = db
@@ -161,32 +185,155 @@ func (s *Store) openWork(ctx context.Context) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	if !resumed {
-		if err := s.importTable(ctx); err != nil {
-			s.db.Close()
-			os.Remove(s.work)
-			os.Remove(s.work + ".wal")
-			return nil, err
-		}
+	return db, nil
+}
+
+// busy handles a work file DuckDB would not open: in use by another
+// process, or in a folder we may not write in, the table opens read-only.
+func (s *Store) busy(ctx context.Context, file string, err error) (*Store, error) {
+	_, perr := os.Stat(s.path)
+	if !strings.Contains(err.Error(), "lock") && perr != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if resumed {
-		if err := s.checkPublished(ctx); err != nil {
-			s.db.Close() // keeps the work file: its changes are the user's to choose
-			return nil, err
-		}
+	return s.openReadOnly(ctx)
+}
+
+// resume opens the work file a crashed run left and publishes it, since
+// it may be newer than the table file.
+func (s *Store) resume(ctx context.Context) (*Store, error) {
+	if _, err := s.openDB(ctx, s.work); err != nil {
+		return s.busy(ctx, s.work, err)
+	}
+	if err := s.checkPublished(ctx); err != nil {
+		s.db.Close() // keeps the work file: its changes are the user's to choose
+		return nil, err
 	}
 	if err := s.loadSchema(ctx); err != nil {
+		s.db.Close()
+		return nil, err
+	}
+	if !s.hasTable {
+		s.db.Close()
+		return nil, errNoWorkTable
+	}
+	s.dirty = true
+	if err := s.flushLocked(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if resumed && s.hasTable {
-		s.dirty = true // the work file may be newer than the snapshot
-		if err := s.flushLocked(ctx); err != nil {
-			s.Close()
+	return s, nil
+}
+
+// build makes a new work file under its building name: with the table
+// file's rows, renamed to the work file at once; without a table file,
+// empty until Init makes the table.
+func (s *Store) build(ctx context.Context) (*Store, error) {
+	tmp := buildingName(s.work)
+	_, err := s.openDB(ctx, tmp)
+	if err != nil && !strings.Contains(err.Error(), "lock") {
+		// A kill as DuckDB created the file can leave one it cannot
+		// read: nothing in it is worth keeping.
+		if removeDB(tmp) == nil {
+			_, err = s.openDB(ctx, tmp)
+		}
+	}
+	if err != nil {
+		return s.busy(ctx, tmp, err)
+	}
+	s.building = tmp
+	// A build a crash cut short may have left tables behind: start over.
+	for _, q := range []string{"DROP TABLE IF EXISTS jobs", "DROP TABLE IF EXISTS jobs_in", "DROP TABLE IF EXISTS _published"} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			s.discard()
+			return nil, fmt.Errorf("%s: %w", tmp, err)
+		}
+	}
+	crashpoint.Hit("duckdb: building")
+	if err := s.importTable(ctx); err != nil {
+		s.discard()
+		return nil, err
+	}
+	if err := s.loadSchema(ctx); err != nil {
+		s.discard()
+		return nil, err
+	}
+	if s.hasTable {
+		crashpoint.Hit("duckdb: imported, not renamed")
+		if err := s.commitWork(ctx); err != nil {
+			s.discard()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// commitWork gives the work file being built its name, once its table has
+// committed: DuckDB checkpoints it into the file and closes it, the file
+// is renamed, and opened again under its name.
+func (s *Store) commitWork(ctx context.Context) error {
+	tmp := s.building
+	if _, err := s.db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("%s: %w", tmp, err)
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("%s: %w", tmp, err)
+	}
+	if _, err := os.Stat(tmp + ".wal"); err == nil {
+		return fmt.Errorf("%s: still has a write-ahead log after a checkpoint", tmp)
+	}
+	if err := atomicfile.Commit(tmp, s.work); err != nil {
+		return err
+	}
+	s.building = ""
+	crashpoint.Hit("duckdb: renamed")
+	if _, err := s.openDB(ctx, s.work); err != nil {
+		return fmt.Errorf("%s: %w", s.work, err)
+	}
+	if s.unlimited {
+		if _, err := s.db.ExecContext(ctx, "SET memory_limit = "+literal(s.full)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discard closes and removes a work file being built.
+func (s *Store) discard() {
+	s.db.Close()
+	if s.building != "" {
+		removeDB(s.building)
+		s.building = ""
+	}
+}
+
+// removeDB removes a DuckDB file, its write-ahead log and the folder it
+// spills to (file.tmp, DuckDB's default), which a kill can leave behind.
+func removeDB(file string) error {
+	var errs []error
+	for _, f := range []string{file, file + ".wal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(file + ".tmp"); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// Remove removes the table at path with the files the store keeps beside
+// it: the work file, one being built, and their write-ahead logs. It is
+// the driver's driver.Driver.Remove, for a table that a failed Init left.
+func Remove(path string) error {
+	work := newStore(path).work
+	return errors.Join(removeDB(buildingName(work)), removeDB(work), removeFile(path))
+}
+
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // openReadOnly loads the published snapshot into memory.
@@ -269,7 +416,9 @@ func (s *Store) importTable(ctx context.Context) error {
 	var sel []string
 	for _, c := range cols {
 		if c == keyColumn {
-			continue
+			// Published tables never have one: it is the user's, and
+			// would be lost under the row key.
+			return fmt.Errorf("%s: column %q: the name is reserved for the row key; rename the column", s.path, c)
 		}
 		if mc, ok := driver.ManagerColumn(c); ok {
 			sel = append(sel, fmt.Sprintf("CAST(%s AS %s) AS %s", sqlbuild.Quote(c), sqlType(mc.Kind), sqlbuild.Quote(c)))
@@ -287,6 +436,9 @@ func (s *Store) importTable(ctx context.Context) error {
 		_, err := s.db.ExecContext(ctx, q)
 		return err
 	}); err != nil {
+		if berr := s.badCast(ctx, source, cols); berr != nil {
+			return berr
+		}
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
 	if !s.readOnly {
@@ -298,18 +450,53 @@ func (s *Store) importTable(ctx context.Context) error {
 			return err
 		}
 	}
-	// Python tables leave status empty before a run.
-	if _, err := s.db.ExecContext(ctx, `UPDATE jobs SET status = 'not_started' WHERE status IS NULL OR status = ''`); err != nil {
-		return err
+	// Python tables leave status empty before a run; tables from other
+	// programs lack our columns: they get the defaults Init gives.
+	for _, q := range []string{
+		`UPDATE jobs SET status = 'not_started' WHERE status IS NULL OR trim(status) = ''`,
+		`UPDATE jobs SET attempts = 0 WHERE attempts IS NULL`,
+		`UPDATE jobs SET download_pending = false WHERE download_pending IS NULL`,
+	} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
 	}
 	var bad sql.NullString
 	var key sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT status, _key FROM jobs WHERE status NOT IN (`+statusList()+`) LIMIT 1`).Scan(&bad, &key)
+	err = s.db.QueryRowContext(ctx, `SELECT status, _key FROM jobs WHERE status NOT IN (`+statusList()+`) ORDER BY _key LIMIT 1`).Scan(&bad, &key)
 	if err == nil {
-		return fmt.Errorf("%s: row %d, column %q: unknown status %q", s.path, key.Int64, driver.ColStatus, bad.String)
+		_, perr := driver.ParseStatus(bad.String)
+		return fmt.Errorf("%s: row %d, column %q: %w", s.path, key.Int64, driver.ColStatus, perr)
 	}
 	if !errors.Is(err, sql.ErrNoRows) {
 		return err
+	}
+	return nil
+}
+
+// badCast finds the first cell of a manager column that does not convert
+// to the column's type, after the import failed, and returns an error
+// naming its row and column; nil if it finds none.
+func (s *Store) badCast(ctx context.Context, source string, cols []string) error {
+	for _, c := range cols {
+		mc, ok := driver.ManagerColumn(c)
+		if !ok || mc.Kind == driver.Text {
+			continue
+		}
+		q := sqlbuild.Quote(c)
+		var row int64
+		var v sql.NullString
+		err := s.db.QueryRowContext(ctx, fmt.Sprintf(
+			"SELECT n, CAST(v AS VARCHAR) FROM (SELECT row_number() OVER () AS n, %s AS v FROM %s) WHERE v IS NOT NULL AND TRY_CAST(v AS %s) IS NULL ORDER BY n LIMIT 1",
+			q, source, sqlType(mc.Kind))).Scan(&row, &v)
+		if err != nil {
+			continue
+		}
+		_, nerr := driver.Normalize(c, v.String)
+		if nerr == nil {
+			nerr = fmt.Errorf("column %q: %q does not convert to %s", c, v.String, sqlType(mc.Kind))
+		}
+		return fmt.Errorf("%s: row %d, %w", s.path, row, nerr)
 	}
 	return nil
 }
@@ -355,6 +542,13 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	if s.building != "" {
+		// No table was made (none to import, or Init failed or never
+		// came): nothing to keep.
+		s.discard()
+		s.release()
+		return nil
+	}
 	var err error
 	if !s.readOnly && s.dirty && s.hasTable {
 		err = s.flushLocked(context.Background())
@@ -363,8 +557,7 @@ func (s *Store) Close() error {
 		err = cerr
 	}
 	if !s.readOnly && err == nil && s.hasTable {
-		os.Remove(s.work)
-		os.Remove(s.work + ".wal")
+		err = removeDB(s.work)
 	}
 	if !s.readOnly {
 		s.release()
@@ -400,10 +593,6 @@ func (s *Store) flushLocked(ctx context.Context) error {
 	if err := s.roomy(ctx, write); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	}
-	if f, err := os.Open(tmp); err == nil {
-		f.Sync()
-		f.Close()
-	}
 	// The work file learns the new version before it replaces the old,
 	// so that a crash in between is no alarm on the next open.
 	fp, err := fingerprint.File(tmp)
@@ -413,13 +602,11 @@ func (s *Store) flushLocked(ctx context.Context) error {
 	if err := s.recordPublished(ctx, s.published, fp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return err
+	crashpoint.Hit("duckdb: snapshot written, not renamed")
+	if err := atomicfile.Commit(tmp, s.path); err != nil {
+		return fmt.Errorf("write %s: %w", s.path, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	crashpoint.Hit("duckdb: snapshot renamed")
 	s.dirty = false
 	return s.recordPublished(ctx, fp, "")
 }
@@ -554,6 +741,11 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if err != nil {
 		return err
 	}
+	for i, c := range columns {
+		if !utf8.ValidString(c) {
+			return fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c)
+		}
+	}
 	var data [][]any
 	n := 0
 	for r, err := range rows {
@@ -563,6 +755,13 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 		}
 		if len(r) != len(columns) {
 			return fmt.Errorf("row %d: %d values for %d columns", n, len(r), len(columns))
+		}
+		for i, v := range r {
+			// DuckDB would store NULL in place of text that is not UTF-8,
+			// and the value would be lost for good.
+			if str, ok := v.(string); ok && !utf8.ValidString(str) {
+				return fmt.Errorf("row %d, column %q: %.40q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", n, columns[i], str)
+			}
 		}
 		data = append(data, r)
 	}
@@ -678,10 +877,17 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if err := s.roomy(ctx, load); err != nil {
 		return err
 	}
+	crashpoint.Hit("duckdb: rows loaded, not published")
 	if err := s.loadSchema(ctx); err != nil {
 		return err
 	}
-	return s.flushLocked(ctx)
+	if err := s.flushLocked(ctx); err != nil {
+		return err
+	}
+	if s.building != "" {
+		return s.commitWork(ctx)
+	}
+	return nil
 }
 
 // firstBadGeometry finds the first row of the staging table whose column

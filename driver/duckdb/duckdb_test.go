@@ -19,13 +19,114 @@ import (
 func TestConformanceParquet(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".parquet", drivertest.SingleWriter())
+	}, ".parquet", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
 }
 
 func TestConformanceDuckDB(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".duckdb", drivertest.SingleWriter())
+	}, ".duckdb", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
+}
+
+// writeForeign writes a table as pandas or another DuckDB user would: a
+// Parquet file, or a DuckDB file with a jobs table, holding the given
+// columns only, typed by their values.
+func writeForeign(path string, columns []string, rows [][]any) error {
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var defs, marks []string
+	for i, c := range columns {
+		typ := "VARCHAR"
+		for _, r := range rows {
+			if _, ok := r[i].(int64); ok {
+				typ = "BIGINT"
+			}
+		}
+		defs = append(defs, `"`+c+`" `+typ)
+		marks = append(marks, "?")
+	}
+	if _, err := db.Exec("CREATE TABLE t (" + strings.Join(defs, ", ") + ")"); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if _, err := db.Exec("INSERT INTO t VALUES ("+strings.Join(marks, ", ")+")", r...); err != nil {
+			return err
+		}
+	}
+	if strings.HasSuffix(path, ".parquet") {
+		_, err = db.Exec("COPY t TO '" + path + "' (FORMAT parquet)")
+		return err
+	}
+	for _, q := range []string{"ATTACH '" + path + "' AS f", "CREATE TABLE f.jobs AS SELECT * FROM t", "DETACH f"} {
+		if _, err := db.Exec(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// A work file without a table, as a kill during the first open left it
+// before work files were built under another name, no longer makes every
+// later open say "no job table": the table is imported again.
+func TestWorkFileWithoutTable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	if err := writeForeign(path, []string{"title"}, [][]any{{"a"}, {"b"}}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", path+".work.duckdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("CREATE TABLE unrelated (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Select(t.Context(), driver.Filter{})
+	if err != nil || len(rows) != 2 {
+		t.Fatalf("rows %v, %v; want 2", rows, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+		t.Errorf("left %v", left)
+	}
+}
+
+// Text that is not UTF-8 is refused with its row and column: DuckDB would
+// store NULL instead, losing the value for good. The failed Init leaves no
+// file behind once the store is closed.
+func TestInitRefusesNonUTF8(t *testing.T) {
+	for _, ext := range []string{".parquet", ".duckdb"} {
+		t.Run(ext, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := duckdb.Open(t.Context(), filepath.Join(dir, "jobs"+ext))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Init(t.Context(), []string{"name", "year"}, drivertest.Rows([][]any{{"cafe", int64(1)}, {"caf\xe9", int64(2)}}))
+			if err == nil || !strings.Contains(err.Error(), "row 2") || !strings.Contains(err.Error(), `column "name"`) || !strings.Contains(err.Error(), "UTF-8") {
+				t.Errorf("err = %v, want row 2, column name, UTF-8", err)
+			}
+			err = s.Init(t.Context(), []string{"caf\xe9"}, drivertest.Rows([][]any{{"a"}}))
+			if err == nil || !strings.Contains(err.Error(), "column 1") || !strings.Contains(err.Error(), "UTF-8") {
+				t.Errorf("column name: err = %v, want column 1, UTF-8", err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if left, _ := os.ReadDir(dir); len(left) > 0 {
+				t.Errorf("a failed Init left %v", left)
+			}
+		})
+	}
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -89,8 +190,8 @@ func TestBadParquet(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "year,title\n2020,a\n" {
 		t.Error("the file was changed")
 	}
-	if _, err := os.Stat(path + ".work.duckdb"); !os.IsNotExist(err) {
-		t.Error("a work file was left behind")
+	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }
 
@@ -456,5 +557,39 @@ func TestReaderLeavesTheWorkFile(t *testing.T) {
 	defer w.Close()
 	if err := w.Writable(); err != nil {
 		t.Errorf("a writer opened while a reader reads: %v", err)
+	}
+}
+
+// A work file being built that a kill cut short, down to a file DuckDB
+// cannot read, is made over: the table opens for writing.
+func TestBrokenBuildingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	if err := writeForeign(path, []string{"title"}, [][]any{{"a"}}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path+".work.duckdb.new", []byte("DUCK, half written"), 0o644)
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Writable(); err != nil {
+		t.Errorf("Writable: %v", err)
+	}
+}
+
+// A column of the user's called _key was dropped on import, its values
+// lost; it is refused by name instead.
+func TestForeignKeyColumn(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "jobs.parquet")
+	if err := writeForeign(path, []string{"_key", "title"}, [][]any{{"k1", "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := duckdb.Open(t.Context(), path)
+	if err == nil || !strings.Contains(err.Error(), `column "_key"`) || !strings.Contains(err.Error(), "jobs.parquet") {
+		t.Errorf("err = %v, want the column named", err)
+	}
+	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
+		t.Errorf("left %v", left)
 	}
 }

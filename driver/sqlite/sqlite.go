@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -21,6 +23,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 )
 
@@ -31,7 +34,20 @@ func init() {
 		Open: func(ctx context.Context, path string) (driver.Store, error) {
 			return Open(ctx, path)
 		},
+		Remove: Remove,
 	})
+}
+
+// Remove removes the database at path with the files SQLite keeps beside
+// it (write-ahead log, shared memory, rollback journal).
+func Remove(path string) error {
+	var errs []error
+	for _, f := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 const keyColumn = "_key"
@@ -90,7 +106,10 @@ func (s *Store) tableExists(ctx context.Context) (bool, error) {
 	return n > 0, interpretError(err)
 }
 
-// userColumns returns the user's columns, reading the schema once.
+// userColumns returns the user's columns, reading the schema once. The
+// first time, it also makes a table another program wrote (the sqlite3
+// shell, pandas) into a job table, as Init would have made it (adopt), and
+// checks its statuses.
 func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -100,50 +119,279 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 	if s.columns != nil {
 		return s.columns, nil
 	}
-	rows, err := s.r.QueryxContext(ctx, `SELECT name FROM pragma_table_info('jobs') ORDER BY cid`)
+	cols, err := s.adopt(ctx)
 	if err != nil {
-		return nil, interpretError(err)
-	}
-	defer rows.Close()
-	cols := []string{}
-	have := map[string]bool{}
-	n := 0
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, interpretError(err)
-		}
-		n++
-		have[name] = true
-		if _, isManager := driver.ManagerColumn(name); !isManager && name != keyColumn {
-			cols = append(cols, name)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, interpretError(err)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
-	}
-	if err := s.addMissingColumns(ctx, have); err != nil {
 		return nil, err
 	}
 	s.columns = cols
 	return cols, nil
 }
 
-// addMissingColumns adds the manager columns a table made by an earlier
-// version lacks.
-func (s *Store) addMissingColumns(ctx context.Context, have map[string]bool) error {
+// column is one column of the jobs table as SQLite declares it.
+type column struct{ name, typ string }
+
+// schemaReader is a database or a transaction.
+type schemaReader interface {
+	QueryxContext(ctx context.Context, query string, args ...any) (*sqlx.Rows, error)
+	GetContext(ctx context.Context, dest any, query string, args ...any) error
+}
+
+func tableInfo(ctx context.Context, tx schemaReader) ([]column, error) {
+	rows, err := tx.QueryxContext(ctx, `SELECT name, type FROM pragma_table_info('jobs') ORDER BY cid`)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer rows.Close()
+	var cols []column
+	for rows.Next() {
+		var c column
+		if err := rows.Scan(&c.name, &c.typ); err != nil {
+			return nil, interpretError(err)
+		}
+		cols = append(cols, c)
+	}
+	return cols, interpretError(rows.Err())
+}
+
+// adopt returns the user's columns of the jobs table, first giving a table
+// that lacks them what Init gives: the manager's columns (with the Python
+// client's defaults: status not_started, attempts 0), the row key, the
+// indexes and the counts. Statuses are checked: an unknown one is an error
+// naming the file, row and column, and then nothing is changed. It all
+// happens in one transaction, which takes the write lock only when there
+// is something to change.
+func (s *Store) adopt(ctx context.Context) ([]string, error) {
+	cols, state, err := s.inspect(ctx, s.r)
+	if err != nil || state == complete {
+		return userNames(cols), err
+	}
+	tx, err := s.w.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, interpretError(err)
+	}
+	defer tx.Rollback()
+	if cols, state, err = s.inspect(ctx, tx); err != nil || state == complete {
+		return userNames(cols), err
+	}
+	if state == foreign {
+		if err := s.rebuild(ctx, tx, cols); err != nil {
+			return nil, err
+		}
+		if err := checkStatuses(ctx, tx, s.path); err != nil {
+			return nil, err
+		}
+		if err := s.checkValues(ctx, tx, cols); err != nil {
+			return nil, err
+		}
+	}
+	for _, q := range statusDDL() {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.path, interpretError(err))
+		}
+	}
+	crashpoint.Hit("sqlite: table adopted, not committed")
+	if err := tx.Commit(); err != nil {
+		return nil, interpretError(err)
+	}
+	return userNames(cols), nil
+}
+
+// tableState is what a jobs table lacks.
+type tableState int
+
+const (
+	complete      tableState = iota // nothing: a job table as Init makes it
+	noStatusCheck                   // the triggers that refuse unknown statuses (an older version made it)
+	foreign                         // columns, row key or counts: another program made it
+)
+
+// inspect reads the jobs table's columns and tells what it lacks. The
+// statuses of a table that has its columns and counts are checked.
+func (s *Store) inspect(ctx context.Context, tx schemaReader) ([]column, tableState, error) {
+	cols, err := tableInfo(ctx, tx)
+	if err != nil {
+		return nil, foreign, err
+	}
+	if len(cols) == 0 {
+		return nil, foreign, fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+	}
+	have := map[string]bool{}
+	for _, c := range cols {
+		have[c.name] = true
+	}
+	whole := have[keyColumn]
 	for _, c := range driver.ManagerColumns() {
-		if have[c.Name] {
+		whole = whole && have[c.Name]
+	}
+	var counts, checks int
+	if err := tx.GetContext(ctx, &counts, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'job_counts'`); err != nil {
+		return nil, foreign, interpretError(err)
+	}
+	if err := tx.GetContext(ctx, &checks, `SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ('jobs_status_insert', 'jobs_status_update')`); err != nil {
+		return nil, foreign, interpretError(err)
+	}
+	if !whole || counts == 0 {
+		return cols, foreign, nil
+	}
+	if err := checkStatuses(ctx, tx, s.path); err != nil {
+		return nil, foreign, err
+	}
+	if checks < 2 {
+		return cols, noStatusCheck, nil
+	}
+	return cols, complete, nil
+}
+
+// statusDDL makes the triggers that refuse a status no tool knows, from
+// whichever program writes it: the sqlite3 shell gets the error, and the
+// table keeps none that a run would pass over.
+func statusDDL() []string {
+	var known []string
+	for _, st := range driver.Statuses() {
+		known = append(known, "'"+string(st)+"'")
+	}
+	list := strings.Join(known, ", ")
+	msg := "'unknown status in column status of jobs (want one of " + strings.ReplaceAll(list, "'", "") + ")'"
+	var ddl []string
+	for _, on := range []string{"INSERT", "UPDATE OF status"} {
+		name := "jobs_status_" + strings.ToLower(strings.Fields(on)[0])
+		ddl = append(ddl, "DROP TRIGGER IF EXISTS "+name,
+			"CREATE TRIGGER "+name+" BEFORE "+on+" ON jobs WHEN NEW.status NOT IN ("+list+") BEGIN SELECT RAISE(ABORT, "+msg+"); END")
+	}
+	return ddl
+}
+
+func userNames(cols []column) []string {
+	names := []string{}
+	for _, c := range cols {
+		if _, isManager := driver.ManagerColumn(c.name); !isManager && c.name != keyColumn {
+			names = append(names, c.name)
+		}
+	}
+	return names
+}
+
+// rebuild makes the jobs table over as Init makes it, keeping its rows in
+// their order and every value they have: the user's columns with their
+// declared types, the manager columns present converted as Init converts
+// them (an empty status is not_started), the others empty.
+func (s *Store) rebuild(ctx context.Context, tx *sqlx.Tx, cols []column) error {
+	have := map[string]bool{}
+	var user []column
+	for _, c := range cols {
+		have[c.name] = true
+		if _, isManager := driver.ManagerColumn(c.name); !isManager && c.name != keyColumn {
+			user = append(user, c)
+		}
+	}
+	var ddl, into, from []string
+	for _, c := range user {
+		ddl = append(ddl, strings.TrimSpace(sqlbuild.Quote(c.name)+" "+c.typ))
+		into = append(into, sqlbuild.Quote(c.name))
+		from = append(from, sqlbuild.Quote(c.name))
+	}
+	for _, c := range driver.ManagerColumns() {
+		ddl = append(ddl, sqlbuild.Quote(c.Name)+" "+sqlType(c))
+		if !have[c.Name] {
 			continue
 		}
-		if _, err := s.w.ExecContext(ctx, "ALTER TABLE jobs ADD COLUMN "+sqlbuild.Quote(c.Name)+" "+sqlType(c)); err != nil {
-			return fmt.Errorf("%s: add column %s: %w", s.path, c.Name, interpretError(err))
+		q := sqlbuild.Quote(c.Name)
+		into = append(into, q)
+		switch c.Name {
+		case driver.ColStatus:
+			from = append(from, "coalesce(nullif(trim("+q+"), ''), 'not_started')")
+		case driver.ColAttempts, driver.ColDownloadPending:
+			from = append(from, "coalesce("+q+", 0)")
+		default:
+			from = append(from, q)
+		}
+	}
+	ddl = append(ddl, keyColumn+" INTEGER PRIMARY KEY")
+	order := ""
+	if have[keyColumn] {
+		into = append(into, keyColumn)
+		from = append(from, keyColumn)
+		order = " ORDER BY " + keyColumn
+	}
+	qs := []string{
+		"CREATE TABLE jobs_adopted (" + strings.Join(ddl, ", ") + ")",
+		"INSERT INTO jobs_adopted (" + strings.Join(into, ", ") + ") SELECT " + strings.Join(from, ", ") + " FROM jobs" + order,
+		"DROP TABLE jobs",
+		"ALTER TABLE jobs_adopted RENAME TO jobs",
+		"DROP TABLE IF EXISTS job_counts",
+	}
+	qs = append(qs, indexDDL...)
+	qs = append(qs, countsDDL...)
+	for _, q := range qs {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%s: make a job table of jobs: %w", s.path, interpretError(err))
 		}
 	}
 	return nil
+}
+
+// checkValues reads every value of the manager columns a foreign table
+// brought, as the rows will be read: a value that cannot be read (costs
+// that are no number) is an error naming the file, row and column, before
+// the adoption commits. It reads the table once, when it is adopted.
+func (s *Store) checkValues(ctx context.Context, tx *sqlx.Tx, cols []column) error {
+	var names []string
+	for _, c := range cols {
+		if _, isManager := driver.ManagerColumn(c.name); isManager {
+			names = append(names, c.name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	rows, err := tx.QueryxContext(ctx, "SELECT _key, "+sqlbuild.JoinQuoted(names)+" FROM jobs ORDER BY _key")
+	if err != nil {
+		return interpretError(err)
+	}
+	defer rows.Close()
+	vals := make([]any, len(names)+1)
+	ptrs := make([]any, len(vals))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return interpretError(err)
+		}
+		for i, c := range names {
+			if _, err := driver.Normalize(c, userValue(vals[i+1])); err != nil {
+				return fmt.Errorf("%s: row %d, %w", s.path, vals[0], err)
+			}
+		}
+	}
+	return interpretError(rows.Err())
+}
+
+// checkStatuses refuses a table with a status no tool knows, naming the
+// first row that has one. job_counts tells whether there is one at all
+// without reading the table.
+func checkStatuses(ctx context.Context, tx schemaReader, path string) error {
+	q, args, err := sqlx.In(`SELECT status FROM job_counts WHERE n > 0 AND status NOT IN (?) LIMIT 1`, driver.Statuses())
+	if err != nil {
+		return err
+	}
+	var bad string
+	err = tx.GetContext(ctx, &bad, q, args...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return interpretError(err)
+	}
+	var key int64
+	if err := tx.GetContext(ctx, &key, `SELECT _key FROM jobs WHERE status = ? ORDER BY _key LIMIT 1`, bad); err != nil {
+		return interpretError(err)
+	}
+	_, err = driver.ParseStatus(bad)
+	if bad == "" {
+		err = errors.New("empty status")
+	}
+	return fmt.Errorf("%s: row %d, column %q: %w", path, key, driver.ColStatus, err)
 }
 
 // Columns returns the user's column names in table order.
@@ -191,10 +439,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if _, err := tx.ExecContext(ctx, ddl.String()); err != nil {
 		return interpretError(err)
 	}
-	for _, q := range []string{
-		`CREATE INDEX jobs_status ON jobs (status, _key)`,
-		`CREATE INDEX jobs_pending ON jobs (_key) WHERE download_pending = 1`,
-	} {
+	for _, q := range indexDDL {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return interpretError(err)
 		}
@@ -239,11 +484,12 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	// Counts per back-end and status, kept by triggers from here on, so that
 	// Counts reads a few rows however large the table.
-	for _, q := range countsDDL {
+	for _, q := range slices.Concat(countsDDL, statusDDL()) {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return interpretError(err)
 		}
 	}
+	crashpoint.Hit("sqlite: table made, not committed")
 	if err := tx.Commit(); err != nil {
 		return interpretError(err)
 	}
@@ -251,6 +497,12 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	s.columns = nil
 	s.mu.Unlock()
 	return nil
+}
+
+// indexDDL makes the indexes claims and selections use.
+var indexDDL = []string{
+	`CREATE INDEX jobs_status ON jobs (status, _key)`,
+	`CREATE INDEX jobs_pending ON jobs (_key) WHERE download_pending = 1`,
 }
 
 // countsDDL creates job_counts, fills it, and keeps it right with triggers,

@@ -18,6 +18,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"net"
@@ -87,6 +88,29 @@ type Options struct {
 	// AssetNames, when set, names the result assets (and overrides Assets),
 	// for instance to test hostile names such as "../x".
 	AssetNames []string
+	// AssetHost serves the result assets from a second server, on another
+	// port of 127.0.0.1 (another origin), as back-ends that keep results in
+	// an object store do. The result documents link there.
+	AssetHost bool
+	// RedirectAssets links the assets on the API's origin, which answers
+	// 302 Found to the asset host (implies AssetHost).
+	RedirectAssets bool
+	// IgnoreRange serves every asset whole, ignoring Range requests, as
+	// some servers do.
+	IgnoreRange bool
+	// AssetHref, when set and returning a non-empty string, replaces the
+	// link of asset name of job id in result documents (for links such as
+	// file:///etc/passwd).
+	AssetHref func(jobID, name string) string
+}
+
+// AssetRequest is a request for an asset, as the fake saw it.
+type AssetRequest struct {
+	// Host is "api" for the API's origin, "assets" for the asset host.
+	Host string
+	Path string
+	// Authorization, Range and IfRange are the request's headers.
+	Authorization, Range, IfRange string
 }
 
 // jobSeq numbers jobs across all servers of a process, so that two fake
@@ -96,6 +120,7 @@ var jobSeq atomic.Int64
 type job struct {
 	id        string
 	req       remote.JobRequest
+	body      json.RawMessage // the POST /jobs body as received
 	status    string
 	created   time.Time
 	updated   time.Time
@@ -132,6 +157,10 @@ type Server struct {
 	// acceptToken, when set, accepts bearer tokens the server did not issue
 	// (OIDC tokens of a test provider).
 	acceptToken func(bearer string) bool
+	// assetSrv is the asset host (Options.AssetHost), nil without one.
+	assetSrv     *httptest.Server
+	assetLog     []AssetRequest
+	assetVersion int // bumped by ChangeAssets
 }
 
 // NewServer starts a fake back-end on 127.0.0.1. Close it when done.
@@ -173,12 +202,56 @@ func NewServer(opts Options) *Server {
 	}
 	s.URL = "http://" + s.srv.Listener.Addr().String()
 	s.APIURL = s.URL + APIPath
+	if opts.AssetHost || opts.RedirectAssets {
+		amux := http.NewServeMux()
+		amux.HandleFunc("GET /assets/{job_id}/{name}", func(w http.ResponseWriter, r *http.Request) {
+			s.asset("assets", w, r)
+		})
+		s.assetSrv = httptest.NewServer(amux)
+	}
 	s.srv.Start()
 	return s
 }
 
 // Close shuts the server down.
-func (s *Server) Close() { s.srv.Close() }
+func (s *Server) Close() {
+	s.srv.Close()
+	if s.assetSrv != nil {
+		s.assetSrv.Close()
+	}
+}
+
+// AssetRequests returns the asset requests received so far, on the API's
+// origin and on the asset host, in order.
+func (s *Server) AssetRequests() []AssetRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.assetLog)
+}
+
+// ChangeAssets gives every asset new content and a new validator (ETag),
+// as when a back-end recomputes a result: a download resumed across the
+// change must start over.
+func (s *Server) ChangeAssets() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.assetVersion++
+}
+
+// AssetContent returns what the fake serves now for asset name of job id.
+func (s *Server) AssetContent(id, name string) []byte {
+	s.mu.Lock()
+	v := s.assetVersion
+	s.mu.Unlock()
+	return assetContent(id, name, s.opts.AssetSize, v)
+}
+
+func assetContent(id, name string, size, version int) []byte {
+	if version == 0 {
+		return AssetBytes(id, name, size)
+	}
+	return AssetBytes(id, fmt.Sprintf("%s#%d", name, version), size)
+}
 
 // Requests returns how many requests each route received, keyed like
 // "GET /jobs/{job_id}" (paths relative to the API root).
@@ -226,6 +299,9 @@ func (s *Server) notePeakLocked() {
 // JobInfo is a snapshot of a job on the fake back-end, for assertions.
 type JobInfo struct {
 	ID, Title, Description, Status string
+	// Body is the POST /jobs body as the client sent it, byte for byte,
+	// for comparing number literals (1.0 against 1) and absent keys.
+	Body json.RawMessage
 }
 
 // Jobs returns a snapshot of every job, in creation order.
@@ -235,7 +311,7 @@ func (s *Server) Jobs() []JobInfo {
 	s.advanceLocked()
 	out := make([]JobInfo, 0, len(s.order))
 	for _, j := range s.order {
-		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status})
+		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status, Body: j.body})
 	}
 	return out
 }
@@ -307,9 +383,23 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("DELETE", "/jobs/{job_id}/results", true, s.withJob(s.cancelJob))
 	handle("GET", "/jobs/{job_id}/results", true, s.withJob(s.results))
 	handle("GET", "/jobs/{job_id}/logs", true, s.withJob(s.logs))
+	handle("POST", "/validation", true, s.validate)
+	handle("GET", "/process_graphs", true, s.listProcessGraphs)
 	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
+	handle("PUT", "/process_graphs/{process_graph_id}", true, s.storeProcessGraph)
+	handle("DELETE", "/process_graphs/{process_graph_id}", true, s.deleteProcessGraph)
 	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
-	handle("GET", "/assets/{job_id}/{name}", false, s.asset)
+	handle("GET", "/assets/{job_id}/{name}", false, func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.RedirectAssets {
+			s.mu.Lock()
+			s.assetLog = append(s.assetLog, assetRequest("api", r))
+			s.mu.Unlock()
+			http.Redirect(w, r, s.assetSrv.URL+"/assets/"+url.PathEscape(r.PathValue("job_id"))+"/"+
+				url.PathEscape(r.PathValue("name"))+queryOf(r), http.StatusFound)
+			return
+		}
+		s.asset("api", w, r)
+	})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -399,7 +489,9 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 			ep("/jobs/{job_id}", "GET", "DELETE"),
 			ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
 			ep("/jobs/{job_id}/logs", "GET"),
-			ep("/process_graphs/{process_graph_id}", "GET"),
+			ep("/process_graphs", "GET"),
+			ep("/validation", "POST"),
+			ep("/process_graphs/{process_graph_id}", "GET", "PUT", "DELETE"),
 		},
 		"links":   []any{},
 		"billing": map[string]any{"currency": "credits", "default_plan": "free"},
@@ -408,8 +500,11 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	var req remote.JobRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20))
-	if err := dec.Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	if err != nil {
 		writeError(w, http.StatusBadRequest, "ProcessInvalid", "invalid JSON body: "+err.Error())
 		return
 	}
@@ -419,7 +514,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
-	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, status: "created", created: now, updated: now}
+	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, body: body, status: "created", created: now, updated: now}
 	s.jobs[j.id] = j
 	s.order = append(s.order, j)
 	s.advanceLocked()
@@ -548,7 +643,15 @@ func (s *Server) jobDoc(j *job, full bool) map[string]any {
 		d["progress"] = 100
 	}
 	if full {
-		d["process"] = j.req.Process
+		// The process as sent, number literals and all.
+		var sent struct {
+			Process json.RawMessage `json:"process"`
+		}
+		if json.Unmarshal(j.body, &sent) == nil && sent.Process != nil {
+			d["process"] = sent.Process
+		} else {
+			d["process"] = j.req.Process
+		}
 		if j.status == "finished" || j.status == "error" {
 			secs := j.updated.Sub(j.runningAt).Seconds()
 			d["usage"] = map[string]any{
@@ -631,9 +734,17 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 		s.injected["expired-links"]++
 		expiry = fmt.Sprintf("?expires=%d", s.opts.Clock.Now().Add(-time.Hour).Unix())
 	}
+	base := s.APIURL
+	if s.assetSrv != nil && !s.opts.RedirectAssets {
+		base = s.assetSrv.URL
+	}
 	for _, name := range names {
+		href := fmt.Sprintf("%s/assets/%s/%s%s", base, j.id, url.PathEscape(name), expiry)
+		if s.opts.AssetHref != nil {
+			href = cmp.Or(s.opts.AssetHref(j.id, name), href)
+		}
 		assets[name] = map[string]any{
-			"href": fmt.Sprintf("%s/assets/%s/%s%s", s.APIURL, j.id, url.PathEscape(name), expiry), "type": "image/tiff; application=geotiff",
+			"href": href, "type": "image/tiff; application=geotiff",
 			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
 		}
 	}
@@ -654,8 +765,23 @@ func AssetBytes(id, name string, size int) []byte {
 	return b
 }
 
-func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
+func assetRequest(host string, r *http.Request) AssetRequest {
+	return AssetRequest{Host: host, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"),
+		Range: r.Header.Get("Range"), IfRange: r.Header.Get("If-Range")}
+}
+
+func queryOf(r *http.Request) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return "?" + r.URL.RawQuery
+}
+
+// asset serves an asset on host ("api" or "assets"). Each version of an
+// asset's content has its own strong ETag, so that If-Range works.
+func (s *Server) asset(host string, w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
+	s.assetLog = append(s.assetLog, assetRequest(host, r))
 	j := s.jobs[r.PathValue("job_id")]
 	ok := j != nil && j.status == "finished"
 	now := s.opts.Clock.Now()
@@ -663,6 +789,7 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if drop {
 		s.injected["drop"]++
 	}
+	version := s.assetVersion
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "NotFound", "no such asset")
@@ -677,8 +804,17 @@ func (s *Server) asset(w http.ResponseWriter, r *http.Request) {
 	if drop {
 		out = &dropWriter{ResponseWriter: w, limit: s.opts.AssetSize / 2}
 	}
-	// ServeContent answers Range requests, so an interrupted download can resume.
-	http.ServeContent(out, r, "", time.Time{}, bytes.NewReader(AssetBytes(j.id, r.PathValue("name"), s.opts.AssetSize)))
+	content := assetContent(j.id, r.PathValue("name"), s.opts.AssetSize, version)
+	if s.opts.IgnoreRange {
+		r.Header.Del("Range")
+		r.Header.Del("If-Range")
+	} else {
+		sum := sha256.Sum256(content)
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, sum[:8]))
+	}
+	// ServeContent answers Range and If-Range requests, so an interrupted
+	// download can resume.
+	http.ServeContent(out, r, "", time.Time{}, bytes.NewReader(content))
 }
 
 var levels = map[string]int{"debug": 0, "info": 1, "warning": 2, "error": 3}
@@ -722,3 +858,88 @@ func (s *Server) processGraph(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Write(def)
 }
+
+// storeProcessGraph stores a user-defined process (PUT
+// /process_graphs/{id}): the body is the process, its process_graph
+// required; the id is the path's.
+func (s *Server) storeProcessGraph(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("process_graph_id")
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 16<<20))
+	var doc map[string]json.RawMessage
+	if err == nil {
+		err = json.Unmarshal(body, &doc)
+	}
+	if err != nil || len(doc["process_graph"]) == 0 {
+		writeError(w, http.StatusBadRequest, "ProcessGraphMissing", "want a JSON process with a process_graph")
+		return
+	}
+	doc["id"], _ = json.Marshal(id)
+	stored, _ := json.Marshal(doc)
+	s.AddProcess(id, stored)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (s *Server) deleteProcessGraph(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	_, ok := s.processes[r.PathValue("process_graph_id")]
+	delete(s.processes, r.PathValue("process_graph_id"))
+	s.mu.Unlock()
+	if !ok {
+		writeError(w, http.StatusNotFound, "ProcessGraphNotFound", "no process graph "+r.PathValue("process_graph_id"))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listProcessGraphs lists the stored processes (GET /process_graphs),
+// without their graphs, as the API allows.
+func (s *Server) listProcessGraphs(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	var list []any
+	for _, id := range slices.Sorted(maps.Keys(s.processes)) {
+		var doc map[string]any
+		json.Unmarshal(s.processes[id], &doc)
+		delete(doc, "process_graph")
+		if doc == nil {
+			doc = map[string]any{}
+		}
+		doc["id"] = id
+		list = append(list, doc)
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"processes": append([]any{}, list...), "links": []any{}})
+}
+
+// validate answers POST /validation: it reports a missing or empty
+// process_graph, nodes without a process_id, and nodes that reference a
+// user-defined process (no namespace, an id with an underscore or stored
+// here) that is not stored here. It always answers 200, as the API says.
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	var p struct {
+		ProcessGraph map[string]struct {
+			ProcessID string  `json:"process_id"`
+			Namespace *string `json:"namespace"`
+		} `json:"process_graph"`
+	}
+	errs := []map[string]string{}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&p); err != nil || len(p.ProcessGraph) == 0 {
+		errs = append(errs, map[string]string{"code": "ProcessGraphMissing", "message": "process_graph is missing or empty"})
+	}
+	s.mu.Lock()
+	for _, id := range slices.Sorted(maps.Keys(p.ProcessGraph)) {
+		n := p.ProcessGraph[id]
+		_, stored := s.processes[n.ProcessID]
+		switch {
+		case n.ProcessID == "":
+			errs = append(errs, map[string]string{"code": "ProcessGraphInvalid", "message": "node " + id + " has no process_id"})
+		case n.Namespace == nil && !stored && !slices.Contains(fakeProcesses, n.ProcessID):
+			errs = append(errs, map[string]string{"code": "ProcessUnsupported", "message": "process " + n.ProcessID + " is not available"})
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"errors": errs})
+}
+
+// fakeProcesses are the predefined processes the fake's validation knows.
+var fakeProcesses = []string{"add", "aggregate_spatial", "apply", "eq", "load_collection", "lte", "mean", "median",
+	"ndvi", "reduce_dimension", "resample_spatial", "save_result"}

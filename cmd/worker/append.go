@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+// appendUsage is the part of worker init's help about --append.
+const appendUsage = `
+With --append, the rows of FILE are added to the existing TABLE instead, so
+a campaign can grow without a new table: --key names the columns that
+identify a row (one, or a comma list), and rows of FILE whose key is
+already in TABLE, or twice in FILE, are refused, with the table untouched.
+Columns of FILE that TABLE lacks are added (empty in the old rows); columns
+of TABLE that FILE lacks are empty in the new rows. The table is rewritten
+in one atomic step, so --append refuses while a run holds it.
+`
+
+// appendTable adds the rows of the file from to the table at location,
+// refusing rows whose key columns hold values the table (or an earlier row
+// of from) already has.
+func appendTable(ctx context.Context, from, location, keySpec string, stdout io.Writer) error {
+	var key []string
+	for k := range strings.SplitSeq(keySpec, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			key = append(key, k)
+		}
+	}
+	if len(key) == 0 {
+		return usagef("init --append: --key is required: the columns that identify a row, such as --key tile,year")
+	}
+	if err := mustExist(location); err != nil {
+		return err
+	}
+	t, err := readTable(ctx, from)
+	if err != nil {
+		return err
+	}
+	if err := checkGeometries(ctx, from, t); err != nil {
+		return err
+	}
+	if len(t.rows) == 0 {
+		return fmt.Errorf("%s: no rows to add", from)
+	}
+	var newCols []string
+	err = rewriteTable(ctx, location, "init --append", func(user []string, rows []driver.Job) (*table, error) {
+		pos := map[string]int{}
+		for i, c := range t.columns {
+			pos[c] = i
+		}
+		for _, k := range key {
+			if _, ok := pos[k]; !ok {
+				return nil, fmt.Errorf("%s: no key column %q (it has %s)", from, k, strings.Join(t.columns, ", "))
+			}
+			if !slices.Contains(user, k) {
+				if _, mgr := driver.ManagerColumn(k); !mgr {
+					return nil, fmt.Errorf("%s: no key column %q (it has %s)", location, k, strings.Join(user, ", "))
+				}
+			}
+		}
+		keyOf := func(get func(col string) any) string {
+			var parts []string
+			for _, k := range key {
+				parts = append(parts, k+"="+cell(get(k)))
+			}
+			return strings.Join(parts, ", ")
+		}
+		have := map[string]int64{}
+		for _, j := range rows {
+			have[keyOf(func(c string) any { return columnValue(j, c) })] = j.Key
+		}
+		var refused []string
+		seen := map[string]int{}
+		for i, r := range t.rows {
+			k := keyOf(func(c string) any { return r[pos[c]] })
+			if row, ok := have[k]; ok {
+				refused = append(refused, fmt.Sprintf("row %d (%s): already in %s as row %d", i+1, k, location, row))
+			} else if first, ok := seen[k]; ok {
+				refused = append(refused, fmt.Sprintf("row %d (%s): the same key as row %d", i+1, k, first))
+			}
+			seen[k] = i + 1
+		}
+		if len(refused) > 0 {
+			total, more := len(refused), ""
+			if len(refused) > 10 {
+				more = fmt.Sprintf("\n  and %d more", len(refused)-10)
+				refused = refused[:10]
+			}
+			return nil, fmt.Errorf("%s: %d rows have a key already there; nothing was added to %s:\n  %s%s",
+				from, total, location, strings.Join(refused, "\n  "), more)
+		}
+		for _, c := range t.columns {
+			if _, mgr := driver.ManagerColumn(c); !mgr && !slices.Contains(user, c) {
+				newCols = append(newCols, c)
+			}
+		}
+		out := rowTable(user, newCols, rows)
+		for _, r := range t.rows {
+			cells := make([]any, len(out.columns))
+			for i, c := range out.columns {
+				if p, ok := pos[c]; ok {
+					cells[i] = r[p]
+				}
+			}
+			out.rows = append(out.rows, cells)
+		}
+		return out, nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "added %d rows from %s to %s", len(t.rows), from, location)
+	if len(newCols) > 0 {
+		fmt.Fprintf(stdout, ", with the new columns %s", strings.Join(newCols, ", "))
+	}
+	fmt.Fprintln(stdout)
+	return nil
+}

@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/udpjob"
+)
+
+var checkCmd = command{
+	name: "check",
+	usage: `
+Usage: worker check --db TABLE (--process DEF.json | --process-id ID [--namespace URL] | --namespace URL) [flags]
+
+Builds the job of every not_started row, as 'worker run' does before it
+sends anything, and changes nothing: lists the rows that cannot be made
+into jobs (row, column, reason; exit status 2) and prints the job of the
+first good row as JSON. A stored user-defined process (--process-id
+without --namespace) is read from the back-ends given with --backend.
+--validate also sends that sample job's process to each --backend that
+offers POST /validation and prints what it says (exit status 1 when a
+back-end finds errors).
+
+Example:
+  worker check --db jobs.db --namespace https://example.org/processes/ndvi_stats.json --param spatial_extent=geometry
+`,
+	run: runCheck,
+}
+
+// multiFlag collects a repeated NAME=VALUE flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+// jobFlags are the flags that say how rows become jobs, shared by run and
+// check: the Python client's ProcessBasedJobCreator options.
+type jobFlags struct {
+	process, processID, namespace, jobOptions string
+	params, defaults                          multiFlag
+}
+
+func addJobFlags(fs *flag.FlagSet) *jobFlags {
+	f := &jobFlags{}
+	fs.StringVar(&f.process, "process", "", "local process definition JSON `file`, inlined in each job")
+	fs.StringVar(&f.processID, "process-id", "", "`id` of the process: a user-defined process stored on each back-end, or the one at --namespace")
+	fs.StringVar(&f.namespace, "namespace", "", "`URL` of a public process definition (fetched once, without credentials)")
+	fs.Var(&f.params, "param", "feed parameter NAME from column COLUMN (`NAME=COLUMN`); repeatable")
+	fs.Var(&f.defaults, "default", "value of parameter NAME for rows without one (`NAME=JSON`); repeatable")
+	fs.StringVar(&f.jobOptions, "job-options", "", "JSON `file` with the jobs' job_options (a job_options column is merged over it)")
+	return f
+}
+
+// given reports whether any definition source was given.
+func (f *jobFlags) given() bool { return f.process != "" || f.processID != "" || f.namespace != "" }
+
+// creator builds the job creator the flags describe; a local definition
+// is read now, remote ones later.
+func (f *jobFlags) creator(cmd string) (*udpjob.JobCreator, error) {
+	c := &udpjob.JobCreator{ProcessID: f.processID, Namespace: f.namespace}
+	switch {
+	case !f.given():
+		return nil, usagef("%s: say which process: --process FILE, --process-id ID, or --namespace URL", cmd)
+	case f.process != "" && (f.processID != "" || f.namespace != ""):
+		return nil, usagef("%s: --process (a local file) excludes --process-id and --namespace", cmd)
+	case f.namespace != "" && !strings.HasPrefix(f.namespace, "http://") && !strings.HasPrefix(f.namespace, "https://"):
+		return nil, usagef("%s: --namespace wants the http(s) URL of a process definition, got %q", cmd, f.namespace)
+	}
+	if f.process != "" {
+		d, err := udpjob.Load(f.process)
+		if err != nil {
+			return nil, err
+		}
+		c.Definition = d
+	}
+	for _, p := range f.params {
+		name, col, ok := strings.Cut(p, "=")
+		if !ok || name == "" || col == "" {
+			return nil, usagef("%s: --param wants NAME=COLUMN, got %q", cmd, p)
+		}
+		if c.ParameterColumnMap == nil {
+			c.ParameterColumnMap = map[string]string{}
+		}
+		c.ParameterColumnMap[name] = col
+	}
+	for _, d := range f.defaults {
+		name, val, ok := strings.Cut(d, "=")
+		if !ok || name == "" {
+			return nil, usagef("%s: --default wants NAME=JSON, got %q", cmd, d)
+		}
+		v, err := udpjob.DecodeDefault(val)
+		if err != nil {
+			return nil, usagef("%s: --default %s: %v (a text value needs JSON quotes: %s='\"text\"')", cmd, name, err, name)
+		}
+		if c.ParameterDefaults == nil {
+			c.ParameterDefaults = map[string]any{}
+		}
+		c.ParameterDefaults[name] = v
+	}
+	if f.jobOptions != "" {
+		b, err := os.ReadFile(f.jobOptions)
+		if err != nil {
+			return nil, usagef("%s: --job-options: %v", cmd, err)
+		}
+		v, err := udpjob.DecodeDefault(string(b))
+		obj, ok := v.(map[string]any)
+		if err != nil || !ok {
+			return nil, usagef("%s: --job-options %s: want a JSON object", cmd, f.jobOptions)
+		}
+		c.JobOptions = obj
+	}
+	return c, nil
+}
+
+// maxListed is how many bad rows the check lists before it counts.
+const maxListed = 20
+
+// checked is the outcome of checkRows.
+type checked struct {
+	good   int        // rows whose job could be built
+	first  driver.Job // the first of them
+	bad    []*udpjob.RowError
+	sample *remote.JobRequest // the job of the first good row
+}
+
+// checkRows builds the job of every not_started row of the table before
+// anything is spent. With conns, a stored definition is read from each
+// back-end (once). A whole-table error (a parameter no row can fill) is a
+// usage error.
+func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db string, conns []*remote.Client) (*checked, error) {
+	defs, err := c.Prepare(ctx, conns...)
+	if err != nil {
+		return nil, err
+	}
+	cols, err := store.Columns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", db, err)
+	}
+	rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", db, err)
+	}
+	bad, err := c.Check(defs, cols, rows)
+	if err != nil {
+		return nil, usagef("%s: %v", db, err)
+	}
+	out := &checked{bad: bad}
+	badKeys := map[int64]bool{}
+	for _, b := range bad {
+		badKeys[b.Key] = true
+	}
+	for _, r := range rows {
+		if !badKeys[r.Key] {
+			if out.good == 0 {
+				out.first = r
+			}
+			out.good++
+		}
+	}
+	if out.good > 0 && (len(conns) > 0 || !c.FromBackend()) {
+		var conn *remote.Client
+		if len(conns) > 0 {
+			conn = conns[0]
+		}
+		if out.sample, err = c.Job(ctx, out.first, conn); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// badRowsError lists bad rows: the first maxListed and a count.
+func badRowsError(db string, bad []*udpjob.RowError, hint string) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d not_started %s cannot be made into jobs; nothing was sent and the table is unchanged:", db, len(bad), plural(len(bad), "row", "rows"))
+	for i, e := range bad {
+		if i == maxListed {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(bad)-maxListed)
+			break
+		}
+		fmt.Fprintf(&b, "\n  %s: %v", db, e)
+	}
+	if hint != "" {
+		b.WriteString("\n" + hint)
+	}
+	return usageError{b.String()}
+}
+
+// skipRows marks bad rows skipped, with the reason in last_error.
+func skipRows(ctx context.Context, store driver.Store, bad []*udpjob.RowError, log *slog.Logger) error {
+	ups := make([]driver.Update, 0, len(bad))
+	for _, e := range bad {
+		ups = append(ups, driver.Update{Key: e.Key, From: []driver.Status{driver.NotStarted},
+			Set: driver.Values{driver.ColStatus: driver.Skipped, driver.ColLastError: e.Error()}})
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	if err := store.Update(ctx, ups...); err != nil {
+		if errors.Is(err, driver.ErrConflict) {
+			return fmt.Errorf("mark %d bad rows skipped: another worker changed them meanwhile; run again: %w", len(ups), err)
+		}
+		return fmt.Errorf("mark %d bad rows skipped: %w", len(ups), err)
+	}
+	log.Warn("rows that cannot be made into jobs marked skipped", "rows", len(ups))
+	return nil
+}
+
+func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var backends backendFlag
+	db := fs.String("db", "", "job table (required)")
+	fs.Var(&backends, "backend", "back-end `NAME=URL` to read a stored process from or validate on; repeatable")
+	validate := fs.Bool("validate", false, "send the sample job's process to each back-end's POST /validation")
+	jf := addJobFlags(fs)
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usagef("check: --db is required")
+	}
+	c, err := jf.creator("check")
+	if err != nil {
+		return err
+	}
+	if c.FromBackend() && len(backends) == 0 {
+		return usagef("check: a stored process (--process-id without --namespace) is read from the back-ends: give --backend")
+	}
+	if *validate && len(backends) == 0 {
+		return usagef("check: --validate needs the back-ends to validate on: give --backend")
+	}
+	_ = logger()
+	store, err := openToRead(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var conns []*remote.Client
+	if c.FromBackend() || *validate {
+		for _, b := range backends {
+			cl, err := connectBackend(ctx, b, os.Getenv)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, cl)
+		}
+	}
+	var fromBackends []*remote.Client
+	if c.FromBackend() {
+		fromBackends = conns
+	}
+	res, err := checkRows(ctx, c, store, *db, fromBackends)
+	if err != nil {
+		return err
+	}
+	if res.sample != nil {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(res.sample); err != nil {
+			return err
+		}
+	}
+	if len(res.bad) > 0 {
+		return badRowsError(*db, res.bad, "")
+	}
+	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, res.good)
+	if *validate && res.sample != nil {
+		return validateSample(ctx, backends, conns, c, res, stderr)
+	}
+	return nil
+}
+
+// validateSample sends the sample row's job to each back-end that offers
+// POST /validation (built for that back-end: a stored process may differ).
+func validateSample(ctx context.Context, backends backendFlag, conns []*remote.Client, c *udpjob.JobCreator, res *checked, stderr io.Writer) error {
+	var invalid []string
+	for i, conn := range conns {
+		name := backends[i].name
+		caps, err := conn.Capabilities(ctx)
+		if err != nil {
+			return fmt.Errorf("back-end %s: %w", name, err)
+		}
+		if !caps.Supports("POST", "/validation") {
+			fmt.Fprintf(stderr, "%s: offers no POST /validation; not validated\n", name)
+			continue
+		}
+		job, err := c.Job(ctx, res.first, conn)
+		if err != nil {
+			return fmt.Errorf("back-end %s: %w", name, err)
+		}
+		errs, err := conn.Validate(ctx, job.Process)
+		if err != nil {
+			return fmt.Errorf("back-end %s: validation: %w", name, err)
+		}
+		if len(errs) == 0 {
+			fmt.Fprintf(stderr, "%s: the sample job is valid\n", name)
+			continue
+		}
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "%s: %s: %s\n", name, e.Code, e.Message)
+		}
+		invalid = append(invalid, name)
+	}
+	if len(invalid) > 0 {
+		return fmt.Errorf("the sample job (row %d) is invalid on %s", res.first.Key, strings.Join(invalid, ", "))
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

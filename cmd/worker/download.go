@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/worker"
+)
+
+var downloadCmd = command{
+	name: "download",
+	usage: `
+Usage: worker download --db TABLE --backend [NAME=]URL ... [--root-dir DIR] [--where SQL] [--backend-name NAME] [--dry-run] [--json]
+
+Fetches the results of finished rows whose results are missing or
+incomplete on disk: for each finished row it asks the back-end for the
+job's assets and compares them with ROOT/job_<id>/ (each file present, with
+the size the back-end announces, and job_<id>.json, written last, there);
+what is missing is downloaded with the same code as worker run (sizes and
+checksums checked, expired links renewed), into the same layout. The rows'
+download_pending is cleared once their results are complete. --dry-run
+only says what is missing.
+
+--backend gives each back-end that the rows are on, with the credentials
+worker run uses; a URL alone is named after its host. --where (a DuckDB
+SQL condition, as in worker query) and --backend-name narrow the rows.
+
+Example:
+  worker download --db jobs.db --backend vito=https://openeo.vito.be --root-dir results
+  worker download --db jobs.db --backend vito=https://openeo.vito.be --root-dir results --dry-run --json
+`,
+	run: runDownload,
+}
+
+// fetched is the outcome for one row.
+type fetched struct {
+	Row     int64    `json:"row"`
+	ID      string   `json:"id"`
+	Missing []string `json:"missing"` // files missing or incomplete before
+	Done    bool     `json:"downloaded"`
+	Error   string   `json:"error,omitempty"`
+}
+
+func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var sel selection
+	var backends backendFlag
+	db := fs.String("db", "", "job table (required)")
+	fs.Var(&backends, "backend", "back-end `[NAME=]URL` of the jobs; repeat for several (required)")
+	root := fs.String("root-dir", ".", "`folder` of the job folders, as given to worker run")
+	fs.StringVar(&sel.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
+	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
+	dryRun := fs.Bool("dry-run", false, "only say what is missing")
+	asJSON := fs.Bool("json", false, "print the outcome per row as JSON")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" || len(backends) == 0 {
+		return usagef("download: --db and --backend are required")
+	}
+	log := logger()
+	sel.statuses = statusFlag{driver.Finished}
+	if err := mustExist(*db); err != nil {
+		return err
+	}
+	store, err := driver.Open(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	writable := true
+	if wc, ok := store.(driver.WriteChecker); ok && wc.Writable() != nil {
+		writable = false // a run holds the table: it clears download_pending itself
+	}
+	rows, err := sel.pick(ctx, store, *db)
+	if err != nil {
+		return err
+	}
+	cl := newClients(backends)
+	if err := cl.check(rows); err != nil {
+		return err
+	}
+	// Connect first, one back-end at a time, so credentials fail early.
+	for _, j := range rows {
+		if _, err := cl.get(ctx, j.Backend); err != nil {
+			return err
+		}
+	}
+	var mu sync.Mutex
+	var out []fetched
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, j := range rows {
+		c, _ := cl.get(ctx, j.Backend)
+		g.Go(func() error {
+			res := fetched{Row: j.Key, ID: j.ID}
+			err := func() error {
+				missing, err := missingResults(gctx, c, *root, j.ID)
+				res.Missing = missing
+				if err != nil || len(missing) == 0 || *dryRun {
+					return err
+				}
+				log.Info("downloading", "row", j.Key, "id", j.ID, "missing", len(missing))
+				if err := worker.DownloadResults(gctx, worker.Event{Row: j, Conn: c, Dir: worker.JobDir(*root, j.ID)}); err != nil {
+					return err
+				}
+				res.Done = true
+				return nil
+			}()
+			if err == nil && j.DownloadPending && writable && !*dryRun && (res.Done || len(res.Missing) == 0) {
+				err = store.Update(gctx, driver.Update{Key: j.Key, From: []driver.Status{driver.Finished}, Set: driver.Values{
+					driver.ColDownloadPending: false, driver.ColUpdatedAt: time.Now().UTC().Format(time.RFC3339),
+				}})
+			}
+			if err != nil {
+				res.Error = err.Error()
+				log.Error("download", "row", j.Key, "id", j.ID, "err", err)
+			}
+			mu.Lock()
+			out = append(out, res)
+			mu.Unlock()
+			return gctx.Err()
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Row < out[b].Row })
+	failed, missing, done := 0, 0, 0
+	for _, r := range out {
+		if r.Error != "" {
+			failed++
+		}
+		if len(r.Missing) > 0 {
+			missing++
+		}
+		if r.Done {
+			done++
+		}
+	}
+	if *asJSON {
+		if out == nil {
+			out = []fetched{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"rows": out}); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range out {
+			if len(r.Missing) > 0 {
+				fmt.Fprintf(stdout, "row %d job %s: missing %s\n", r.Row, r.ID, strings.Join(r.Missing, ", "))
+			}
+		}
+		fmt.Fprintf(stdout, "%d finished rows, %d with results missing, %d downloaded, %d failed\n", len(out), missing, done, failed)
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d rows could not be checked or downloaded (see above)", failed)
+	}
+	return nil
+}
+
+// missingResults returns the files of job id's results that are missing
+// under root, or whose size differs from what the back-end announces, and
+// job_<id>.json when it is missing (it is written last, so it marks a
+// complete download).
+func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]string, error) {
+	res, err := c.Results(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("results of job %s: %w", id, err)
+	}
+	dir := worker.JobDir(root, id)
+	var missing []string
+	for name, a := range res.Assets {
+		file := name
+		if file == "" {
+			file = filepath.Base(a.Href)
+		}
+		if file != filepath.Base(file) || file == "." || file == ".." {
+			missing = append(missing, name) // DownloadResults refuses it, saying why
+			continue
+		}
+		fi, err := os.Stat(filepath.Join(dir, file))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			missing = append(missing, file)
+		case err != nil:
+			return nil, err
+		case a.FileSize != nil && fi.Size() != *a.FileSize:
+			missing = append(missing, fmt.Sprintf("%s (%d of %d bytes)", file, fi.Size(), *a.FileSize))
+		}
+	}
+	sort.Strings(missing)
+	meta := worker.MetadataPath(root, id)
+	if _, err := os.Stat(meta); errors.Is(err, os.ErrNotExist) {
+		missing = append(missing, filepath.Base(meta))
+	}
+	return missing, nil
+}

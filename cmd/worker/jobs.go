@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/openeo-batch/worker/driver"
+)
+
+var jobsCmd = command{
+	name: "jobs",
+	usage: `
+Usage: worker jobs --db TABLE [--status S[,S]] [--backend NAME] [--where SQL] [--columns C,C] [--json]
+
+Lists the rows of a job table: all of them, or those with one of the
+statuses given (--status may be repeated or hold a comma list), on one
+back-end, and/or for which the DuckDB SQL condition --where holds (as in
+worker query, on a snapshot of the table, read-only; safe during a run).
+Each row shows its row number (the key other commands take), then the
+columns chosen with --columns (default: your columns, then status,
+backend_name, id, attempts and last_error; "all" for every column).
+
+Example:
+  worker jobs --db jobs.db --status error,start_failed
+  worker jobs --db jobs.db --where "year >= 2020 and costs > 5" --columns year,id,costs --json
+`,
+	run: runJobs,
+}
+
+// statusFlag collects --status values: repeated, or comma lists.
+type statusFlag []driver.Status
+
+func (s *statusFlag) String() string { return fmt.Sprint(*s) }
+
+func (s *statusFlag) Set(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		st, err := driver.ParseStatus(strings.TrimSpace(part))
+		if err != nil {
+			return err
+		}
+		*s = append(*s, st)
+	}
+	return nil
+}
+
+// selection is the rows a command works on: by status, back-end and SQL
+// condition; the zero value selects every row.
+type selection struct {
+	statuses statusFlag
+	backend  string
+	where    string
+}
+
+func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
+	fs.Var(&s.statuses, "status", statusHelp)
+	fs.StringVar(&s.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
+}
+
+// pick returns the selected rows of store, the table at location, in
+// table order.
+func (s *selection) pick(ctx context.Context, store driver.Store, location string) ([]driver.Job, error) {
+	f := driver.Filter{Statuses: s.statuses, Backend: s.backend}
+	if s.where != "" {
+		f = driver.Filter{} // --where needs every row, to match the snapshot's
+	}
+	rows, err := store.Select(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", location, err)
+	}
+	return s.filter(ctx, rows, location, s.where != "")
+}
+
+// filter returns the selected rows among rows. all says rows are every row
+// of the table at location in table order, which --where needs; without
+// it, rows are already chosen by status and back-end.
+func (s *selection) filter(ctx context.Context, rows []driver.Job, location string, all bool) ([]driver.Job, error) {
+	keep := func(j driver.Job) bool {
+		return (len(s.statuses) == 0 || slices.Contains(s.statuses, j.Status)) && (s.backend == "" || j.Backend == s.backend)
+	}
+	if s.where != "" {
+		if !all {
+			return nil, fmt.Errorf("internal error: --where without every row")
+		}
+		idx, n, err := whereRows(ctx, location, s.where)
+		if err != nil {
+			return nil, err
+		}
+		if n != len(rows) {
+			return nil, fmt.Errorf("%s: the table has %d rows, its snapshot for --where %d: try again", location, len(rows), n)
+		}
+		match := map[int64]bool{}
+		for _, i := range idx {
+			match[rows[i].Key] = true
+		}
+		base := keep
+		keep = func(j driver.Job) bool { return match[j.Key] && base(j) }
+	}
+	var out []driver.Job
+	for _, j := range rows {
+		if keep(j) {
+			out = append(out, j)
+		}
+	}
+	return out, nil
+}
+
+// whereRows evaluates the SQL condition where over the table as worker
+// query sees it (a read-only snapshot called jobs) and returns the
+// positions, from 0 in table order, of the rows for which it holds, and
+// the number of rows of the snapshot. DuckDB runs on one thread so that a
+// scan keeps the table's order.
+func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
+	duck, err := openJobs(ctx, location)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer duck.Close()
+	var n int
+	if err := duck.QueryRowContext(ctx, "SELECT count(*) FROM jobs").Scan(&n); err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", location, err)
+	}
+	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) WHERE (" + where + "\n) ORDER BY n"
+	rows, err := duck.QueryContext(ctx, q)
+	if err != nil {
+		return nil, 0, usagef("--where %q: %v", where, err)
+	}
+	defer rows.Close()
+	var idx []int
+	for rows.Next() {
+		var i int
+		if err := rows.Scan(&i); err != nil {
+			return nil, 0, err
+		}
+		idx = append(idx, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, usagef("--where %q: %v", where, err)
+	}
+	return idx, n, nil
+}
+
+// columnValue is the value of column name in row j: "row" is the row's
+// key, a manager column its value, else the user's column.
+func columnValue(j driver.Job, name string) any {
+	if name == "row" {
+		return j.Key
+	}
+	if _, ok := driver.ManagerColumn(name); ok {
+		return j.Value(name)
+	}
+	return j.Data[name]
+}
+
+// chooseColumns resolves --columns against the table's user columns.
+func chooseColumns(spec string, user []string) ([]string, error) {
+	var mgr []string
+	for _, c := range driver.ManagerColumns() {
+		mgr = append(mgr, c.Name)
+	}
+	switch spec {
+	case "":
+		return append(slices.Clone(user), driver.ColStatus, driver.ColBackend, driver.ColID, driver.ColAttempts, driver.ColLastError), nil
+	case "all":
+		return append(slices.Clone(user), mgr...), nil
+	}
+	var cols []string
+	for c := range strings.SplitSeq(spec, ",") {
+		c = strings.TrimSpace(c)
+		if c == "row" {
+			continue // always shown
+		}
+		if !slices.Contains(user, c) && !slices.Contains(mgr, c) {
+			return nil, usagef("--columns: no column %q; the table has %s", c, strings.Join(append(slices.Clone(user), mgr...), ", "))
+		}
+		cols = append(cols, c)
+	}
+	return cols, nil
+}
+
+// printJobs prints rows with columns (after the row number) as an aligned
+// table, or as a JSON array of objects.
+func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) error {
+	if asJSON {
+		out := make([]map[string]any, 0, len(rows))
+		for _, j := range rows {
+			o := map[string]any{"row": j.Key}
+			for _, c := range columns {
+				o[c] = columnValue(j, c)
+			}
+			out = append(out, o)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "row\t"+strings.Join(columns, "\t"))
+	clean := strings.NewReplacer("\t", " ", "\n", " ", "\r", " ")
+	for _, j := range rows {
+		cells := []string{strconv.FormatInt(j.Key, 10)}
+		for _, c := range columns {
+			cells = append(cells, clean.Replace(cell(columnValue(j, c))))
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var sel selection
+	db := fs.String("db", "", "job table (required)")
+	sel.flags(fs, "only rows with this `status`; repeat, or give a comma list")
+	fs.StringVar(&sel.backend, "backend", "", "only rows of the back-end called `NAME` (its backend_name)")
+	columns := fs.String("columns", "", "comma list of `columns` to show, or all")
+	asJSON := fs.Bool("json", false, "print a JSON array of objects instead of a table")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usagef("jobs: --db is required")
+	}
+	store, err := openToRead(ctx, *db)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	user, err := store.Columns(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *db, err)
+	}
+	cols, err := chooseColumns(*columns, user)
+	if err != nil {
+		return err
+	}
+	rows, err := sel.pick(ctx, store, *db)
+	if err != nil {
+		return err
+	}
+	return printJobs(stdout, rows, cols, *asJSON)
+}

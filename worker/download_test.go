@@ -1,0 +1,188 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote/remotetest"
+	"github.com/openeo-batch/worker/worker"
+)
+
+// runErr runs the fixture's table once and returns what Run returned.
+func (f *fixture) runErr(t *testing.T) (*worker.Manager, error) {
+	t.Helper()
+	m, err := worker.New(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = m.Run(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("Run did not end: %v", err)
+	}
+	return m, err
+}
+
+// missing returns the rows of a *MissingResultsError, or fails.
+func missing(t *testing.T, err error) []worker.MissingResult {
+	t.Helper()
+	var me *worker.MissingResultsError
+	if !errors.As(err, &me) || !errors.Is(err, worker.ErrResultsMissing) {
+		t.Fatalf("Run: %v, want a *MissingResultsError", err)
+	}
+	return me.Rows
+}
+
+// partials lists the partial downloads under root.
+func partials(root string) []string {
+	var left []string
+	filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.Contains(filepath.Base(p), ".part") {
+			left = append(left, p)
+		}
+		return nil
+	})
+	return left
+}
+
+// A root folder that cannot be written loses nothing: the rows keep
+// download_pending with the cause in last_error, the run ends (it does not
+// retry for ever) with an error naming them, and a run after the folder is
+// mended downloads them. (Before: the download was given up, the rows
+// ended finished and not pending, Run returned nil and a rerun fetched
+// nothing.)
+func TestUnwritableRootKeepsResultsPending(t *testing.T) {
+	f := newFixture(t, 3, remotetest.Options{})
+	blocker := filepath.Join(f.root, "results")
+	os.WriteFile(blocker, []byte("a file where the folder should be"), 0o644)
+	f.cfg.RootDir = blocker // mkdir results/job_x: not a directory
+	m, err := f.runErr(t)
+	rows := missing(t, err)
+	if len(rows) != 3 {
+		t.Errorf("%d rows reported missing, want 3: %+v", len(rows), rows)
+	}
+	for _, mr := range rows {
+		if !mr.Pending || mr.Status != driver.Finished || !strings.Contains(mr.Err, "not a directory") {
+			t.Errorf("reported %+v, want a pending finished row with the cause", mr)
+		}
+	}
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || !r.DownloadPending || !strings.Contains(r.LastError, "not a directory") {
+			t.Errorf("row %d: %q pending=%v last_error=%q, want finished, pending, with the cause", r.Key, r.Status, r.DownloadPending, r.LastError)
+		}
+	}
+	if st := m.Stats(); st["job download"] != 0 || st["job download error"] != 3 {
+		t.Errorf("stats = %v", st)
+	}
+
+	// Mend the folder: the next run fetches every result and clears the error.
+	os.Remove(blocker)
+	if _, err := f.runErr(t); err != nil {
+		t.Fatalf("second run: %v", err)
+	}
+	for _, r := range f.rows(t) {
+		if r.DownloadPending || r.LastError != "" {
+			t.Errorf("row %d after the fix: pending=%v last_error=%q", r.Key, r.DownloadPending, r.LastError)
+		}
+		if _, err := os.Stat(filepath.Join(worker.JobDir(blocker, r.ID), "result.tif")); err != nil {
+			t.Errorf("row %d: %v", r.Key, err)
+		}
+	}
+	if left := partials(blocker); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+}
+
+// A link that is not http(s) is refused at once with the asset's name;
+// no attempt can mend it, so the row is not left pending, but the run
+// reports the missing results.
+func TestUnsupportedAssetLinkRefused(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{AssetHref: func(_, _ string) string { return "file:///etc/passwd" }})
+	_, err := f.runErr(t)
+	rows := missing(t, err)
+	if len(rows) != 1 || rows[0].Pending {
+		t.Errorf("reported %+v, want one row refused for good", rows)
+	}
+	r := f.rows(t)[0]
+	if r.DownloadPending || !strings.Contains(r.LastError, `asset "result.tif"`) || !strings.Contains(r.LastError, "file:///etc/passwd") {
+		t.Errorf("row: pending=%v last_error=%q", r.DownloadPending, r.LastError)
+	}
+	if st := f.servers["a"].Requests(); st["GET /jobs/{job_id}/results"] != 1 {
+		t.Errorf("results asked %d times, want once: a refused link is not retried", st["GET /jobs/{job_id}/results"])
+	}
+}
+
+// Downloads through the manager never hand the token to the asset host,
+// redirect or not, and partial files left in a job folder (such as the
+// randomly named ones of older versions) are gone once the row is done.
+func TestRunKeepsTokenAndCleansParts(t *testing.T) {
+	f := newFixture(t, 2, remotetest.Options{RedirectAssets: true})
+	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
+		os.MkdirAll(ev.Dir, 0o755)
+		os.WriteFile(filepath.Join(ev.Dir, "result.tif.x3Yz9.part"), []byte("stale"), 0o644)
+		return worker.DownloadResults(ctx, ev)
+	}
+	f.run(t)
+	hosts := 0
+	for _, r := range f.servers["a"].AssetRequests() {
+		if r.Host == "assets" {
+			hosts++
+			if r.Authorization != "" {
+				t.Errorf("asset host got Authorization %q", r.Authorization)
+			}
+		}
+	}
+	if hosts != 2 {
+		t.Errorf("%d requests reached the asset host, want 2", hosts)
+	}
+	if left := partials(f.root); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+	for _, r := range f.rows(t) {
+		if r.DownloadPending {
+			t.Errorf("row %d pending", r.Key)
+		}
+	}
+}
+
+// A row given up for good keeps no partial download: no later run resumes it.
+func TestPartsRemovedWhenGivenUp(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{})
+	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
+		os.MkdirAll(ev.Dir, 0o755)
+		os.WriteFile(filepath.Join(ev.Dir, "x.tif.part"), []byte("half"), 0o644)
+		return worker.Permanent(errors.New("the back-end describes results that cannot be fetched"))
+	}
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || rows[0].Pending {
+		t.Errorf("reported %+v", rows)
+	}
+	if left := partials(f.root); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+}
+
+// An asset whose name ends in .part is a result, not a partial download:
+// the clean-up keeps it. Beside an asset whose partial download would
+// bear its name, it is refused with a clear error instead of overwritten.
+func TestAssetNamedPartKept(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"tile.part"}})
+	f.run(t)
+	r := f.rows(t)[0]
+	if _, err := os.Stat(filepath.Join(worker.JobDir(f.root, r.ID), "tile.part")); err != nil {
+		t.Errorf("result tile.part: %v", err)
+	}
+
+	f = newFixture(t, 1, remotetest.Options{AssetNames: []string{"tile.part", "tile"}})
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || !strings.Contains(rows[0].Err, `"tile.part"`) {
+		t.Errorf("reported %+v, want the clash named", rows)
+	}
+}
