@@ -64,6 +64,7 @@ func readRows(t *testing.T, path string) []driver.Job {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	c := cmd(t.Context(), dir, nil, "demo", "--dir", "out")
@@ -117,6 +118,7 @@ const process = `{
 // run, resumes it each time, and checks that every row ends finished with
 // exactly one back-end job and its results on disk.
 func TestKillAndResume(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) { killAndResume(t, db) })
 	}
@@ -262,6 +264,7 @@ func oneJobPerRow(t *testing.T, srv *remotetest.Server, rows int) {
 }
 
 func TestBadInputLeavesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("year,status\n2020,not_started\n2021,bogus\n"), 0o644)
 	out, err := cmd(t.Context(), dir, nil, "init", "--from", "bad.csv", "--db", "jobs.db").CombinedOutput()
@@ -290,6 +293,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	for _, sub := range []string{"", "init", "run", "status", "demo"} {
 		args := []string{"--help"}
 		if sub != "" {

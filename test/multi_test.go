@@ -25,6 +25,7 @@ import (
 // With the clock running, the kill comes once a random number of rows
 // (seeded, printed) finished.
 func TestTwoWorkersOneTable(t *testing.T) {
+	t.Parallel()
 	t.Run("both live", func(t *testing.T) { twoWorkers(t, false) })
 	t.Run("one killed", func(t *testing.T) { twoWorkers(t, true) })
 }

@@ -17,6 +17,7 @@ import (
 // The back-end's clock stands still until they returned, so the run
 // cannot end before them, however slow the machine.
 func TestQueryDuringRun(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"jobs.duckdb", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) {
 			clock := newThawClock()
