@@ -49,22 +49,41 @@ type basicAuth struct {
 	c          *Client
 	user, pass string
 
-	mu    sync.Mutex
+	// login is held (a value in it) by the caller logging in; the others
+	// wait for its token, or for their ctx to end. A channel, not a mutex
+	// held across the request: the login may wait for the rate limit or a
+	// back-off, and a goroutine blocked on a mutex would keep a
+	// testing/synctest bubble's clock from reaching that wait's end.
+	login chan struct{}
+	mu    sync.Mutex // guards token
 	token string
 }
 
+func newBasicAuth(c *Client, user, pass string) *basicAuth {
+	return &basicAuth{c: c, user: user, pass: pass, login: make(chan struct{}, 1)}
+}
+
 func (a *basicAuth) Bearer(ctx context.Context) (string, error) {
+	select {
+	case a.login <- struct{}{}:
+	case <-ctx.Done():
+		return "", context.Cause(ctx)
+	}
+	defer func() { <-a.login }()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.token != "" {
-		return a.token, nil
+	tok := a.token
+	a.mu.Unlock()
+	if tok != "" {
+		return tok, nil
 	}
 	tok, err := a.c.loginBasic(ctx, a.user, a.pass)
 	if err != nil {
 		return "", err
 	}
+	a.mu.Lock()
 	a.token = "basic//" + tok
-	return a.token, nil
+	a.mu.Unlock()
+	return "basic//" + tok, nil
 }
 
 func (a *basicAuth) Invalidate(bearer string) bool {
@@ -79,7 +98,7 @@ func (a *basicAuth) Invalidate(bearer string) bool {
 // AuthenticateBasic logs in with a user name and password (GET
 // /credentials/basic). The client logs in again when the token expires.
 func (c *Client) AuthenticateBasic(ctx context.Context, username, password string) error {
-	a := &basicAuth{c: c, user: username, pass: password}
+	a := newBasicAuth(c, username, password)
 	if _, err := a.Bearer(ctx); err != nil {
 		return err
 	}

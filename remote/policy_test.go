@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/openeo-batch/worker/remote"
@@ -70,21 +71,25 @@ func TestRetryOnlyWhatIsSafe(t *testing.T) {
 	}
 }
 
+// A refused connection proves the request was not sent: even a create is
+// sent again. In virtual time (synctest): the two back-offs of about a
+// second are what shows the retries.
 func TestConnectionRefusedIsRetriedEvenForCreate(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there now
-	opts := fast()
-	opts.Policy.MaxRetries = 2
-	c, _ := remote.New(url, opts)
-	start := time.Now()
-	_, err := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()})
-	if err == nil || remote.OutcomeUnknown(err) {
-		t.Errorf("err = %v; a refused connection is a known outcome: nothing was created", err)
-	}
-	if time.Since(start) > 5*time.Second {
-		t.Errorf("took %v", time.Since(start))
-	}
+	synctest.Test(t, func(t *testing.T) {
+		c, _ := remote.New(url, &remote.Options{Policy: &remote.Policy{MaxRetries: 2, MinBackoff: time.Second, MaxBackoff: time.Second}})
+		start := time.Now()
+		_, err := c.CreateJob(t.Context(), &remote.JobRequest{Process: graph()})
+		if err == nil || remote.OutcomeUnknown(err) {
+			t.Errorf("err = %v; a refused connection is a known outcome: nothing was created", err)
+		}
+		// 1s each, 25% jitter.
+		if d := time.Since(start); d < 1500*time.Millisecond || d > 2500*time.Millisecond {
+			t.Errorf("gave up after %v, want two back-offs of about 1s: the create was not sent again", d)
+		}
+	})
 }
 
 func TestBreakerOpensAndPauses(t *testing.T) {
@@ -112,23 +117,30 @@ func TestBreakerOpensAndPauses(t *testing.T) {
 	}
 }
 
+// In virtual time (synctest), so the gaps are the limiter's alone. The
+// server runs outside the bubble, and the client opens a connection per
+// request: an idle keep-alive connection's reader would stop the bubble's
+// clock.
 func TestRateLimit(t *testing.T) {
 	srv := remotetest.NewServer(remotetest.Options{})
 	defer srv.Close()
-	opts := fast()
-	opts.Policy.RequestsPerSecond = 50
-	c, _ := remote.New(srv.APIURL, opts)
-	c.SetToken(srv.ValidToken())
-	start := time.Now()
-	for range 26 {
-		if _, err := c.ListJobs(t.Context(), 0); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		opts := fast()
+		opts.Policy.RequestsPerSecond = 50
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+		c, _ := remote.New(srv.APIURL, opts)
+		c.SetToken(srv.ValidToken())
+		start := time.Now()
+		for range 26 {
+			if _, err := c.ListJobs(t.Context(), 0); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	// 26 requests at 50 per second: 25 gaps of 20ms.
-	if d := time.Since(start); d < 450*time.Millisecond {
-		t.Errorf("26 requests took %v, faster than 50/s", d)
-	}
+		// 26 requests at 50 per second: 25 gaps of 20ms.
+		if d := time.Since(start); d != 500*time.Millisecond {
+			t.Errorf("26 requests took %v, want 25 gaps of 20ms", d)
+		}
+	})
 }
 
 // An expired token is renewed (basic: log in again) and the request sent

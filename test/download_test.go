@@ -17,6 +17,7 @@ import (
 // with the cause, and a run after the folder is mended fetches them.
 // (Before: exit 0, rows not pending, and a rerun downloaded nothing.)
 func TestUnwritableRootDir(t *testing.T) {
+	t.Parallel()
 	const rows = 3
 	srv := remotetest.NewServer(remotetest.Options{})
 	defer srv.Close()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +64,7 @@ func readRows(t *testing.T, path string) []driver.Job {
 }
 
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	c := cmd(t.Context(), dir, nil, "demo", "--dir", "out")
@@ -118,6 +118,7 @@ const process = `{
 // run, resumes it each time, and checks that every row ends finished with
 // exactly one back-end job and its results on disk.
 func TestKillAndResume(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) { killAndResume(t, db) })
 	}
@@ -132,33 +133,40 @@ func killAndResume(t *testing.T, db string) {
 	args := []string{"run", "--db", db, "--backend", "fake=" + srv.URL + ",parallel=6",
 		"--process", "p.json", "--root-dir", "res", "--poll", "30ms"}
 
-	// Kill runs at random moments until one finishes by itself or six were
-	// killed; then run to the end.
+	// Kill runs at random points until one finishes by itself or six were
+	// killed; then run to the end. A point is a number of requests the
+	// back-end receives from the run, not a time: a loaded machine slows
+	// the run and the kill alike.
+	rng := testRand(t)
 	kills := 0
 	finished := false
 	var logs strings.Builder
+	var points []int
 	for !finished && kills < 6 {
 		var stderr bytes.Buffer
 		c := cmd(t.Context(), dir, env, args...)
 		c.Stderr = &stderr
+		n := 1 + rng.IntN(80)
+		from := srv.TotalRequests()
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() { done <- c.Wait() }()
-		select {
-		case err := <-done:
+		if !requestsOrExit(srv, from+n, done) {
+			err := <-done
 			if err != nil {
 				t.Fatalf("run: %v\n%s", err, stderr.String())
 			}
 			logs.Write(stderr.Bytes())
 			finished = true
-		case <-time.After(time.Duration(50+rand.IntN(250)) * time.Millisecond):
-			c.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
-			logs.Write(stderr.Bytes())
+			continue
 		}
+		c.Process.Signal(syscall.SIGKILL)
+		<-done
+		kills++
+		points = append(points, n)
+		logs.Write(stderr.Bytes())
 	}
 	if !finished {
 		out, err := cmd(t.Context(), dir, env, args...).CombinedOutput()
@@ -171,8 +179,8 @@ func killAndResume(t *testing.T, db string) {
 	if starts != rows {
 		t.Errorf("%d start requests for %d jobs: a job was started twice (a restart discards results) or never", starts, rows)
 	}
-	t.Logf("killed the worker %d times; jobs adopted after a kill: %d; start requests: %d",
-		kills, strings.Count(logs.String(), "adopting job"), starts)
+	t.Logf("killed the worker %d times, after %v requests; jobs adopted after a kill: %d; start requests: %d",
+		kills, points, strings.Count(logs.String(), "adopting job"), starts)
 
 	oneJobPerRow(t, srv, rows)
 	got := readRows(t, filepath.Join(dir, db))
@@ -196,6 +204,21 @@ func killAndResume(t *testing.T, db string) {
 	if len(parts) > 0 {
 		t.Errorf("partial downloads left after the run: %v", parts)
 	}
+}
+
+// requestsOrExit waits until srv has received n requests in all, and
+// reports true, or until the process whose end done tells exits first, and
+// reports false (leaving its result in done).
+func requestsOrExit(srv *remotetest.Server, n int, done chan error) bool {
+	for srv.TotalRequests() < n {
+		select {
+		case err := <-done:
+			done <- err
+			return false
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return true
 }
 
 // newTable makes a folder with a table of rows rows (year, title "row N"),
@@ -241,6 +264,7 @@ func oneJobPerRow(t *testing.T, srv *remotetest.Server, rows int) {
 }
 
 func TestBadInputLeavesNothing(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("year,status\n2020,not_started\n2021,bogus\n"), 0o644)
 	out, err := cmd(t.Context(), dir, nil, "init", "--from", "bad.csv", "--db", "jobs.db").CombinedOutput()
@@ -269,6 +293,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
+	t.Parallel()
 	for _, sub := range []string{"", "init", "run", "status", "demo"} {
 		args := []string{"--help"}
 		if sub != "" {

@@ -21,6 +21,7 @@ func leaf(imp string) bool { return strings.HasPrefix(imp, "internal/") }
 // package and remote only internal/ utilities, worker imports no concrete driver, only cmd/worker
 // (and tests) wire drivers in.
 func TestImportDirection(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}:{{join .Imports " "}}`, module+"/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)

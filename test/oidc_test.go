@@ -17,6 +17,7 @@ import (
 // the user), then runs a table with no password: the stored refresh token
 // is enough. A second run uses client credentials from the environment.
 func TestLoginThenRun(t *testing.T) {
+	t.Parallel()
 	provider := remotetest.NewOIDCProvider(nil)
 	defer provider.Close()
 	srv := remotetest.NewServer(remotetest.Options{OIDC: provider})

@@ -74,6 +74,7 @@ func failingServer(t *testing.T, fail *atomic.Bool) *remotetest.Server {
 // holds the table, retries it, and runs again: the row finishes with a new
 // job and keeps its earlier job id; the other rows are not run again.
 func TestRetryRunsAgainKeepingHistory(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) { retryRunsAgain(t, db) })
 	}
@@ -168,6 +169,7 @@ func retryRunsAgain(t *testing.T, db string) {
 // TestRetryRefusesWhileTableIsWritten: another program holds a CSV
 // table's writer lock; retry says so and changes nothing.
 func TestRetryRefusesWhileTableIsWritten(t *testing.T) {
+	t.Parallel()
 	dir := newTableAt(t, 2, "jobs.csv")
 	s, err := driver.Open(t.Context(), filepath.Join(dir, "jobs.csv"))
 	if err != nil {
@@ -201,6 +203,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // holds it: the back-end's jobs end canceled, the rows record it, and the
 // run ends.
 func TestCancelDuringRun(t *testing.T) {
+	t.Parallel()
 	srv := remotetest.NewServer(remotetest.Options{QueueTime: 10 * time.Millisecond, RunTime: time.Hour})
 	defer srv.Close()
 	dir := newTable(t, 3)
@@ -281,6 +284,7 @@ func TestCancelDuringRun(t *testing.T) {
 // a --backend URL named after its host), then fetches the results that a
 // run left undownloaded, and again after one file was cut short.
 func TestLogsAndDownload(t *testing.T) {
+	t.Parallel()
 	var fail atomic.Bool
 	fail.Store(true)
 	srv := failingServer(t, &fail)
@@ -362,6 +366,7 @@ func strconvI(k int64) string { return strconv.FormatInt(k, 10) }
 // TestVersionAndFlagOrder: version prints the build's versions, and flags
 // are accepted after positional arguments.
 func TestVersionAndFlagOrder(t *testing.T) {
+	t.Parallel()
 	dir := newTable(t, 3)
 	out := mustWork(t, dir, nil, "version", "--json")
 	var v struct {
@@ -392,6 +397,7 @@ func TestVersionAndFlagOrder(t *testing.T) {
 // TestInitAppend grows a table with the rows of a new input, refusing an
 // input with a key already there and leaving the table untouched then.
 func TestInitAppend(t *testing.T) {
+	t.Parallel()
 	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet"} {
 		t.Run(db, func(t *testing.T) {
 			dir := newTableAt(t, 3, db) // years 2000-2002
@@ -431,6 +437,7 @@ func TestInitAppend(t *testing.T) {
 
 // TestOpsHelp: each new command explains itself with an example.
 func TestOpsHelp(t *testing.T) {
+	t.Parallel()
 	for _, sub := range []string{"jobs", "retry", "cancel", "logs", "download", "version", "init"} {
 		out, errOut, code := work(t, t.TempDir(), nil, sub, "--help")
 		if code != 0 || !strings.Contains(out+errOut, "Example") || !strings.Contains(out+errOut, "worker "+sub) {

@@ -109,8 +109,6 @@ type Config struct {
 
 	// Logger receives the manager's logs; nil means slog.Default().
 	Logger *slog.Logger
-	// Now tells the time; nil means time.Now.
-	Now func() time.Time
 }
 
 func (c *Config) validate() error {
@@ -178,9 +176,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	if c.Owner == nil {
 		c.Owner = solo{}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -59,6 +60,10 @@ func partials(root string) []string {
 // ended finished and not pending, Run returned nil and a rerun fetched
 // nothing.)
 func TestUnwritableRootKeepsResultsPending(t *testing.T) {
+	synctest.Test(t, unwritableRootKeepsResultsPending)
+}
+
+func unwritableRootKeepsResultsPending(t *testing.T) {
 	f := newFixture(t, 3, remotetest.Options{})
 	blocker := filepath.Join(f.root, "results")
 	os.WriteFile(blocker, []byte("a file where the folder should be"), 0o644)
@@ -103,7 +108,9 @@ func TestUnwritableRootKeepsResultsPending(t *testing.T) {
 // A link that is not http(s) is refused at once with the asset's name;
 // no attempt can mend it, so the row is not left pending, but the run
 // reports the missing results.
-func TestUnsupportedAssetLinkRefused(t *testing.T) {
+func TestUnsupportedAssetLinkRefused(t *testing.T) { synctest.Test(t, unsupportedAssetLinkRefused) }
+
+func unsupportedAssetLinkRefused(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{AssetHref: func(_, _ string) string { return "file:///etc/passwd" }})
 	_, err := f.runErr(t)
 	rows := missing(t, err)
@@ -122,7 +129,9 @@ func TestUnsupportedAssetLinkRefused(t *testing.T) {
 // Downloads through the manager never hand the token to the asset host,
 // redirect or not, and partial files left in a job folder (such as the
 // randomly named ones of older versions) are gone once the row is done.
-func TestRunKeepsTokenAndCleansParts(t *testing.T) {
+func TestRunKeepsTokenAndCleansParts(t *testing.T) { synctest.Test(t, runKeepsTokenAndCleansParts) }
+
+func runKeepsTokenAndCleansParts(t *testing.T) {
 	f := newFixture(t, 2, remotetest.Options{RedirectAssets: true})
 	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
 		os.MkdirAll(ev.Dir, 0o755)
@@ -153,7 +162,9 @@ func TestRunKeepsTokenAndCleansParts(t *testing.T) {
 }
 
 // A row given up for good keeps no partial download: no later run resumes it.
-func TestPartsRemovedWhenGivenUp(t *testing.T) {
+func TestPartsRemovedWhenGivenUp(t *testing.T) { synctest.Test(t, partsRemovedWhenGivenUp) }
+
+func partsRemovedWhenGivenUp(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{})
 	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
 		os.MkdirAll(ev.Dir, 0o755)
@@ -172,7 +183,9 @@ func TestPartsRemovedWhenGivenUp(t *testing.T) {
 // An asset whose name ends in .part is a result, not a partial download:
 // the clean-up keeps it. Beside an asset whose partial download would
 // bear its name, it is refused with a clear error instead of overwritten.
-func TestAssetNamedPartKept(t *testing.T) {
+func TestAssetNamedPartKept(t *testing.T) { synctest.Test(t, assetNamedPartKept) }
+
+func assetNamedPartKept(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"tile.part"}})
 	f.run(t)
 	r := f.rows(t)[0]

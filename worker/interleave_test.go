@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -35,7 +36,9 @@ func (s *slowStartStore) Update(ctx context.Context, us ...driver.Update) error 
 // on the back-end while the write of its start is still on its way, and
 // tracking cycles run in between. Here the start's write is held until the
 // back-end reports the job finished and many cycles passed.
-func TestNoDoubleHandling(t *testing.T) {
+func TestNoDoubleHandling(t *testing.T) { synctest.Test(t, noDoubleHandling) }
+
+func noDoubleHandling(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{}) // jobs finish as soon as they start
 	s := &slowStartStore{Store: f.store, held: make(chan struct{}), release: make(chan struct{})}
 	f.cfg.Store = s

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
@@ -28,7 +29,7 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 		}
 	}
 	free := map[string]int{}
-	now := m.cfg.Now()
+	now := time.Now()
 	for _, b := range m.backends {
 		if !b.Client.Available() || !m.gates[b.Name].open(now) {
 			continue // failing, refusing or out of credit: the others take the rows meanwhile

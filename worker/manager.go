@@ -9,6 +9,12 @@
 // the results, save the error logs). Every change goes to the job table
 // (driver.Store) at once, guarded by the status it expects, so a run can be
 // killed at any instant and resumed: nothing is lost, nothing done twice.
+//
+// The manager has one clock: package time. It reads the time with
+// time.Now and waits with timers, nowhere else, and so do the remote
+// client's retries, rate limits and breaker; run it inside a
+// testing/synctest bubble and the whole run, back-off and polling
+// included, goes by in virtual time.
 package worker
 
 import (
@@ -92,7 +98,7 @@ func New(cfg Config) (*Manager, error) {
 // client ("job start", "job finished", "job failed", ...).
 func (m *Manager) Stats() map[string]int { return m.stats.snapshot() }
 
-func (m *Manager) now() string { return m.cfg.Now().UTC().Format(time.RFC3339) }
+func (m *Manager) now() string { return time.Now().UTC().Format(time.RFC3339) }
 
 // Run runs the table until no row is left to do, or ctx ends. It returns
 // nil when the table is done, and context.Cause(ctx) when stopped; the

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -48,11 +49,11 @@ func newFixture(t *testing.T, rows int, opts remotetest.Options, backends ...str
 	if len(backends) == 0 {
 		backends = []string{"a"}
 	}
+	clock := newStampClock()
 	for _, name := range backends {
-		srv := remotetest.NewServer(opts)
-		t.Cleanup(srv.Close)
+		srv := startServer(t, opts, clock)
 		f.servers[name] = srv
-		c, err := remote.New(srv.APIURL, nil)
+		c, err := remote.New(srv.APIURL, &remote.Options{HTTPClient: virtualClient(clock)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,7 +113,9 @@ func (f *fixture) backendJobs() map[string]int {
 	return n
 }
 
-func TestRunToCompletion(t *testing.T) {
+func TestRunToCompletion(t *testing.T) { synctest.Test(t, runToCompletion) }
+
+func runToCompletion(t *testing.T) {
 	opts := remotetest.Options{
 		QueueTime: 5 * time.Millisecond, RunTime: 10 * time.Millisecond, AssetSize: 300,
 		Outcome: func(j *remote.JobRequest) error {
@@ -183,7 +186,9 @@ func TestRunToCompletion(t *testing.T) {
 
 // A crash between creating a job and recording its id leaves a claimed row
 // without id; the job carries the row's tag. The next run adopts it.
-func TestResumeAdoptsCreatedJob(t *testing.T) {
+func TestResumeAdoptsCreatedJob(t *testing.T) { synctest.Test(t, resumeAdoptsCreatedJob) }
+
+func resumeAdoptsCreatedJob(t *testing.T) {
 	f := newFixture(t, 3, remotetest.Options{})
 	ctx := t.Context()
 	claimed, err := f.store.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a", driver.ColTag: "tag-1"})
@@ -205,7 +210,9 @@ func TestResumeAdoptsCreatedJob(t *testing.T) {
 }
 
 // A crash after creating and recording a job, before starting it.
-func TestResumeStartsCreatedJob(t *testing.T) {
+func TestResumeStartsCreatedJob(t *testing.T) { synctest.Test(t, resumeStartsCreatedJob) }
+
+func resumeStartsCreatedJob(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{})
 	ctx := t.Context()
 	claimed, _ := f.store.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a", driver.ColTag: "t"})
@@ -223,7 +230,9 @@ func TestResumeStartsCreatedJob(t *testing.T) {
 }
 
 // A claimed row whose create never reached the back-end is freed and run.
-func TestResumeReleasesUncreatedClaim(t *testing.T) {
+func TestResumeReleasesUncreatedClaim(t *testing.T) { synctest.Test(t, resumeReleasesUncreatedClaim) }
+
+func resumeReleasesUncreatedClaim(t *testing.T) {
 	f := newFixture(t, 2, remotetest.Options{})
 	if _, err := f.store.Claim(t.Context(), driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a", driver.ColTag: "lost"}); err != nil {
 		t.Fatal(err)
@@ -239,7 +248,9 @@ func TestResumeReleasesUncreatedClaim(t *testing.T) {
 	}
 }
 
-func TestVanishedJobEndsAsError(t *testing.T) {
+func TestVanishedJobEndsAsError(t *testing.T) { synctest.Test(t, vanishedJobEndsAsError) }
+
+func vanishedJobEndsAsError(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{RunTime: time.Hour})
 	ctx := t.Context()
 	row := f.rows(t)[0]
@@ -255,7 +266,9 @@ func TestVanishedJobEndsAsError(t *testing.T) {
 	}
 }
 
-func TestSkipAndStartFailed(t *testing.T) {
+func TestSkipAndStartFailed(t *testing.T) { synctest.Test(t, skipAndStartFailed) }
+
+func skipAndStartFailed(t *testing.T) {
 	f := newFixture(t, 2, remotetest.Options{})
 	calls := map[any]int{}
 	f.cfg.StartJob = func(ctx context.Context, row driver.Job, conn *remote.Client) (string, error) {
@@ -279,7 +292,9 @@ func TestSkipAndStartFailed(t *testing.T) {
 	}
 }
 
-func TestCancelRunningJobAfter(t *testing.T) {
+func TestCancelRunningJobAfter(t *testing.T) { synctest.Test(t, cancelRunningJobAfter) }
+
+func cancelRunningJobAfter(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{RunTime: time.Hour})
 	f.cfg.CancelRunningJobAfter = 20 * time.Millisecond
 	m := f.run(t)
@@ -293,7 +308,9 @@ func TestCancelRunningJobAfter(t *testing.T) {
 
 // Stopping a run at any point and running again finishes the table with
 // one back-end job per row.
-func TestStopAndResume(t *testing.T) {
+func TestStopAndResume(t *testing.T) { synctest.Test(t, stopAndResume) }
+
+func stopAndResume(t *testing.T) {
 	f := newFixture(t, 8, remotetest.Options{QueueTime: 5 * time.Millisecond, RunTime: 20 * time.Millisecond})
 	for _, stopAfter := range []time.Duration{3 * time.Millisecond, 15 * time.Millisecond, 40 * time.Millisecond} {
 		m, err := worker.New(f.cfg)
@@ -323,7 +340,9 @@ func TestStopAndResume(t *testing.T) {
 	}
 }
 
-func TestUnconfiguredBackendIsAnError(t *testing.T) {
+func TestUnconfiguredBackendIsAnError(t *testing.T) { synctest.Test(t, unconfiguredBackendIsAnError) }
+
+func unconfiguredBackendIsAnError(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{})
 	row := f.rows(t)[0]
 	f.store.Update(t.Context(), driver.Update{Key: row.Key, Set: driver.Values{driver.ColStatus: driver.Running, driver.ColBackend: "elsewhere", driver.ColID: "x"}})
@@ -345,7 +364,9 @@ func TestConfigValidation(t *testing.T) {
 
 // Asset names come from the back-end: one that would leave the job folder
 // is refused and nothing is written outside it.
-func TestHostileAssetNameRefused(t *testing.T) {
+func TestHostileAssetNameRefused(t *testing.T) { synctest.Test(t, hostileAssetNameRefused) }
+
+func hostileAssetNameRefused(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"../../escape.tif"}})
 	_, err := f.runErr(t)
 	if rows := missing(t, err); len(rows) != 1 || rows[0].Pending || !strings.Contains(rows[0].Err, "refusing asset name") {
@@ -371,7 +392,9 @@ func TestHostileAssetNameRefused(t *testing.T) {
 
 // A create whose answer is lost (here: a 502 from a proxy after the job was
 // made) is resolved by the job's tag instead of creating the job again.
-func TestCreateWithLostAnswerIsAdopted(t *testing.T) {
+func TestCreateWithLostAnswerIsAdopted(t *testing.T) { synctest.Test(t, createWithLostAnswerIsAdopted) }
+
+func createWithLostAnswerIsAdopted(t *testing.T) {
 	f := newFixture(t, 3, remotetest.Options{})
 	lost := 0
 	f.cfg.Concurrency = 1
@@ -400,7 +423,9 @@ func TestCreateWithLostAnswerIsAdopted(t *testing.T) {
 }
 
 // Result links expire; the download asks for fresh ones and completes.
-func TestExpiredResultLinksRenewed(t *testing.T) {
+func TestExpiredResultLinksRenewed(t *testing.T) { synctest.Test(t, expiredResultLinksRenewed) }
+
+func expiredResultLinksRenewed(t *testing.T) {
 	f := newFixture(t, 2, remotetest.Options{AssetNames: []string{"a.tif", "b.tif"}, Faults: remotetest.Faults{ExpiredLinks: 3}})
 	m := f.run(t)
 	for _, r := range f.rows(t) {
@@ -424,6 +449,10 @@ func TestExpiredResultLinksRenewed(t *testing.T) {
 // Back-end limits are back-pressure: a ConcurrentJobLimit refusal makes the
 // row wait, costs no attempt, and the run completes within the limit.
 func TestConcurrentJobLimitIsBackPressure(t *testing.T) {
+	synctest.Test(t, concurrentJobLimitIsBackPressure)
+}
+
+func concurrentJobLimitIsBackPressure(t *testing.T) {
 	f := newFixture(t, 6, remotetest.Options{RunTime: 20 * time.Millisecond, Faults: remotetest.Faults{ConcurrentJobLimit: 1}})
 	f.cfg.Backends[0].ParallelJobs = 4 // more than the back-end really allows
 	m := f.run(t)
@@ -447,7 +476,9 @@ func TestConcurrentJobLimitIsBackPressure(t *testing.T) {
 
 // Out of credit on one back-end: it stops taking jobs, the other runs them
 // all; with no back-end left the run ends with the reason.
-func TestPaymentRequiredStopsBackend(t *testing.T) {
+func TestPaymentRequiredStopsBackend(t *testing.T) { synctest.Test(t, paymentRequiredStopsBackend) }
+
+func paymentRequiredStopsBackend(t *testing.T) {
 	f := newFixture(t, 6, remotetest.Options{}, "a", "b")
 	f.servers["a"].SetFaults(remotetest.Faults{PaymentRequired: true})
 	f.run(t)
@@ -472,7 +503,9 @@ func TestPaymentRequiredStopsBackend(t *testing.T) {
 
 // A CSV table is rewritten once per tracking cycle and when the run ends,
 // never once per row: the Python client rewrites it for every launch.
-func TestCSVTableWrittenPerCycle(t *testing.T) {
+func TestCSVTableWrittenPerCycle(t *testing.T) { synctest.Test(t, cSVTableWrittenPerCycle) }
+
+func cSVTableWrittenPerCycle(t *testing.T) {
 	f := newFixture(t, 12, remotetest.Options{}, "a", "b")
 	path := filepath.Join(t.TempDir(), "jobs.csv")
 	store, err := csvfile.Open(t.Context(), path)
@@ -512,7 +545,9 @@ func TestCSVTableWrittenPerCycle(t *testing.T) {
 
 // A table another process writes (the store opened read-only) is refused
 // before any request goes out.
-func TestReadOnlyTableRefused(t *testing.T) {
+func TestReadOnlyTableRefused(t *testing.T) { synctest.Test(t, readOnlyTableRefused) }
+
+func readOnlyTableRefused(t *testing.T) {
 	f := newFixture(t, 3, remotetest.Options{}, "a")
 	path := filepath.Join(t.TempDir(), "jobs.csv")
 	writer, err := csvfile.Open(t.Context(), path)
@@ -550,7 +585,9 @@ func TestReadOnlyTableRefused(t *testing.T) {
 // changed) takes no more jobs in this run: its rows go to the others and
 // spend no attempt, instead of all ending start_failed. With no back-end
 // left, the run ends saying why, and the rows wait for the next run.
-func TestRefusedCredentialsStopBackend(t *testing.T) {
+func TestRefusedCredentialsStopBackend(t *testing.T) { synctest.Test(t, refusedCredentialsStopBackend) }
+
+func refusedCredentialsStopBackend(t *testing.T) {
 	f := newFixture(t, 6, remotetest.Options{}, "a", "b")
 	for i := range f.cfg.Backends {
 		if f.cfg.Backends[i].Name == "a" {

@@ -135,13 +135,13 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 			m.log.ErrorContext(ctx, msg, "backend", b.Name, "err", err)
 		}
 	case slowDown:
-		d := g.backOff(m.cfg.Now())
+		d := g.backOff(time.Now())
 		m.log.WarnContext(ctx, "back-end asks to slow down; waiting before the next job", "backend", b.Name, "wait", d, "err", err)
 	case failed, transient:
 		// One failure says little about the back-end; several in a row do.
 		// (A failed row spends an attempt, a transient one does not.)
 		if g.fail() >= failuresBeforePause {
-			d := g.backOff(m.cfg.Now())
+			d := g.backOff(time.Now())
 			m.log.WarnContext(ctx, "back-end failed several jobs in a row; waiting before the next", "backend", b.Name, "wait", d, "err", err)
 		}
 	}

@@ -124,7 +124,7 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 			})
 			return nil
 		}
-		if !m.gates[b.Name].open(m.cfg.Now()) || !b.Client.Available() {
+		if !m.gates[b.Name].open(time.Now()) || !b.Client.Available() {
 			return nil // the back-end asked us to wait
 		}
 		row.Attempts++
@@ -204,7 +204,7 @@ func (m *Manager) maybeCancel(ctx context.Context, b *Backend, row driver.Job) {
 		return
 	}
 	started, err := time.Parse(time.RFC3339, row.RunningStartTime)
-	if err != nil || m.cfg.Now().Sub(started) < m.cfg.CancelRunningJobAfter {
+	if err != nil || time.Now().Sub(started) < m.cfg.CancelRunningJobAfter {
 		return
 	}
 	m.mu.Lock()

@@ -23,7 +23,8 @@ type Faults struct {
 	// an answer is lost on its way back.
 	ErrorRate float64
 	// MaxRate is the requests per second above which the back-end answers
-	// 429 with Retry-After (0: no limit). Counted over the last second.
+	// 429 with Retry-After (0: no limit). Counted over the last second of
+	// the server's Clock, by each request's arrival.
 	MaxRate int
 	// DropRate is the fraction of asset downloads whose connection is cut in
 	// the middle of the body.

@@ -353,7 +353,7 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle := func(method, path string, auth bool, h handlerFunc) {
 		key := method + " " + path
 		mux.HandleFunc(method+" "+APIPath+path, func(w http.ResponseWriter, r *http.Request) {
-			arrived := time.Now() // before any lock: see admitLocked
+			arrived := s.opts.Clock.Now() // before any lock: see admitLocked
 			s.serveWithFaults(key, arrived, w, r, func(w http.ResponseWriter, r *http.Request) {
 				if auth && !s.authorized(w, r) {
 					return
