@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/gofrs/flock"
 )
@@ -36,7 +37,19 @@ func NewLockOwner(dir string) (*LockOwner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
 	}
-	return &LockOwner{dir: dir, id: id, lock: l}, nil
+	o := &LockOwner{dir: dir, id: id, lock: l}
+	o.sweep()
+	return o, nil
+}
+
+// sweep removes the lock files of processes that are gone (killed ones
+// leave theirs), so the folder holds one file per live process. Rows a
+// gone process owned are taken over whether or not its file is there.
+func (o *LockOwner) sweep() {
+	names, _ := filepath.Glob(filepath.Join(o.dir, "*.lock"))
+	for _, name := range names {
+		o.Alive(strings.TrimSuffix(filepath.Base(name), ".lock"))
+	}
 }
 
 // ID returns this process's identity.

@@ -52,4 +52,20 @@ func TestLockOwnerLiveness(t *testing.T) {
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("stale lock file kept: %v", err)
 	}
+
+	// A new owner sweeps the files that killed processes left.
+	for _, id := range []string{"0000000000000001", "0000000000000002"} {
+		if err := os.WriteFile(filepath.Join(dir, id+".lock"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := worker.NewLockOwner(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	left, _ = filepath.Glob(filepath.Join(dir, "*.lock"))
+	if len(left) != 2 {
+		t.Errorf("lock files %v, want only those of the two live owners", left)
+	}
 }
