@@ -298,8 +298,8 @@ func cancelRunningJobAfter(t *testing.T) {
 	f := newFixture(t, 1, remotetest.Options{RunTime: time.Hour})
 	f.cfg.CancelRunningJobAfter = 20 * time.Millisecond
 	m := f.run(t)
-	if r := f.rows(t)[0]; r.Status != driver.Canceled {
-		t.Errorf("status %q, want canceled", r.Status)
+	if r := f.rows(t)[0]; r.Status != driver.Canceled || !strings.Contains(r.LastError, "running longer than 20ms") {
+		t.Errorf("status %q, last_error %q; want canceled, saying why", r.Status, r.LastError)
 	}
 	if m.Stats()["job cancel"] != 1 {
 		t.Errorf("stats = %v", m.Stats())

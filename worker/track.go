@@ -141,6 +141,12 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 
 	// The manager that records a change handles what follows from it.
 	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
+	m.mu.Lock()
+	canceledByUs := m.canceled[row.Key]
+	m.mu.Unlock()
+	if status == driver.Canceled && canceledByUs {
+		set[driver.ColLastError] = fmt.Sprintf("canceled by the manager: running longer than %s (cancel_running_job_after)", m.cfg.CancelRunningJobAfter)
+	}
 	startedRunning := (status == driver.Running || status == driver.Finished) && row.RunningStartTime == ""
 	if startedRunning {
 		set[driver.ColRunningStartTime] = m.now()
