@@ -284,7 +284,14 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 			return c, nil
 		}
 		user, pass := getenv(prefix+"USERNAME"), getenv(prefix+"PASSWORD")
-		if user != "" || pass != "" {
+		if (user == "") != (pass == "") {
+			set, unset := prefix+"USERNAME", prefix+"PASSWORD"
+			if user == "" {
+				set, unset = unset, set
+			}
+			return nil, fmt.Errorf("back-end %s: %s is set but %s is not: set both, or neither", b.name, set, unset)
+		}
+		if user != "" {
 			if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
 				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w", b.name, prefix, prefix, err)
 			}

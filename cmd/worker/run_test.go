@@ -38,6 +38,9 @@ func TestConnectWithAuthConfig(t *testing.T) {
 		t.Errorf("the environment comes first: err = %v", err)
 	}
 	delete(env, "OPENEO_X_USERNAME")
+	if _, err := connectBackend(t.Context(), spec, getenv); err == nil || !strings.Contains(err.Error(), "OPENEO_X_PASSWORD is set but OPENEO_X_USERNAME is not") {
+		t.Errorf("half a pair of credentials: err = %v", err)
+	}
 	delete(env, "OPENEO_X_PASSWORD")
 
 	os.Chmod(path, 0o644)
