@@ -153,6 +153,13 @@ func readGeoJSON(path string) (*table, error) {
 	var props []map[string]any
 	var geoms []any
 	for i, raw := range doc.Features {
+		var g struct {
+			Geometry json.RawMessage `json:"geometry"`
+		}
+		json.Unmarshal(raw, &g)
+		if err := checkGeoJSONGeometry(g.Geometry); err != nil {
+			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
+		}
 		f, err := geojson.UnmarshalFeature(raw)
 		if err != nil {
 			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)

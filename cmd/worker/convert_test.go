@@ -312,3 +312,33 @@ func TestForeignTablesAsDB(t *testing.T) {
 		t.Error("bad.parquet changed")
 	}
 }
+
+// A GeoJSON geometry that init would have to change to store (a short
+// position, a Z coordinate, an open or short ring) is refused, naming the
+// feature; nothing is made.
+func TestInitRefusesGeometriesItWouldChange(t *testing.T) {
+	for name, geom := range map[string]string{
+		"short position": `{"type":"Point","coordinates":[1]}`,
+		"z coordinate":   `{"type":"Point","coordinates":[1,2,3]}`,
+		"open ring":      `{"type":"Polygon","coordinates":[[[1,1],[2,2],[2,1],[1,2]]]}`,
+		"short ring":     `{"type":"Polygon","coordinates":[[[1,1],[2,2]]]}`,
+		"short line":     `{"type":"LineString","coordinates":[[1,1]]}`,
+		"bad member":     `{"type":"GeometryCollection","geometries":[{"type":"Point","coordinates":[1,2]},{"type":"MultiPoint","coordinates":[["a",2]]}]}`,
+		"unknown type":   `{"type":"Circle","coordinates":[1,2]}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			doc := `{"type":"FeatureCollection","features":[
+				{"type":"Feature","properties":{"name":"ok"},"geometry":{"type":"Polygon","coordinates":[[[1,1],[2,1],[2,2],[1,1]]]}},
+				{"type":"Feature","properties":{"name":"bad"},"geometry":` + geom + `}]}`
+			os.WriteFile(filepath.Join(dir, "in.geojson"), []byte(doc), 0o644)
+			code, out := cli(t, dir, "init", "--from", "in.geojson", "--db", "jobs.db")
+			if code == 0 || !strings.Contains(out, "in.geojson: feature 2") {
+				t.Errorf("exit %d, want an error naming feature 2:\n%s", code, out)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "jobs.db")); err == nil {
+				t.Error("jobs.db was made")
+			}
+		})
+	}
+}
