@@ -44,6 +44,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 )
@@ -480,7 +481,7 @@ func (s *Store) flushLocked() error {
 			}
 		}
 		if s.journal == nil {
-			f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			f, err := s.openJournal()
 			if err != nil {
 				return err
 			}
@@ -553,10 +554,60 @@ func (s *Store) flushLocked() error {
 	return nil
 }
 
+// openJournal opens the journal to append to it, creating it if need be.
+// A line that a kill cut short (a write stopped part way: the journal does
+// not end with a line break) is removed first. Its change never completed
+// and replay ignores it as the journal's last line; a line appended after
+// it would join it into one that no replay can read, and that hides the
+// line appended: the publish line of a rewrite, without which the next
+// open takes the journal for one of another version of the file.
+func (s *Store) openJournal() (*os.File, error) {
+	f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := dropCutLine(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s.journal: %w", s.path, err)
+	}
+	return f, nil
+}
+
+// dropCutLine truncates f after its last line break, if anything follows it.
+func dropCutLine(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := fi.Size()
+	buf := make([]byte, 4096)
+	for at := end; at > 0; {
+		n := int64(len(buf))
+		if at < n {
+			n = at
+		}
+		at -= n
+		if _, err := f.ReadAt(buf[:n], at); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			if keep := at + int64(i) + 1; keep < end {
+				return f.Truncate(keep)
+			}
+			return nil
+		}
+	}
+	if end > 0 { // one line, cut short
+		return f.Truncate(0)
+	}
+	return nil
+}
+
 func (s *Store) crash(stage string) {
 	if s.opts.crashPoint != nil {
 		s.opts.crashPoint(stage)
 	}
+	crashpoint.Hit("csvfile: " + stage)
 }
 
 // masked reports whether row i is active without a job id, and returns
@@ -834,7 +885,7 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 func (s *Store) apply(entries []entry) error {
 	lines := entries
 	if s.journal == nil {
-		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := s.openJournal()
 		if err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@ package csvfile
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,25 +279,72 @@ func TestKillAtAnyInstant(t *testing.T) {
 
 	for _, snap := range snaps {
 		checkPythonResumes(t, snap.path, snap.when)
-		for _, open := range []func(context.Context, string) (*Store, error){OpenReader, Open, OpenReader} {
-			r, err := open(t.Context(), snap.path)
-			if err != nil {
-				t.Fatalf("%s: reopen: %v", snap.when, err)
-			}
-			rows, err := r.Select(t.Context(), driver.Filter{})
-			r.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, j := range rows {
-				if got := (pythonRow{j.ID, j.Backend, string(j.Status)}); got != snap.want[i] {
-					t.Errorf("%s: resumed row %d as %+v, want %+v", snap.when, i+1, got, snap.want[i])
-				}
-			}
-		}
+		resumes(t, snap.when, snap.path, snap.want, true)
 		checkPythonResumes(t, snap.path, snap.when+", after our writer reopened it")
+		// A kill in the middle of the next journal write leaves a line
+		// cut short after what the snapshot holds; its change never
+		// happened.
+		cut := copyTable(t, snap.path)
+		f, err := os.OpenFile(cut+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(`{"k":1,"s":{"status":"fini`)
+		f.Close()
+		resumes(t, snap.when+", then a journal line cut short", cut, snap.want, true)
 	}
 	if len(snaps) < 10 {
 		t.Errorf("only %d instants tried", len(snaps))
 	}
+}
+
+// resumes checks that the table at path, as a kill left it, opens with
+// rows whose id, back-end and status are want, for our readers and our
+// writer alike. With again, the writer's open (which folds the journal
+// in) is itself killed at each of its instants, and what each kill leaves
+// must resume so too.
+func resumes(t *testing.T, when, path string, want []pythonRow, again bool) {
+	t.Helper()
+	var folds []string
+	opts := Options{AfterFunc: never}
+	if again {
+		opts.crashPoint = func(stage string) { folds = append(folds, copyTable(t, path)) }
+	}
+	for _, open := range []func(context.Context, string) (*Store, error){
+		OpenReader,
+		func(ctx context.Context, path string) (*Store, error) { return OpenWith(ctx, path, opts) },
+		OpenReader,
+	} {
+		r, err := open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("%s: reopen: %v", when, err)
+		}
+		rows, err := r.Select(t.Context(), driver.Filter{})
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, j := range rows {
+			if got := (pythonRow{j.ID, j.Backend, string(j.Status)}); got != want[i] {
+				t.Errorf("%s: resumed row %d as %+v, want %+v", when, i+1, got, want[i])
+			}
+		}
+	}
+	for i, fold := range folds {
+		checkPythonResumes(t, fold, fmt.Sprintf("%s, then killed at instant %d of the next open", when, i+1))
+		resumes(t, fmt.Sprintf("%s, then killed at instant %d of the next open", when, i+1), fold, want, false)
+	}
+}
+
+// copyTable copies the table at path and its journal to a new folder, as
+// a kill at this instant leaves them, and returns the copy's path.
+func copyTable(t *testing.T, path string) string {
+	dir := t.TempDir()
+	for _, name := range []string{"jobs.csv", "jobs.csv.journal"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(path), name))
+		if err == nil {
+			os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+	}
+	return filepath.Join(dir, "jobs.csv")
 }
