@@ -130,6 +130,10 @@ type Options struct {
 	// crash test stops at: "published" (the journal names the new file,
 	// not yet renamed) and "renamed" (before the journal is emptied).
 	crashPoint func(stage string)
+	// journalWrite, when set, is called with each write to the journal
+	// before it is made: a crash test copies what a kill part way through
+	// it leaves (a write of more than a page can stop between pages).
+	journalWrite func(b []byte)
 }
 
 func (o Options) promptDelay() time.Duration {
@@ -356,6 +360,11 @@ type entry struct {
 	// carries a change.
 	Base    string `json:"base,omitempty"`
 	Publish string `json:"publish,omitempty"`
+	// N, on a publish line, is how many lines just before it, written
+	// with it in one write, hold the claims the published file does not
+	// show (the rows active without a job id). Journals of earlier
+	// versions have no N and those lines after the publish line.
+	N int `json:"n,omitempty"`
 }
 
 func (s *Store) replay() error {
@@ -391,8 +400,12 @@ func (s *Store) replay() error {
 			base = e.Base
 		case e.Publish != "":
 			if e.Publish == s.loaded {
-				// The rewrite happened and holds every change so far.
-				base, changes = e.Publish, nil
+				// The rewrite happened (or wrote the file as it is) and
+				// holds every change so far, but the claims it masks,
+				// which come before this line in the same write: a kill
+				// that stopped that write before this line leaves no
+				// publish line to drop them.
+				base, changes = e.Publish, changes[len(changes)-min(e.N, len(changes)):]
 			}
 		default:
 			if e.K < 1 || int(e.K) > len(s.rows) {
@@ -470,8 +483,11 @@ func (s *Store) flushLocked() error {
 	// Before the new file replaces the old one, the journal names it: a
 	// crash between the rename and the journal's removal leaves a journal
 	// whose changes the file already holds. The claims the file does not
-	// show follow that line, so they are kept whichever file a crash
-	// leaves (they are the table's state now, true on the old file too).
+	// show go just before that line, in the same write, so they are kept
+	// whichever file a crash leaves (they are the table's state now, true
+	// on the old file too), and a kill part way through that write leaves
+	// no publish line (a rewrite that gives the file as it is names the
+	// file that is there already, and would drop every change before it).
 	var written string
 	publish := func(fp string) error {
 		written = fp
@@ -487,10 +503,11 @@ func (s *Store) flushLocked() error {
 			}
 			s.journal = f
 		}
-		b, err := journalLines(append([]entry{{Publish: fp}}, masked...))
+		b, err := journalLines(slices.Concat(masked, []entry{{Publish: fp, N: len(masked)}}))
 		if err != nil {
 			return err
 		}
+		s.writing(b)
 		if _, err := s.journal.Write(b); err != nil {
 			return err
 		}
@@ -601,6 +618,12 @@ func dropCutLine(f *os.File) error {
 		return f.Truncate(0)
 	}
 	return nil
+}
+
+func (s *Store) writing(b []byte) {
+	if s.opts.journalWrite != nil {
+		s.opts.journalWrite(b)
+	}
 }
 
 func (s *Store) crash(stage string) {
@@ -896,6 +919,7 @@ func (s *Store) apply(entries []entry) error {
 	if err != nil {
 		return err
 	}
+	s.writing(b)
 	if _, err := s.journal.Write(b); err != nil {
 		return err
 	}

@@ -251,6 +251,16 @@ func TestKillAtAnyInstant(t *testing.T) {
 	var s *Store
 	opts := Options{AfterFunc: ts.after}
 	opts.crashPoint = func(stage string) { snaps = append(snaps, s.take(t, "rewrite "+stage)) }
+	opts.journalWrite = func(b []byte) {
+		// Killed part way through this write: the rows are as they were
+		// before it (the change it carries is made once it is written), so
+		// only cuts that leave its last line incomplete are tried.
+		for _, cut := range cuts(b, false) {
+			snap := s.take(t, fmt.Sprintf("journal write cut at byte %d of %d", cut, len(b)))
+			appendJournal(t, snap.path, b[:cut])
+			snaps = append(snaps, snap)
+		}
+	}
 	s, err := OpenWith(t.Context(), path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -285,12 +295,7 @@ func TestKillAtAnyInstant(t *testing.T) {
 		// cut short after what the snapshot holds; its change never
 		// happened.
 		cut := copyTable(t, snap.path)
-		f, err := os.OpenFile(cut+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.WriteString(`{"k":1,"s":{"status":"fini`)
-		f.Close()
+		appendJournal(t, cut, []byte(`{"k":1,"s":{"status":"fini`))
 		resumes(t, snap.when+", then a journal line cut short", cut, snap.want, true)
 	}
 	if len(snaps) < 10 {
@@ -309,6 +314,15 @@ func resumes(t *testing.T, when, path string, want []pythonRow, again bool) {
 	opts := Options{AfterFunc: never}
 	if again {
 		opts.crashPoint = func(stage string) { folds = append(folds, copyTable(t, path)) }
+		// The open writes no change of its own, so a cut anywhere in its
+		// journal writes leaves the table as it was.
+		opts.journalWrite = func(b []byte) {
+			for _, cut := range cuts(b, true) {
+				fold := copyTable(t, path)
+				appendJournal(t, fold, b[:cut])
+				folds = append(folds, fold)
+			}
+		}
 	}
 	for _, open := range []func(context.Context, string) (*Store, error){
 		OpenReader,
@@ -347,4 +361,35 @@ func copyTable(t *testing.T, path string) string {
 		}
 	}
 	return filepath.Join(dir, "jobs.csv")
+}
+
+// cuts returns where a kill may stop the journal write b: in the middle of
+// each line and, with whole, after each line break too.
+func cuts(b []byte, whole bool) []int {
+	var out []int
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, (start+i)/2)
+			if whole && i+1 < len(b) {
+				out = append(out, i+1)
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// appendJournal appends b to the journal of the table at path, as a write
+// stopped by a kill leaves it.
+func appendJournal(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
+	}
 }
