@@ -365,6 +365,10 @@ type entry struct {
 	// show (the rows active without a job id). Journals of earlier
 	// versions have no N and those lines after the publish line.
 	N int `json:"n,omitempty"`
+	// All holds the changes of an Update of several rows, in one line
+	// (K is 0): a kill part way through its write leaves that line cut
+	// short, and none of them is made.
+	All []entry `json:"all,omitempty"`
 }
 
 func (s *Store) replay() error {
@@ -389,12 +393,7 @@ func (s *Store) replay() error {
 			}
 			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
 		}
-		for c, v := range e.B {
-			if e.S == nil {
-				e.S = map[string]string{}
-			}
-			e.S[c] = string(v)
-		}
+		e.bytesIn()
 		switch {
 		case e.Base != "":
 			base = e.Base
@@ -408,10 +407,17 @@ func (s *Store) replay() error {
 				base, changes = e.Publish, changes[len(changes)-min(e.N, len(changes)):]
 			}
 		default:
-			if e.K < 1 || int(e.K) > len(s.rows) {
-				return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+			all := e.All
+			if all == nil {
+				all = []entry{e}
 			}
-			changes = append(changes, e)
+			for _, e := range all {
+				if e.K < 1 || int(e.K) > len(s.rows) {
+					return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+				}
+				e.bytesIn()
+				changes = append(changes, e)
+			}
 		}
 	}
 	if base != "" && base != s.loaded && len(changes) > 0 {
@@ -650,16 +656,7 @@ func (s *Store) masked(i int) (entry, bool) {
 func journalLines(entries []entry) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, e := range entries {
-		for c, v := range e.S {
-			if !utf8.ValidString(v) {
-				if e.B == nil {
-					e.S, e.B = maps.Clone(e.S), map[string][]byte{}
-				}
-				e.B[c] = []byte(v)
-				delete(e.S, c)
-			}
-		}
-		b, err := json.Marshal(e)
+		b, err := json.Marshal(e.bytesOut())
 		if err != nil {
 			return nil, err
 		}
@@ -667,6 +664,38 @@ func journalLines(entries []entry) ([]byte, error) {
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes(), nil
+}
+
+// bytesOut returns e with the cells that are not valid UTF-8 moved from S
+// to B, in e.All too; e is left as it is.
+func (e entry) bytesOut() entry {
+	for c, v := range e.S {
+		if !utf8.ValidString(v) {
+			if e.B == nil {
+				e.S, e.B = maps.Clone(e.S), map[string][]byte{}
+			}
+			e.B[c] = []byte(v)
+			delete(e.S, c)
+		}
+	}
+	if e.All != nil {
+		all := make([]entry, len(e.All))
+		for i, a := range e.All {
+			all[i] = a.bytesOut()
+		}
+		e.All = all
+	}
+	return e
+}
+
+// bytesIn moves the cells in e.B back to e.S.
+func (e *entry) bytesIn() {
+	for c, v := range e.B {
+		if e.S == nil {
+			e.S = map[string]string{}
+		}
+		e.S[c] = string(v)
+	}
 }
 
 // perm is the mode of the file at path, or 0644 for a new one, so that a
@@ -907,13 +936,16 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 // apply journals and applies changes; the caller holds s.mu and checked them.
 func (s *Store) apply(entries []entry) error {
 	lines := entries
+	if len(entries) > 1 {
+		lines = []entry{{All: entries}}
+	}
 	if s.journal == nil {
 		f, err := s.openJournal()
 		if err != nil {
 			return err
 		}
 		s.journal = f
-		lines = append([]entry{{Base: s.loaded}}, entries...)
+		lines = append([]entry{{Base: s.loaded}}, lines...)
 	}
 	b, err := journalLines(lines)
 	if err != nil {

@@ -282,6 +282,14 @@ func TestKillAtAnyInstant(t *testing.T) {
 	step("prompt rewrite")
 	update(t, s, j2.Key, driver.Values{driver.ColStatus: driver.NotStarted, driver.ColBackend: nil})
 	update(t, s, j1.Key, driver.Values{driver.ColStatus: driver.Queued})
+	step("updates")
+	// One Update of two rows: a kill part way through its write keeps
+	// neither change, as Update is atomic.
+	if err := s.Update(t.Context(),
+		driver.Update{Key: j1.Key, Set: driver.Values{driver.ColStatus: driver.Running}},
+		driver.Update{Key: j2.Key, Set: driver.Values{driver.ColTag: "t2b"}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
