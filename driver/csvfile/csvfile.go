@@ -578,52 +578,57 @@ func (s *Store) flushLocked() error {
 }
 
 // openJournal opens the journal to append to it, creating it if need be.
-// A line that a kill cut short (a write stopped part way: the journal does
-// not end with a line break) is removed first. Its change never completed
-// and replay ignores it as the journal's last line; a line appended after
-// it would join it into one that no replay can read, and that hides the
-// line appended: the publish line of a rewrite, without which the next
-// open takes the journal for one of another version of the file.
+// A last line that a kill cut short (a write stopped part way: the
+// journal does not end with a line break) is removed first, or ended if it
+// is whole but for its line break, as replay reads it. A cut line's change
+// never completed and replay ignores it as the journal's last line; a line
+// appended after it would join it into one that no replay can read, and
+// that hides the line appended: the publish line of a rewrite, say.
 func (s *Store) openJournal() (*os.File, error) {
 	f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if err := dropCutLine(f); err != nil {
+	if err := endLastLine(f); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s.journal: %w", s.path, err)
 	}
 	return f, nil
 }
 
-// dropCutLine truncates f after its last line break, if anything follows it.
-func dropCutLine(f *os.File) error {
+// endLastLine makes f end with a line break: it truncates f after its last
+// line break, or ends its last line if that is a whole JSON value.
+func endLastLine(f *os.File) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	end := fi.Size()
+	keep := int64(0) // just after the last line break
 	buf := make([]byte, 4096)
 	for at := end; at > 0; {
-		n := int64(len(buf))
-		if at < n {
-			n = at
-		}
+		n := min(int64(len(buf)), at)
 		at -= n
 		if _, err := f.ReadAt(buf[:n], at); err != nil {
 			return err
 		}
 		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
-			if keep := at + int64(i) + 1; keep < end {
-				return f.Truncate(keep)
-			}
-			return nil
+			keep = at + int64(i) + 1
+			break
 		}
 	}
-	if end > 0 { // one line, cut short
-		return f.Truncate(0)
+	if keep == end {
+		return nil
 	}
-	return nil
+	tail := make([]byte, end-keep)
+	if _, err := f.ReadAt(tail, keep); err != nil {
+		return err
+	}
+	if json.Valid(tail) {
+		_, err := f.Write([]byte("\n"))
+		return err
+	}
+	return f.Truncate(keep)
 }
 
 func (s *Store) writing(b []byte) {

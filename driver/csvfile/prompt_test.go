@@ -372,13 +372,16 @@ func copyTable(t *testing.T, path string) string {
 }
 
 // cuts returns where a kill may stop the journal write b: in the middle of
-// each line and, with whole, after each line break too.
+// each line and, with whole, just before and after each line break too.
 func cuts(b []byte, whole bool) []int {
 	var out []int
 	start := 0
 	for i, c := range b {
 		if c == '\n' {
 			out = append(out, (start+i)/2)
+			if whole {
+				out = append(out, i)
+			}
 			if whole && i+1 < len(b) {
 				out = append(out, i+1)
 			}
