@@ -631,12 +631,16 @@ func endLastLine(f *os.File) error {
 	return f.Truncate(keep)
 }
 
+// writing is called with each write to the journal before it is made
+// (Options.journalWrite).
 func (s *Store) writing(b []byte) {
 	if s.opts.journalWrite != nil {
 		s.opts.journalWrite(b)
 	}
 }
 
+// crash marks a crash point of a rewrite, for Options.crashPoint and for
+// driver/internal/crashpoint (drivertest's CrashDuringOpen).
 func (s *Store) crash(stage string) {
 	if s.opts.crashPoint != nil {
 		s.opts.crashPoint(stage)
