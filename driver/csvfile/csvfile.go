@@ -44,6 +44,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 )
@@ -129,6 +130,10 @@ type Options struct {
 	// crash test stops at: "published" (the journal names the new file,
 	// not yet renamed) and "renamed" (before the journal is emptied).
 	crashPoint func(stage string)
+	// journalWrite, when set, is called with each write to the journal
+	// before it is made: a crash test copies what a kill part way through
+	// it leaves (a write of more than a page can stop between pages).
+	journalWrite func(b []byte)
 }
 
 func (o Options) promptDelay() time.Duration {
@@ -355,6 +360,15 @@ type entry struct {
 	// carries a change.
 	Base    string `json:"base,omitempty"`
 	Publish string `json:"publish,omitempty"`
+	// N, on a publish line, is how many lines just before it, written
+	// with it in one write, hold the claims the published file does not
+	// show (the rows active without a job id). Journals of earlier
+	// versions have no N and those lines after the publish line.
+	N int `json:"n,omitempty"`
+	// All holds the changes of an Update of several rows, in one line
+	// (K is 0): a kill part way through its write leaves that line cut
+	// short, and none of them is made.
+	All []entry `json:"all,omitempty"`
 }
 
 func (s *Store) replay() error {
@@ -379,25 +393,31 @@ func (s *Store) replay() error {
 			}
 			return fmt.Errorf("%s.journal: line %d: %w", s.path, i+1, err)
 		}
-		for c, v := range e.B {
-			if e.S == nil {
-				e.S = map[string]string{}
-			}
-			e.S[c] = string(v)
-		}
+		e.bytesIn()
 		switch {
 		case e.Base != "":
 			base = e.Base
 		case e.Publish != "":
 			if e.Publish == s.loaded {
-				// The rewrite happened and holds every change so far.
-				base, changes = e.Publish, nil
+				// The rewrite happened (or wrote the file as it is) and
+				// holds every change so far, but the claims it masks,
+				// which come before this line in the same write: a kill
+				// that stopped that write before this line leaves no
+				// publish line to drop them.
+				base, changes = e.Publish, changes[len(changes)-min(e.N, len(changes)):]
 			}
 		default:
-			if e.K < 1 || int(e.K) > len(s.rows) {
-				return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+			all := e.All
+			if all == nil {
+				all = []entry{e}
 			}
-			changes = append(changes, e)
+			for _, e := range all {
+				if e.K < 1 || int(e.K) > len(s.rows) {
+					return fmt.Errorf("%s.journal: line %d: no row %d", s.path, i+1, e.K)
+				}
+				e.bytesIn()
+				changes = append(changes, e)
+			}
 		}
 	}
 	if base != "" && base != s.loaded && len(changes) > 0 {
@@ -469,8 +489,11 @@ func (s *Store) flushLocked() error {
 	// Before the new file replaces the old one, the journal names it: a
 	// crash between the rename and the journal's removal leaves a journal
 	// whose changes the file already holds. The claims the file does not
-	// show follow that line, so they are kept whichever file a crash
-	// leaves (they are the table's state now, true on the old file too).
+	// show go just before that line, in the same write, so they are kept
+	// whichever file a crash leaves (they are the table's state now, true
+	// on the old file too), and a kill part way through that write leaves
+	// no publish line (a rewrite that gives the file as it is names the
+	// file that is there already, and would drop every change before it).
 	var written string
 	publish := func(fp string) error {
 		written = fp
@@ -480,16 +503,17 @@ func (s *Store) flushLocked() error {
 			}
 		}
 		if s.journal == nil {
-			f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			f, err := s.openJournal()
 			if err != nil {
 				return err
 			}
 			s.journal = f
 		}
-		b, err := journalLines(append([]entry{{Publish: fp}}, masked...))
+		b, err := journalLines(slices.Concat(masked, []entry{{Publish: fp, N: len(masked)}}))
 		if err != nil {
 			return err
 		}
+		s.writing(b)
 		if _, err := s.journal.Write(b); err != nil {
 			return err
 		}
@@ -553,10 +577,75 @@ func (s *Store) flushLocked() error {
 	return nil
 }
 
+// openJournal opens the journal to append to it, creating it if need be.
+// A last line that a kill cut short (a write stopped part way: the
+// journal does not end with a line break) is removed first, or ended if it
+// is whole but for its line break, as replay reads it. A cut line's change
+// never completed and replay ignores it as the journal's last line; a line
+// appended after it would join it into one that no replay can read, and
+// that hides the line appended: the publish line of a rewrite, say.
+func (s *Store) openJournal() (*os.File, error) {
+	f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := endLastLine(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s.journal: %w", s.path, err)
+	}
+	return f, nil
+}
+
+// endLastLine makes f end with a line break: it truncates f after its last
+// line break, or ends its last line if that is a whole JSON value.
+func endLastLine(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	end := fi.Size()
+	keep := int64(0) // just after the last line break
+	buf := make([]byte, 4096)
+	for at := end; at > 0; {
+		n := min(int64(len(buf)), at)
+		at -= n
+		if _, err := f.ReadAt(buf[:n], at); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			keep = at + int64(i) + 1
+			break
+		}
+	}
+	if keep == end {
+		return nil
+	}
+	tail := make([]byte, end-keep)
+	if _, err := f.ReadAt(tail, keep); err != nil {
+		return err
+	}
+	if json.Valid(tail) {
+		_, err := f.Write([]byte("\n"))
+		return err
+	}
+	return f.Truncate(keep)
+}
+
+// writing is called with each write to the journal before it is made
+// (Options.journalWrite).
+func (s *Store) writing(b []byte) {
+	if s.opts.journalWrite != nil {
+		s.opts.journalWrite(b)
+	}
+}
+
+// crash marks a crash point of a rewrite, for Options.crashPoint and for
+// driver/internal/crashpoint (drivertest's CrashDuringOpen).
 func (s *Store) crash(stage string) {
 	if s.opts.crashPoint != nil {
 		s.opts.crashPoint(stage)
 	}
+	crashpoint.Hit("csvfile: " + stage)
 }
 
 // masked reports whether row i is active without a job id, and returns
@@ -576,16 +665,7 @@ func (s *Store) masked(i int) (entry, bool) {
 func journalLines(entries []entry) ([]byte, error) {
 	var buf bytes.Buffer
 	for _, e := range entries {
-		for c, v := range e.S {
-			if !utf8.ValidString(v) {
-				if e.B == nil {
-					e.S, e.B = maps.Clone(e.S), map[string][]byte{}
-				}
-				e.B[c] = []byte(v)
-				delete(e.S, c)
-			}
-		}
-		b, err := json.Marshal(e)
+		b, err := json.Marshal(e.bytesOut())
 		if err != nil {
 			return nil, err
 		}
@@ -593,6 +673,38 @@ func journalLines(entries []entry) ([]byte, error) {
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes(), nil
+}
+
+// bytesOut returns e with the cells that are not valid UTF-8 moved from S
+// to B, in e.All too; e is left as it is.
+func (e entry) bytesOut() entry {
+	for c, v := range e.S {
+		if !utf8.ValidString(v) {
+			if e.B == nil {
+				e.S, e.B = maps.Clone(e.S), map[string][]byte{}
+			}
+			e.B[c] = []byte(v)
+			delete(e.S, c)
+		}
+	}
+	if e.All != nil {
+		all := make([]entry, len(e.All))
+		for i, a := range e.All {
+			all[i] = a.bytesOut()
+		}
+		e.All = all
+	}
+	return e
+}
+
+// bytesIn moves the cells in e.B back to e.S.
+func (e *entry) bytesIn() {
+	for c, v := range e.B {
+		if e.S == nil {
+			e.S = map[string]string{}
+		}
+		e.S[c] = string(v)
+	}
 }
 
 // perm is the mode of the file at path, or 0644 for a new one, so that a
@@ -833,18 +945,22 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 // apply journals and applies changes; the caller holds s.mu and checked them.
 func (s *Store) apply(entries []entry) error {
 	lines := entries
+	if len(entries) > 1 {
+		lines = []entry{{All: entries}}
+	}
 	if s.journal == nil {
-		f, err := os.OpenFile(s.path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := s.openJournal()
 		if err != nil {
 			return err
 		}
 		s.journal = f
-		lines = append([]entry{{Base: s.loaded}}, entries...)
+		lines = append([]entry{{Base: s.loaded}}, lines...)
 	}
 	b, err := journalLines(lines)
 	if err != nil {
 		return err
 	}
+	s.writing(b)
 	if _, err := s.journal.Write(b); err != nil {
 		return err
 	}

@@ -161,10 +161,15 @@ func TestJournalKeepsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Init(ctx, []string{"tile"}, drivertest.Rows([][]any{{"a"}})); err != nil {
+	if err := s.Init(ctx, []string{"tile"}, drivertest.Rows([][]any{{"a"}, {"b"}, {"c"}})); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Update(ctx, driver.Update{Key: 1, Set: driver.Values{driver.ColLastError: msg}}); err != nil {
+		t.Fatal(err)
+	}
+	// An Update of several rows goes in one line: its cells too.
+	if err := s.Update(ctx, driver.Update{Key: 2, Set: driver.Values{driver.ColLastError: msg}},
+		driver.Update{Key: 3, Set: driver.Values{driver.ColLastError: "plain"}}); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir() // killed now: the change is in the journal only
@@ -177,7 +182,9 @@ func TestJournalKeepsBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	if j, _ := r.Get(ctx, 1); j.LastError != msg {
-		t.Errorf("last_error = %q, want %q", j.LastError, msg)
+	for key, want := range map[int64]string{1: msg, 2: msg, 3: "plain"} {
+		if j, _ := r.Get(ctx, key); j.LastError != want {
+			t.Errorf("row %d: last_error = %q, want %q", key, j.LastError, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package csvfile
 import (
 	"context"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -250,6 +251,16 @@ func TestKillAtAnyInstant(t *testing.T) {
 	var s *Store
 	opts := Options{AfterFunc: ts.after}
 	opts.crashPoint = func(stage string) { snaps = append(snaps, s.take(t, "rewrite "+stage)) }
+	opts.journalWrite = func(b []byte) {
+		// Killed part way through this write: the rows are as they were
+		// before it (the change it carries is made once it is written), so
+		// only cuts that leave its last line incomplete are tried.
+		for _, cut := range cuts(b, false) {
+			snap := s.take(t, fmt.Sprintf("journal write cut at byte %d of %d", cut, len(b)))
+			appendJournal(t, snap.path, b[:cut])
+			snaps = append(snaps, snap)
+		}
+	}
 	s, err := OpenWith(t.Context(), path, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -271,6 +282,14 @@ func TestKillAtAnyInstant(t *testing.T) {
 	step("prompt rewrite")
 	update(t, s, j2.Key, driver.Values{driver.ColStatus: driver.NotStarted, driver.ColBackend: nil})
 	update(t, s, j1.Key, driver.Values{driver.ColStatus: driver.Queued})
+	step("updates")
+	// One Update of two rows: a kill part way through its write keeps
+	// neither change, as Update is atomic.
+	if err := s.Update(t.Context(),
+		driver.Update{Key: j1.Key, Set: driver.Values{driver.ColStatus: driver.Running}},
+		driver.Update{Key: j2.Key, Set: driver.Values{driver.ColTag: "t2b"}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Flush(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -278,25 +297,110 @@ func TestKillAtAnyInstant(t *testing.T) {
 
 	for _, snap := range snaps {
 		checkPythonResumes(t, snap.path, snap.when)
-		for _, open := range []func(context.Context, string) (*Store, error){OpenReader, Open, OpenReader} {
-			r, err := open(t.Context(), snap.path)
-			if err != nil {
-				t.Fatalf("%s: reopen: %v", snap.when, err)
-			}
-			rows, err := r.Select(t.Context(), driver.Filter{})
-			r.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i, j := range rows {
-				if got := (pythonRow{j.ID, j.Backend, string(j.Status)}); got != snap.want[i] {
-					t.Errorf("%s: resumed row %d as %+v, want %+v", snap.when, i+1, got, snap.want[i])
-				}
-			}
-		}
+		resumes(t, snap.when, snap.path, snap.want, true)
 		checkPythonResumes(t, snap.path, snap.when+", after our writer reopened it")
+		// A kill in the middle of the next journal write leaves a line
+		// cut short after what the snapshot holds; its change never
+		// happened.
+		cut := copyTable(t, snap.path)
+		appendJournal(t, cut, []byte(`{"k":1,"s":{"status":"fini`))
+		resumes(t, snap.when+", then a journal line cut short", cut, snap.want, true)
 	}
 	if len(snaps) < 10 {
 		t.Errorf("only %d instants tried", len(snaps))
+	}
+}
+
+// resumes checks that the table at path, as a kill left it, opens with
+// rows whose id, back-end and status are want, for our readers and our
+// writer alike. With again, the writer's open (which folds the journal
+// in) is itself killed at each of its instants, and what each kill leaves
+// must resume so too.
+func resumes(t *testing.T, when, path string, want []pythonRow, again bool) {
+	t.Helper()
+	var folds []string
+	opts := Options{AfterFunc: never}
+	if again {
+		opts.crashPoint = func(stage string) { folds = append(folds, copyTable(t, path)) }
+		// The open writes no change of its own, so a cut anywhere in its
+		// journal writes leaves the table as it was.
+		opts.journalWrite = func(b []byte) {
+			for _, cut := range cuts(b, true) {
+				fold := copyTable(t, path)
+				appendJournal(t, fold, b[:cut])
+				folds = append(folds, fold)
+			}
+		}
+	}
+	for _, open := range []func(context.Context, string) (*Store, error){
+		OpenReader,
+		func(ctx context.Context, path string) (*Store, error) { return OpenWith(ctx, path, opts) },
+		OpenReader,
+	} {
+		r, err := open(t.Context(), path)
+		if err != nil {
+			t.Fatalf("%s: reopen: %v", when, err)
+		}
+		rows, err := r.Select(t.Context(), driver.Filter{})
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, j := range rows {
+			if got := (pythonRow{j.ID, j.Backend, string(j.Status)}); got != want[i] {
+				t.Errorf("%s: resumed row %d as %+v, want %+v", when, i+1, got, want[i])
+			}
+		}
+	}
+	for i, fold := range folds {
+		checkPythonResumes(t, fold, fmt.Sprintf("%s, then killed at instant %d of the next open", when, i+1))
+		resumes(t, fmt.Sprintf("%s, then killed at instant %d of the next open", when, i+1), fold, want, false)
+	}
+}
+
+// copyTable copies the table at path and its journal to a new folder, as
+// a kill at this instant leaves them, and returns the copy's path.
+func copyTable(t *testing.T, path string) string {
+	dir := t.TempDir()
+	for _, name := range []string{"jobs.csv", "jobs.csv.journal"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(path), name))
+		if err == nil {
+			os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+	}
+	return filepath.Join(dir, "jobs.csv")
+}
+
+// cuts returns where a kill may stop the journal write b: in the middle of
+// each line and, with whole, just before and after each line break too.
+func cuts(b []byte, whole bool) []int {
+	var out []int
+	start := 0
+	for i, c := range b {
+		if c == '\n' {
+			out = append(out, (start+i)/2)
+			if whole {
+				out = append(out, i)
+			}
+			if whole && i+1 < len(b) {
+				out = append(out, i+1)
+			}
+			start = i + 1
+		}
+	}
+	return out
+}
+
+// appendJournal appends b to the journal of the table at path, as a write
+// stopped by a kill leaves it.
+func appendJournal(t *testing.T, path string, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path+".journal", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		t.Fatal(err)
 	}
 }

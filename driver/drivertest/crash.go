@@ -41,7 +41,10 @@ var crashColumns = []string{"year", "tile"}
 // closes it ("open"), or creates one and closes it ("init"). After each kill the table
 // opens whole: every row there, each change made or not, never a table
 // without rows; and once opened and closed again, it leaves the same files
-// as a run that was never killed.
+// as a run that was never killed. The open after each kill, which finishes
+// what the killed process left (a journal folded in, a work file
+// published), is itself killed at each of the driver's crash points it
+// reaches, and the table then opens whole too.
 func (h harness) testCrashDuringOpen(t *testing.T) {
 	if spec := os.Getenv(crashEnv); spec != "" {
 		h.crashChild(t, spec)
@@ -50,13 +53,14 @@ func (h harness) testCrashDuringOpen(t *testing.T) {
 	for _, scenario := range []string{"open", "init"} {
 		t.Run(scenario, func(t *testing.T) {
 			t.Parallel() // each kills processes of its own, in folders of its own
-			clean := h.crashFiles(t, scenario, 0)
+			reopenKills := 0
+			clean := h.crashFiles(t, scenario, 0, &reopenKills)
 			kills := 0
 			for n := 1; ; n++ {
 				if n > maxCrashPoints {
 					t.Fatalf("still reaching crash points after %d kills", maxCrashPoints)
 				}
-				files := h.crashFiles(t, scenario, n)
+				files := h.crashFiles(t, scenario, n, &reopenKills)
 				if files == nil {
 					break // the child ran to its end: no crash point n
 				}
@@ -65,7 +69,7 @@ func (h harness) testCrashDuringOpen(t *testing.T) {
 					t.Errorf("killed at crash point %d, then opened and closed: files %v, want %v", n, files, clean)
 				}
 			}
-			t.Logf("%s: killed at %d crash points", scenario, kills)
+			t.Logf("%s: killed at %d crash points; the open after a kill, at %d of its own", scenario, kills, reopenKills)
 			if kills < 2 {
 				t.Errorf("%s: killed at %d crash points, want at least the test's own", scenario, kills)
 			}
@@ -78,7 +82,7 @@ func (h harness) testCrashDuringOpen(t *testing.T) {
 // 0), checks the table it leaves, and returns the names of the files in the
 // folder once the table was opened and closed again; nil if the child was
 // not killed.
-func (h harness) crashFiles(t *testing.T, scenario string, n int) []string {
+func (h harness) crashFiles(t *testing.T, scenario string, n int, reopenKills *int) []string {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "jobs"+h.ext)
@@ -111,6 +115,9 @@ func (h harness) crashFiles(t *testing.T, scenario string, n int) []string {
 	if n > 0 && !killed {
 		return nil
 	}
+	if n > 0 {
+		*reopenKills += h.crashReopen(t, scenario, n, path)
+	}
 
 	s, err := h.open(ctx, path)
 	if err != nil {
@@ -142,6 +149,52 @@ func (h harness) crashFiles(t *testing.T, scenario string, n int) []string {
 		names = append(names, e.Name())
 	}
 	return names
+}
+
+// crashReopen kills the open that follows the kill at crash point n in
+// turn at each crash point of its own (the driver's, while it opens what
+// the kill left, reads it and closes it: a journal folded in, a work file
+// published), each time on a copy of the folder at path, and checks that
+// the table then opens whole.
+func (h harness) crashReopen(t *testing.T, scenario string, n int, path string) (kills int) {
+	t.Helper()
+	ctx := t.Context()
+	for m := 1; ; m++ {
+		if m > maxCrashPoints {
+			t.Fatalf("%s, killed at crash point %d: the next open still reaches crash points after %d kills", scenario, n, maxCrashPoints)
+		}
+		dir := t.TempDir()
+		if err := os.CopyFS(dir, os.DirFS(filepath.Dir(path))); err != nil {
+			t.Fatal(err)
+		}
+		copied := filepath.Join(dir, filepath.Base(path))
+		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run="+exactRun(t.Name()), "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %s", crashEnv, "reopen", m, copied))
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		switch {
+		case errors.As(err, &exit) && !exit.Exited():
+		case err != nil:
+			t.Fatalf("%s, killed at crash point %d, then the next open killed at its crash point %d: child failed: %v\n%s", scenario, n, m, err, out)
+		default:
+			return kills // the open ran to its end: no crash point m
+		}
+		kills++
+		what := fmt.Sprintf("%s, killed at crash point %d, then the next open killed at its crash point %d", scenario, n, m)
+		s, err := h.open(ctx, copied)
+		if err != nil {
+			t.Fatalf("%s: open: %v", what, err)
+		}
+		jobs, err := s.Select(ctx, driver.Filter{})
+		if err == nil {
+			checkCrashRows(t, what, jobs)
+		} else if !errors.Is(err, driver.ErrNoTable) || scenario != "init" {
+			t.Errorf("%s: %v", what, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Errorf("%s: close: %v", what, err)
+		}
+	}
 }
 
 // checkCrashRows checks a table after a kill: every row, with its data;
@@ -196,6 +249,16 @@ func (h harness) crashChild(t *testing.T, spec string) {
 	s, err := h.open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if scenario == "reopen" {
+		// The open after a kill: only the driver's own crash points.
+		if _, err := s.Select(ctx, driver.Filter{}); err != nil && !errors.Is(err, driver.ErrNoTable) {
+			t.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	crashpoint.Hit("drivertest: opened")
 	if scenario == "init" {
