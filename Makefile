@@ -14,6 +14,7 @@ build: ## Build bin/worker
 
 .PHONY: demo
 demo: ## Run the demo against the built-in simulated back-end (results in ./demo-output)
+	@echo "Building worker (the first build compiles DuckDB's bindings: a few minutes), then running the demo..."
 	$(GO) run ./cmd/worker demo --dir demo-output
 
 .PHONY: test
@@ -33,12 +34,15 @@ bench: ## Run the benchmarks (store operations, a whole run against the fake bac
 kill-campaign: ## SIGKILL a 500-job run with faults 30 times per table format, then check it (WORKER_KILL_SEED replays)
 	WORKER_KILL_CAMPAIGN=1 $(GO) test -count=1 -timeout 30m -run '^TestKillCampaign$$' -v ./test/
 
+.PHONY: crash-all
+crash-all: ## The drivers' crash case with the open after each kill killed at each of its own points (slow)
+	WORKER_CRASH_ALL=1 $(GO) test -race -count=1 -timeout 30m -run 'TestConformance.*/CrashDuringOpen' ./driver/...
+
 .PHONY: fuzz
-fuzz: ## Run each fuzz test for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./udpjob/
-	$(GO) test -run '^$$' -fuzz '^FuzzReadCSV$$' -fuzztime $(FUZZTIME) ./cmd/worker/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseBackend$$' -fuzztime $(FUZZTIME) ./cmd/worker/
-	$(GO) test -run '^$$' -fuzz '^FuzzWKT$$' -fuzztime $(FUZZTIME) ./cmd/worker/
-	$(GO) test -run '^$$' -fuzz '^FuzzRoundTrip$$' -fuzztime $(FUZZTIME) ./driver/csvfile/
-	$(GO) test -run '^$$' -fuzz '^FuzzErrorBody$$' -fuzztime $(FUZZTIME) ./remote/
-	$(GO) test -run '^$$' -fuzz '^FuzzDocuments$$' -fuzztime $(FUZZTIME) ./remote/
+fuzz: ## Run each fuzz test of every package for FUZZTIME (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "$$pkg $$f"; \
+			$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
