@@ -371,6 +371,58 @@ type entry struct {
 	All []entry `json:"all,omitempty"`
 }
 
+// journalJobs names the back-end jobs that changes record (their ids, and
+// the tags of jobs whose creation was under way), which a file rewritten
+// by another program may not know: removing the journal forgets them, and
+// a run would create their rows' jobs again. Empty when there are none.
+func journalJobs(changes []entry) string {
+	type job struct{ id, tag string }
+	rows := map[int64]*job{}
+	var order []int64
+	for _, e := range changes {
+		j := rows[e.K]
+		if j == nil {
+			j = &job{}
+			rows[e.K] = j
+			order = append(order, e.K)
+		}
+		if id, ok := e.S[driver.ColID]; ok {
+			j.id = id
+		}
+		if tag, ok := e.S[driver.ColTag]; ok {
+			j.tag = tag
+		}
+	}
+	var ids, tags []string
+	for _, k := range order {
+		switch j := rows[k]; {
+		case j.id != "":
+			ids = append(ids, fmt.Sprintf("%s (row %d)", j.id, k))
+		case j.tag != "":
+			tags = append(tags, fmt.Sprintf("%s (row %d)", j.tag, k))
+		}
+	}
+	if len(ids) == 0 && len(tags) == 0 {
+		return ""
+	}
+	list := func(xs []string) string {
+		if len(xs) > 10 {
+			return strings.Join(xs[:10], ", ") + fmt.Sprintf(" and %d more", len(xs)-10)
+		}
+		return strings.Join(xs, ", ")
+	}
+	var b strings.Builder
+	b.WriteString(" Only the journal knows these back-end jobs, which a run from the file as it is would create again:")
+	if len(ids) > 0 {
+		fmt.Fprintf(&b, " job ids %s;", list(ids))
+	}
+	if len(tags) > 0 {
+		fmt.Fprintf(&b, " jobs being created, tagged %s in their descriptions;", list(tags))
+	}
+	b.WriteString(" cancel them or record them in the file first.")
+	return b.String()
+}
+
 func (s *Store) replay() error {
 	b, err := os.ReadFile(s.path + ".journal")
 	if errors.Is(err, os.ErrNotExist) {
@@ -425,8 +477,8 @@ func (s *Store) replay() error {
 		// editor) after the run that wrote this journal stopped: its row
 		// numbers may no longer be the same rows.
 		return fmt.Errorf("%s was rewritten after the run that left %s.journal stopped, and the journal's %d changes "+
-			"were never written to it; nothing was changed. To go on from %s as it is now, remove %s.journal (%w)",
-			s.path, s.path, len(changes), s.path, s.path, errRewritten)
+			"were never written to it; nothing was changed.%s To go on from %s as it is now, remove %s.journal (%w)",
+			s.path, s.path, len(changes), journalJobs(changes), s.path, s.path, errRewritten)
 	}
 	for _, e := range changes {
 		for c, v := range e.S {

@@ -87,7 +87,8 @@ func TestJournalOfAnotherVersionRefused(t *testing.T) {
 	journal, _ := os.ReadFile(path + ".journal")
 
 	_, err := Open(context.Background(), path)
-	if err == nil || !strings.Contains(err.Error(), "remove "+path+".journal") || !strings.Contains(err.Error(), "4 changes") {
+	if err == nil || !strings.Contains(err.Error(), "remove "+path+".journal") || !strings.Contains(err.Error(), "4 changes") ||
+		!strings.Contains(err.Error(), "job ids j-0 (row 1), j-1 (row 2);") {
 		t.Fatalf("err = %v", err)
 	}
 	if now, _ := os.ReadFile(path); string(now) != python {
