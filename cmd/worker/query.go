@@ -30,7 +30,9 @@ read through their store (a CSV table's latest changes included). Geometries
 are WKT text (DuckDB's ST_ functions that need no extension work on
 geometry columns of Parquet tables). The SQL sees the jobs table only: it
 cannot read or write other files (COPY ... TO, read_csv), attach databases,
-or install or load extensions.
+or install or load extensions. One reading statement at a time (SELECT,
+DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA): INSERT, UPDATE, DELETE, CREATE
+and the like are refused (exit 2), since the table would not change.
 
 Example:
   worker query --db jobs.db "select status, count(*) from jobs group by all"
@@ -62,12 +64,61 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	defer duck.Close()
+	if err := readOnly(ctx, duck, fs.Arg(0)); err != nil {
+		return err
+	}
 	rows, err := duck.QueryContext(ctx, fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("query: %w", err)
 	}
 	defer rows.Close()
 	return printRows(stdout, rows, *format)
+}
+
+// readOnly refuses a statement that would change the snapshot (INSERT,
+// UPDATE, DELETE, CREATE, ...): it would report success while the table
+// stays as it was. Reading statements (SELECT and what DuckDB turns into
+// one: DESCRIBE, SUMMARIZE, SHOW; EXPLAIN, PRAGMA, CALL) pass, one at a
+// time.
+func readOnly(ctx context.Context, duck *sql.DB, query string) error {
+	conn, err := duck.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*duckdbgo.Conn)
+		if !ok {
+			return fmt.Errorf("query: unexpected DuckDB connection %T", dc)
+		}
+		// Prepare, unlike PrepareContext, refuses several statements
+		// instead of running all but the last.
+		st, err := c.Prepare(query)
+		if err != nil && strings.Contains(err.Error(), "multi-statement") {
+			return usagef("query: one statement at a time")
+		}
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		defer st.Close()
+		kind, err := st.(*duckdbgo.Stmt).StatementType()
+		if err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		switch kind {
+		case duckdbgo.STATEMENT_TYPE_SELECT, duckdbgo.STATEMENT_TYPE_EXPLAIN, duckdbgo.STATEMENT_TYPE_PRAGMA,
+			duckdbgo.STATEMENT_TYPE_CALL, duckdbgo.STATEMENT_TYPE_RELATION:
+			return nil
+		}
+		what := map[duckdbgo.StmtType]string{duckdbgo.STATEMENT_TYPE_INSERT: "an INSERT", duckdbgo.STATEMENT_TYPE_UPDATE: "an UPDATE",
+			duckdbgo.STATEMENT_TYPE_DELETE: "a DELETE", duckdbgo.STATEMENT_TYPE_CREATE: "a CREATE", duckdbgo.STATEMENT_TYPE_DROP: "a DROP",
+			duckdbgo.STATEMENT_TYPE_ALTER: "an ALTER"}[kind]
+		if what == "" {
+			what = "a statement that is not a SELECT"
+		}
+		return usagef("query: worker query only reads the table, and this is %s: "+
+			"change rows with worker retry, cancel or init --append, or work on an export of the table", what)
+	})
 }
 
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
