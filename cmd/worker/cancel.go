@@ -91,22 +91,13 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if len(sel.statuses) == 0 {
 		sel.statuses = statusFlag(driver.ActiveStatuses())
 	}
-	if err := mustExist(*db); err != nil {
-		return err
-	}
-	store, err := driver.Open(ctx, *db)
+	store, rows, writable, err := openPicked(ctx, *db, &sel)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	writable := true
-	if wc, ok := store.(driver.WriteChecker); ok && wc.Writable() != nil {
-		writable = false
+	if !writable {
 		log.Warn("the table is being written by another process (a run?): jobs are canceled, and that run records it", "table", *db)
-	}
-	rows, err := sel.pick(ctx, store, *db)
-	if err != nil {
-		return err
 	}
 	if len(keys) > 0 {
 		rows = slices.DeleteFunc(rows, func(j driver.Job) bool { return !slices.Contains(keys, j.Key) })

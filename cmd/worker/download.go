@@ -74,22 +74,12 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 	}
 	log := logger()
 	sel.statuses = statusFlag{driver.Finished}
-	if err := mustExist(*db); err != nil {
-		return err
-	}
-	store, err := driver.Open(ctx, *db)
+	// When a run holds the table (not writable), it clears download_pending itself.
+	store, rows, writable, err := openPicked(ctx, *db, &sel)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	writable := true
-	if wc, ok := store.(driver.WriteChecker); ok && wc.Writable() != nil {
-		writable = false // a run holds the table: it clears download_pending itself
-	}
-	rows, err := sel.pick(ctx, store, *db)
-	if err != nil {
-		return err
-	}
 	cl := newClients(backends)
 	if err := cl.check(rows); err != nil {
 		return err

@@ -65,6 +65,29 @@ func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
 
 // pick returns the selected rows of store, the table at location, in
 // table order.
+// openPicked opens the table at db for a command that changes the rows
+// sel picks (cancel, download), and returns them. writable is false when
+// another process (a run) is writing the table: that process then records
+// what the command did.
+func openPicked(ctx context.Context, db string, sel *selection) (store driver.Store, rows []driver.Job, writable bool, err error) {
+	if err := mustExist(db); err != nil {
+		return nil, nil, false, err
+	}
+	store, err = driver.Open(ctx, db)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	writable = true
+	if wc, ok := store.(driver.WriteChecker); ok && wc.Writable() != nil {
+		writable = false
+	}
+	if rows, err = sel.pick(ctx, store, db); err != nil {
+		store.Close()
+		return nil, nil, false, err
+	}
+	return store, rows, writable, nil
+}
+
 func (s *selection) pick(ctx context.Context, store driver.Store, location string) ([]driver.Job, error) {
 	f := driver.Filter{Statuses: s.statuses, Backend: s.backend}
 	if s.where != "" {
