@@ -19,6 +19,7 @@ import (
 	"github.com/paulmach/orb/geojson"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
 // geometryColumn is where geometries live in a table, as WKT text: the
@@ -273,7 +274,7 @@ func writeGeoJSON(path string, t *table) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, b, 0o644)
+	return atomicfile.WriteFile(path, b, 0o644) // a kill leaves no half a file
 }
 
 var exportCmd = command{
