@@ -193,6 +193,7 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		m.stats.add("job finished", 1)
 	case driver.Error:
 		m.stats.add("job failed", 1)
+		m.event(b.Name, row.Key, "job "+row.ID+" failed")
 	case driver.Canceled:
 		m.stats.add("job canceled", 1)
 	}
