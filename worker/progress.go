@@ -44,6 +44,9 @@ type Progress struct {
 	// Launched is the number of jobs this run started; MaxJobs is
 	// Config.MaxJobs (0: no cap).
 	Launched, MaxJobs int
+	// CostsThisRun sums the costs the back-ends reported for the jobs that
+	// ended during this run (billing currency, credits).
+	CostsThisRun float64
 	// Costs is the budget's state when Config.MaxCosts is set, else nil.
 	Costs *CostsProgress
 	// Halted says why the run launches no more jobs (Config.MaxCosts or
@@ -107,6 +110,7 @@ type progress struct {
 	doneAt0   int // rows done when the run started; -1 before the first count
 	lastPoll  time.Time
 	events    []ProgressEvent
+	costs     float64 // CostsThisRun
 	last      Progress
 }
 
@@ -118,6 +122,16 @@ func (p *progress) note(ev ProgressEvent) {
 	p.events = append(p.events, ev)
 	if n := len(p.events) - MaxProgressEvents; n > 0 {
 		p.events = slices.Delete(p.events, 0, n)
+	}
+}
+
+// ended notes the costs a job that ended reported (see apply).
+func (m *Manager) ended(costs any) {
+	if c, ok := costs.(float64); ok {
+		m.prog.mu.Lock()
+		m.prog.costs += c
+		m.prog.last.CostsThisRun = m.prog.costs
+		m.prog.mu.Unlock()
 	}
 }
 
@@ -182,6 +196,7 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 	p.NextPoll = pr.lastPoll.Add(m.cfg.PollInterval)
 	p.DoneThisRun = max(0, p.Done-pr.doneAt0)
 	p.Events = slices.Clone(pr.events)
+	p.CostsThisRun = pr.costs
 	pr.mu.Unlock()
 	if elapsed := now.Sub(p.StartedAt); elapsed > 0 && p.DoneThisRun > 0 {
 		p.Rate = float64(p.DoneThisRun) / elapsed.Minutes()
