@@ -199,7 +199,9 @@ func renderProgress(title string, p worker.Progress, now time.Time) string {
 	return b.String()
 }
 
-func fmtNum(f float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".") }
+func fmtNum(f float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.2f", f), "0"), ".")
+}
 
 // progressOnly keeps the warnings, errors and the "progress" lines of a
 // run: the demo's logs.
