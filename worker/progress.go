@@ -228,7 +228,7 @@ func (p Progress) LogAttrs() []any {
 		}
 	}
 	for _, b := range p.Backends {
-		var g []any
+		g := []any{"rows", b.Total}
 		for _, s := range driver.Statuses() {
 			if n := b.ByStatus[s]; n > 0 {
 				g = append(g, string(s), n)

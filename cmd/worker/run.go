@@ -336,6 +336,12 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 	for _, prefix := range []string{"OPENEO_" + envName(b.name) + "_", "OPENEO_"} {
 		if tok := getenv(prefix + "TOKEN"); tok != "" {
 			c.SetToken(tok)
+			// A token is not checked by setting it: ask the back-end now, so
+			// that a refused one stops the run before it starts.
+			if err := c.Me(ctx); errors.Is(err, remote.ErrAuth) {
+				return nil, fmt.Errorf("back-end %s refuses the token in %sTOKEN (%w).\n"+
+					"Set a valid token there, or unset it and log in with: worker login %s", b.name, prefix, err, b.url)
+			}
 			return c, nil
 		}
 		user, pass := getenv(prefix+"USERNAME"), getenv(prefix+"PASSWORD")
@@ -348,7 +354,8 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 		}
 		if user != "" {
 			if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
-				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w", b.name, prefix, prefix, err)
+				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w%s", b.name, prefix, prefix, err,
+					refusedHint(err, fmt.Sprintf("Check %sUSERNAME and %sPASSWORD, or unset them and log in with: worker login %s", prefix, prefix, b.url)))
 			}
 			return c, nil
 		}
@@ -361,7 +368,9 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 	}
 	if user != "" {
 		if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
-			return nil, fmt.Errorf("back-end %s (credentials from %s): %w", b.name, authConfig.Path, err)
+			return nil, fmt.Errorf("back-end %s (credentials from %s): %w%s", b.name, authConfig.Path, err,
+				refusedHint(err, fmt.Sprintf("Store the right ones with: openeo-auth add-basic %s, or set OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD",
+					b.url, envName(b.name), envName(b.name))))
 		}
 		return c, nil
 	}
@@ -378,6 +387,15 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 	return nil, fmt.Errorf("back-end %s: no usable credentials (%w).\n"+
 		"Set OPENEO_%s_TOKEN, or OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD, or OPENEO_AUTH_METHOD=client_credentials "+
 		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)
+}
+
+// refusedHint returns ".\n"+hint when err is the back-end refusing the
+// credentials (401, 403), else "".
+func refusedHint(err error, hint string) string {
+	if errors.Is(err, remote.ErrAuth) {
+		return ".\n" + hint
+	}
+	return ""
 }
 
 // mustExist checks that a store's file exists, so that a typo does not

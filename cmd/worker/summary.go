@@ -124,7 +124,7 @@ func summarize(ctx context.Context, store driver.Store, m *worker.Manager, conns
 				"(worker jobs --status error,start_failed,canceled lists them; worker retry runs them again)", failed))
 		}
 		if s.missing != nil {
-			parts = append(parts, fmt.Sprintf("results missing for %d rows (worker download fetches them)", len(s.missing.Rows)))
+			parts = append(parts, fmt.Sprintf("results missing for %d rows (run again, or worker download, to fetch them)", len(s.missing.Rows)))
 		}
 		s.Outcome = strings.Join(parts, "; ")
 	default:
@@ -167,6 +167,8 @@ func (s *runSummary) print(w io.Writer, asJSON bool, counts []driver.Count) erro
 	if s.missing != nil {
 		printMissing(w, s.missing)
 	}
-	fmt.Fprintf(w, "\n%s (exit status %d)\n", s.Outcome, s.ExitStatus)
+	if s.ExitStatus == exitOK {
+		fmt.Fprintf(w, "\n%s\n", s.Outcome)
+	} // else the outcome goes to stderr with the exit status (see exit)
 	return nil
 }
