@@ -243,7 +243,7 @@ func (p Progress) LogAttrs() []any {
 	if p.ETA > 0 {
 		attrs = append(attrs, "eta", p.ETA)
 	}
-	attrs = append(attrs, "next_poll", p.NextPoll.UTC().Format(time.RFC3339))
+	attrs = append(attrs, "next_poll", p.NextPoll.UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 	if p.Costs != nil {
 		attrs = append(attrs, "costs", p.Costs.Recorded+p.Costs.Active, "max_costs", p.Costs.Max)
 	}
