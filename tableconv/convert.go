@@ -1,4 +1,18 @@
-package main
+// Package tableconv converts job tables between the formats a campaign
+// meets: CSV input and the openEO Python client's CSV job table, GeoJSON
+// FeatureCollections (one row per feature, the geometry as WKT text), and
+// every job table store registered with package driver (SQLite, CSV,
+// Parquet/GeoParquet, DuckDB, ...), whose manager columns come along.
+//
+// A conversion reads a whole table into a Table, checks it (CheckGeometries)
+// and writes it to a new store (Create) or GeoJSON file (WriteGeoJSON).
+// Nothing is written when the input has an error; the error names the
+// file, the line, row or feature, and the column. No value is changed or
+// dropped on the way: what a target cannot keep is refused instead.
+//
+// The store drivers to read or write must be registered by importing them,
+// as for database/sql: _ "github.com/openeo-batch/worker/driver/sqlite".
+package tableconv
 
 import (
 	"bytes"
@@ -6,15 +20,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	_ "github.com/duckdb/duckdb-go/v2" // CheckGeometries: WKT with Z and M
 	"github.com/paulmach/orb/encoding/wkt"
 	"github.com/paulmach/orb/geojson"
 
@@ -22,17 +36,20 @@ import (
 	"github.com/openeo-batch/worker/internal/atomicfile"
 )
 
-// geometryColumn is where geometries live in a table, as WKT text: the
+// GeometryColumn is where geometries live in a table, as WKT text: the
 // name the Python client gives a GeoDataFrame's geometry.
-const geometryColumn = "geometry"
+const GeometryColumn = "geometry"
 
-// checkGeometries makes sure every cell of the geometry column is WKT,
-// or empty, before a table is written to any store: SQLite and CSV keep
-// text as it comes, so a bad cell would otherwise surface only in a job.
-// orb reads 2D WKT quickly; a cell it refuses goes to DuckDB, which also
-// reads Z and M coordinates.
-func checkGeometries(ctx context.Context, from string, t *table) error {
-	i := slices.Index(t.columns, geometryColumn)
+// CheckGeometries makes sure every cell of t's GeometryColumn is WKT
+// (OGC Simple Features, 2D, Z or M), or empty, before a table is written
+// to any store: SQLite and CSV keep text as it comes, so a bad cell would
+// otherwise surface only in a job. A bad cell is an error naming from (the
+// file t was read from), the row (from 1) and the column. A table without
+// a geometry column passes. orb reads 2D WKT quickly; a cell it refuses
+// goes to an in-memory DuckDB database, which also reads Z and M
+// coordinates.
+func CheckGeometries(ctx context.Context, from string, t *Table) error {
+	i := slices.Index(t.Columns, GeometryColumn)
 	if i < 0 {
 		return nil
 	}
@@ -42,7 +59,7 @@ func checkGeometries(ctx context.Context, from string, t *table) error {
 			duck.Close()
 		}
 	}()
-	for r, row := range t.rows {
+	for r, row := range t.Rows {
 		if row[i] == nil {
 			continue
 		}
@@ -65,35 +82,78 @@ func checkGeometries(ctx context.Context, from string, t *table) error {
 				continue
 			}
 		}
-		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, geometryColumn, fmt.Sprint(row[i]))
+		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, GeometryColumn, fmt.Sprint(row[i]))
 	}
 	return nil
 }
 
-func isGeoJSON(path string) bool {
+// IsGeoJSON reports whether path names a GeoJSON file, by its ending
+// (.geojson or .json, in any case).
+func IsGeoJSON(path string) bool {
 	ext := strings.ToLower(filepath.Ext(path))
 	return ext == ".geojson" || ext == ".json"
 }
 
-// readTable reads a job table from a file whose name says its format: CSV
-// input, a GeoJSON FeatureCollection (one row per feature), or any job
-// table store (jobs.db, ...), whose manager columns come along.
-func readTable(ctx context.Context, path string) (*table, error) {
+// Read reads a job table from a file whose name says its format: CSV
+// input (.csv, see ReadCSV), a GeoJSON FeatureCollection (.geojson or
+// .json, see ReadGeoJSON), or any job table store (jobs.db, sqlite:///x,
+// ..., see ReadStore), whose manager columns come along. Another ending is
+// an error saying which ones are known.
+func Read(ctx context.Context, path string) (*Table, error) {
 	switch {
-	case isGeoJSON(path):
-		return readGeoJSON(path)
+	case IsGeoJSON(path):
+		return ReadGeoJSON(path)
 	case strings.EqualFold(filepath.Ext(path), ".csv"):
-		return readCSV(path)
+		return ReadCSV(path)
 	}
 	if _, _, err := driver.Lookup(path); err != nil {
 		return nil, fmt.Errorf("%s: unsupported input (want .csv, .geojson or a job table: %v)", path, err)
 	}
-	return tableFromStore(ctx, path)
+	return ReadStore(ctx, path)
 }
 
-// tableFromStore reads every row of a store, manager columns included.
-func tableFromStore(ctx context.Context, location string) (*table, error) {
-	s, err := openToRead(ctx, location)
+// NoTableError is the error for a table location whose file does not
+// exist. It matches fs.ErrNotExist with errors.Is.
+type NoTableError struct {
+	Location string // as given
+}
+
+func (e *NoTableError) Error() string { return e.Location + ": no such job table" }
+
+// Unwrap makes errors.Is(err, fs.ErrNotExist) hold.
+func (e *NoTableError) Unwrap() error { return fs.ErrNotExist }
+
+// CheckExists returns a *NoTableError when the file of the table at
+// location (see driver.Lookup) does not exist, so that a typo is reported
+// instead of opening, and so creating, an empty table; an unknown kind of
+// location is an error too.
+func CheckExists(location string) error {
+	_, path, err := driver.Lookup(location)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return &NoTableError{Location: location}
+	}
+	return nil
+}
+
+// OpenReader opens the existing table at location only to read it (see
+// driver.OpenReader): a reader never takes the writer's role, so it
+// cannot keep a run from starting. A missing file is a *NoTableError.
+func OpenReader(ctx context.Context, location string) (driver.Store, error) {
+	if err := CheckExists(location); err != nil {
+		return nil, err
+	}
+	return driver.OpenReader(ctx, location)
+}
+
+// ReadStore reads every row of the existing job table at location
+// (opened with OpenReader), in table order: the user's columns, then the
+// manager's (driver.ManagerColumns), with their values as the store holds
+// them. Errors name the table.
+func ReadStore(ctx context.Context, location string) (*Table, error) {
+	s, err := OpenReader(ctx, location)
 	if err != nil {
 		return nil, err
 	}
@@ -106,21 +166,32 @@ func tableFromStore(ctx context.Context, location string) (*table, error) {
 	if err != nil {
 		return nil, inTable(location, err)
 	}
-	t := &table{columns: slices.Clone(user)}
+	return FromJobs(user, nil, jobs), nil
+}
+
+// FromJobs makes a table of rows read from a store: the columns user
+// (the store's user columns), then extra (more user columns, such as ones
+// to add, taken from each row's Data like user's; nil where a row has
+// none), then the manager's columns (driver.ManagerColumns).
+func FromJobs(user, extra []string, rows []driver.Job) *Table {
+	t := &Table{Columns: append(slices.Clone(user), extra...)}
 	for _, c := range driver.ManagerColumns() {
-		t.columns = append(t.columns, c.Name)
+		t.Columns = append(t.Columns, c.Name)
 	}
-	for _, j := range jobs {
-		r := make([]any, 0, len(t.columns))
+	for _, j := range rows {
+		r := make([]any, 0, len(t.Columns))
 		for _, c := range user {
+			r = append(r, j.Data[c])
+		}
+		for _, c := range extra {
 			r = append(r, j.Data[c])
 		}
 		for _, c := range driver.ManagerColumns() {
 			r = append(r, j.Value(c.Name))
 		}
-		t.rows = append(t.rows, r)
+		t.Rows = append(t.Rows, r)
 	}
-	return t, nil
+	return t
 }
 
 // inTable names the table in a store's error, unless the store did.
@@ -132,9 +203,15 @@ func inTable(location string, err error) error {
 	return fmt.Errorf("%s: %w", location, err)
 }
 
-// readGeoJSON turns a FeatureCollection into rows: the properties (in the
-// order they first appear) and the geometry as WKT.
-func readGeoJSON(path string) (*table, error) {
+// ReadGeoJSON reads a GeoJSON FeatureCollection (RFC 7946) into a table
+// with one row per feature: a column per property, in the order the
+// properties first appear, and last GeometryColumn, the feature's geometry
+// as WKT (nil for a null geometry). Whole numbers become int64, other
+// numbers float64, objects and arrays their JSON text. A document that is
+// not a FeatureCollection, a geometry that WKT would change (see
+// CheckGeoJSONGeometry) or a property called "geometry" is an error naming
+// the file and the feature (from 1).
+func ReadGeoJSON(path string) (*Table, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -149,7 +226,7 @@ func readGeoJSON(path string) (*table, error) {
 	if doc.Type != "FeatureCollection" {
 		return nil, fmt.Errorf("%s: want a GeoJSON FeatureCollection, got type %q", path, doc.Type)
 	}
-	t := &table{}
+	t := &Table{}
 	index := map[string]int{}
 	var props []map[string]any
 	var geoms []any
@@ -158,7 +235,7 @@ func readGeoJSON(path string) (*table, error) {
 			Geometry json.RawMessage `json:"geometry"`
 		}
 		json.Unmarshal(raw, &g)
-		if err := checkGeoJSONGeometry(g.Geometry); err != nil {
+		if err := CheckGeoJSONGeometry(g.Geometry); err != nil {
 			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
 		}
 		f, err := geojson.UnmarshalFeature(raw)
@@ -175,12 +252,12 @@ func readGeoJSON(path string) (*table, error) {
 			p = withNumbers.Properties
 		}
 		for _, k := range propertyKeys(raw) {
-			if k == geometryColumn {
+			if k == GeometryColumn {
 				return nil, fmt.Errorf("%s: feature %d: a property is called %q, the name of the geometry column", path, i+1, k)
 			}
 			if _, ok := index[k]; !ok {
-				index[k] = len(t.columns)
-				t.columns = append(t.columns, k)
+				index[k] = len(t.Columns)
+				t.Columns = append(t.Columns, k)
 			}
 		}
 		props = append(props, p)
@@ -190,14 +267,14 @@ func readGeoJSON(path string) (*table, error) {
 			geoms = append(geoms, wkt.MarshalString(f.Geometry))
 		}
 	}
-	t.columns = append(t.columns, geometryColumn)
+	t.Columns = append(t.Columns, GeometryColumn)
 	for i, p := range props {
-		r := make([]any, len(t.columns))
+		r := make([]any, len(t.Columns))
 		for k, v := range p {
 			r[index[k]] = jsonValue(v)
 		}
 		r[len(r)-1] = geoms[i]
-		t.rows = append(t.rows, r)
+		t.Rows = append(t.Rows, r)
 	}
 	return t, nil
 }
@@ -248,22 +325,26 @@ func jsonValue(v any) any {
 	return v
 }
 
-// writeGeoJSON writes t as a FeatureCollection; the geometry column (WKT)
-// becomes each feature's geometry, the other columns its properties.
-func writeGeoJSON(path string, t *table) error {
-	g := slices.Index(t.columns, geometryColumn)
+// WriteGeoJSON writes t to path as a FeatureCollection, replacing the file
+// in one atomic step (a crash leaves the old file or the new one, never
+// half of one): GeometryColumn (WKT) becomes each feature's geometry, the
+// other columns its properties. A cell of GeometryColumn that is not WKT
+// is an error naming the row (from 1) and the column, and nothing is
+// written.
+func WriteGeoJSON(path string, t *Table) error {
+	g := slices.Index(t.Columns, GeometryColumn)
 	fc := geojson.NewFeatureCollection()
-	for i, r := range t.rows {
+	for i, r := range t.Rows {
 		f := geojson.NewFeature(nil)
 		if g >= 0 && r[g] != nil {
 			s, _ := r[g].(string)
 			geom, err := wkt.Unmarshal(s)
 			if err != nil {
-				return fmt.Errorf("row %d, column %q: not WKT: %w", i+1, geometryColumn, err)
+				return fmt.Errorf("row %d, column %q: not WKT: %w", i+1, GeometryColumn, err)
 			}
 			f.Geometry = geom
 		}
-		for j, c := range t.columns {
+		for j, c := range t.Columns {
 			if j != g {
 				f.Properties[c] = r[j]
 			}
@@ -277,54 +358,38 @@ func writeGeoJSON(path string, t *table) error {
 	return atomicfile.WriteFile(path, b, 0o644) // a kill leaves no half a file
 }
 
-var exportCmd = command{
-	name: "export",
-	usage: `
-Usage: worker export --db TABLE --to FILE
-
-Writes a job table, manager columns included, to another format picked from
-the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
-WKT, becomes each feature's geometry), a CSV table as the Python client
-writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
-geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
-(.db). The target must not exist. A bad geometry is an error naming the
-row and column, and nothing is written.
-'worker init --from' reads the same formats back.
-
-Example:
-  worker export --db jobs.db --to jobs.geojson
-  worker export --db jobs.db --to jobs.csv
-  worker export --db jobs.csv --to jobs.parquet
-`,
-	run: runExport,
-}
-
-func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	db := fs.String("db", "", "job table to export (required)")
-	to := fs.String("to", "", "`file` to write; its ending picks the format (required)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *db == "" || *to == "" {
-		return usagef("export: --db and --to are required")
-	}
-	t, err := tableFromStore(ctx, *db)
+// Create writes t to a new job table at location (see driver.Lookup) and
+// returns the number of rows written. The store checks the values (a
+// manager column's status, time, ...) and refuses what it cannot keep
+// (text that is not UTF-8 in Parquet or DuckDB), naming the row and
+// column. On failure Create removes what it created, so a bad input
+// leaves nothing behind; a location that already holds a table is an
+// error matching driver.ErrExists, and that table is left as it was.
+func Create(ctx context.Context, location string, t *Table) (int, error) {
+	_, path, err := driver.Lookup(location)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if _, err := os.Stat(*to); err == nil {
-		return fmt.Errorf("%s exists already: choose another --to", *to)
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
+	s, err := driver.Open(ctx, location)
+	if err != nil {
+		return 0, err
 	}
-	if isGeoJSON(*to) {
-		if err := writeGeoJSON(*to, t); err != nil {
-			return fmt.Errorf("%s: %w", *db, err)
+	err = s.Init(ctx, t.Columns, t.All())
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if !existed {
+			if rerr := driver.Remove(location); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
 		}
-	} else if _, err := createTable(ctx, *to, t); err != nil {
-		// Rows are numbered as in the table read.
-		return fmt.Errorf("export %s to %s: %w", *db, *to, err)
+		if errors.Is(err, driver.ErrExists) {
+			return 0, fmt.Errorf("%s already holds a job table: %w", location, driver.ErrExists)
+		}
+		return 0, err
 	}
-	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.rows), *db, *to)
-	return nil
+	return len(t.Rows), nil
 }
-
-var errSameFile = errors.New("--from and --db name the same file")

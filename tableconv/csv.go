@@ -1,4 +1,4 @@
-package main
+package tableconv
 
 import (
 	"fmt"
@@ -9,15 +9,20 @@ import (
 	"github.com/openeo-batch/worker/driver/csvfile"
 )
 
-// table is a job table read from a file, ready for Store.Init.
-type table struct {
-	columns []string
-	rows    [][]any
+// Table is a job table in memory: column names and rows of values, each
+// row as long as Columns. A value is nil (an empty cell), int64, float64,
+// bool or string (text, kept byte for byte, also when it is not UTF-8);
+// geometries are WKT text in the column GeometryColumn. It is what
+// driver.Store.Init takes (see All) and what ReadStore gives back.
+type Table struct {
+	Columns []string
+	Rows    [][]any
 }
 
-func (t *table) seq() iter.Seq2[[]any, error] {
+// All yields the rows in order, in the shape driver.Store.Init takes.
+func (t *Table) All() iter.Seq2[[]any, error] {
 	return func(yield func([]any, error) bool) {
-		for _, r := range t.rows {
+		for _, r := range t.Rows {
 			if !yield(r, nil) {
 				return
 			}
@@ -25,13 +30,16 @@ func (t *table) seq() iter.Seq2[[]any, error] {
 	}
 }
 
-// readCSV reads a CSV job table (a header line, then one row per line;
-// quoted cells may hold commas, quotes and line breaks, kept exactly as
-// written). The user's columns
-// get a type per column: integer when every cell is a whole number without
-// leading zeros, real when every cell is a number, text otherwise; empty
-// cells are null. Manager columns stay text and are checked by the store.
-func readCSV(path string) (*table, error) {
+// ReadCSV reads a CSV job table (RFC 4180: a header line, then one row per
+// line; quoted cells may hold commas, quotes and line breaks, kept exactly
+// as written; a UTF-8 byte order mark before the header is dropped). The
+// user's columns get a type per column: integer (int64) when every cell is
+// a whole number without leading zeros, real (float64) when every cell is a
+// number, text otherwise; empty cells are nil. Manager columns (see
+// driver.ManagerColumns) stay text and are checked by the store they go to.
+// A file that is not CSV, or whose rows are wider or narrower than its
+// header, is an error naming the file and line; an empty file is one too.
+func ReadCSV(path string) (*Table, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -47,9 +55,9 @@ func readCSV(path string) (*table, error) {
 	if len(header) > 0 {
 		header[0] = trimBOM(header[0])
 	}
-	t := &table{columns: header, rows: make([][]any, len(cells))}
-	for i := range t.rows {
-		t.rows[i] = make([]any, len(header))
+	t := &Table{Columns: header, Rows: make([][]any, len(cells))}
+	for i := range t.Rows {
+		t.Rows[i] = make([]any, len(header))
 	}
 	column := make([]string, len(cells))
 	for c, name := range header {
@@ -68,7 +76,7 @@ func readCSV(path string) (*table, error) {
 			vals = csvfile.Infer(column)
 		}
 		for i := range cells {
-			t.rows[i][c] = vals[i]
+			t.Rows[i][c] = vals[i]
 		}
 	}
 	return t, nil
