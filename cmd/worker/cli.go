@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/openeo-batch/worker/tableconv"
+
 	_ "github.com/openeo-batch/worker/driver/duckdb" // .parquet (GeoParquet) and .duckdb tables
 	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
 )
@@ -143,6 +145,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue usageError
 	var es *exitStatus
 	var se signalError
+	var noTable *tableconv.NoTableError
 	switch {
 	case errors.As(err, &es):
 		fmt.Fprintf(stderr, "worker: %s\n", es.msg)
@@ -157,6 +160,9 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
+	case errors.As(err, &noTable):
+		fmt.Fprintf(stderr, "worker: %v; create it with: worker init --from FILE.csv --db %s\n", err, noTable.Location)
+		return exitError
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "worker: stopped; run the same command again to resume")
 		return exitInterrupted
