@@ -312,6 +312,11 @@ func TestMaxCostsStopsLaunching(t *testing.T) {
 	if sum.ExitStatus != 4 || sum.NotStartedLeft != 4 || !strings.Contains(sum.Halted, "budget of 5 credits") || sum.JobsStarted != 2 {
 		t.Errorf("summary: %+v", sum)
 	}
+	text, _, _ := work(t, newTable(t, 1), fakeEnv, "run", "--db", "jobs.db", "--backend", "fake="+srv.URL,
+		"--process", "p.json", "--root-dir", "res", "--poll", "20ms", "--max-costs", "1")
+	if !strings.Contains(text, "Launching stopped: budget of 1 credits reached") {
+		t.Errorf("the summary does not say why launching stopped:\n%s", text)
+	}
 	if !strings.Contains(errOut, "--max-costs") || !strings.Contains(errOut, "4 rows left not_started") {
 		t.Errorf("stderr does not say why:\n%s", errOut)
 	}

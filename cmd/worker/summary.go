@@ -164,6 +164,9 @@ func (s *runSummary) print(w io.Writer, asJSON bool, counts []driver.Count) erro
 	}
 	fmt.Fprintf(tw, "wall time\t%s\t\n", time.Duration(s.WallTime*float64(time.Second)).Round(100*time.Millisecond))
 	tw.Flush()
+	if s.Halted != "" {
+		fmt.Fprintf(w, "\nLaunching stopped: %s; %d rows left not_started.\n", s.Halted, s.NotStartedLeft)
+	}
 	if s.missing != nil {
 		printMissing(w, s.missing)
 	}
