@@ -179,7 +179,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		got, notStarted, ok := parseBlock(s, names)
 		return ok && got["fake1"] == want["fake1"] && got["fake2"] == want["fake2"] && notStarted == wantNotStarted
 	})
-	for _, w := range []string{"worker run jobs.db: 0 of 6 rows done", "next poll in", "rate "} {
+	for _, w := range []string{"worker run jobs.db: 0 of 6 rows done", "next poll", "rate "} {
 		if !strings.Contains(screen, w) {
 			t.Errorf("screen lacks %q:\n%s", w, screen)
 		}
