@@ -109,7 +109,8 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // startInTerminal runs the worker binary with args in dir under tmux, in
 // a terminal of 200x50, with a clean environment plus env. When it ends
-// its exit status is written to dir/exit-status and the pane stays open.
+// its exit status is written to dir/exit-status (whole once the file
+// exists: it is renamed into place) and the pane stays open.
 func startInTerminal(t *testing.T, dir string, env []string, args ...string) *tmuxPane {
 	t.Helper()
 	tmux, err := exec.LookPath("tmux")
@@ -122,7 +123,7 @@ func startInTerminal(t *testing.T, dir string, env []string, args ...string) *tm
 	for i, w := range words {
 		words[i] = shellQuote(w)
 	}
-	script := "cd " + shellQuote(dir) + " && " + strings.Join(words, " ") + "; echo $? > exit-status; exec sleep 3600"
+	script := "cd " + shellQuote(dir) + " && " + strings.Join(words, " ") + "; echo $? > exit-status.new; mv exit-status.new exit-status; exec sleep 3600"
 	p := &tmuxPane{t: t, sock: filepath.Join(t.TempDir(), "tmux.sock")}
 	c := exec.Command(tmux, "-S", p.sock, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "50", script)
 	c.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TERM=xterm-256color"}
