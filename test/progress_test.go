@@ -408,3 +408,26 @@ func TestExitStatuses(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoOnTerminal: worker demo shows the same block as worker run.
+func TestDemoOnTerminal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := startInTerminal(t, dir, nil, "demo", "--dir", "out", "--rows", "6")
+	waitForScreen(t, p, "the demo to end", func(string) bool {
+		_, err := os.Stat(filepath.Join(dir, "exit-status"))
+		return err == nil
+	})
+	screen := p.screen()
+	got, notStarted, ok := parseBlock(screen, []string{"sim1", "sim2"})
+	// One tile of six fails; the rows spread over both back-ends.
+	if !ok || notStarted != 0 || got["sim1"][3]+got["sim2"][3] != 5 || got["sim1"][4]+got["sim2"][4] != 1 ||
+		got["sim1"][5]+got["sim2"][5] != 6 {
+		t.Errorf("final block %v, %d not started:\n%s", got, notStarted, screen)
+	}
+	for _, w := range []string{"worker demo: 6 of 6 rows done", "Ran 6 jobs"} {
+		if !strings.Contains(screen, w) {
+			t.Errorf("screen lacks %q:\n%s", w, screen)
+		}
+	}
+}
