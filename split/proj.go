@@ -106,3 +106,27 @@ func (a Area) project(to int) (Area, error) {
 	}
 	return out, nil
 }
+
+// UTMZone returns the EPSG code of the WGS 84 UTM zone (326zz north of
+// the equator, 327zz south) that holds the centre of the area's bounding
+// box in longitude/latitude: the usual projection to tile an area in
+// metres. Norway's and Svalbard's exceptions to the zone grid are not
+// applied.
+func UTMZone(area Area) (int, error) {
+	ll, err := area.project(WGS84)
+	if err != nil {
+		return 0, err
+	}
+	c := ll.Bound().Center()
+	if c[0] < -180 || c[0] > 180 || c[1] < -80 || c[1] > 84 {
+		return 0, fmt.Errorf("the area's centre %v is outside the UTM zones (longitude -180..180, latitude -80..84)", c)
+	}
+	zone := int(math.Floor((c[0]+180)/6)) + 1
+	if zone > 60 {
+		zone = 60
+	}
+	if c[1] >= 0 {
+		return 32600 + zone, nil
+	}
+	return 32700 + zone, nil
+}

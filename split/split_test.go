@@ -422,3 +422,20 @@ func TestTableOfSizeGrid(t *testing.T) {
 		t.Errorf("rows\n%v\nwant\n%v", rows, want)
 	}
 }
+
+func TestUTMZone(t *testing.T) {
+	for _, c := range []struct {
+		bbox string
+		want int
+	}{
+		{"3.2,50.9,4.1,51.5", 32631},
+		{"-58.5,-34.7,-58.3,-34.5", 32721}, // Buenos Aires
+		{"179.5,-17,179.9,-16", 32760},     // Fiji, south of the equator, zone 60
+		{"412345,5612345,512345,5712345,EPSG:32631", 32631},
+	} {
+		got, err := split.UTMZone(mustArea(t)(split.ParseBBox(c.bbox)))
+		if err != nil || got != c.want {
+			t.Errorf("UTMZone(%s) = %d, %v; want %d", c.bbox, got, err, c.want)
+		}
+	}
+}
