@@ -290,12 +290,10 @@ type jobMeta struct {
 	} `json:"assets"`
 }
 
-// readMeta reads a metadata file; a file that is not there is no error.
+// readMeta reads a metadata file: nil and an error (os.ErrNotExist when
+// it is not there) unless it is there and holds a JSON object.
 func readMeta(path string) (*jobMeta, error) {
 	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -315,15 +313,14 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	jobDir := worker.JobDir(root, row.ID)
 	metaPath := worker.MetadataPath(root, row.ID)
 	job, err := readMeta(metaPath)
-	if err != nil {
-		return nil, nil, err
+	if errors.Is(err, os.ErrNotExist) {
+		warn = fmt.Errorf("%s is missing: the results are not (completely) downloaded; run worker download", metaPath)
+	} else if err != nil {
+		warn = fmt.Errorf("%w: not used", err) // the back-end's document is at fault, not the row
 	}
 	results, err := readMeta(filepath.Join(jobDir, ResultsFile))
-	if err != nil {
-		return nil, nil, err
-	}
-	if job == nil {
-		warn = fmt.Errorf("%s is missing: the results are not (completely) downloaded; run worker download", metaPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		warn = errors.Join(warn, fmt.Errorf("%w: not used", err))
 	}
 	it = &item{
 		Type: "Feature", StacVersion: Version, ID: row.ID, Geometry: json.RawMessage("null"),
@@ -343,8 +340,14 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			continue
 		}
 		g, err := geojson.UnmarshalGeometry(m.Geometry)
+		if err == nil {
+			err = checkGeometry(g.Geometry())
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("job %s: result geometry: %w", row.ID, err)
+			// The back-end's document is at fault, not the row: its own
+			// geometry serves, and the row is reported.
+			warn = errors.Join(warn, fmt.Errorf("job %s: the result geometry is refused (%v): the row's is used", row.ID, err))
+			continue
 		}
 		geom = g.Geometry()
 		break
@@ -355,14 +358,14 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			if err != nil {
 				return nil, nil, fmt.Errorf("column %q: not WKT: %w", opts.GeometryColumn, err)
 			}
+			if err := checkGeometry(g); err != nil {
+				return nil, nil, fmt.Errorf("column %q: %w", opts.GeometryColumn, err)
+			}
 			geom, rowGeometry = g, true
 		}
 	}
 	if geom != nil {
 		b := geom.Bound()
-		if b.Min[0] < -180 || b.Max[0] > 180 || b.Min[1] < -90 || b.Max[1] > 90 {
-			return nil, nil, fmt.Errorf("geometry bounds %v..%v are not longitude/latitude (EPSG:4326), which STAC requires", b.Min, b.Max)
-		}
 		raw, err := json.Marshal(geojson.NewGeometry(geom))
 		if err != nil {
 			return nil, nil, err
@@ -395,7 +398,7 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	// Assets: the files of the job folder.
 	entries, err := os.ReadDir(jobDir)
 	if errors.Is(err, os.ErrNotExist) {
-		return it, fmt.Errorf("no job folder %s: results not downloaded; run worker download", jobDir), nil
+		return it, errors.Join(warn, fmt.Errorf("no job folder %s: results not downloaded; run worker download", jobDir)), nil
 	}
 	if err != nil {
 		return nil, nil, err
@@ -431,6 +434,59 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 		it.Assets[name] = a
 	}
 	return it, warn, nil
+}
+
+// checkGeometry refuses what cannot be an Item's geometry (GeoJSON, RFC
+// 7946, in longitude/latitude as STAC requires): a GeometryCollection,
+// lines of fewer than two positions, rings of fewer than four or not
+// closed, positions that are not finite or outside -180..180, -90..90.
+func checkGeometry(g orb.Geometry) error {
+	var err error
+	pos := func(p orb.Point) {
+		if err == nil && !(p[0] >= -180 && p[0] <= 180 && p[1] >= -90 && p[1] <= 90) {
+			err = fmt.Errorf("position %v is not longitude/latitude (EPSG:4326), which STAC requires", p)
+		}
+	}
+	line := func(ps []orb.Point, min int, ring bool) {
+		if err == nil && len(ps) < min {
+			err = fmt.Errorf("a line or ring of %d positions", len(ps))
+		}
+		if err == nil && ring && ps[0] != ps[len(ps)-1] {
+			err = errors.New("a ring that is not closed")
+		}
+		for _, p := range ps {
+			pos(p)
+		}
+	}
+	switch g := g.(type) {
+	case orb.Point:
+		pos(g)
+	case orb.MultiPoint:
+		for _, p := range g {
+			pos(p)
+		}
+	case orb.LineString:
+		line(g, 2, false)
+	case orb.MultiLineString:
+		for _, l := range g {
+			line(l, 2, false)
+		}
+	case orb.Polygon:
+		for _, r := range g {
+			line(r, 4, true)
+		}
+	case orb.MultiPolygon:
+		for _, p := range g {
+			for _, r := range p {
+				line(r, 4, true)
+			}
+		}
+	case nil:
+		return errors.New("no geometry")
+	default:
+		return fmt.Errorf("a %s cannot be an Item's geometry", g.GeoJSONType())
+	}
+	return err
 }
 
 // setProperty puts a column's value into the Item's properties.

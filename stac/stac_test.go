@@ -18,7 +18,7 @@ import (
 
 const schemas = "testdata/schemas"
 
-func checker(t *testing.T) *stactest.Checker {
+func checker(t testing.TB) *stactest.Checker {
 	t.Helper()
 	c, err := stactest.New(schemas)
 	if err != nil {
