@@ -26,7 +26,8 @@ starts at the lower-left corner of the area (--align python: where
 split_area starts it, x 500000 for UTM and 3857, else 0; y 0). --projection
 utm picks the UTM zone of the area's centre. With --grid, the tiles are the
 polygons of a predefined grid (a GeoJSON FeatureCollection, whose properties
-become columns), kept whole when they overlap the area.
+become columns), kept whole when they overlap the area; its coordinates are
+longitude/latitude unless its "crs" member or --projection say otherwise.
 
 --area is a GeoJSON file (polygons, longitude/latitude) or a bounding box
 west,south,east,north[,crs] (longitude/latitude unless crs, an EPSG code, says
