@@ -140,11 +140,17 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 		return nil, errors.New("stac: no root folder of the job folders given")
 	}
 	opts = withDefaults(opts)
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("%s is a file, not a folder for the catalogue: choose another", dir)
+	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("%s %w: choose another folder", dir, ErrExists)
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(absDir), 0o755); err != nil {
 		return nil, err
 	}
 	absRoot, err := filepath.Abs(opts.RootDir)
@@ -178,7 +184,7 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 		}
 		if warn != nil {
 			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Err: warn.Error()})
-			opts.warn("row's results are incomplete", row, warn)
+			opts.warn("row's Item is incomplete", row, warn)
 		}
 		seen[it.ID] = true
 		items = append(items, it)
@@ -204,7 +210,7 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	os.Remove(absDir) // an empty folder may be there; a full one was refused
+	os.Remove(absDir) // an empty folder may be there; a full one or a file was refused
 	if err := os.Rename(tmp, absDir); err != nil {
 		return nil, err
 	}

@@ -226,6 +226,22 @@ func TestExportRefusesFullFolder(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(out, "keep.txt")); string(b) != "mine" {
 		t.Error("the folder was changed")
 	}
+	// A file is never taken for the folder (nor removed).
+	file := filepath.Join(base, "jobs.db")
+	if _, err := stac.Export(t.Context(), store, file, stac.Options{RootDir: root}); err == nil || !strings.Contains(err.Error(), "is a file") {
+		t.Errorf("--to a file: %v", err)
+	}
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("the file is gone: %v", err)
+	}
+	// A folder whose parent is missing is made.
+	deep := filepath.Join(base, "a", "b", "stac")
+	if _, err := stac.Export(t.Context(), store, deep, stac.Options{RootDir: root}); err != nil {
+		t.Errorf("--to a new nested folder: %v", err)
+	}
+	if _, err := checker(t).Check(filepath.Join(deep, "collection.json")); err != nil {
+		t.Error(err)
+	}
 }
 
 // TestCheckerRefuses proves that the schemas bite: documents that break
