@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/openeo-batch/worker/split"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 var splitCmd = command{
@@ -116,9 +117,9 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err != nil {
 		return err
 	}
-	t := &table{columns: columns, rows: rows}
-	if isGeoJSON(*to) {
-		err = writeGeoJSON(*to, t)
+	t := &tableconv.Table{Columns: columns, Rows: rows}
+	if tableconv.IsGeoJSON(*to) {
+		err = tableconv.WriteGeoJSON(*to, t)
 	} else {
 		_, err = createTable(ctx, *to, t)
 	}
