@@ -126,9 +126,10 @@ func PropertyName(column string, value any) string {
 //   - properties: every non-empty column of the row (manager columns
 //     included) under its name, see PropertyName; the geometry column is
 //     the footprint and is not repeated;
-//   - assets: every file of the job folder (partial downloads left out),
-//     with its media type from the results metadata or its extension, and
-//     roles "data" or, for the job's metadata files, "metadata".
+//   - assets: every file of the job folder and its sub-folders (partial
+//     downloads left out), keyed by its path there ("data/b03.tif"), with
+//     its media type from the results metadata or its extension, and roles
+//     "data" or, for the job's metadata files, "metadata".
 //
 // A row that cannot be an Item (a job id that is no plain name, a
 // geometry that is not longitude/latitude WKT) is left out and reported
@@ -401,31 +402,36 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 		}
 	}
 
-	// Assets: the files of the job folder.
-	entries, err := os.ReadDir(jobDir)
-	if errors.Is(err, os.ErrNotExist) {
+	// Assets: the files of the job folder, sub-folders included (an asset
+	// key with folders, "data/b03.tif", is saved as such).
+	if _, err := os.Stat(jobDir); errors.Is(err, os.ErrNotExist) {
 		return it, errors.Join(warn, fmt.Errorf("no job folder %s: results not downloaded; run worker download", jobDir)), nil
 	}
-	if err != nil {
-		return nil, nil, err
-	}
 	itemDir := filepath.Join(dir, row.ID)
-	for _, e := range entries {
+	err = filepath.WalkDir(jobDir, func(path string, e os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
 		name := e.Name()
 		if !e.Type().IsRegular() || strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.meta") {
-			continue
+			return nil
 		}
-		rel, err := filepath.Rel(itemDir, filepath.Join(jobDir, name))
+		relFile, err := filepath.Rel(jobDir, path)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		a := asset{Href: relHref(rel), Title: name, Type: MediaType(name), Roles: []string{"data"}}
-		switch name {
+		key := filepath.ToSlash(relFile)
+		rel, err := filepath.Rel(itemDir, path)
+		if err != nil {
+			return err
+		}
+		a := asset{Href: relHref(rel), Title: key, Type: MediaType(name), Roles: []string{"data"}}
+		switch key {
 		case filepath.Base(metaPath), ResultsFile, filepath.Base(worker.ErrorLogPath(root, row.ID)):
 			a.Roles, a.Type = []string{"metadata"}, jsonType
 		}
 		if results != nil {
-			if ra, ok := results.Assets[name]; ok {
+			if ra, ok := results.Assets[key]; ok {
 				if ra.Type != "" {
 					a.Type = ra.Type
 				}
@@ -437,7 +443,11 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 				}
 			}
 		}
-		it.Assets[name] = a
+		it.Assets[key] = a
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return it, warn, nil
 }

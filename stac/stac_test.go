@@ -70,6 +70,8 @@ func campaign(t *testing.T, base string) (driver.Store, string) {
 	write(t, filepath.Join(worker.JobDir(root, "j-a"), "result.tif"), "tif")
 	write(t, filepath.Join(worker.JobDir(root, "j-a"), "my result #1.json"), "{}")
 	write(t, filepath.Join(worker.JobDir(root, "j-a"), "result.tif.part"), "partial leftover")
+	write(t, filepath.Join(worker.JobDir(root, "j-a"), "data", "b03.tif"), "band")
+	write(t, filepath.Join(worker.JobDir(root, "j-a"), "data", "b04.tif.part"), "partial")
 	write(t, worker.MetadataPath(root, "j-a"), `{"id": "j-a", "status": "finished", "created": "2024-05-01T09:59:00Z", "updated": "2024-05-01T10:19:00Z"}`)
 	// B: the results metadata as the Python client saves it, with the
 	// job's own geometry, datetime and media types.
@@ -126,8 +128,8 @@ func TestExportValidatesAndResolves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Items != 4 || len(rep.Assets) != 8 {
-		t.Errorf("checked %d items and %d assets, want 4 and 8: %v", rep.Items, len(rep.Assets), rep.Assets)
+	if rep.Items != 4 || len(rep.Assets) != 9 {
+		t.Errorf("checked %d items and %d assets, want 4 and 9: %v", rep.Items, len(rep.Assets), rep.Assets)
 	}
 
 	var a struct {
@@ -158,6 +160,12 @@ func TestExportValidatesAndResolves(t *testing.T) {
 	}
 	if odd := a.Assets["my result #1.json"]; odd.Href != "../../job_j-a/my%20result%20%231.json" {
 		t.Errorf("href of a name with a space and a #: %q", odd.Href)
+	}
+	if sub := a.Assets["data/b03.tif"]; sub.Href != "../../job_j-a/data/b03.tif" || sub.Type != "image/tiff; application=geotiff" {
+		t.Errorf("asset in a sub-folder: %+v", sub)
+	}
+	if _, ok := a.Assets["data/b04.tif.part"]; ok {
+		t.Error("a partial download in a sub-folder is an asset")
 	}
 	if m := a.Assets["job_j-a.json"]; !slices.Equal(m.Roles, []string{"metadata"}) {
 		t.Errorf("metadata asset: %+v", m)
