@@ -68,7 +68,8 @@ func ParseEPSG(s string) (int, error) {
 // of openEO's spatial_extent; the CRS (see ParseEPSG) defaults to
 // longitude/latitude (4326). It refuses a box of zero width or height,
 // west > east or south > north (a box across the antimeridian is not
-// supported), and numbers that are not finite.
+// supported), numbers that are not finite, and a longitude/latitude box
+// outside -180..180, -90..90.
 func ParseBBox(s string) (Area, error) {
 	parts := strings.Split(s, ",")
 	if len(parts) != 4 && len(parts) != 5 {
@@ -102,7 +103,11 @@ func ParseBBox(s string) (Area, error) {
 		return Area{}, fmt.Errorf("bounding box %q: south %v is north of north %v", s, so, n)
 	}
 	b := orb.Bound{Min: orb.Point{w, so}, Max: orb.Point{e, n}}
-	return Area{Polygons: orb.MultiPolygon{b.ToPolygon()}, EPSG: epsg}, nil
+	a := Area{Polygons: orb.MultiPolygon{b.ToPolygon()}, EPSG: epsg}
+	if err := a.check(); err != nil {
+		return Area{}, fmt.Errorf("bounding box %q: %w", s, err)
+	}
+	return a, nil
 }
 
 // ParseGeoJSON reads an area from a GeoJSON document: a FeatureCollection,
@@ -214,6 +219,9 @@ func (a Area) check() error {
 	b := a.Bound()
 	if b.Min[0] == b.Max[0] || b.Min[1] == b.Max[1] {
 		return fmt.Errorf("the area has zero width or height (bounding box %v..%v)", b.Min, b.Max)
+	}
+	if a.EPSG == WGS84 && (b.Min[0] < -180 || b.Max[0] > 180 || b.Min[1] < -90 || b.Max[1] > 90) {
+		return fmt.Errorf("the area (bounding box %v..%v) leaves longitude -180..180, latitude -90..90: are its coordinates in another CRS? Name it", b.Min, b.Max)
 	}
 	return nil
 }

@@ -338,6 +338,7 @@ func TestErrors(t *testing.T) {
 		{"3,51,x,52", `east "x" is not a finite number`},
 		{"3,51,NaN,52", "not a finite number"},
 		{"3,51,4,52,EPSG:abc", "not an EPSG code"},
+		{"400000,5600000,500000,5700000", "another CRS"},
 	} {
 		_, err := split.ParseBBox(c.bbox)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
