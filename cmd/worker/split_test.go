@@ -49,10 +49,26 @@ func TestSplitCommand(t *testing.T) {
 		t.Errorf("init --from the tiles: %d %s", code, out)
 	}
 
+	// A predefined grid: the tiles the area overlaps, whole, with their
+	// properties.
+	grid := filepath.Join(dir, "grid.geojson")
+	os.WriteFile(grid, []byte(`{"type": "FeatureCollection", "features": [
+	 {"type": "Feature", "id": "31UES", "properties": {"zone": 31}, "geometry": {"type": "Polygon", "coordinates": [[[3, 50], [4, 50], [4, 51], [3, 51], [3, 50]]]}},
+	 {"type": "Feature", "id": "31UFS", "properties": {"zone": 31}, "geometry": {"type": "Polygon", "coordinates": [[[4, 50], [5, 50], [5, 51], [4, 51], [4, 50]]]}},
+	 {"type": "Feature", "id": "31UET", "properties": {"zone": 31}, "geometry": {"type": "Polygon", "coordinates": [[[3, 51], [4, 51], [4, 52], [3, 52], [3, 51]]]}}]}`), 0o644)
+	gridTiles := filepath.Join(dir, "grid-tiles.csv")
+	if code, out := exec("split", "--area", "4.2,50.2,4.8,50.8", "--grid", grid, "--to", gridTiles); code != 0 || !strings.Contains(out, "wrote 1 tiles in EPSG:4326") {
+		t.Errorf("split --grid: %d %s", code, out)
+	}
+	if b, _ := os.ReadFile(gridTiles); !strings.HasPrefix(string(b), "tile_id,zone,epsg,") || !strings.Contains(string(b), "31UFS,31,4326,4.0,50.0,5.0,51.0,") {
+		t.Errorf("grid tiles:\n%s", b)
+	}
+
 	for _, c := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"--area", "3,51,4,52", "--grid", grid, "--tile-size", "1"}, "exclude each other"},
 		{[]string{"--area", "3,51,3,52", "--tile-size", "1", "--projection", "4326"}, "zero width"},
 		{[]string{"--area", "3,51,4,52", "--tile-size", "-5", "--projection", "4326"}, "positive"},
 		{[]string{"--area", "3,51,4,52", "--tile-size", "1", "--projection", "999999"}, "unknown projection"},
