@@ -145,6 +145,7 @@ type Server struct {
 	order     []*job // creation order
 	startSeq  int
 	requests  map[string]int
+	arrivals  map[string][]time.Time
 	peak      int                  // most jobs active (created, queued, running) at once
 	tokens    map[string]time.Time // access token -> when issued
 	logins    int
@@ -181,6 +182,7 @@ func NewServer(opts Options) *Server {
 		opts:      opts,
 		jobs:      map[string]*job{},
 		requests:  map[string]int{},
+		arrivals:  map[string][]time.Time{},
 		tokens:    map[string]time.Time{},
 		processes: map[string]json.RawMessage{},
 		injected:  map[string]int{},
@@ -599,6 +601,10 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 			return
 		}
 	}
+	if s.opts.Faults.IgnoreStart {
+		w.WriteHeader(http.StatusAccepted) // and nothing happens
+		return
+	}
 	if j.status != "queued" && j.status != "running" {
 		now := s.opts.Clock.Now()
 		s.startSeq++
@@ -609,6 +615,10 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, j *job) {
+	if s.opts.Faults.IgnoreCancel {
+		w.WriteHeader(http.StatusNoContent) // and nothing happens
+		return
+	}
 	switch j.status {
 	case "queued":
 		j.status, j.updated = "created", s.opts.Clock.Now()
