@@ -281,12 +281,19 @@ func (c *Client) GetJob(ctx context.Context, id string) (*Job, error) {
 	return &j, nil
 }
 
-// CheckAccess asks for one job of the user's listing (GET /jobs?limit=1,
-// its first page only): it proves that the back-end answers and accepts
-// the client's credentials, at the cost of one small request.
+// CheckAccess asks for the user's account (GET /me): it proves that the
+// back-end answers and accepts the client's credentials, at the cost of
+// one small request. A back-end without /me (404 or another refusal that
+// is not about the credentials) passes: it answered.
 func (c *Client) CheckAccess(ctx context.Context) error {
-	var page map[string]json.RawMessage
-	return c.getJSON(ctx, c.endpoint("jobs")+"?limit=1", &page)
+	var me map[string]json.RawMessage
+	err := c.getJSON(ctx, c.endpoint("me"), &me)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 &&
+		!errors.Is(err, ErrAuth) && apiErr.StatusCode != http.StatusTooManyRequests {
+		return nil
+	}
+	return err
 }
 
 // ListJobs returns every job of the user, following the listing's pages

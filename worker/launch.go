@@ -111,7 +111,10 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	wctx := context.WithoutCancel(ctx)
 	attempts := j.Attempts + 1
 	m.stats.add("start_job call", 1)
-	id, err := m.cfg.StartJob(ctx, j, m.conn(b).WithJobTag(j.Tag))
+	// Sent once: a failure goes back to the table at once (the row to
+	// another back-end, or to the next cycle) instead of holding the row
+	// through a backoff while the back-end may be gone.
+	id, err := m.cfg.StartJob(remote.WithoutRetries(ctx), j, m.conn(b).WithJobTag(j.Tag))
 	if err != nil && ctx.Err() != nil {
 		return // stopped: recovery finds the job by its tag, or frees the row
 	}
@@ -176,7 +179,7 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 	log := m.log.With("row", j.Key, "backend", b.Name, "job_id", j.ID)
 	wctx := context.WithoutCancel(ctx)
 	c := m.conn(b)
-	err := c.StartJob(ctx, j.ID)
+	err := c.StartJob(remote.WithoutRetries(ctx), j.ID) // a failure is retried by the tracker
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the next run starts it if it is still created
 	}

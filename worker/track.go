@@ -110,7 +110,9 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 			// Not listed (no listing this cycle, a failed listing, or a
 			// back-end that lists only recent jobs): ask.
 			if lastErr != nil && unreachable(lastErr) && !answered {
-				continue // the back-end is gone: do not ask for each job
+				// The back-end is gone: do not ask for each job.
+				m.statusUnknown(ctx, log, row, listErr, lastErr)
+				continue
 			}
 			rj, err = c.GetJob(rctx, row.ID)
 			m.stats.add("job describe", 1)

@@ -192,16 +192,32 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			return err
 		}
 	}
+	// A back-end that cannot be reached or refuses the credentials at
+	// start-up does not stop the run: the manager connects to it again in
+	// the background, with backoff, while the others take the rows.
 	var wbs []worker.Backend
 	var conns []*remote.Client
+	var unusable []error
 	for _, b := range backends {
-		c, err := connectBackend(ctx, b, os.Getenv)
-		if err != nil {
+		connect := func(ctx context.Context) (*remote.Client, error) { return connectBackend(ctx, b, os.Getenv) }
+		wb := worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue}
+		c, err := connect(remote.WithoutRetries(ctx))
+		switch {
+		case err == nil:
+			log.Info("connected", "backend", b.name, "api", c.URL())
+			wb.Client = c
+			conns = append(conns, c)
+		case ctx.Err() != nil || !retryLater(err):
 			return err
+		default:
+			log.Warn("back-end unusable at start-up: its rows wait, the others run; connecting again in the background",
+				"backend", b.name, "url", b.url, "err", err)
+			unusable = append(unusable, err)
 		}
-		log.Info("connected", "backend", b.name, "api", c.URL())
-		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
-		conns = append(conns, c)
+		wbs = append(wbs, wb)
+	}
+	if creator.FromBackend() && len(conns) == 0 {
+		return fmt.Errorf("no back-end is usable to read the process definition: %w", errors.Join(unusable...))
 	}
 	if creator.FromBackend() {
 		if err := check(conns); err != nil {
@@ -266,6 +282,15 @@ func envName(name string) string {
 		}
 	}
 	return string(b)
+}
+
+// retryLater reports whether a failure to connect to a back-end may mend
+// by itself (no connection, a busy back-end) or by a login in the meantime
+// (credentials refused), rather than being a mistake in the command.
+func retryLater(err error) bool {
+	var apiErr *remote.APIError
+	return remote.ConnectionFailed(err) || errors.Is(err, remote.ErrAuth) || errors.Is(err, remote.ErrUnavailable) ||
+		errors.As(err, &apiErr) && apiErr.StatusCode >= 500
 }
 
 // connectBackend connects and authenticates with the credentials found in

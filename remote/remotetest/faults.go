@@ -46,6 +46,9 @@ type Faults struct {
 	// IgnoreStart makes a start answer 202 Accepted but leave the job
 	// created, as a back-end that loses the start does.
 	IgnoreStart bool
+	// LostStarts makes the next this many starts take effect but answer
+	// 500, as when the answer is lost on its way back.
+	LostStarts int
 	// IgnoreCancel makes a cancel answer 204 but leave the job as it was.
 	IgnoreCancel bool
 	// ConcurrentJobLimit makes a start answer 400 ConcurrentJobLimit while

@@ -377,6 +377,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("GET", "/{$}", false, s.capabilities)
 	handle("GET", "/credentials/basic", false, s.basicAuth)
 	handle("GET", "/credentials/oidc", false, s.oidcProviders)
+	handle("GET", "/me", true, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": s.opts.Username})
+	})
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
 	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))
@@ -610,6 +613,12 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 		s.startSeq++
 		j.status, j.queuedAt, j.updated, j.seq, j.failure = "queued", now, now, s.startSeq, ""
 		s.advanceLocked()
+	}
+	if s.opts.Faults.LostStarts > 0 {
+		s.opts.Faults.LostStarts--
+		s.injected["lost-start"]++
+		writeError(w, http.StatusInternalServerError, "Internal", "injected: the job started but this answer was lost")
+		return
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
