@@ -214,7 +214,7 @@ func TestBackendStoppedMidway(t *testing.T) {
 			time.Sleep(4 * time.Second)
 			outside(f.servers["b"].Close)
 		}()
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), 80*time.Second)
 		defer cancel()
 		start := time.Now()
 		if err := m.Run(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -272,6 +272,8 @@ func TestStatusUnknownSaysWhy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		opts := remotetest.Options{QueueTime: time.Hour, Faults: remotetest.Faults{ListError: true}}
 		f := newFixture(t, 2, opts, "a")
+		f.cfg.PollInterval = cadencePoll
+		f.cfg.MinBackoff, f.cfg.MaxBackoff = time.Second, 8*time.Second
 		m, err := worker.New(f.cfg)
 		if err != nil {
 			t.Fatal(err)

@@ -88,6 +88,7 @@ type backendSpec struct {
 	parallel, queue int
 	rps             float64 // requests per second, 0: no limit
 	startsPerMinute int
+	log             *slog.Logger // receives the client's retries at debug level; nil: slog.Default()
 }
 
 func (b *backendFlag) String() string { return fmt.Sprint(*b) }
@@ -199,6 +200,7 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	var conns []*remote.Client
 	var unusable []error
 	for _, b := range backends {
+		b.log = log
 		connect := func(ctx context.Context) (*remote.Client, error) { return connectBackend(ctx, b, os.Getenv) }
 		wb := worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue}
 		c, err := connect(remote.WithoutRetries(ctx))
@@ -298,7 +300,7 @@ func retryLater(err error) bool {
 // OpenID Connect (client credentials, or the login stored by worker login).
 func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
 	c, err := remote.Connect(ctx, b.url, &remote.Options{Policy: &remote.Policy{
-		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute,
+		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute, Logger: b.log,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
