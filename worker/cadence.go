@@ -97,13 +97,16 @@ func (m *Manager) backendLoop(ctx context.Context, b *Backend) error {
 			m.signal()
 		}
 		start := time.Now()
+		changes := m.changes.Load()
 		if err := m.backendCycle(ctx, b); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
-		m.signal()
+		if m.changes.Load() != changes || !h.isUsable() {
+			m.signal() // jobs ended or slots freed: the main loop acts now, not at its next poll
+		}
 		if !sleep(ctx, m.cfg.PollInterval-time.Since(start)) {
 			return nil
 		}

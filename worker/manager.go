@@ -27,6 +27,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -48,7 +49,8 @@ type Manager struct {
 	wg   sync.WaitGroup
 	wake chan struct{}
 
-	health map[string]*health // per back-end: can it be used now
+	health  map[string]*health // per back-end: can it be used now
+	changes atomic.Int64       // statuses the back-end loops recorded
 	// claimMu makes claiming a row and recording it as launching one step
 	// for recoverRows, which runs in the back-end loops: a row claimed but
 	// not yet recorded would look abandoned.

@@ -284,6 +284,7 @@ func (m *Manager) apply(ctx, rctx context.Context, b *Backend, row driver.Job, r
 	if err != nil {
 		return fmt.Errorf("record status of row %d: %w", row.Key, err)
 	}
+	m.changes.Add(1)
 	log.InfoContext(ctx, "job status changed", "from", row.Status, "to", status)
 	if startedRunning {
 		m.stats.add("job started running", 1)
