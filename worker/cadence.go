@@ -49,6 +49,21 @@ type health struct {
 	failures  int   // failed checks in a row
 	warned    time.Time
 	reconnect bool // the credentials were refused: Backend.Connect again
+	// partWarned is when failing requests of a back-end that still
+	// answers were last logged at warn level.
+	partWarned time.Time
+}
+
+// warnDue reports whether a warning about a back-end that still answers
+// but fails some requests is due: the first, then one per warnEvery.
+func (h *health) warnDue(now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.partWarned.IsZero() && now.Sub(h.partWarned) < warnEvery {
+		return false
+	}
+	h.partWarned = now
+	return true
 }
 
 func (h *health) isUsable() bool {

@@ -363,3 +363,37 @@ func TestLostStartAnswerBookkeeping(t *testing.T) {
 		}
 	})
 }
+
+// TestLostCreateWhileListingFails: a job creation whose answer is lost on
+// a back-end whose listing fails cannot be resolved by its tag: the row
+// waits a bounded number of cycles, then ends start_failed with the reason;
+// no second job is made for it, and the other rows finish.
+func TestLostCreateWhileListingFails(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		opts := remotetest.Options{QueueTime: 5 * time.Millisecond, RunTime: 10 * time.Millisecond,
+			Faults: remotetest.Faults{ListError: true, LostCreates: 1}}
+		f := newFixture(t, 3, opts, "a")
+		f.run(t)
+		failed := 0
+		for _, r := range f.rows(t) {
+			switch r.Status {
+			case driver.StartFailed:
+				failed++
+				if !strings.Contains(r.LastError, "cannot tell whether the job was created") || r.Tag == "" {
+					t.Errorf("row %d: last_error %q tag %q", r.Key, r.LastError, r.Tag)
+				}
+			case driver.Finished:
+			default:
+				t.Errorf("row %d: %s", r.Key, r.Status)
+			}
+		}
+		if failed != 1 {
+			t.Errorf("%d rows start_failed, want the one whose create answer was lost", failed)
+		}
+		for title, n := range f.backendJobs() {
+			if n != 1 {
+				t.Errorf("%d back-end jobs for %q", n, title)
+			}
+		}
+	})
+}

@@ -121,7 +121,10 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	if remote.OutcomeUnknown(err) {
 		// The create request may have reached the back-end even though we
 		// got no answer: look for the job by its tag before trying again.
-		tags, lerr := m.listTags(ctx, b)
+		// Asked once: when it fails, recovery asks again next cycle.
+		rctx, cancel := m.requestContext(ctx)
+		tags, lerr := m.listTags(rctx, b)
+		cancel()
 		switch {
 		case lerr == nil && tags[j.Tag] != "":
 			id, err = tags[j.Tag], nil

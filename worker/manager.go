@@ -34,6 +34,11 @@ import (
 	"github.com/openeo-batch/worker/remote"
 )
 
+// maxUnresolved bounds the tracking cycles that look for the job of a row
+// queued_for_start whose creation is unknown (an answer lost, a crash)
+// while the job listing fails; then the row ends start_failed.
+const maxUnresolved = 10
+
 // maxHandlerFailures bounds how often a run tries a job's handler before it
 // leaves the row pending, its error in last_error, for the next run.
 const maxHandlerFailures = 3
@@ -64,6 +69,7 @@ type Manager struct {
 	described   map[int64]*remote.Job // final descriptions kept for handlers
 	cancels     map[int64]int         // cancel requests sent per row
 	undescribed map[int64]int         // cycles a final job's description failed
+	unresolved  map[int64]int         // cycles a row's job could not be looked for by its tag
 	dirs        map[string]bool       // job ids whose folder a handler writes
 	gates       map[string]*gate      // per back-end: may it take jobs now
 	bg          *background           // set by Start
@@ -89,6 +95,7 @@ func New(cfg Config) (*Manager, error) {
 		launching:   map[int64]string{},
 		handling:    map[int64]string{},
 		undescribed: map[int64]int{},
+		unresolved:  map[int64]int{},
 		failures:    map[int64]int{},
 		missing:     map[int64]MissingResult{},
 		described:   map[int64]*remote.Job{},
@@ -344,6 +351,7 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 		return fmt.Errorf("select rows of %s queued for start: %w", b.Name, err)
 	}
 	listings := map[string]map[string]string{} // back-end -> tag -> job id
+	var listErr error
 	for _, j := range active {
 		m.claimMu.Lock()
 		orphan := m.orphan(j, m.launching)
@@ -364,6 +372,7 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 				rctx, cancel := m.requestContext(ctx)
 				tags, err = m.listTags(rctx, b)
 				cancel()
+				listErr = err
 				if err != nil {
 					// Its rows wait: the next cycle asks again.
 					m.log.WarnContext(ctx, "cannot look for jobs created before a stop", "backend", b.Name, "err", err)
@@ -371,7 +380,21 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 				listings[b.Name] = tags // nil after an error
 			}
 			if tags == nil {
-				continue
+				// Bounded: a row whose job cannot be looked for ends
+				// start_failed, keeping its tag, rather than wait for ever
+				// or be freed and make a second job.
+				m.mu.Lock()
+				m.unresolved[j.Key]++
+				n := m.unresolved[j.Key]
+				m.mu.Unlock()
+				if n < maxUnresolved {
+					continue
+				}
+				set[driver.ColStatus] = driver.StartFailed
+				set[driver.ColLastError] = fmt.Sprintf("cannot tell whether the job was created: the job listing failed %d times (%v); "+
+					"a job with tag %s may exist on %s", n, listErr, j.Tag, b.Name)
+				m.log.WarnContext(ctx, "giving up on a row whose job creation is unknown", "row", j.Key, "backend", b.Name, "tag", j.Tag, "err", listErr)
+				break
 			}
 			if id := tags[j.Tag]; id != "" {
 				m.log.InfoContext(ctx, "adopting job created before a stop", "row", j.Key, "job_id", id, "backend", b.Name)

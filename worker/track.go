@@ -137,8 +137,14 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 	cause := cmp.Or(lastErr, listErr)
 	if !answered && cause != nil && unreachable(cause) {
 		m.markUnusable(ctx, b, cause, m.cfg.MinBackoff)
-	} else if cause != nil {
-		log.WarnContext(ctx, "some statuses not updated this cycle; asking again next cycle", "url", c.URL(), "err", cause)
+	} else if lastErr != nil {
+		// Some rows went without a status (a listing failure alone is
+		// made up for by the per-job requests, logged at debug level).
+		level := slog.LevelDebug
+		if m.health[b.Name].warnDue(time.Now()) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "some statuses not updated this cycle; asking again next cycle", "url", c.URL(), "err", lastErr)
 	}
 	return nil
 }

@@ -46,6 +46,9 @@ type Faults struct {
 	// IgnoreStart makes a start answer 202 Accepted but leave the job
 	// created, as a back-end that loses the start does.
 	IgnoreStart bool
+	// LostCreates makes the next this many job creations (POST /jobs)
+	// create the job but answer 500, as when the answer is lost.
+	LostCreates int
 	// LostStarts makes the next this many starts take effect but answer
 	// 500, as when the answer is lost on its way back.
 	LostStarts int
@@ -153,6 +156,11 @@ func (s *Server) serveWithFaults(key string, arrived time.Time, w http.ResponseW
 	s.requests[key]++
 	s.arrivals[key] = append(s.arrivals[key], arrived)
 	fault := s.admitLocked(key, arrived)
+	if fault == "" && key == "POST /jobs" && s.opts.Faults.LostCreates > 0 {
+		s.opts.Faults.LostCreates--
+		s.injected["lost-create"]++
+		fault = "lost-500"
+	}
 	if fault == "" && key == "GET /jobs" && s.opts.Faults.ListError {
 		fault = "500"
 		s.injected["list-500"]++
