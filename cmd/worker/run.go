@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -111,6 +113,7 @@ type backendSpec struct {
 	parallel, queue int
 	rps             float64 // requests per second, 0: no limit
 	startsPerMinute int
+	log             *slog.Logger // receives the client's retries at debug level; nil: slog.Default()
 }
 
 func (b *backendFlag) String() string { return fmt.Sprint(*b) }
@@ -225,18 +228,42 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			return err
 		}
 	}
+	// A back-end that cannot be reached or refuses the credentials at
+	// start-up does not stop the run: the manager connects to it again in
+	// the background, with backoff, while the others take the rows.
 	var wbs []worker.Backend
 	var conns []*remote.Client
-	byName := map[string]*remote.Client{}
+	var unusable []error
+	// The summary counts each back-end's requests, also of the clients the
+	// manager connects later.
+	byName := &connected{clients: map[string]*remote.Client{}}
 	for _, b := range backends {
-		c, err := connectBackend(ctx, b, os.Getenv)
-		if err != nil {
-			return err
+		b.log = log
+		connect := func(ctx context.Context) (*remote.Client, error) {
+			c, err := connectBackend(ctx, b, os.Getenv)
+			if err == nil {
+				byName.add(b.name, c)
+			}
+			return c, err
 		}
-		log.Info("connected", "backend", b.name, "api", c.URL())
-		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
-		conns = append(conns, c)
-		byName[b.name] = c
+		wb := worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue}
+		c, err := connect(remote.WithoutRetries(ctx))
+		switch {
+		case err == nil:
+			log.Info("connected", "backend", b.name, "api", c.URL())
+			wb.Client = c
+			conns = append(conns, c)
+		case ctx.Err() != nil || !retryLater(err):
+			return err
+		default:
+			log.Warn("back-end unusable at start-up: its rows wait, the others run; connecting again in the background",
+				"backend", b.name, "url", b.url, "err", err)
+			unusable = append(unusable, err)
+		}
+		wbs = append(wbs, wb)
+	}
+	if creator.FromBackend() && len(conns) == 0 {
+		return fmt.Errorf("no back-end is usable to read the process definition: %w", errors.Join(unusable...))
 	}
 	if creator.FromBackend() {
 		if err := check(conns); err != nil {
@@ -269,7 +296,26 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	return finishRun(ctx, store, m, m.Run(ctx), disp, byName, start, stdout, *asJSON)
+	return finishRun(ctx, store, m, m.Run(ctx), disp, byName.all(), start, stdout, *asJSON)
+}
+
+// connected holds the clients of the back-ends connected so far, by name:
+// the manager connects those unusable at start-up from its own goroutines.
+type connected struct {
+	mu      sync.Mutex
+	clients map[string]*remote.Client
+}
+
+func (c *connected) add(name string, cl *remote.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clients[name] = cl
+}
+
+func (c *connected) all() map[string]*remote.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.clients)
 }
 
 // finishRun ends the display, prints the summary of a run that ended with
@@ -324,12 +370,21 @@ func envName(name string) string {
 	return string(b)
 }
 
+// retryLater reports whether a failure to connect to a back-end may mend
+// by itself (no connection, a busy back-end) or by a login in the meantime
+// (credentials refused), rather than being a mistake in the command.
+func retryLater(err error) bool {
+	var apiErr *remote.APIError
+	return remote.ConnectionFailed(err) || errors.Is(err, remote.ErrAuth) || errors.Is(err, remote.ErrUnavailable) ||
+		errors.As(err, &apiErr) && apiErr.StatusCode >= 500
+}
+
 // connectBackend connects and authenticates with the credentials found in
 // the environment (getenv): a token, else a user name and password, else
 // OpenID Connect (client credentials, or the login stored by worker login).
 func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
 	c, err := remote.Connect(ctx, b.url, &remote.Options{Policy: &remote.Policy{
-		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute,
+		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute, Logger: b.log,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("back-end %s: %w", b.name, err)

@@ -152,6 +152,7 @@ type Server struct {
 	order     []*job // creation order
 	startSeq  int
 	requests  map[string]int
+	arrivals  map[string][]time.Time
 	peak      int                  // most jobs active (created, queued, running) at once
 	tokens    map[string]time.Time // access token -> when issued
 	logins    int
@@ -188,6 +189,7 @@ func NewServer(opts Options) *Server {
 		opts:      opts,
 		jobs:      map[string]*job{},
 		requests:  map[string]int{},
+		arrivals:  map[string][]time.Time{},
 		tokens:    map[string]time.Time{},
 		processes: map[string]json.RawMessage{},
 		injected:  map[string]int{},
@@ -386,6 +388,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("GET", "/{$}", false, s.capabilities)
 	handle("GET", "/credentials/basic", false, s.basicAuth)
 	handle("GET", "/credentials/oidc", false, s.oidcProviders)
+	handle("GET", "/me", true, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": s.opts.Username})
+	})
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
 	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))
@@ -617,16 +622,30 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 			return
 		}
 	}
+	if s.opts.Faults.IgnoreStart {
+		w.WriteHeader(http.StatusAccepted) // and nothing happens
+		return
+	}
 	if j.status != "queued" && j.status != "running" {
 		now := s.opts.Clock.Now()
 		s.startSeq++
 		j.status, j.queuedAt, j.updated, j.seq, j.failure = "queued", now, now, s.startSeq, ""
 		s.advanceLocked()
 	}
+	if s.opts.Faults.LostStarts > 0 {
+		s.opts.Faults.LostStarts--
+		s.injected["lost-start"]++
+		writeError(w, http.StatusInternalServerError, "Internal", "injected: the job started but this answer was lost")
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, j *job) {
+	if s.opts.Faults.IgnoreCancel {
+		w.WriteHeader(http.StatusNoContent) // and nothing happens
+		return
+	}
 	switch j.status {
 	case "queued":
 		j.status, j.updated = "created", s.opts.Clock.Now()
