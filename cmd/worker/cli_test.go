@@ -31,24 +31,29 @@ func TestEnvName(t *testing.T) {
 }
 
 func TestFlagsFirst(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("db", "", "")
+	fs.String("format", "", "")
+	fs.String("where", "", "")
+	fs.Bool("json", false, "")
 	cases := []struct {
-		cmd  command
 		in   []string
 		want []string
 	}{
-		{queryCmd, []string{"select 1", "--db", "x.db"}, []string{"--db", "x.db", "--", "select 1"}},
-		{queryCmd, []string{"--db=x.db", "select 1", "--format", "json"}, []string{"--db=x.db", "--format", "json", "--", "select 1"}},
-		{statusCmd, []string{"--json", "--db", "x.db"}, []string{"--json", "--db", "x.db"}},
+		{[]string{"select 1", "--db", "x.db"}, []string{"--db", "x.db", "--", "select 1"}},
+		{[]string{"--db=x.db", "select 1", "--format", "json"}, []string{"--db=x.db", "--format", "json", "--", "select 1"}},
+		{[]string{"--json", "--db", "x.db"}, []string{"--json", "--db", "x.db"}},
 		// A value that looks like a flag stays the value of its flag.
-		{jobsCmd, []string{"--where", "-1 < year", "--db", "x.db"}, []string{"--where", "-1 < year", "--db", "x.db"}},
+		{[]string{"--where", "-1 < year", "--db", "x.db"}, []string{"--where", "-1 < year", "--db", "x.db"}},
 		// After --, everything is an argument.
-		{cancelCmd, []string{"3", "--db", "x.db", "--", "--json"}, []string{"--db", "x.db", "--", "3", "--json"}},
+		{[]string{"3", "--db", "x.db", "--", "--json"}, []string{"--db", "x.db", "--", "3", "--json"}},
 		// A bool flag takes no value: the argument after it stays one.
-		{cancelCmd, []string{"--json", "4", "--db", "x.db"}, []string{"--json", "--db", "x.db", "--", "4"}},
+		{[]string{"--json", "4", "--db", "x.db"}, []string{"--json", "--db", "x.db", "--", "4"}},
+		{[]string{"--json=true", "4", "-"}, []string{"--json=true", "--", "4", "-"}},
 	}
 	for _, c := range cases {
-		if got := flagsFirst(c.cmd, c.in); !slices.Equal(got, c.want) {
-			t.Errorf("flagsFirst(%s, %q) = %q, want %q", c.cmd.name, c.in, got, c.want)
+		if got := flagsFirst(fs, c.in); !slices.Equal(got, c.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -64,15 +69,15 @@ func TestBackendNamedAfterHost(t *testing.T) {
 	}
 }
 
-// TestCommandsParseFirst: flagsFirst learns a command's flags by running it
-// with -h, so every command must define its flags and parse before it does
-// anything else, answering -h with flag.ErrHelp.
-func TestCommandsParseFirst(t *testing.T) {
+// TestCommandsParseAnywhere: every command parses its flags with parse or
+// parseArgs, so that they may follow its other arguments, and answers -h
+// with flag.ErrHelp before doing anything.
+func TestCommandsParseAnywhere(t *testing.T) {
 	for _, c := range commands {
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		if err := c.run(t.Context(), fs, []string{"-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("worker %s -h: %v, want flag.ErrHelp before any work", c.name, err)
+		if err := c.run(t.Context(), fs, []string{"an-argument", "-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("worker %s an-argument -h: %v, want flag.ErrHelp before any work", c.name, err)
 		}
 	}
 }

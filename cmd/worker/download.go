@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,9 +145,7 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		if out == nil {
 			out = []fetched{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"rows": out}); err != nil {
+		if err := writeJSON(stdout, map[string]any{"rows": out}); err != nil {
 			return err
 		}
 	} else {

@@ -36,11 +36,8 @@ Example:
 func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	db := fs.String("db", "", "job table (required)")
 	format := fs.String("format", "table", "output: table, csv or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *db == "" || fs.NArg() != 1 {
 		return usagef("query: want --db TABLE and one SQL statement")

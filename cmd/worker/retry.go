@@ -127,9 +127,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		if done == nil {
 			done = []retried{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"retried": done})
+		return writeJSON(stdout, map[string]any{"retried": done})
 	}
 	if len(done) == 0 {
 		fmt.Fprintf(stdout, "no row of %s to retry\n", *db)

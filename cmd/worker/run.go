@@ -161,6 +161,9 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *poll <= 0 {
 		return usagef("run: --poll must be positive")
 	}
+	if *attempts < 1 || *cancelAfter < 0 {
+		return usagef("run: --max-start-attempts must be at least 1, and --cancel-running-job-after not negative")
+	}
 	log := logger()
 	creator, err := jf.creator("run")
 	if err != nil {

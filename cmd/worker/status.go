@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -75,9 +74,7 @@ func printCountsJSON(w io.Writer, counts []driver.Count) error {
 		out.Status[string(c.Status)] += c.N
 		out.Rows = append(out.Rows, row{c.Backend, string(c.Status), c.N})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 // printCounts prints one line per status, with a column per back-end.
