@@ -70,7 +70,6 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	db := fs.String("db", "", "job table (required)")
 	fs.Var(&backends, "backend", "back-end `[NAME=]URL` of the jobs; repeat for several (required)")
 	sel.flags(fs, "cancel rows with this `status` (default: the active ones); repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
 	asJSON := fs.Bool("json", false, "print the outcome per row as JSON")
 	logger := logFlags(fs, stderr)
 	if err := parseArgs(fs, args); err != nil {

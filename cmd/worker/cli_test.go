@@ -129,3 +129,38 @@ func onlyFile(t *testing.T, path, content string) {
 		}
 	}
 }
+
+// The commands that pick rows name their filters alike: --backend-name
+// for a back-end's rows (--backend, where a command has it, is a back-end
+// to talk to), --where and, but for download, --status.
+func TestSelectionFlagsAlike(t *testing.T) {
+	for _, c := range []command{jobsCmd, retryCmd, cancelCmd, downloadCmd} {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.run(t.Context(), fs, []string{"-h"}, io.Discard, io.Discard)
+		for _, name := range []string{"backend-name", "where", "status"} {
+			if fs.Lookup(name) == nil && !(name == "status" && c.name == "download") {
+				t.Errorf("worker %s has no --%s", c.name, name)
+			}
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title,backend_name,status,id\na,x,error,j-1\nb,y,error,j-2\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	for _, flagName := range []string{"--backend-name", "--backend"} { // --backend: README's older spelling
+		code, out := cli(t, dir, "jobs", "--db", "jobs.db", flagName, "x", "--columns", "title")
+		if code != 0 || !strings.Contains(out, " a") || strings.Contains(out, " b") {
+			t.Errorf("jobs %s x: exit %d:\n%s", flagName, code, out)
+		}
+	}
+	code, out := cli(t, dir, "retry", "--db", "jobs.db", "--backend-name", "y")
+	if code != 0 {
+		t.Fatalf("retry: exit %d: %s", code, out)
+	}
+	code, out = cli(t, dir, "jobs", "--db", "jobs.db", "--status", "not_started", "--columns", "title")
+	if code != 0 || !strings.Contains(out, " b") || strings.Contains(out, " a") {
+		t.Errorf("after retry --backend-name y: exit %d:\n%s", code, out)
+	}
+}

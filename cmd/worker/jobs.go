@@ -17,7 +17,7 @@ import (
 var jobsCmd = command{
 	name: "jobs",
 	usage: `
-Usage: worker jobs --db TABLE [--status S[,S]] [--backend NAME] [--where SQL] [--columns C,C] [--json]
+Usage: worker jobs --db TABLE [--status S[,S]] [--backend-name NAME] [--where SQL] [--columns C,C] [--json]
 
 Lists the rows of a job table: all of them, or those with one of the
 statuses given (--status may be repeated or hold a comma list), on one
@@ -58,8 +58,14 @@ type selection struct {
 	where    string
 }
 
+// flags declares the selection's flags, named alike in every command:
+// --status (when statusHelp is not empty), --backend-name and --where.
+// (--backend is the back-end to talk to, NAME=URL, where there is one.)
 func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
-	fs.Var(&s.statuses, "status", statusHelp)
+	if statusHelp != "" {
+		fs.Var(&s.statuses, "status", statusHelp)
+	}
+	fs.StringVar(&s.backend, "backend-name", "", "only rows of the back-end called `NAME` (their backend_name)")
 	fs.StringVar(&s.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
 }
 
@@ -231,7 +237,7 @@ func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "only rows with this `status`; repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend", "", "only rows of the back-end called `NAME` (its backend_name)")
+	fs.StringVar(&sel.backend, "backend", "", "the same as --backend-name (the older spelling)")
 	columns := fs.String("columns", "", "comma list of `columns` to show, or all")
 	asJSON := fs.Bool("json", false, "print a JSON array of objects instead of a table")
 	if err := parse(fs, args); err != nil {

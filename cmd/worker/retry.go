@@ -66,7 +66,6 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "retry rows with this `status` (default error,start_failed,canceled); repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
 	asJSON := fs.Bool("json", false, "print the rows retried as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
