@@ -243,10 +243,7 @@ func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *db == "" {
-		return usagef("jobs: --db is required")
-	}
-	store, err := openToRead(ctx, *db)
+	store, err := readDB(ctx, "jobs", *db)
 	if err != nil {
 		return err
 	}

@@ -65,6 +65,7 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"query", "--db", "jobs.db", "select 1", "select 2"},
 		{"query", "--db", "jobs.db", "--format", "xml", "select 1"},
 		{"query", "--db", "jobs.db", "delete from jobs"},
+		{"query", "--db", "jobs.db", "--json", "--format", "csv", "select 1"},
 		{"export", "--db", "jobs.db"},
 		{"export", "--db", "jobs.db", "--to", "x.csv", "stray"},
 		{"login"},
