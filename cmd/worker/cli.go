@@ -189,7 +189,7 @@ func (c *choiceFlag) Set(v string) error {
 func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
 	verbose := fs.Bool("v", false, "log debug messages too")
 	format := &choiceFlag{value: "text", choices: []string{"text", "json"}}
-	fs.Var(format, "log-format", "log format on stderr: text or json")
+	fs.Var(format, "log-format", "`format` of the logs on stderr: text or json")
 	return func() *slog.Logger {
 		opts := &slog.HandlerOptions{Level: slog.LevelInfo}
 		if *verbose {

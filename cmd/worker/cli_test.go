@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/openeo-batch/worker/driver/drivertest"
 )
 
 func TestParseBackend(t *testing.T) {
@@ -97,7 +99,7 @@ func TestPlainCSVAsTable(t *testing.T) {
 	if !strings.Contains(stdout.String(), "not_started") {
 		t.Errorf("status printed %q", stdout.String())
 	}
-	onlyFile(t, path, plain)
+	drivertest.OnlyFile(t, path, plain)
 
 	const bad = "year,status\n2000,\n2001,done\n"
 	os.WriteFile(path, []byte(bad), 0o644)
@@ -113,21 +115,7 @@ func TestPlainCSVAsTable(t *testing.T) {
 		}
 	}
 	os.Remove(filepath.Join(dir, "p.json"))
-	onlyFile(t, path, bad)
-}
-
-// onlyFile checks that path holds content and is alone in its folder.
-func onlyFile(t *testing.T, path, content string) {
-	t.Helper()
-	if b, _ := os.ReadFile(path); string(b) != content {
-		t.Errorf("%s changed:\n%s", path, b)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	for _, e := range entries {
-		if e.Name() != filepath.Base(path) {
-			t.Errorf("left behind: %s", e.Name())
-		}
-	}
+	drivertest.OnlyFile(t, path, bad)
 }
 
 // The commands that pick rows name their filters alike: --backend-name
