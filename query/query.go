@@ -41,8 +41,12 @@ import (
 // and CSV tables are copied in when the DB is opened (a CSV table's latest
 // changes, in its journal, included). Geometries are WKT text (GEOMETRY
 // in Parquet tables, where DuckDB's core ST_ functions work on them).
-// A DB runs one statement at a time; it is safe for use by several
-// goroutines, which take turns.
+// Statements without ORDER BY see the rows in table order (DuckDB's
+// preserve_insertion_order, set on), so row_number() OVER () numbers them
+// as the table does. A DB runs one statement at a time on its one
+// connection: it is safe for use by several goroutines, which take turns,
+// but the rows of a Query must be closed before the next statement, or
+// that statement waits for ever.
 type DB struct {
 	db       *sql.DB
 	location string
@@ -262,6 +266,7 @@ func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
 		qs = append(qs, "SET allowed_paths = ["+strings.Join(quoted, ", ")+"]")
 	}
 	qs = append(qs,
+		"SET preserve_insertion_order = true", // the default, which callers rely on
 		"SET enable_external_access = false",
 		"SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false",

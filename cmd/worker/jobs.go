@@ -143,8 +143,8 @@ func (s *selection) filter(ctx context.Context, rows []driver.Job, location stri
 // whereRows evaluates the SQL condition where over the table as worker
 // query sees it (a read-only snapshot called jobs) and returns the
 // positions, from 0 in table order, of the rows for which it holds, and
-// the number of rows of the snapshot. DuckDB runs on one thread so that a
-// scan keeps the table's order.
+// the number of rows of the snapshot. The snapshot keeps the table's
+// order (see query.DB), so row_number() OVER () is the position.
 func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
 	snap, err := query.Open(ctx, location)
 	if err != nil {
