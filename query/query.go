@@ -1,9 +1,8 @@
 // Package query runs DuckDB SQL over a job table, whatever its store
 // (SQLite, CSV, Parquet/GeoParquet, DuckDB, ...), on a read-only snapshot
-// in which the table is called jobs. It is what worker query, worker jobs
-// --where and the dashboard read tables with, and what a program that
-// embeds the library can use to read a table the same way, also while a
-// run changes it.
+// in which the table is called jobs. worker query and worker jobs --where
+// read tables with it, and a program that embeds the library (a dashboard,
+// say) reads a table the same way, also while a run changes it.
 //
 // Open gives a DB; its Query and Select take one reading statement
 // (SELECT, and DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA, CALL) and refuse
