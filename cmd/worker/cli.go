@@ -13,8 +13,9 @@ import (
 
 	"github.com/openeo-batch/worker/tableconv"
 
-	_ "github.com/openeo-batch/worker/driver/duckdb" // .parquet (GeoParquet) and .duckdb tables
-	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
+	_ "github.com/openeo-batch/worker/driver/csvfile" // the Python client's CSV tables
+	_ "github.com/openeo-batch/worker/driver/duckdb"  // .parquet (GeoParquet) and .duckdb tables
+	_ "github.com/openeo-batch/worker/driver/sqlite"  // the embedded default store
 )
 
 // Exit codes.

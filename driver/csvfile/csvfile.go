@@ -49,6 +49,7 @@ import (
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/csvtext"
 )
 
 func init() {
@@ -75,6 +76,15 @@ func Remove(path string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Records, Infer and Format are the CSV cell rules the store follows
+// (see package internal/csvtext), for callers that read or write such
+// files themselves.
+var (
+	Records = csvtext.Records
+	Infer   = csvtext.Infer
+	Format  = csvtext.Format
+)
 
 // ErrReadOnly means another process holds the table's lock.
 var ErrReadOnly = errors.New("the table is locked by another process: opened read-only")
@@ -238,7 +248,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	recs, err := Records(data)
+	recs, err := csvtext.Records(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
@@ -332,7 +342,7 @@ func (s *Store) typeUserColumns() {
 		for i := range s.rows {
 			column[i] = s.rows[i].cells[s.col[c]]
 		}
-		for i, v := range Infer(column) {
+		for i, v := range csvtext.Infer(column) {
 			s.rows[i].data[c] = v
 		}
 	}
@@ -867,7 +877,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 				}
 				v = nv
 			}
-			cell, ok := formatCell(v)
+			cell, ok := csvtext.FormatCell(v)
 			if !ok {
 				s.header = nil
 				return fmt.Errorf("row %d, column %q: a %T value (%v), which a CSV table cannot keep", n, c, v, v)
@@ -1017,7 +1027,7 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(set))
 	for k, v := range set {
-		out[k] = Format(v)
+		out[k] = csvtext.Format(v)
 	}
 	return out, nil
 }
