@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/openeo-batch/worker/query"
 )
@@ -63,7 +64,7 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	}
 	defer snap.Close()
 	if esc := snap.Escaped(); len(esc) > 0 {
-		quietLogger(stderr).Warn(`text that is not UTF-8 shows its other bytes as \xNN`,
+		slog.New(slog.NewTextHandler(stderr, nil)).Warn(`text that is not UTF-8 shows its other bytes as \xNN`,
 			"table", *db, "cells", len(esc), "first", fmt.Sprintf("row %d, column %q", esc[0].Row, esc[0].Column))
 	}
 	rows, err := snap.Query(ctx, fs.Arg(0))
