@@ -34,6 +34,8 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"run", "--db", "jobs.db", "--backend", be, "--process", "p.json", "--max-start-attempts", "0"},
 		{"run", "--db", "jobs.db", "--backend", be, "--process", "p.json", "--cancel-running-job-after", "-1h"},
 		{"run", "--db", "jobs.db", "--backend", be, "--process", "p.json", "--poll", "0s"},
+		{"run", "--db", "jobs.db", "--backend", be, "--process", "p.json", "--max-costs", "-1"},
+		{"run", "--db", "jobs.db", "--backend", be, "--process", "p.json", "--max-jobs", "-1"},
 		{"cancel", "--db", "jobs.db", "--backend", be, "--log-format", "xml"},
 		{"download", "--db", "jobs.db", "--backend", be, "--log-format", "xml"},
 		{"check", "--db", "jobs.db", "--process", "p.json", "--log-format", "xml"},
