@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -263,10 +262,7 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	if res.sample != nil {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(res.sample); err != nil {
+		if err := writeJSON(stdout, res.sample); err != nil {
 			return err
 		}
 	}

@@ -2,19 +2,22 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/openeo-batch/worker/tableconv"
 
-	_ "github.com/openeo-batch/worker/driver/duckdb" // .parquet (GeoParquet) and .duckdb tables
-	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
+	_ "github.com/openeo-batch/worker/driver/csvfile" // the Python client's CSV tables
+	_ "github.com/openeo-batch/worker/driver/duckdb"  // .parquet (GeoParquet) and .duckdb tables
+	_ "github.com/openeo-batch/worker/driver/sqlite"  // the embedded default store
 )
 
 // Exit codes (documented in mainUsage, the run's --help and README.md).
@@ -133,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
 			fs.PrintDefaults()
 		}
-		err := c.run(ctx, fs, flagsFirst(c, args[1:]), stdout, stderr)
+		err := c.run(ctx, fs, args[1:], stdout, stderr)
 		return exitCode(ctx, err, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", args[0], mainUsage)
@@ -174,17 +177,60 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	}
 }
 
-// parse parses flags and refuses stray arguments.
+// parse parses the flags a command declared on fs, wherever they stand
+// among args (see flagsFirst), and refuses other arguments. Every command
+// parses with it or parseArgs, so that a mistake is bad usage (exit 2).
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	return nil
+}
+
+// parseArgs is parse for a command that takes arguments besides its flags
+// (fs.Args after it).
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageError{err.Error()}
 	}
-	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	return nil
+}
+
+// writeJSON prints v as indented JSON, as every --json output is, with
+// <, > and & as they are: the output is read by people and scripts, not
+// put into HTML.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// choiceFlag is a flag whose value is one of choices; another is a
+// parse error (bad usage).
+type choiceFlag struct {
+	value   string
+	choices []string
+}
+
+func (c *choiceFlag) String() string {
+	if c == nil {
+		return ""
 	}
+	return c.value
+}
+
+func (c *choiceFlag) Set(v string) error {
+	if !slices.Contains(c.choices, v) {
+		return fmt.Errorf("want %s, not %q", strings.Join(c.choices, " or "), v)
+	}
+	c.value = v
 	return nil
 }
 
@@ -197,16 +243,14 @@ func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
 // logSettings are the values of -v and --log-format.
 type logSettings struct {
 	verbose *bool
-	format  *string
+	format  *choiceFlag
 	stderr  io.Writer
 }
 
 func addLogFlags(fs *flag.FlagSet, stderr io.Writer) *logSettings {
-	return &logSettings{
-		verbose: fs.Bool("v", false, "log debug messages too"),
-		format:  fs.String("log-format", "text", "log format on stderr: text or json"),
-		stderr:  stderr,
-	}
+	format := &choiceFlag{value: "text", choices: []string{"text", "json"}}
+	fs.Var(format, "log-format", "`format` of the logs on stderr: text or json")
+	return &logSettings{verbose: fs.Bool("v", false, "log debug messages too"), format: format, stderr: stderr}
 }
 
 // level is the least level logged: info, or debug with -v.
@@ -219,28 +263,24 @@ func (l *logSettings) level() slog.Level {
 
 func (l *logSettings) handler() slog.Handler {
 	opts := &slog.HandlerOptions{Level: l.level()}
-	if *l.format == "json" {
+	if l.format.value == "json" {
 		return slog.NewJSONHandler(l.stderr, opts)
 	}
 	return slog.NewTextHandler(l.stderr, opts)
 }
 
-// flagsFirst moves a command's flags before its other arguments, so that
-// `worker query "SQL" --db x` parses as `worker query --db x "SQL"` (the
-// flag package stops at the first argument that is not a flag). It learns
-// which flags the command has, and which of them take no value, by letting
-// the command define them on a throw-away FlagSet asked for -h: every
-// command defines its flags and parses before it does anything else.
-// Arguments after "--" stay arguments; a "-" alone is an argument.
-func flagsFirst(c command, args []string) []string {
-	probe := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	probe.SetOutput(io.Discard)
-	probe.Usage = func() {}
-	c.run(context.Background(), probe, []string{"-h"}, io.Discard, io.Discard)
+// flagsFirst moves the flags declared on fs before the other arguments,
+// so that `worker query "SQL" --db x` parses as `worker query --db x --
+// "SQL"` (the flag package stops at the first argument that is not a
+// flag). A flag's value is the next argument unless the flag is a bool
+// one or has "=value"; an unknown flag takes no value (fs.Parse then
+// reports it). Arguments after "--" stay arguments; a "-" alone is an
+// argument.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
 	isBool := func(name string) bool {
-		f := probe.Lookup(name)
+		f := fs.Lookup(name)
 		if f == nil {
-			return true // unknown: the real parse reports it; take no value
+			return true
 		}
 		b, ok := f.Value.(interface{ IsBoolFlag() bool })
 		return ok && b.IsBoolFlag()

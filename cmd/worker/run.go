@@ -189,11 +189,11 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *poll <= 0 {
 		return usagef("run: --poll must be positive")
 	}
+	if *attempts < 1 || *cancelAfter < 0 {
+		return usagef("run: --max-start-attempts must be at least 1, and --cancel-running-job-after not negative")
+	}
 	if *maxCosts < 0 || *maxJobs < 0 {
 		return usagef("run: --max-costs and --max-jobs must not be negative")
-	}
-	if *lf.format != "text" && *lf.format != "json" {
-		return usagef("run: --log-format must be text or json, got %q", *lf.format)
 	}
 	start := time.Now()
 	log := slog.New(lf.handler())
@@ -280,7 +280,7 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	defer owner.Close()
 	// On a terminal the progress is a block redrawn in place, with the
 	// warnings over it; elsewhere a "progress" log line per poll.
-	disp := newDisplay(stderr, "worker run "+*db, *lf.format)
+	disp := newDisplay(stderr, "worker run "+*db, lf.format.value)
 	defer disp.stop()
 	level := slog.LevelWarn
 	if *lf.verbose {

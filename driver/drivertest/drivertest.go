@@ -28,6 +28,21 @@ import (
 // OpenFunc opens (creating if needed) the store at path.
 type OpenFunc func(ctx context.Context, path string) (driver.Store, error)
 
+// OnlyFile checks that path holds content and is alone in its folder:
+// a store that read a file or was refused it left nothing beside it.
+func OnlyFile(t testing.TB, path, content string) {
+	t.Helper()
+	if b, _ := os.ReadFile(path); string(b) != content {
+		t.Errorf("%s changed:\n%s", path, b)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if e.Name() != filepath.Base(path) {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
 // Rows turns a slice of rows into the iterator Store.Init takes.
 func Rows(rows [][]any) iter.Seq2[[]any, error] {
 	return func(yield func([]any, error) bool) {
