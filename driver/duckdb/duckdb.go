@@ -70,10 +70,13 @@ type Store struct {
 	counts    map[group]int   // rows per back-end and status; nil until counted
 	unlimited bool            // MemoryLimit lifted (roomy)
 	published string          // fingerprint of the table file as last published
-	full      string          // DuckDB's own memory limit, for roomy
-	hasTable  bool
-	dirty     bool
-	closed    bool
+	recorded  bool            // the work file's _published table has its row
+	// keyOrdered: the work file stores its rows in key order (storedInKeyOrder).
+	keyOrdered bool
+	full       string // DuckDB's own memory limit, for roomy
+	hasTable   bool
+	dirty      bool
+	closed     bool
 	// building is the file the work database is being built in, until
 	// its table commits and it is renamed to work (see buildingName).
 	building string
@@ -646,6 +649,14 @@ func (s *Store) flushLocked(ctx context.Context) error {
 // recordPublished keeps in the work file which version of the table file
 // it last published (fingerprint), and the one it is about to (pending).
 func (s *Store) recordPublished(ctx context.Context, published, pending string) error {
+	if s.recorded {
+		// One statement, once the table has its row: a flush records twice.
+		if _, err := s.db.ExecContext(ctx, "UPDATE _published SET fingerprint = ?, pending = ?", published, pending); err != nil {
+			return err
+		}
+		s.published = published
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -662,7 +673,7 @@ func (s *Store) recordPublished(ctx context.Context, published, pending string) 
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.published = published
+	s.published, s.recorded = published, true
 	return nil
 }
 
@@ -698,10 +709,15 @@ func (s *Store) checkPublished(ctx context.Context) error {
 // insertion order, which is rowid order. A row moved by an update (delete
 // and insert) would get a new rowid. The check is one streaming scan of
 // the key column; a window function (row_number) ran out of memory here.
+// Once the rows are in order they stay so: the check runs once a session.
 func (s *Store) storedInKeyOrder(ctx context.Context) (bool, error) {
+	if s.keyOrdered {
+		return true, nil
+	}
 	var misplaced int64
 	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE "+keyColumn+" <> rowid + 1").Scan(&misplaced)
-	return misplaced == 0, err
+	s.keyOrdered = err == nil && misplaced == 0
+	return s.keyOrdered, err
 }
 
 // Flush publishes the table if it changed since the last snapshot.

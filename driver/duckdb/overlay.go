@@ -2,7 +2,9 @@ package duckdb
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	sqldriver "database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	duckdbgo "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
@@ -173,40 +177,27 @@ func (s *Store) apply(ctx context.Context) error {
 	if s.readOnly {
 		return nil
 	}
-	byColumns := map[string][]*cached{}
+	var changed []*cached
 	for _, c := range s.cache {
 		if c.set != nil {
-			names := slices.Sorted(maps.Keys(c.set))
-			k := strings.Join(names, "\x00")
-			byColumns[k] = append(byColumns[k], c)
+			changed = append(changed, c)
 		}
 	}
-	if len(byColumns) > 0 {
-		tx, err := s.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		for k, rows := range byColumns {
-			slices.SortFunc(rows, func(a, b *cached) int { return int(a.job.Key - b.job.Key) })
-			names := strings.Split(k, "\x00")
-			for chunk := range slices.Chunk(rows, 256) {
-				q, args := applyStatement(names, chunk)
-				if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-					return fmt.Errorf("%s: %w", s.work, err)
-				}
-			}
-		}
-		crashpoint.Hit("duckdb: journal applied, not committed")
-		if err := tx.Commit(); err != nil {
+	if len(changed) > 0 {
+		slices.SortFunc(changed, func(a, b *cached) int { return cmp.Compare(a.job.Key, b.job.Key) })
+		if err := s.write(ctx, changed); err != nil {
 			return fmt.Errorf("%s: %w", s.work, err)
 		}
 		crashpoint.Hit("duckdb: journal applied, not emptied")
 	}
-	dirty := len(byColumns) > 0
+	dirty := len(changed) > 0
+	// Read-ahead rows the cache took over may be stored otherwise now.
+	s.cands = slices.DeleteFunc(s.cands, func(j driver.Job) bool { return s.cache[j.Key] != nil })
 	for key, c := range s.cache {
 		c.set = nil
-		if !c.job.Status.Active() && !c.job.DownloadPending {
+		// not_started rows stay: claims find them here, not among the
+		// rows read ahead.
+		if !c.job.Status.Active() && !c.job.DownloadPending && c.job.Status != driver.NotStarted {
 			delete(s.cache, key)
 			s.uncache(c.job, +1)
 		}
@@ -214,33 +205,75 @@ func (s *Store) apply(ctx context.Context) error {
 	if !dirty {
 		return nil
 	}
-	s.cands, s.candsFrom, s.candsEnd = nil, 0, false // the work file changed
 	return s.truncateJournal()
 }
 
-// applyStatement is the UPDATE that sets columns names of rows to their
-// cached values.
-func applyStatement(names []string, rows []*cached) (string, []any) {
-	var set, alias []string
-	for i, n := range names {
-		mc, _ := driver.ManagerColumn(n)
-		a := fmt.Sprintf("c%d", i)
-		alias = append(alias, a)
-		set = append(set, fmt.Sprintf("%s = CAST(v.%s AS %s)", sqlbuild.Quote(n), a, sqlType(mc.Kind)))
-	}
-	marks := "(?" + strings.Repeat(", ?", len(names)) + ")"
-	values := make([]string, len(rows))
-	args := make([]any, 0, len(rows)*(1+len(names)))
-	for i, c := range rows {
-		values[i] = marks
-		args = append(args, c.job.Key)
-		for _, n := range names {
-			args = append(args, c.set[n])
+// write writes rows' cached changes into the work file: the rows go
+// through DuckDB's query appender, which runs one UPDATE over them (a
+// DuckDB UPDATE costs milliseconds of CPU however few its rows, and
+// binding parameters more). Each row comes with a mask of the columns it
+// changed; the others keep their stored value, so that a value the user
+// wrote stays as written. Several UPDATEs (a large batch) need not commit
+// together: the journal is emptied only after all of them.
+func (s *Store) write(ctx context.Context, rows []*cached) error {
+	var cols []driver.Column // those any row changed
+	for _, mc := range driver.ManagerColumns() {
+		for _, c := range rows {
+			if _, ok := c.set[mc.Name]; ok {
+				cols = append(cols, mc)
+				break
+			}
 		}
 	}
-	q := fmt.Sprintf("UPDATE jobs SET %s FROM (VALUES %s) AS v(k, %s) WHERE jobs.%s = v.k",
-		strings.Join(set, ", "), strings.Join(values, ", "), strings.Join(alias, ", "), keyColumn)
-	return q, args
+	set := make([]string, len(cols))
+	names := []string{"k", "m"}
+	types := []duckdbgo.Type{duckdbgo.TYPE_BIGINT, duckdbgo.TYPE_BIGINT}
+	for i, mc := range cols {
+		q := sqlbuild.Quote(mc.Name)
+		set[i] = fmt.Sprintf("%s = CASE WHEN a.m & %d <> 0 THEN a.c%d ELSE jobs.%s END", q, 1<<i, i, q)
+		names = append(names, fmt.Sprintf("c%d", i))
+		types = append(types, map[driver.Kind]duckdbgo.Type{
+			driver.Text: duckdbgo.TYPE_VARCHAR, driver.Real: duckdbgo.TYPE_DOUBLE,
+			driver.Integer: duckdbgo.TYPE_BIGINT, driver.Bool: duckdbgo.TYPE_BOOLEAN,
+		}[mc.Kind])
+	}
+	infos := make([]duckdbgo.TypeInfo, len(types))
+	for i, t := range types {
+		info, err := duckdbgo.NewTypeInfo(t)
+		if err != nil {
+			return err
+		}
+		infos[i] = info
+	}
+	q := fmt.Sprintf("UPDATE jobs SET %s FROM appended_data a WHERE jobs.%s = a.k", strings.Join(set, ", "), keyColumn)
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		app, err := duckdbgo.NewQueryAppender(dc.(sqldriver.Conn), q, "", infos, names)
+		if err != nil {
+			return err
+		}
+		args := make([]sqldriver.Value, len(names))
+		for _, c := range rows {
+			var mask int64
+			for i, mc := range cols {
+				v, ok := c.set[mc.Name]
+				if ok {
+					mask |= 1 << i
+				}
+				args[2+i] = v
+			}
+			args[0], args[1] = c.job.Key, mask
+			if err := app.AppendRow(args...); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
 }
 
 // truncateJournal empties the journal once the work file holds its
