@@ -432,6 +432,7 @@ func (s *Store) workFileHas(ctx context.Context, f driver.Filter) (bool, error) 
 			return false, err
 		}
 	}
+	f.After = 0 // groups have no keys
 	for g, n := range s.uncached {
 		j := driver.Job{Backend: g.backend, Status: driver.Status(g.status), DownloadPending: g.pending}
 		if n > 0 && matches(j, f) {

@@ -190,6 +190,10 @@ func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, erro
 	if f.DownloadPending {
 		conds = append(conds, "download_pending")
 	}
+	if f.After > 0 {
+		conds = append(conds, keyColumn+" > ?")
+		args = append(args, f.After)
+	}
 	// The cache has the rows it holds as they are now; the work file
 	// is asked only when rows the cache does not hold may match.
 	var out []driver.Job
@@ -231,7 +235,7 @@ func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, erro
 func matches(j driver.Job, f driver.Filter) bool {
 	return (len(f.Statuses) == 0 || slices.Contains(f.Statuses, j.Status)) &&
 		(f.Backend == "" || j.Backend == f.Backend) &&
-		(!f.DownloadPending || j.DownloadPending)
+		(!f.DownloadPending || j.DownloadPending) && (f.After <= 0 || j.Key > f.After)
 }
 
 // Get returns one row.
