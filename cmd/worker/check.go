@@ -27,6 +27,8 @@ sends anything, and changes nothing: lists the rows that cannot be made
 into jobs (row, column, reason; exit status 2) and prints the job of the
 first good row as JSON. A stored user-defined process (--process-id
 without --namespace) is read from the back-ends given with --backend.
+With --backend, a not_started row whose backend_name names none of them
+is bad too (run would refuse it).
 --validate also sends that sample job's process to each --backend that
 offers POST /validation and prints what it says (exit status 1 when a
 back-end finds errors).
