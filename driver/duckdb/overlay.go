@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -123,10 +124,18 @@ func (s *Store) record(entries []journalEntry) error {
 		}
 		s.journal = f
 	}
-	if _, err := s.journal.Write(append(line, '\n')); err != nil {
+	end, err := s.journal.Seek(0, io.SeekEnd)
+	if err != nil {
 		return fmt.Errorf("%s: %w", s.journal.Name(), err)
 	}
-	if err := s.journal.Sync(); err != nil {
+	_, err = s.journal.Write(append(line, '\n'))
+	if err == nil {
+		err = s.journal.Sync()
+	}
+	if err != nil {
+		// A line written in part (a full disk) would run into the next
+		// one, and the journal would no longer read: cut it off.
+		s.journal.Truncate(end)
 		return fmt.Errorf("%s: %w", s.journal.Name(), err)
 	}
 	crashpoint.Hit("duckdb: change journaled")
