@@ -61,7 +61,8 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 			}
 			m.claimMu.Unlock()
 			if errors.Is(err, driver.ErrNotFound) {
-				return nil
+				free[b.Name] = 0 // the rows left are given to other back-ends
+				continue
 			}
 			if errors.Is(err, driver.ErrCapped) {
 				free[b.Name] = 0 // other processes took its slots

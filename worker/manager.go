@@ -277,7 +277,8 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 		if c.Status.Active() {
 			return false, nil
 		}
-		if c.Status == driver.NotStarted {
+		// A row given to a back-end that is not configured is left as it is.
+		if c.Status == driver.NotStarted && (c.Backend == "" || m.byName[c.Backend] != nil) {
 			notStarted += c.N
 		}
 	}

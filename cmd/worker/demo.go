@@ -163,12 +163,12 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		backends = append(backends, worker.Backend{Name: spec.name, Client: c, ParallelJobs: 3})
 		conns = append(conns, c)
 	}
-	res, err := checkRows(ctx, creator, store, dbPath, conns)
+	res, err := checkRows(ctx, creator, store, dbPath, conns, rowCheck{})
 	if err != nil {
 		return err
 	}
-	if len(res.bad) > 0 {
-		return badRowsError(dbPath, res.bad, "")
+	if res.nBad > 0 {
+		return badRowsError(dbPath, res.bad, res.nBad, "")
 	}
 	if res.sample != nil {
 		b, _ := json.Marshal(res.sample.Process.ProcessGraph)

@@ -210,18 +210,22 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	// rows stop the run (or, with --skip-invalid, are skipped) before the
 	// first job request. A definition stored on the back-ends is read
 	// first (once per back-end); otherwise before connecting at all.
+	names := make([]string, len(backends))
+	for i, b := range backends {
+		names[i] = b.name
+	}
 	check := func(conns []*remote.Client) error {
-		res, err := checkRows(ctx, creator, store, *db, conns)
+		res, err := checkRows(ctx, creator, store, *db, conns, rowCheck{backends: names, skip: *skipInvalid})
 		if err != nil {
 			return err
 		}
-		if len(res.bad) == 0 {
-			return nil
+		if res.skipped > 0 {
+			log.Warn("rows that cannot be made into jobs marked skipped", "rows", res.skipped)
 		}
-		if !*skipInvalid {
-			return badRowsError(*db, res.bad, "Fix these rows, or run with --skip-invalid to mark them skipped and run the rest.")
+		if res.nBad > 0 && !*skipInvalid {
+			return badRowsError(*db, res.bad, res.nBad, "Fix these rows, or run with --skip-invalid to mark them skipped and run the rest.")
 		}
-		return skipRows(ctx, store, res.bad, log)
+		return nil
 	}
 	if !creator.FromBackend() {
 		if err := check(nil); err != nil {

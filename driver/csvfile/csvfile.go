@@ -980,7 +980,7 @@ func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, erro
 		return nil, err
 	}
 	var out []driver.Job
-	for i := range s.rows {
+	for i := int(max(0, min(f.After, int64(len(s.rows))))); i < len(s.rows); i++ { // key i+1
 		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, s.status(i)) {
 			continue
 		}
@@ -1165,16 +1165,33 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err != nil {
 		return driver.Job{}, err
 	}
+	// A row the user gave to a back-end (backend_name set while
+	// not_started) goes only to that one.
+	backend, _ := set[driver.ColBackend].(string)
+	left := -1 // the first not_started row left to another back-end
 	for i := s.free; i < len(s.rows); i++ {
-		if s.status(i) == driver.NotStarted {
-			s.free = i + 1 // unless apply finds the row still not_started
-			if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
-				s.free = i
-				return driver.Job{}, err
-			}
-			return s.job(int64(i + 1))
+		if s.status(i) != driver.NotStarted {
+			continue
 		}
+		if own := strings.TrimSpace(s.rows[i].cells[s.col[driver.ColBackend]]); backend != "" && own != "" && own != backend {
+			if left < 0 {
+				left = i
+			}
+			continue
+		}
+		s.free = i + 1 // unless apply finds the row still not_started
+		if left >= 0 {
+			s.free = left
+		}
+		if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
+			s.free = min(s.free, i)
+			return driver.Job{}, err
+		}
+		return s.job(int64(i + 1))
 	}
 	s.free = len(s.rows)
+	if left >= 0 {
+		s.free = left
+	}
 	return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 }
