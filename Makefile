@@ -12,6 +12,13 @@ help: ## List the targets
 build: ## Build bin/worker
 	$(GO) build -o bin/worker ./cmd/worker
 
+.PHONY: assets
+assets: ## Rebuild the dashboard's vendored front-end files from npm (pinned in dashboard/package-lock.json)
+	cd dashboard && npm ci --no-audit --no-fund
+	mkdir -p dashboard/web/vendor/leaflet
+	cp dashboard/node_modules/leaflet/dist/leaflet.js dashboard/node_modules/leaflet/dist/leaflet.css \
+		dashboard/node_modules/leaflet/LICENSE dashboard/web/vendor/leaflet/
+
 .PHONY: demo
 demo: ## Run the demo against the built-in simulated back-end (results in ./demo-output)
 	@echo "Building worker (the first build compiles DuckDB's bindings: a few minutes), then running the demo..."

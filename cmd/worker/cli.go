@@ -45,6 +45,7 @@ Commands:
   download fetch the results of finished rows missing on disk
   query    run DuckDB SQL over a table (called jobs), also during a run
   export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite
+  serve    a read-only web dashboard of a table: map, counts, progress, failures
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
   version  print the version, commit and main dependencies
@@ -74,7 +75,7 @@ type command struct {
 }
 
 var commands = []command{initCmd, runCmd, checkCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
-	queryCmd, exportCmd, loginCmd, demoCmd}
+	queryCmd, exportCmd, serveCmd, loginCmd, demoCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

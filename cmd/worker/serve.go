@@ -1,0 +1,139 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/openeo-batch/worker/dashboard"
+)
+
+var serveCmd = command{
+	name: "serve",
+	usage: `
+Usage: worker serve --db TABLE [--addr 127.0.0.1:8080] [--root-dir DIR]
+
+Serves a read-only web dashboard of a job table, running or finished: a map
+of the rows' footprints (the geometry column) coloured by status with a
+legend, the row of a clicked footprint with links to its downloaded results
+and error log (under --root-dir, served read-only), counts per status and
+back-end, progress over time, totals of costs and usage, and the failed rows
+with their last_error. The page reads the table again every --interval, as
+worker query does: it writes nothing and never disturbs a run, on every
+table format. Everything the page needs is in the binary; it loads nothing
+from the internet unless --tiles names a tile server, and without one (or
+while it cannot be reached) it draws the footprints on a plain background
+with a graticule.
+
+The dashboard listens on loopback by default. It has no login: listen on
+another address only on a network you trust.
+
+Example:
+  worker serve --db jobs.db --root-dir results
+  worker serve --db jobs.parquet --addr 127.0.0.1:9000 --tiles 'https://tile.openstreetmap.org/{z}/{x}/{y}.png'
+`,
+	run: runServe,
+}
+
+func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	db := fs.String("db", "", "job table (required)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	rootDir := fs.String("root-dir", "", "folder of the jobs' files (as given to worker run), served read-only")
+	geometry := fs.String("geometry-column", "geometry", "column holding the footprints (WKT, or WKB in Parquet and DuckDB)")
+	tiles := fs.String("tiles", "", "XYZ tile URL template for a background map (none by default: the page stays offline)")
+	interval := fs.Duration("interval", 5*time.Second, "how often the page reads the table again")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usagef("serve: --db is required")
+	}
+	if *interval <= 0 {
+		return usagef("serve: --interval must be positive, not %s", *interval)
+	}
+	if err := mustExist(*db); err != nil {
+		return err
+	}
+	log := logger()
+	srv, err := dashboard.New(dashboard.Options{
+		Read:           func(ctx context.Context) (*dashboard.Table, error) { return snapshotTable(ctx, *db) },
+		RootDir:        *rootDir,
+		GeometryColumn: *geometry,
+		Tiles:          *tiles,
+		Interval:       *interval,
+		Logger:         log,
+	})
+	if err != nil {
+		return usagef("serve: %v", err)
+	}
+	defer srv.Close()
+	// Read once before listening: a table that cannot be read is an error
+	// now, not a page that says so later.
+	if _, err := srv.Data(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		log.Warn("serve: the dashboard has no login and listens beyond this machine", "addr", ln.Addr().String())
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serve: dashboard", "url", "http://"+ln.Addr().String()+"/", "db", *db)
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// snapshotTable reads a snapshot of the table as worker query does (openJobs:
+// Parquet and DuckDB in place, SQLite and CSV through their store), so it
+// is safe while a run writes the table.
+func snapshotTable(ctx context.Context, location string) (*dashboard.Table, error) {
+	duck, err := openJobs(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	defer duck.Close()
+	rows, err := duck.QueryContext(ctx, "SELECT * FROM jobs")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", location, err)
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	t := &dashboard.Table{Columns: cols}
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			return nil, fmt.Errorf("%s: %w", location, err)
+		}
+		t.Rows = append(t.Rows, vals)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", location, err)
+	}
+	return t, nil
+}
