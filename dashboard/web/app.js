@@ -118,9 +118,7 @@ function drawProgress(d) {
   svg.replaceChildren();
   const pts = d.progress;
   if (pts.length === 0) {
-    const t = document.createElementNS(ns, 'text');
-    t.setAttribute('x', 10); t.setAttribute('y', 80); t.textContent = 'no job started yet';
-    svg.append(t);
+    document.getElementById('progress-range').textContent = 'no job started yet';
     return;
   }
   const t0 = Date.parse(pts[0].time), t1 = Math.max(Date.parse(pts[pts.length - 1].time), t0 + 1);
@@ -135,10 +133,8 @@ function drawProgress(d) {
     line.setAttribute('class', 'progress-' + key);
     svg.append(line);
   }
-  const label = document.createElementNS(ns, 'text');
-  label.setAttribute('x', 8); label.setAttribute('y', 14); label.setAttribute('font-size', 11);
-  label.textContent = pts[0].time + ' → ' + pts[pts.length - 1].time + ' (of ' + d.counts.total + ' rows)';
-  svg.append(label);
+  document.getElementById('progress-range').textContent =
+    pts[0].time + ' → ' + pts[pts.length - 1].time + ', of ' + d.counts.total + ' rows';
 }
 
 const failedStatuses = ['error', 'start_failed', 'canceled'];
@@ -186,11 +182,15 @@ function select(i, zoom) {
     links.append(el('span', { class: 'muted' }, 'no downloaded files' + (d.has_root ? '' : ' (start worker serve with --root-dir to link them)')));
   }
   panel.replaceChildren(el('h2', {}, 'Row ' + (i + 1)), links, t);
-  if (zoom) {
-    footprints.eachLayer(g => g.eachLayer && g.eachLayer(l => {
-      if (l.feature && l.feature.properties.row === i) map.fitBounds(l.getBounds ? l.getBounds() : L.latLngBounds([l.getLatLng()]), { maxZoom: 12 });
-    }));
-  }
+  footprints.eachLayer(g => g.eachLayer && g.eachLayer(l => {
+    if (!l.feature) return;
+    const mine = l.feature.properties.row === i;
+    l.setStyle({ weight: mine ? 4 : 1.5, color: mine ? '#000' : l.feature.properties.color });
+    if (mine) {
+      l.bringToFront();
+      if (zoom) map.fitBounds(l.getBounds ? l.getBounds() : L.latLngBounds([l.getLatLng()]), { maxZoom: 12 });
+    }
+  }));
 }
 
 function draw(d) {
