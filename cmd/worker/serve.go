@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/openeo-batch/worker/dashboard"
@@ -61,8 +65,10 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	log := logger()
+	reader := newTableReader(*db)
+	defer reader.Close()
 	srv, err := dashboard.New(dashboard.Options{
-		Read:           func(ctx context.Context) (*dashboard.Table, error) { return snapshotTable(ctx, *db) },
+		Read:           reader.Read,
 		RootDir:        *rootDir,
 		GeometryColumn: *geometry,
 		Tiles:          *tiles,
@@ -102,15 +108,67 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	return nil
 }
 
-// snapshotTable reads a snapshot of the table as worker query does (openJobs:
-// Parquet and DuckDB in place, SQLite and CSV through their store), so it
-// is safe while a run writes the table.
-func snapshotTable(ctx context.Context, location string) (*dashboard.Table, error) {
-	duck, err := openJobs(ctx, location)
+// tableReader reads snapshots of a table as worker query does, so it is
+// safe while a run writes the table: Parquet and DuckDB tables in place
+// through DuckDB (openJobs), SQLite and CSV tables through their store
+// (tableFromStore, which worker query copies into DuckDB; the dashboard
+// needs no SQL over them). A Parquet table's DuckDB database is kept
+// between reads, since its jobs view reads the file anew at each query and
+// opening DuckDB is most of a read's time; a DuckDB table is attached
+// afresh each time, as an attached file would not show a newer snapshot.
+type tableReader struct {
+	location string
+	mu       sync.Mutex
+	parquet  *sql.DB
+}
+
+func newTableReader(location string) *tableReader { return &tableReader{location: location} }
+
+// Close closes the kept DuckDB database, if any.
+func (r *tableReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.parquet != nil {
+		return r.parquet.Close()
+	}
+	return nil
+}
+
+// Read returns a snapshot of the table.
+func (r *tableReader) Read(ctx context.Context) (*dashboard.Table, error) {
+	_, path, _ := strings.Cut(r.location, "://")
+	if path == "" {
+		path = r.location
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet", ".geoparquet":
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.parquet == nil {
+			duck, err := openJobs(ctx, r.location)
+			if err != nil {
+				return nil, err
+			}
+			r.parquet = duck
+		}
+		return queryTable(ctx, r.parquet, r.location)
+	case ".duckdb", ".ddb":
+		duck, err := openJobs(ctx, r.location)
+		if err != nil {
+			return nil, err
+		}
+		defer duck.Close()
+		return queryTable(ctx, duck, r.location)
+	}
+	t, err := tableFromStore(ctx, r.location)
 	if err != nil {
 		return nil, err
 	}
-	defer duck.Close()
+	return &dashboard.Table{Columns: t.columns, Rows: t.rows}, nil
+}
+
+// queryTable reads every row of the jobs view.
+func queryTable(ctx context.Context, duck *sql.DB, location string) (*dashboard.Table, error) {
 	rows, err := duck.QueryContext(ctx, "SELECT * FROM jobs")
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", location, err)

@@ -97,7 +97,9 @@ func TestServeDataEveryFormat(t *testing.T) {
 	for _, name := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
 		t.Run(name, func(t *testing.T) {
 			loc := filepath.Join(dir, name)
-			srv, err := dashboard.New(dashboard.Options{Read: func(ctx context.Context) (*dashboard.Table, error) { return snapshotTable(ctx, loc) }})
+			reader := newTableReader(loc)
+			defer reader.Close()
+			srv, err := dashboard.New(dashboard.Options{Read: reader.Read})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,7 +265,9 @@ func BenchmarkServe(b *testing.B) {
 				b.Fatal(out.String())
 			}
 		}
-		srv, err := dashboard.New(dashboard.Options{Read: func(ctx context.Context) (*dashboard.Table, error) { return snapshotTable(ctx, loc) }})
+		reader := newTableReader(loc)
+		defer reader.Close()
+		srv, err := dashboard.New(dashboard.Options{Read: reader.Read})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -279,4 +283,52 @@ func BenchmarkServe(b *testing.B) {
 			})
 		}
 	}
+}
+
+// Live updates: a reader kept between requests shows a table rewritten
+// since its last read (a run replaces a Parquet or DuckDB snapshot by a
+// rename, and writes SQLite and CSV tables in place).
+func TestServeReaderSeesNewSnapshot(t *testing.T) {
+	for _, name := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			small := writeServeTable(t, mkdir(t, dir, "small"), 3)
+			big := writeServeTable(t, mkdir(t, dir, "big"), 5)
+			loc := filepath.Join(dir, name)
+			export := func(from string) {
+				t.Helper()
+				os.Remove(loc)
+				var out bytes.Buffer
+				if code := run(t.Context(), []string{"export", "--db", from, "--to", loc}, &out, &out); code != 0 {
+					t.Fatalf("export: %s", out.String())
+				}
+			}
+			export(small)
+			reader := newTableReader(loc)
+			defer reader.Close()
+			for _, want := range []struct {
+				from string
+				rows int
+			}{{small, 3}, {big, 5}} {
+				if want.from == big {
+					export(big)
+				}
+				tab, err := reader.Read(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(tab.Rows) != want.rows {
+					t.Fatalf("read %d rows, want %d", len(tab.Rows), want.rows)
+				}
+			}
+		})
+	}
+}
+
+func mkdir(t *testing.T, dir, name string) string {
+	p := filepath.Join(dir, name)
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
