@@ -146,7 +146,9 @@ func tileOrigin(tmpl string) string {
 // data answers the page's data as JSON, with an ETag so that an unchanged
 // table costs the page nothing.
 func (s *Server) data(w http.ResponseWriter, r *http.Request) {
-	v, err, _ := s.group.Do("data", func() (any, error) { return s.Data(r.Context()) })
+	// One read serves every request waiting; a request that goes away
+	// does not cancel it for the others.
+	v, err, _ := s.group.Do("data", func() (any, error) { return s.Data(context.WithoutCancel(r.Context())) })
 	if err != nil {
 		s.opts.Logger.Warn("dashboard: reading the table", "err", err)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
