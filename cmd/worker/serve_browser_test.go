@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -36,7 +37,7 @@ func chromiumPath(t *testing.T) string {
 func TestServeBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
 	dir := t.TempDir()
-	const n = 30
+	const n = 1000 // the acceptance size: the map draws every footprint
 	db := writeServeTable(t, dir, n)
 	want := workerStatus(t, db)
 	root := filepath.Join(dir, "results")
@@ -48,7 +49,9 @@ func TestServeBrowser(t *testing.T) {
 	jobDir := filepath.Join(root, fmt.Sprintf("job_j-%d", clicked))
 	os.MkdirAll(jobDir, 0o755)
 	os.WriteFile(filepath.Join(jobDir, fmt.Sprintf("job_j-%d_errors.json", clicked)), []byte(`[{"message":"out of memory"}]`), 0o644)
-	base := startServe(t, "--db", db, "--root-dir", root)
+	// The page reads the table again every 100ms, so that the live update
+	// below comes soon; the test waits for it, not for a time.
+	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "100ms")
 
 	// A guard against a hung browser, not a timed assertion.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -146,11 +149,10 @@ func TestServeBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := chromedp.Run(bctx, chromedp.AttributeValue(chromedp.CSS(`#row-links a:last-child`), "href"))
+	errorLog, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.querySelector('#row-links a.error-log')?.getAttribute('href') ?? ''`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	errorLog := link.Value
 	if id != fmt.Sprintf("j-%d", clicked) || lastErr != fmt.Sprintf("row %d: out of memory", clicked) {
 		t.Errorf("the clicked row shows id %q, last_error %q", id, lastErr)
 	}
@@ -158,6 +160,30 @@ func TestServeBrowser(t *testing.T) {
 		t.Errorf("error log link %q, want %q", errorLog, want)
 	}
 
+	// The failed rows' table filters, and a click on one of its rows
+	// shows that row and zooms the map to it (for the screenshot too).
+	if err := chromedp.Do(bctx, chromedp.SendKeys(chromedp.CSS(`#filter`), fmt.Sprintf("row %d:", clicked))); err != nil {
+		t.Fatal(err)
+	}
+	listed, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('#failed tbody tr')].map(r => r.dataset.row)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0] != fmt.Sprint(clicked) {
+		t.Errorf("the filter lists rows %v, want [%d]", listed, clicked)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`#failed tbody tr[data-row="%d"]`, clicked)))); err != nil {
+		t.Fatal(err)
+	}
+	visible, err := chromedp.Run(bctx, chromedp.Evaluate[bool](fmt.Sprintf(
+		`(() => { const r = document.querySelector('path.footprint.row-%d').getBoundingClientRect(); return r.width > 20 && r.height > 20; })()`, clicked)))
+	if err != nil || !visible {
+		t.Errorf("the map did not zoom to the row picked in the failed rows (%v)", err)
+	}
+
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)); err != nil {
+		t.Fatal(err)
+	}
 	png, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
 	if err != nil {
 		t.Fatal(err)
@@ -171,5 +197,24 @@ func TestServeBrowser(t *testing.T) {
 		if err := os.WriteFile(to, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+
+	// Live update: retry (as from another terminal during a run) puts the
+	// failed rows back to not_started; the open page follows.
+	var out bytes.Buffer
+	if code := run(t.Context(), []string{"retry", "--db", db}, &out, &out); code != 0 {
+		t.Fatalf("retry: %s", out.String())
+	}
+	after := workerStatus(t, db)
+	if after.ByStatus["error"] != 0 {
+		t.Fatalf("retry left %v", after.ByStatus)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Poll[chromedp.Void](fmt.Sprintf(
+		`document.querySelector('#count-not_started')?.textContent === '%d' && !document.querySelector('#count-error') `+
+			`&& document.querySelectorAll('path.footprint.status-not_started').length === %d `+
+			`&& document.querySelectorAll('path.footprint').length === %d`,
+		after.ByStatus["not_started"], after.ByStatus["not_started"], n),
+		chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(0))); err != nil {
+		t.Fatalf("the page did not follow the table: %v", err)
 	}
 }

@@ -60,7 +60,7 @@ function drawMap(d) {
   });
   footprints.addLayer(layer);
   if (!state.fitted && d.features.length > 0) {
-    map.fitBounds(footprints.getBounds(), { padding: [20, 20] });
+    map.fitBounds(footprints.getBounds(), { padding: [20, 20], animate: false });
     state.fitted = true;
   }
   if (d.tiles && !state.tiles) {
@@ -175,9 +175,9 @@ function select(i, zoom) {
   const links = el('p', { id: 'row-links' });
   const f = d.files[i];
   if (f) {
-    if (f.dir) links.append(el('a', { href: f.dir, target: '_blank', rel: 'noopener' }, 'results folder'), ' ');
-    if (f.metadata) links.append(el('a', { href: f.metadata, target: '_blank', rel: 'noopener' }, 'job metadata'), ' ');
-    if (f.error_log) links.append(el('a', { href: f.error_log, target: '_blank', rel: 'noopener' }, 'error log'));
+    if (f.dir) links.append(el('a', { href: f.dir, class: 'results', target: '_blank', rel: 'noopener' }, 'results folder'), ' ');
+    if (f.metadata) links.append(el('a', { href: f.metadata, class: 'metadata', target: '_blank', rel: 'noopener' }, 'job metadata'), ' ');
+    if (f.error_log) links.append(el('a', { href: f.error_log, class: 'error-log', target: '_blank', rel: 'noopener' }, 'error log'));
   } else {
     links.append(el('span', { class: 'muted' }, 'no downloaded files' + (d.has_root ? '' : ' (start worker serve with --root-dir to link them)')));
   }
@@ -188,7 +188,7 @@ function select(i, zoom) {
     l.setStyle({ weight: mine ? 4 : 1.5, color: mine ? '#000' : l.feature.properties.color });
     if (mine) {
       l.bringToFront();
-      if (zoom) map.fitBounds(l.getBounds ? l.getBounds() : L.latLngBounds([l.getLatLng()]), { maxZoom: 12 });
+      if (zoom) map.fitBounds((l.getBounds ? l.getBounds() : L.latLngBounds([l.getLatLng()])).pad(2), { maxZoom: 12, animate: false });
     }
   }));
 }
