@@ -49,9 +49,9 @@ func TestServeBrowser(t *testing.T) {
 	jobDir := filepath.Join(root, fmt.Sprintf("job_j-%d", clicked))
 	os.MkdirAll(jobDir, 0o755)
 	os.WriteFile(filepath.Join(jobDir, fmt.Sprintf("job_j-%d_errors.json", clicked)), []byte(`[{"message":"out of memory"}]`), 0o644)
-	// The page reads the table again every 100ms, so that the live update
+	// The page reads the table again every 300ms, so that the live update
 	// below comes soon; the test waits for it, not for a time.
-	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "100ms")
+	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "300ms")
 
 	// A guard against a hung browser, not a timed assertion.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
