@@ -15,6 +15,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/tableconv"
 	"github.com/openeo-batch/worker/worker"
 )
 
@@ -326,26 +327,15 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 }
 
 // mustExist checks that a store's file exists, so that a typo does not
-// create an empty table.
-func mustExist(location string) error {
-	_, path, err := driver.Lookup(location)
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s: no such job table; create it with: worker init --from FILE.csv --db %s", location, location)
-	}
-	return nil
-}
+// create an empty table (a *tableconv.NoTableError: exitCode says how to
+// create one).
+func mustExist(location string) error { return tableconv.CheckExists(location) }
 
 // openToRead opens an existing table only to read it: status, query,
 // export and init --from never take the writer's role, so they cannot keep
 // a run from starting.
 func openToRead(ctx context.Context, location string) (driver.Store, error) {
-	if err := mustExist(location); err != nil {
-		return nil, err
-	}
-	return driver.OpenReader(ctx, location)
+	return tableconv.OpenReader(ctx, location)
 }
 
 func openExisting(ctx context.Context, location string) (driver.Store, error) {
