@@ -274,6 +274,9 @@ func build(t *Table, geometryCol string, now time.Time) *Data {
 // SQLite, and what DuckDB shows of a GEOMETRY column) or WKB bytes
 // (GeoParquet).
 func geometryJSON(v any) (json.RawMessage, error) {
+	if b, ok := wkbBytes(v); ok {
+		v = b
+	}
 	switch x := v.(type) {
 	case nil:
 		return nil, fmt.Errorf("no geometry")
@@ -300,17 +303,34 @@ func geometryJSON(v any) (json.RawMessage, error) {
 	return nil, fmt.Errorf("a %T is not a geometry", v)
 }
 
+// wkbBytes returns a cell that holds WKB as bytes: []byte, or a string
+// whose first byte is WKB's byte-order mark (0 or 1), as a reader that
+// hands binary columns over as text gives it (WKT starts with a letter).
+func wkbBytes(v any) ([]byte, bool) {
+	switch x := v.(type) {
+	case []byte:
+		return x, true
+	case string:
+		if len(x) >= 5 && (x[0] == 0 || x[0] == 1) {
+			return []byte(x), true
+		}
+	}
+	return nil, false
+}
+
 // cellText is a cell as the page shows it.
 func cellText(v any) string {
+	if b, ok := wkbBytes(v); ok {
+		if g, err := wkb.Unmarshal(b); err == nil {
+			return fmt.Sprintf("%s (WKB, %d bytes)", g.GeoJSONType(), len(b))
+		}
+	}
 	switch x := v.(type) {
 	case nil:
 		return ""
 	case string:
 		return x
 	case []byte:
-		if g, err := wkb.Unmarshal(x); err == nil {
-			return fmt.Sprintf("%s (WKB, %d bytes)", g.GeoJSONType(), len(x))
-		}
 		return string(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339)

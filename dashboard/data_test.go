@@ -30,6 +30,8 @@ func testTable(t *testing.T) *Table {
 		{"c", "POINT (1 2)", nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, "yesterday"},
 		{"d", "not a geometry", nil, nil, "paused", nil, nil, nil, nil, nil, nil, nil, nil},
 		{"e", nil, nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, nil},
+		// WKB handed over as text, as query.DB.Select gives a DuckDB table's GEOMETRY.
+		{"f", string(w), nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, nil},
 	}}
 }
 
@@ -38,8 +40,8 @@ func testTable(t *testing.T) *Table {
 // not a number said, progress, and an unknown status in its own colour.
 func TestBuild(t *testing.T) {
 	d := build(testTable(t), "", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
-	if len(d.Features) != 3 {
-		t.Fatalf("%d features, want 3: %+v", len(d.Features), d.Features)
+	if len(d.Features) != 4 || d.Features[3].ID != 5 {
+		t.Fatalf("%d features, want 4: %+v", len(d.Features), d.Features)
 	}
 	var g struct {
 		Type        string        `json:"type"`
@@ -55,7 +57,7 @@ func TestBuild(t *testing.T) {
 		d.Unmapped[1].Row != 4 || !strings.Contains(d.Unmapped[1].Reason, "no geometry") {
 		t.Errorf("unmapped %+v", d.Unmapped)
 	}
-	if d.Counts.Total != 5 || d.Counts.ByStatus["not_started"] != 2 || d.Counts.ByStatus["paused"] != 1 {
+	if d.Counts.Total != 6 || d.Counts.ByStatus["not_started"] != 3 || d.Counts.ByStatus["paused"] != 1 {
 		t.Errorf("counts %+v", d.Counts)
 	}
 	if d.Colors["paused"] != OtherColor || d.Statuses[len(d.Statuses)-1] != "paused" {
@@ -90,8 +92,8 @@ func TestBuild(t *testing.T) {
 			t.Errorf("progress[%d] = %+v, want %+v", i, d.Progress[i], want[i])
 		}
 	}
-	if d.Rows[1][1] != "Polygon (WKB, 93 bytes)" {
-		t.Errorf("a WKB cell shows as %q", d.Rows[1][1])
+	if d.Rows[1][1] != "Polygon (WKB, 93 bytes)" || d.Rows[5][1] != "Polygon (WKB, 93 bytes)" {
+		t.Errorf("WKB cells show as %q and %q", d.Rows[1][1], d.Rows[5][1])
 	}
 }
 

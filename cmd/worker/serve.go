@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/dashboard"
+	"github.com/openeo-batch/worker/query"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 var serveCmd = command{
@@ -108,18 +109,19 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	return nil
 }
 
-// tableReader reads snapshots of a table as worker query does, so it is
-// safe while a run writes the table: Parquet and DuckDB tables in place
-// through DuckDB (openJobs), SQLite and CSV tables through their store
-// (tableFromStore, which worker query copies into DuckDB; the dashboard
-// needs no SQL over them). A Parquet table's DuckDB database is kept
-// between reads, since its jobs view reads the file anew at each query and
-// opening DuckDB is most of a read's time; a DuckDB table is attached
-// afresh each time, as an attached file would not show a newer snapshot.
+// tableReader reads snapshots of a table as worker query does (package
+// query), so it is safe while a run writes the table: Parquet and DuckDB
+// tables in place through DuckDB (query.Open), SQLite and CSV tables
+// through their store (tableconv.ReadStore, which query.Open copies into
+// DuckDB; the dashboard needs no SQL over them). A Parquet table's
+// query.DB is kept between reads, since its jobs view reads the file anew
+// at each statement and opening DuckDB is most of a read's time; a DuckDB
+// table is opened afresh each time, as an attached file would not show a
+// newer snapshot renamed over it.
 type tableReader struct {
 	location string
 	mu       sync.Mutex
-	parquet  *sql.DB
+	parquet  *query.DB
 }
 
 func newTableReader(location string) *tableReader { return &tableReader{location: location} }
@@ -134,64 +136,45 @@ func (r *tableReader) Close() error {
 	return nil
 }
 
+const selectAll = "SELECT * FROM jobs"
+
 // Read returns a snapshot of the table.
 func (r *tableReader) Read(ctx context.Context) (*dashboard.Table, error) {
 	_, path, _ := strings.Cut(r.location, "://")
 	if path == "" {
 		path = r.location
 	}
+	var res *query.Result
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet":
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.parquet == nil {
-			duck, err := openJobs(ctx, r.location)
+			db, err := query.Open(ctx, r.location)
 			if err != nil {
 				return nil, err
 			}
-			r.parquet = duck
+			r.parquet = db
 		}
-		return queryTable(ctx, r.parquet, r.location)
+		var err error
+		if res, err = r.parquet.Select(ctx, selectAll); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.location, err)
+		}
 	case ".duckdb", ".ddb":
-		duck, err := openJobs(ctx, r.location)
+		db, err := query.Open(ctx, r.location)
 		if err != nil {
 			return nil, err
 		}
-		defer duck.Close()
-		return queryTable(ctx, duck, r.location)
-	}
-	t, err := tableFromStore(ctx, r.location)
-	if err != nil {
-		return nil, err
-	}
-	return &dashboard.Table{Columns: t.columns, Rows: t.rows}, nil
-}
-
-// queryTable reads every row of the jobs view.
-func queryTable(ctx context.Context, duck *sql.DB, location string) (*dashboard.Table, error) {
-	rows, err := duck.QueryContext(ctx, "SELECT * FROM jobs")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		return nil, err
-	}
-	t := &dashboard.Table{Columns: cols}
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
+		defer db.Close()
+		if res, err = db.Select(ctx, selectAll); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.location, err)
 		}
-		if err := rows.Scan(ptrs...); err != nil {
-			return nil, fmt.Errorf("%s: %w", location, err)
+	default:
+		t, err := tableconv.ReadStore(ctx, r.location)
+		if err != nil {
+			return nil, err
 		}
-		t.Rows = append(t.Rows, vals)
+		return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
-	}
-	return t, nil
+	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
 }
