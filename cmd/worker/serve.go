@@ -89,10 +89,13 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
+	var handler http.Handler = srv
 	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
 		log.Warn("serve: the dashboard has no login and listens beyond this machine", "addr", ln.Addr().String())
+	} else {
+		handler = loopbackHost(srv)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("serve: dashboard", "url", "http://"+ln.Addr().String()+"/", "db", *db)
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(ln) }()
@@ -107,6 +110,24 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	return nil
+}
+
+// loopbackHost refuses requests whose Host is not a loopback name or
+// address: a web page elsewhere that points its own host name at 127.0.0.1
+// (DNS rebinding) must not read the table through the user's browser.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "the dashboard listens on loopback: use http://127.0.0.1 or http://localhost", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // tableReader reads snapshots of a table as worker query does (package

@@ -236,6 +236,14 @@ func TestServeFilesConfined(t *testing.T) {
 			t.Errorf("%s: %d, want 405", m, res.StatusCode)
 		}
 	}
+	// A page elsewhere whose host name points at 127.0.0.1 reads nothing.
+	req, _ := http.NewRequest("GET", base+"/api/data", nil)
+	req.Host = "evil.example:80"
+	if res, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if res.Body.Close(); res.StatusCode != http.StatusMisdirectedRequest {
+		t.Errorf("Host evil.example: %d, want 421", res.StatusCode)
+	}
 	// The row links to its error log.
 	var d dashboard.Data
 	res, err := http.Get(base + "/api/data")
