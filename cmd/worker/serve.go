@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/openeo-batch/worker/dashboard"
@@ -66,10 +65,8 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	log := logger()
-	reader := newTableReader(*db)
-	defer reader.Close()
 	srv, err := dashboard.New(dashboard.Options{
-		Read:           reader.Read,
+		Read:           func(ctx context.Context) (*dashboard.Table, error) { return readSnapshot(ctx, *db) },
 		RootDir:        *rootDir,
 		GeometryColumn: *geometry,
 		Tiles:          *tiles,
@@ -130,68 +127,34 @@ func loopbackHost(h http.Handler) http.Handler {
 	})
 }
 
-// tableReader reads snapshots of a table as worker query does (package
+// readSnapshot reads a snapshot of a table as worker query does (package
 // query), so it is safe while a run writes the table: Parquet and DuckDB
 // tables in place through DuckDB (query.Open), SQLite and CSV tables
 // through their store (tableconv.ReadStore, which query.Open copies into
-// DuckDB; the dashboard needs no SQL over them). A Parquet table's
-// query.DB is kept between reads, since its jobs view reads the file anew
-// at each statement and opening DuckDB is most of a read's time; a DuckDB
-// table is opened afresh each time, as an attached file would not show a
-// newer snapshot renamed over it.
-type tableReader struct {
-	location string
-	mu       sync.Mutex
-	parquet  *query.DB
-}
-
-func newTableReader(location string) *tableReader { return &tableReader{location: location} }
-
-// Close closes the kept DuckDB database, if any.
-func (r *tableReader) Close() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.parquet != nil {
-		return r.parquet.Close()
-	}
-	return nil
-}
-
+// DuckDB; the dashboard needs no SQL over them). Each read opens DuckDB
+// afresh: a kept database would show an attached DuckDB file as it was,
+// and DuckDB's file cache can mix blocks of a Parquet file replaced
+// within the same second with the new file's (TestServeDuringRun).
 const selectAll = "SELECT * FROM jobs"
 
-// Read returns a snapshot of the table.
-func (r *tableReader) Read(ctx context.Context) (*dashboard.Table, error) {
-	_, path, _ := strings.Cut(r.location, "://")
+func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
+	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
-		path = r.location
+		path = location
 	}
 	var res *query.Result
 	switch strings.ToLower(filepath.Ext(path)) {
-	case ".parquet", ".geoparquet":
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if r.parquet == nil {
-			db, err := query.Open(ctx, r.location)
-			if err != nil {
-				return nil, err
-			}
-			r.parquet = db
-		}
-		var err error
-		if res, err = r.parquet.Select(ctx, selectAll); err != nil {
-			return nil, fmt.Errorf("%s: %w", r.location, err)
-		}
-	case ".duckdb", ".ddb":
-		db, err := query.Open(ctx, r.location)
+	case ".parquet", ".geoparquet", ".duckdb", ".ddb":
+		db, err := query.Open(ctx, location)
 		if err != nil {
 			return nil, err
 		}
 		defer db.Close()
 		if res, err = db.Select(ctx, selectAll); err != nil {
-			return nil, fmt.Errorf("%s: %w", r.location, err)
+			return nil, fmt.Errorf("%s: %w", location, err)
 		}
 	default:
-		t, err := tableconv.ReadStore(ctx, r.location)
+		t, err := tableconv.ReadStore(ctx, location)
 		if err != nil {
 			return nil, err
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openeo-batch/worker/dashboard"
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote/remotetest"
 )
 
 // writeServeTable writes a job table of n rows at dir/jobs.db: a grid of
@@ -97,9 +98,7 @@ func TestServeDataEveryFormat(t *testing.T) {
 	for _, name := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
 		t.Run(name, func(t *testing.T) {
 			loc := filepath.Join(dir, name)
-			reader := newTableReader(loc)
-			defer reader.Close()
-			srv, err := dashboard.New(dashboard.Options{Read: reader.Read})
+			srv, err := dashboard.New(dashboard.Options{Read: read(loc)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -275,16 +274,14 @@ func BenchmarkServe(b *testing.B) {
 				b.Fatal(out.String())
 			}
 		}
-		reader := newTableReader(loc)
-		defer reader.Close()
-		srv, err := dashboard.New(dashboard.Options{Read: reader.Read})
+		srv, err := dashboard.New(dashboard.Options{Read: read(loc)})
 		if err != nil {
 			b.Fatal(err)
 		}
 		// The baseline: reading the table alone, as every data request does.
 		b.Run(format+"/read", func(b *testing.B) {
 			for b.Loop() {
-				if _, err := reader.Read(context.Background()); err != nil {
+				if _, err := readSnapshot(context.Background(), loc); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -303,50 +300,69 @@ func BenchmarkServe(b *testing.B) {
 	}
 }
 
-// Live updates: a reader kept between requests shows a table rewritten
-// since its last read (a run replaces a Parquet or DuckDB snapshot by a
-// rename, and writes SQLite and CSV tables in place).
-func TestServeReaderSeesNewSnapshot(t *testing.T) {
+// The dashboard reads a table while worker run writes it, on every
+// format: every read succeeds with every row on the map, the run finishes
+// every job undisturbed, and the dashboard then shows them finished.
+func TestServeDuringRun(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	srv.AddProcess("area_stats", json.RawMessage(geomUDP))
+	t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+	const n = 8
 	for _, name := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			small := writeServeTable(t, mkdir(t, dir, "small"), 3)
-			big := writeServeTable(t, mkdir(t, dir, "big"), 5)
-			loc := filepath.Join(dir, name)
-			export := func(from string) {
-				t.Helper()
-				os.Remove(loc)
-				var out bytes.Buffer
-				if code := run(t.Context(), []string{"export", "--db", from, "--to", loc}, &out, &out); code != 0 {
-					t.Fatalf("export: %s", out.String())
-				}
+			os.WriteFile(filepath.Join(dir, "aois.geojson"), []byte(polygons(n)), 0o644)
+			db := filepath.Join(dir, name)
+			var out bytes.Buffer
+			if code := run(t.Context(), []string{"init", "--from", filepath.Join(dir, "aois.geojson"), "--db", db}, &out, &out); code != 0 {
+				t.Fatal(out.String())
 			}
-			export(small)
-			reader := newTableReader(loc)
-			defer reader.Close()
-			for _, want := range []struct {
-				from string
-				rows int
-			}{{small, 3}, {big, 5}} {
-				if want.from == big {
-					export(big)
+			dash, err := dashboard.New(dashboard.Options{Read: read(db)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan string, 1)
+			go func() {
+				var out bytes.Buffer
+				code := run(t.Context(), []string{"run", "--db", db, "--process-id", "area_stats", "--poll", "10ms", "--no-download",
+					"--backend", "b0=" + srv.URL + ",parallel=2"}, &out, &out)
+				if code != 0 {
+					done <- fmt.Sprintf("run: exit %d\n%s", code, out.String())
 				}
-				tab, err := reader.Read(t.Context())
+				close(done)
+			}()
+			reads := 0
+			for running := true; running; {
+				select {
+				case msg, ok := <-done:
+					if ok {
+						t.Fatal(msg)
+					}
+					running = false
+				default:
+				}
+				d, err := dash.Data(t.Context())
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("read %d during the run: %v", reads+1, err)
 				}
-				if len(tab.Rows) != want.rows {
-					t.Fatalf("read %d rows, want %d", len(tab.Rows), want.rows)
+				if d.Counts.Total != n || len(d.Features) != n {
+					t.Fatalf("read %d during the run: %d rows, %d on the map, want %d", reads+1, d.Counts.Total, len(d.Features), n)
 				}
+				reads++
+			}
+			d, err := dash.Data(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Counts.ByStatus["finished"] != n {
+				t.Errorf("after the run (read %d times during it): %v", reads, d.Counts.ByStatus)
 			}
 		})
 	}
 }
 
-func mkdir(t *testing.T, dir, name string) string {
-	p := filepath.Join(dir, name)
-	if err := os.Mkdir(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return p
+// read reads the table at location as worker serve does.
+func read(location string) func(context.Context) (*dashboard.Table, error) {
+	return func(ctx context.Context) (*dashboard.Table, error) { return readSnapshot(ctx, location) }
 }
