@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,7 +54,15 @@ func TestServeBrowser(t *testing.T) {
 	os.WriteFile(filepath.Join(jobDir, fmt.Sprintf("job_j-%d_errors.json", clicked)), []byte(`[{"message":"out of memory"}]`), 0o644)
 	// The page reads the table again every 300ms, so that the live update
 	// below comes soon; the test waits for it, not for a time.
-	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "300ms")
+	// A tile server that fails every tile: the page must still show the
+	// footprints, on a plain background with a graticule.
+	var tileRequests atomic.Int64
+	tiles := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tileRequests.Add(1)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer tiles.Close()
+	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "300ms", "--tiles", tiles.URL+"/{z}/{x}/{y}.png")
 
 	// A guard against a hung browser, not a timed assertion.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -97,6 +108,13 @@ func TestServeBrowser(t *testing.T) {
 	total, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`#count-total`)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	graticule, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('path.graticule').length`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if graticule == 0 {
+		t.Errorf("no graticule while the tile server fails")
 	}
 	if len(paths) != n {
 		t.Fatalf("the map holds %d footprints, want %d (one per row)", len(paths), n)
@@ -183,6 +201,9 @@ func TestServeBrowser(t *testing.T) {
 
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`)); err != nil {
 		t.Fatal(err)
+	}
+	if tileRequests.Load() == 0 {
+		t.Errorf("the page never asked the tile server (--tiles) for a tile")
 	}
 	png, err := chromedp.Run(bctx, chromedp.CaptureScreenshot())
 	if err != nil {
