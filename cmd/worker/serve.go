@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -132,33 +133,51 @@ func loopbackHost(h http.Handler) http.Handler {
 // tables in place through DuckDB (query.Open), SQLite and CSV tables
 // through their store (tableconv.ReadStore, which query.Open copies into
 // DuckDB; the dashboard needs no SQL over them). Each read opens DuckDB
-// afresh: a kept database would show an attached DuckDB file as it was,
-// and DuckDB's file cache can mix blocks of a Parquet file replaced
-// within the same second with the new file's (TestServeDuringRun).
-const selectAll = "SELECT * FROM jobs"
-
+// afresh: a kept database would show an attached DuckDB file as it was.
+//
+// A run replaces a Parquet table by renaming a new file over it, and a
+// DuckDB read that overlaps a replacement can fail (it seems to open the
+// file more than once per query) ("TProtocolException: Invalid data",
+// TestServeDuringRun). Such a read is tried again when the file is no
+// longer the one it started on, a few times; the error of a file that
+// did not change is returned as it is.
 func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
 	}
-	var res *query.Result
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet", ".duckdb", ".ddb":
-		db, err := query.Open(ctx, location)
-		if err != nil {
-			return nil, err
-		}
-		defer db.Close()
-		if res, err = db.Select(ctx, selectAll); err != nil {
-			return nil, fmt.Errorf("%s: %w", location, err)
-		}
 	default:
 		t, err := tableconv.ReadStore(ctx, location)
 		if err != nil {
 			return nil, err
 		}
 		return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
+	}
+	for attempt := 1; ; attempt++ {
+		before, _ := os.Stat(path)
+		t, err := selectSnapshot(ctx, location)
+		if err == nil {
+			return t, nil
+		}
+		after, _ := os.Stat(path)
+		if attempt == 5 || before == nil || after == nil || os.SameFile(before, after) {
+			return nil, err
+		}
+	}
+}
+
+// selectSnapshot reads every row of a table through query.Open.
+func selectSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
+	db, err := query.Open(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	res, err := db.Select(ctx, "SELECT * FROM jobs")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", location, err)
 	}
 	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
 }
