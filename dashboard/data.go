@@ -138,8 +138,12 @@ type Files struct {
 }
 
 // build computes the page's data from a snapshot. geometryCol names the
-// geometry column ("" for the default, "geometry").
-func build(t *Table, geometryCol string, now time.Time) *Data {
+// geometry column ("" for the default, "geometry"). Footprints are taken
+// from cache, by their cell's text, when there; build returns the cache of
+// this snapshot's footprints, for the next read (footprints seldom change
+// during a run, and parsing them is a good part of a read's time).
+func build(t *Table, geometryCol string, now time.Time, cache map[string]json.RawMessage) (*Data, map[string]json.RawMessage) {
+	next := map[string]json.RawMessage{}
 	d := &Data{
 		GeneratedAt: now.UTC().Format(time.RFC3339),
 		Columns:     t.Columns,
@@ -197,7 +201,14 @@ func build(t *Table, geometryCol string, now time.Time) *Data {
 		}
 		d.Rows[n] = out
 		if geo >= 0 {
-			g, err := geometryJSON(r[geo])
+			key, cacheable := geometryKey(r[geo])
+			g, err := cache[key], error(nil)
+			if !cacheable || g == nil {
+				g, err = geometryJSON(r[geo])
+			}
+			if err == nil && cacheable {
+				next[key] = g
+			}
 			if err != nil {
 				d.Unmapped = append(d.Unmapped, Unmapped{n, fmt.Sprintf("column %q: %v", geometryCol, err)})
 			} else {
@@ -267,7 +278,18 @@ func build(t *Table, geometryCol string, now time.Time) *Data {
 		}
 		d.Progress = append(d.Progress, Point{e.t.Format(time.RFC3339), cum[0], cum[1], cum[2]})
 	}
-	return d
+	return d, next
+}
+
+// geometryKey is the cache key of a geometry cell: its text or bytes.
+func geometryKey(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case []byte:
+		return "b:" + string(x), true
+	}
+	return "", false
 }
 
 // geometryJSON turns a geometry cell into a GeoJSON geometry: WKT text (CSV,

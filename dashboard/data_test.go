@@ -39,7 +39,7 @@ func testTable(t *testing.T) *Table {
 // other row named with its reason, counts, totals per unit with what is
 // not a number said, progress, and an unknown status in its own colour.
 func TestBuild(t *testing.T) {
-	d := build(testTable(t), "", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC))
+	d, cache := build(testTable(t), "", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), nil)
 	if len(d.Features) != 4 || d.Features[3].ID != 5 {
 		t.Fatalf("%d features, want 4: %+v", len(d.Features), d.Features)
 	}
@@ -74,7 +74,7 @@ func TestBuild(t *testing.T) {
 	// check on a finished row instead).
 	tab := testTable(t)
 	tab.Rows[0][12] = "yesterday"
-	if d2 := build(tab, "", time.Now()); len(d2.BadTimes) != 1 || !strings.Contains(d2.BadTimes[0], "row 1, column updated_at") {
+	if d2, _ := build(tab, "", time.Now(), nil); len(d2.BadTimes) != 1 || !strings.Contains(d2.BadTimes[0], "row 1, column updated_at") {
 		t.Errorf("bad times %v", d2.BadTimes)
 	}
 	want := []Point{
@@ -91,6 +91,20 @@ func TestBuild(t *testing.T) {
 		if d.Progress[i] != want[i] {
 			t.Errorf("progress[%d] = %+v, want %+v", i, d.Progress[i], want[i])
 		}
+	}
+	// The next read takes the footprints from the cache, which keeps only
+	// this read's: a footprint that changed is parsed again.
+	if len(cache) != 4 {
+		t.Errorf("%d footprints cached, want 4", len(cache))
+	}
+	tab = testTable(t)
+	tab.Rows[0][1] = "POINT (7 8)"
+	d3, cache := build(tab, "", time.Now(), cache)
+	if string(d3.Features[0].Geometry) != `{"coordinates":[7.0,8.0],"type":"Point"}` || string(d3.Features[1].Geometry) != string(d.Features[1].Geometry) {
+		t.Errorf("with the cache: %s, %s", d3.Features[0].Geometry, d3.Features[1].Geometry)
+	}
+	if _, old := cache["POLYGON((0 0,1 0,1 1,0 1,0 0))"]; old || len(cache) != 4 {
+		t.Errorf("the cache keeps %d footprints, the replaced one too: %v", len(cache), old)
 	}
 	if d.Rows[1][1] != "Polygon (WKB, 93 bytes)" || d.Rows[5][1] != "Polygon (WKB, 93 bytes)" {
 		t.Errorf("WKB cells show as %q and %q", d.Rows[1][1], d.Rows[5][1])

@@ -13,6 +13,7 @@
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -27,6 +28,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -64,6 +66,9 @@ type Server struct {
 	mux   *http.ServeMux
 	group singleflight.Group
 	root  *os.Root
+
+	mu    sync.Mutex
+	geoms map[string]json.RawMessage // footprints of the last read, by cell text
 }
 
 // New returns the dashboard. It fails when RootDir cannot be opened.
@@ -155,7 +160,9 @@ func (s *Server) data(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := *v.(*Data)
-	// generated_at changes on every read; the ETag covers the rest.
+	// generated_at changes on every read; the ETag covers the rest. It is
+	// the first field, so the body is encoded once without it and the
+	// time put in after.
 	gen := d.GeneratedAt
 	d.GeneratedAt = ""
 	body, err := json.Marshal(d)
@@ -171,9 +178,14 @@ func (s *Server) data(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	d.GeneratedAt = gen
+	const empty = `{"generated_at":""`
+	if !bytes.HasPrefix(body, []byte(empty)) {
+		http.Error(w, "dashboard: generated_at is not the first field of the data", http.StatusInternalServerError)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(d)
+	fmt.Fprintf(w, `{"generated_at":%q`, gen)
+	w.Write(body[len(empty):])
 }
 
 // Data reads the table and computes what the page shows.
@@ -182,7 +194,10 @@ func (s *Server) Data(ctx context.Context) (*Data, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := build(t, s.opts.GeometryColumn, s.opts.Now())
+	s.mu.Lock()
+	d, geoms := build(t, s.opts.GeometryColumn, s.opts.Now(), s.geoms)
+	s.geoms = geoms
+	s.mu.Unlock()
 	d.IntervalMS = s.opts.Interval.Milliseconds()
 	if s.root != nil {
 		d.HasRoot = true
