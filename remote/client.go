@@ -169,6 +169,10 @@ func toAny(s []string) []any {
 	return out
 }
 
+// Requests returns how many HTTP requests the client (and the copies
+// WithJobTag made of it) sent to the back-end so far, retries included.
+func (c *Client) Requests() int64 { return c.state.sent.Load() }
+
 // Available reports whether the client sends requests to the back-end
 // now: false while its circuit breaker is open after too many failures.
 func (c *Client) Available() bool { return c.state.pol.available() }
@@ -446,6 +450,7 @@ func (c *Client) attempt(ctx context.Context, r *request, permit func() error) e
 	if err := permit(); err != nil {
 		return err
 	}
+	c.state.sent.Add(1)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return &transportError{fmt.Errorf("%s %s: %w", r.method, redactURL(r.url), err)}

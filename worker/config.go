@@ -103,6 +103,24 @@ type Config struct {
 	// OnJobCanceled handles canceled jobs; nil means nothing.
 	OnJobCanceled HandlerFunc
 
+	// MaxCosts, when > 0, is a budget in the back-ends' billing currency
+	// (credits): no job is started once the costs recorded in the table
+	// (the costs and previous_costs columns of every row) plus those of the
+	// active jobs this run started reach it, nor one whose estimate
+	// (GET /jobs/{job_id}/estimate, asked where the capabilities list it)
+	// would take them past it. An active job counts its estimate, or the
+	// costs its back-end reports for it, whichever is larger. Rows left stay
+	// not_started and Run returns a *LimitError. Counting the table's costs
+	// reads every row once per tracking cycle.
+	MaxCosts float64
+	// MaxJobs, when > 0, caps the jobs this run starts; rows left stay
+	// not_started and Run returns a *LimitError.
+	MaxJobs int
+	// OnProgress, when set, is called after every cycle of the run (after
+	// launches, handlers or a poll) with a snapshot of its progress; see
+	// Progress. It runs on the manager's loop: return quickly.
+	OnProgress func(Progress)
+
 	// Owner identifies this manager when several processes share the
 	// table (see LockOwner); nil means the manager has the table to itself.
 	Owner Owner
@@ -137,6 +155,9 @@ func (c *Config) validate() error {
 		if b.ParallelJobs < 0 || b.QueueingLimit < 0 {
 			errs = append(errs, fmt.Errorf("config: back-end %q: ParallelJobs and QueueingLimit must not be negative", b.Name))
 		}
+	}
+	if c.MaxCosts < 0 || c.MaxJobs < 0 {
+		errs = append(errs, errors.New("config: MaxCosts and MaxJobs must not be negative"))
 	}
 	if c.PollInterval < 0 || c.CancelRunningJobAfter < 0 || c.MaxStartAttempts < 0 || c.Concurrency < 0 || c.ListPageSize < 0 {
 		errs = append(errs, errors.New("config: durations and limits must not be negative"))

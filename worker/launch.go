@@ -50,6 +50,9 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 			if free[b.Name] == 0 || notStarted == 0 || m.inFlight(m.launching) >= m.cfg.Concurrency {
 				continue
 			}
+			if !m.mayLaunch(ctx) {
+				return nil // MaxJobs or MaxCosts: see limits.go
+			}
 			j, err := m.claim(ctx, b)
 			if errors.Is(err, driver.ErrNotFound) {
 				return nil
@@ -154,7 +157,14 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 	log := m.log.With("row", j.Key, "backend", b.Name, "job_id", j.ID)
 	wctx := context.WithoutCancel(ctx)
+	release, ok := m.admit(ctx, b, j)
+	if !ok {
+		return // a limit of the run: the row is not_started again
+	}
 	err := b.Client.StartJob(ctx, j.ID)
+	if err != nil {
+		release()
+	}
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the next run starts it if it is still created
 	}

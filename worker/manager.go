@@ -61,6 +61,9 @@ type Manager struct {
 
 	// missing holds the rows whose handler this run gave up on.
 	missing map[int64]MissingResult
+
+	prog *progress // snapshots and events, see progress.go
+	lim  *limits   // MaxCosts and MaxJobs, see limits.go
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -70,9 +73,12 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.Backends = slices.Clone(cfg.Backends)
 	cfg.setDefaults()
+	prog := newProgress()
 	m := &Manager{
 		cfg:       cfg,
-		log:       cfg.Logger,
+		log:       slog.New(&eventHandler{inner: cfg.Logger.Handler(), prog: prog}),
+		prog:      prog,
+		lim:       newLimits(cfg),
 		byName:    map[string]*Backend{},
 		wake:      make(chan struct{}, 1),
 		launching: map[int64]bool{},
@@ -133,7 +139,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return err
 			}
 			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
-			return m.missingResults()
+			return errors.Join(m.missingResults(), m.limitErr())
 		}
 		timer := time.NewTimer(m.cfg.PollInterval - time.Since(lastTrack))
 		select {
@@ -182,8 +188,8 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 	if err := m.launch(ctx, counts); err != nil {
 		return false, err
 	}
+	m.reportProgress(ctx, counts, track)
 	if track {
-		m.logHistogram(ctx, counts)
 		if err := m.flush(ctx); err != nil {
 			return false, err
 		}
@@ -216,7 +222,7 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 			notStarted += c.N
 		}
 	}
-	if notStarted > 0 {
+	if notStarted > 0 && !m.haltedWith(notStarted) {
 		if m.inFlight(m.launching) == 0 {
 			if err := m.errNoBackend(notStarted); err != nil {
 				return false, err
@@ -232,20 +238,6 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 	}
 	pending, err := m.pendingLeft(ctx)
 	return !pending, err
-}
-
-func (m *Manager) logHistogram(ctx context.Context, counts []driver.Count) {
-	perStatus := map[driver.Status]int{}
-	for _, c := range counts {
-		perStatus[c.Status] += c.N
-	}
-	attrs := make([]any, 0, 2*len(perStatus))
-	for _, s := range driver.Statuses() {
-		if n := perStatus[s]; n > 0 {
-			attrs = append(attrs, string(s), n)
-		}
-	}
-	m.log.InfoContext(ctx, "job status histogram", attrs...)
 }
 
 // orphan reports whether a row's next step is left to nobody: its owner is

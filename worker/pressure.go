@@ -130,7 +130,7 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 		if g.stop(err.Error()) {
 			msg := "back-end out of credit: no more jobs go there in this run"
 			if refusedCredentials(err) {
-				msg = "back-end refuses our credentials: no more jobs go there in this run; log in again and run again"
+				msg = "back-end refuses our credentials: no more jobs go there in this run; renew the credentials (worker login URL, or the token or password in the environment) and run again"
 			}
 			m.log.ErrorContext(ctx, msg, "backend", b.Name, "err", err)
 		}

@@ -185,6 +185,7 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		return fmt.Errorf("record status of row %d: %w", row.Key, err)
 	}
 	log.InfoContext(ctx, "job status changed", "from", row.Status, "to", status)
+	m.ended(set[driver.ColCosts])
 	if startedRunning {
 		m.stats.add("job started running", 1)
 	}
@@ -193,6 +194,7 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		m.stats.add("job finished", 1)
 	case driver.Error:
 		m.stats.add("job failed", 1)
+		m.event(b.Name, row.Key, "job "+row.ID+" failed")
 	case driver.Canceled:
 		m.stats.add("job canceled", 1)
 	}

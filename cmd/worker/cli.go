@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
+	"syscall"
 
 	"github.com/openeo-batch/worker/tableconv"
 
@@ -15,13 +17,40 @@ import (
 	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
 )
 
-// Exit codes.
+// Exit codes (documented in mainUsage, the run's --help and README.md).
 const (
 	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitInterrupted = 130
+	exitError       = 1   // an error stopped the command
+	exitUsage       = 2   // bad usage or invalid input
+	exitUnfinished  = 3   // run: rows ended in error, start_failed or canceled, or results are missing
+	exitLimit       = 4   // run: --max-costs or --max-jobs stopped launching with rows left not_started
+	exitInterrupted = 130 // SIGINT (Ctrl-C): run the command again to resume
+	exitTerminated  = 143 // SIGTERM: run the command again to resume
 )
+
+// exitStatus is an outcome of a command that is no error of the program
+// but that a script must tell apart: exit status code, msg on stderr.
+type exitStatus struct {
+	code int
+	msg  string
+}
+
+func (e *exitStatus) Error() string { return e.msg }
+
+// signalError is the cause of the context main cancels on a signal.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return "stopped by signal " + e.sig.String() }
+
+// Is makes a stop by signal a context.Canceled, as for any canceled context.
+func (e signalError) Is(target error) bool { return target == context.Canceled }
+
+func (e signalError) code() int {
+	if e.sig == syscall.SIGTERM {
+		return exitTerminated
+	}
+	return exitInterrupted
+}
 
 const mainUsage = `worker runs a table of openEO batch jobs across several openEO back-ends.
 
@@ -61,7 +90,13 @@ Example:
 
 Run 'worker <command> --help' for the flags of a command. Flags may come
 before or after a command's other arguments.
-Exit status: 0 done, 1 error, 2 bad usage, 130 stopped by a signal (resumable).
+Exit status:
+  0    done: every row finished or was skipped
+  1    error (a message says which)
+  2    bad usage or invalid input (nothing was changed)
+  3    run ended with rows in error, start_failed or canceled, or results missing
+  4    run stopped launching at --max-costs or --max-jobs; rows left not_started
+  130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM: run the same command to resume
 `
 
 // usageError is a mistake in the command line: exit 2.
@@ -100,16 +135,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fs.PrintDefaults()
 		}
 		err := c.run(ctx, fs, flagsFirst(c, args[1:]), stdout, stderr)
-		return exitCode(err, stderr)
+		return exitCode(ctx, err, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", args[0], mainUsage)
 	return exitUsage
 }
 
-func exitCode(err error, stderr io.Writer) int {
+// exitCode prints err and returns the exit status for it. A command
+// stopped by a signal exits 128 + the signal's number, whether it returns
+// the context's cause or context.Canceled.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue usageError
+	var es *exitStatus
+	var se signalError
 	var noTable *tableconv.NoTableError
 	switch {
+	case errors.As(err, &es):
+		fmt.Fprintf(stderr, "worker: %s\n", es.msg)
+		return es.code
+	case errors.Is(err, context.Canceled) && (errors.As(err, &se) || errors.As(context.Cause(ctx), &se)):
+		fmt.Fprintf(stderr, "worker: %v; run the same command again to resume\n", se)
+		return se.code()
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
@@ -145,18 +191,39 @@ func parse(fs *flag.FlagSet, args []string) error {
 
 // logFlags adds -v and --log-format and returns a function building the logger.
 func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
-	verbose := fs.Bool("v", false, "log debug messages too")
-	format := fs.String("log-format", "text", "log format on stderr: text or json")
-	return func() *slog.Logger {
-		opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-		if *verbose {
-			opts.Level = slog.LevelDebug
-		}
-		if *format == "json" {
-			return slog.New(slog.NewJSONHandler(stderr, opts))
-		}
-		return slog.New(slog.NewTextHandler(stderr, opts))
+	lf := addLogFlags(fs, stderr)
+	return func() *slog.Logger { return slog.New(lf.handler()) }
+}
+
+// logSettings are the values of -v and --log-format.
+type logSettings struct {
+	verbose *bool
+	format  *string
+	stderr  io.Writer
+}
+
+func addLogFlags(fs *flag.FlagSet, stderr io.Writer) *logSettings {
+	return &logSettings{
+		verbose: fs.Bool("v", false, "log debug messages too"),
+		format:  fs.String("log-format", "text", "log format on stderr: text or json"),
+		stderr:  stderr,
 	}
+}
+
+// level is the least level logged: info, or debug with -v.
+func (l *logSettings) level() slog.Level {
+	if *l.verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func (l *logSettings) handler() slog.Handler {
+	opts := &slog.HandlerOptions{Level: l.level()}
+	if *l.format == "json" {
+		return slog.NewJSONHandler(l.stderr, opts)
+	}
+	return slog.NewTextHandler(l.stderr, opts)
 }
 
 // flagsFirst moves a command's flags before its other arguments, so that
