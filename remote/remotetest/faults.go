@@ -26,6 +26,11 @@ type Faults struct {
 	// 429 with Retry-After (0: no limit). Counted over the last second of
 	// the server's Clock, by each request's arrival.
 	MaxRate int
+	// FailingAssets are asset names (as in Options.AssetNames) whose
+	// downloads are answered FailingAssetStatus (default 500) every time,
+	// until SetFaults changes it.
+	FailingAssets      []string
+	FailingAssetStatus int
 	// DropRate is the fraction of asset downloads whose connection is cut in
 	// the middle of the body.
 	DropRate float64
@@ -65,7 +70,8 @@ func (s *Server) PeakRate() int {
 }
 
 // Injected returns how many faults of each kind the server injected, keyed
-// "500", "502", "503", "429", "drop", "lost-create".
+// "500", "502", "503", "429", "drop", "lost-create", "expired-links",
+// "failing-asset".
 func (s *Server) Injected() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
