@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -34,7 +35,9 @@ type Policy struct {
 	// Timeout bounds one attempt of a request, its body included
 	// (default 2m); DownloadTimeout one attempt of a download (default 30m).
 	Timeout, DownloadTimeout time.Duration
-	// RequestsPerSecond limits all requests to the back-end (0: no limit).
+	// RequestsPerSecond limits all requests to the back-end. 0 leaves the
+	// rate to be learned: unlimited until the back-end answers 429, then
+	// kept under the rate it allowed (see rateLearner in ratelearn.go).
 	RequestsPerSecond float64
 	// StartsPerMinute limits job starts (0: no limit; CDSE allows 12).
 	StartsPerMinute int
@@ -43,6 +46,8 @@ type Policy struct {
 	// and 30s; a negative threshold disables the breaker).
 	BreakerThreshold int
 	BreakerDelay     time.Duration
+	// Logger receives a debug line for each retry (nil: slog.Default()).
+	Logger *slog.Logger
 }
 
 // DefaultPolicy returns the policy used when Options.Policy is nil.
@@ -81,6 +86,7 @@ type policies struct {
 	breaker  circuitbreaker.CircuitBreaker[any]
 	requests ratelimiter.RateLimiter[any]
 	starts   ratelimiter.RateLimiter[any]
+	learned  *rateLearner // without RequestsPerSecond
 }
 
 func newPolicies(p *Policy) *policies {
@@ -99,6 +105,12 @@ func newPolicies(p *Policy) *policies {
 	}
 	if cp.RequestsPerSecond > 0 {
 		ps.requests = ratelimiter.NewSmoothWithMaxRate[any](time.Duration(float64(time.Second) / cp.RequestsPerSecond))
+	} else {
+		log := cp.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		ps.learned = newRateLearner(log)
 	}
 	if cp.StartsPerMinute > 0 {
 		ps.starts = ratelimiter.NewSmooth[any](uint(cp.StartsPerMinute), time.Minute)
@@ -180,10 +192,22 @@ func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt fun
 		if ps.requests != nil {
 			return ps.requests.AcquirePermit(ctx)
 		}
+		if ps.learned != nil {
+			return ps.learned.acquire(ctx)
+		}
 		return nil
 	}
 	err := failsafe.With(pols...).WithContext(ctx).Run(func() error {
-		return attempt(ctx, permit)
+		err := attempt(ctx, permit)
+		var apiErr *APIError
+		switch {
+		case ps.learned == nil:
+		case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests:
+			ps.learned.tooMany(apiErr.RetryAfter)
+		case err == nil || apiErr != nil:
+			ps.learned.answered()
+		}
+		return err
 	})
 	if errors.Is(err, circuitbreaker.ErrOpen) {
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)

@@ -148,6 +148,10 @@ type Server struct {
 	requests  map[string]int
 	peak      int                  // most jobs active (created, queued, running) at once
 	tokens    map[string]time.Time // access token -> when issued
+	tokenUser map[string]string    // access token -> user it was issued to
+	// perClient holds each client's request arrivals of the last second
+	// (Faults.MaxRatePerClient), by clientOf.
+	perClient map[string][]time.Time
 	logins    int
 	rng       *rand.Rand
 	recent    []time.Time // arrival of the requests of the last second
@@ -183,6 +187,8 @@ func NewServer(opts Options) *Server {
 		jobs:      map[string]*job{},
 		requests:  map[string]int{},
 		tokens:    map[string]time.Time{},
+		tokenUser: map[string]string{},
+		perClient: map[string][]time.Time{},
 		processes: map[string]json.RawMessage{},
 		injected:  map[string]int{},
 	}
@@ -422,6 +428,7 @@ func (s *Server) issueTokenLocked(user string) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "fake-openeo:%s:%d:%p", user, s.logins, s))
 	tok := base64.RawURLEncoding.EncodeToString(sum[:12])
 	s.tokens["basic//"+tok] = s.opts.Clock.Now()
+	s.tokenUser["basic//"+tok] = user
 	return tok
 }
 
