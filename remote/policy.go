@@ -46,7 +46,8 @@ type Policy struct {
 	// and 30s; a negative threshold disables the breaker).
 	BreakerThreshold int
 	BreakerDelay     time.Duration
-	// Logger receives a debug line for each retry (nil: slog.Default()).
+	// Logger receives debug lines: each change of a learned rate (nil:
+	// slog.Default()).
 	Logger *slog.Logger
 }
 

@@ -11,13 +11,13 @@ import (
 // The rate a back-end allows, learned from its 429 answers when the Policy
 // gives none (RequestsPerSecond 0).
 //
-// The client starts slowly (TCP's slow start): learnStart requests a
+// The client starts paced (TCP's slow start): learnStart requests a
 // second, and each answer that is not a 429 raises the rate by
 // learnGrowth, so a back-end that never complains gets requests as fast
-// as the manager makes them after a second or two (the rate passes
-// learnUnlimited within about learnStart/(learnGrowth-1)+1 answers, and
-// pacing stops). Starting paced keeps the first 429 to one: a burst of
-// concurrent requests would all be refused together.
+// as the manager makes them after a fraction of a second (the rate passes
+// learnUnlimited after 48 answers, and pacing stops). Starting paced keeps
+// the first 429s few: a burst of concurrent requests would all be refused
+// together; paced, only those in flight when the first 429 comes back are.
 //
 // On a 429 the client counts the requests it sent in the second up to the
 // answer, less those refused: the back-end took that many, so that is the
@@ -34,7 +34,7 @@ import (
 // the trend of latencies, and a 429 comes back fast; its ratelimiter has a
 // fixed rate, which this type changes.
 const (
-	learnStart      = 20.0 // requests per second
+	learnStart      = 100.0 // requests per second
 	learnGrowth     = 1.05
 	learnUnlimited  = 1000.0 // requests per second
 	learnMargin     = 0.99
@@ -46,7 +46,8 @@ const (
 // rateLearner paces the requests of one back-end at a learned rate. Safe
 // for concurrent use.
 type rateLearner struct {
-	log *slog.Logger
+	log  *slog.Logger
+	turn chan struct{} // held by the request whose turn it is to leave
 
 	mu       sync.Mutex
 	rate     float64     // requests per second; 0: no limit
@@ -59,13 +60,21 @@ type rateLearner struct {
 }
 
 func newRateLearner(log *slog.Logger) *rateLearner {
-	return &rateLearner{log: log, rate: learnStart, lastRise: time.Now()}
+	return &rateLearner{log: log, rate: learnStart, lastRise: time.Now(), turn: make(chan struct{}, 1)}
 }
 
-// acquire waits until a request may be sent, and counts it as sent. The
-// wait is decided again when it ends: a rate learned meanwhile applies to
-// the requests still waiting.
+// acquire waits until a request may be sent, and counts it as sent.
+// Requests leave in the order they came; the wait is decided again when it
+// ends, so a rate learned meanwhile applies to the requests still waiting.
 func (l *rateLearner) acquire(ctx context.Context) error {
+	// One waiter at a time, in the order they came (senders blocked on a
+	// channel are served first in, first out).
+	select {
+	case l.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-l.turn }()
 	for {
 		l.mu.Lock()
 		now := time.Now()
