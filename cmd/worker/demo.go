@@ -7,14 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
+	"github.com/openeo-batch/worker/tableconv"
 	"github.com/openeo-batch/worker/udpjob"
 	"github.com/openeo-batch/worker/worker"
 )
@@ -133,14 +134,14 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	}
 	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
 
-	t, err := readGeoJSON(inputPath)
+	t, err := tableconv.ReadGeoJSON(inputPath)
 	if err != nil {
 		return err
 	}
 	if _, err := createTable(ctx, dbPath, t); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.rows), inputPath)
+	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.Rows), inputPath)
 	// Each job references the process stored on the back-ends, read once
 	// per back-end; the geometry column feeds its GeoJSON parameter.
 	creator := &udpjob.JobCreator{ProcessID: "ndvi_composite"}
@@ -162,43 +163,33 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		backends = append(backends, worker.Backend{Name: spec.name, Client: c, ParallelJobs: 3})
 		conns = append(conns, c)
 	}
-	res, err := checkRows(ctx, creator, store, dbPath, conns)
+	res, err := checkRows(ctx, creator, store, dbPath, conns, rowCheck{})
 	if err != nil {
 		return err
 	}
-	if len(res.bad) > 0 {
-		return badRowsError(dbPath, res.bad, "")
+	if res.nBad > 0 {
+		return badRowsError(dbPath, res.bad, res.nBad, "")
 	}
 	if res.sample != nil {
 		b, _ := json.Marshal(res.sample.Process.ProcessGraph)
 		fmt.Fprintf(stderr, "demo: each job references the stored process, e.g. %s\n", b)
 	}
+	// The progress shows as in worker run: a block redrawn in place on a
+	// terminal, else a "progress" log line per poll (with the warnings).
+	disp := newDisplay(stderr, "worker demo", "text")
+	defer disp.stop()
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: backends, StartJob: creator.StartJob,
-		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, Logger: quietLogger(stderr),
+		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, OnProgress: disp.update,
+		Logger: slog.New(disp.logHandler(progressOnly{slog.NewTextHandler(stderr, nil)}, slog.LevelWarn)),
 	})
 	if err != nil {
 		return err
 	}
 
 	start := time.Now()
-	progressDone := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if counts, err := store.Counts(ctx); err == nil {
-					fmt.Fprintf(stderr, "demo: %4.1fs %s\n", time.Since(start).Seconds(), progressLine(counts))
-				}
-			}
-		}
-	}()
 	runErr := m.Run(ctx)
+	disp.stop()
 	if runErr != nil {
 		return runErr
 	}
@@ -206,33 +197,18 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.rows), time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.Rows), time.Since(start).Seconds())
 	printCounts(stdout, counts)
 	requests := 0
 	for _, s := range servers {
 		requests += s.TotalRequests()
 	}
 	st := m.Stats()
-	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.rows)))
+	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.Rows)))
 	fmt.Fprintf(stdout, "Stats: %d started, %d finished, %d failed, %d result sets downloaded.\n",
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files and job_<id>.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
 	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
 	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
 	return nil
-}
-
-// progressLine renders counts per status on one line.
-func progressLine(counts []driver.Count) string {
-	per := map[driver.Status]int{}
-	for _, c := range counts {
-		per[c.Status] += c.N
-	}
-	var parts []string
-	for _, s := range driver.Statuses() {
-		if per[s] > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", s, per[s]))
-		}
-	}
-	return strings.Join(parts, ", ")
 }

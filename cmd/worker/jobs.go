@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -12,12 +11,13 @@ import (
 	"text/tabwriter"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/query"
 )
 
 var jobsCmd = command{
 	name: "jobs",
 	usage: `
-Usage: worker jobs --db TABLE [--status S[,S]] [--backend NAME] [--where SQL] [--columns C,C] [--json]
+Usage: worker jobs --db TABLE [--status S[,S]] [--backend-name NAME] [--where SQL] [--columns C,C] [--json]
 
 Lists the rows of a job table: all of them, or those with one of the
 statuses given (--status may be repeated or hold a comma list), on one
@@ -58,8 +58,14 @@ type selection struct {
 	where    string
 }
 
+// flags declares the selection's flags, named alike in every command:
+// --status (when statusHelp is not empty), --backend-name and --where.
+// (--backend is the back-end to talk to, NAME=URL, where there is one.)
 func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
-	fs.Var(&s.statuses, "status", statusHelp)
+	if statusHelp != "" {
+		fs.Var(&s.statuses, "status", statusHelp)
+	}
+	fs.StringVar(&s.backend, "backend-name", "", "only rows of the back-end called `NAME` (their backend_name)")
 	fs.StringVar(&s.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
 }
 
@@ -137,34 +143,27 @@ func (s *selection) filter(ctx context.Context, rows []driver.Job, location stri
 // whereRows evaluates the SQL condition where over the table as worker
 // query sees it (a read-only snapshot called jobs) and returns the
 // positions, from 0 in table order, of the rows for which it holds, and
-// the number of rows of the snapshot. DuckDB runs on one thread so that a
-// scan keeps the table's order.
+// the number of rows of the snapshot. The snapshot keeps the table's
+// order (see query.DB), so row_number() OVER () is the position.
 func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
-	duck, err := openJobs(ctx, location)
+	snap, err := query.Open(ctx, location)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer duck.Close()
-	var n int
-	if err := duck.QueryRowContext(ctx, "SELECT count(*) FROM jobs").Scan(&n); err != nil {
+	defer snap.Close()
+	count, err := snap.Select(ctx, "SELECT count(*) FROM jobs")
+	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", location, err)
 	}
+	n := int(count.Rows[0][0].(int64))
 	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) WHERE (" + where + "\n) ORDER BY n"
-	rows, err := duck.QueryContext(ctx, q)
+	rows, err := snap.Select(ctx, q)
 	if err != nil {
 		return nil, 0, usagef("--where %q: %v", where, err)
 	}
-	defer rows.Close()
-	var idx []int
-	for rows.Next() {
-		var i int
-		if err := rows.Scan(&i); err != nil {
-			return nil, 0, err
-		}
-		idx = append(idx, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, usagef("--where %q: %v", where, err)
+	idx := make([]int, len(rows.Rows))
+	for i, r := range rows.Rows {
+		idx[i] = int(r[0].(int64))
 	}
 	return idx, n, nil
 }
@@ -219,9 +218,7 @@ func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) er
 			}
 			out = append(out, o)
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "row\t"+strings.Join(columns, "\t"))
@@ -229,7 +226,7 @@ func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) er
 	for _, j := range rows {
 		cells := []string{strconv.FormatInt(j.Key, 10)}
 		for _, c := range columns {
-			cells = append(cells, clean.Replace(cell(columnValue(j, c))))
+			cells = append(cells, clean.Replace(query.Cell(columnValue(j, c))))
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
@@ -240,16 +237,13 @@ func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "only rows with this `status`; repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend", "", "only rows of the back-end called `NAME` (its backend_name)")
+	fs.StringVar(&sel.backend, "backend", "", "the same as --backend-name (the older spelling)")
 	columns := fs.String("columns", "", "comma list of `columns` to show, or all")
 	asJSON := fs.Bool("json", false, "print a JSON array of objects instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *db == "" {
-		return usagef("jobs: --db is required")
-	}
-	store, err := openToRead(ctx, *db)
+	store, err := readDB(ctx, "jobs", *db)
 	if err != nil {
 		return err
 	}

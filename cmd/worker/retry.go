@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 var retryCmd = command{
@@ -65,7 +66,6 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "retry rows with this `status` (default error,start_failed,canceled); repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
 	asJSON := fs.Bool("json", false, "print the rows retried as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -83,7 +83,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	}
 	var done []retried
 	now := time.Now().UTC().Format(time.RFC3339)
-	err := rewriteTable(ctx, *db, "retry", func(user []string, rows []driver.Job) (*table, error) {
+	err := rewriteTable(ctx, *db, "retry", func(user []string, rows []driver.Job) (*tableconv.Table, error) {
 		// --where is evaluated while retry holds the table.
 		picked, err := sel.filter(ctx, rows, *db, true)
 		if err != nil {
@@ -114,7 +114,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		if len(done) == 0 {
 			return nil, errNothing
 		}
-		return rowTable(user, extra, rows), nil
+		return tableconv.FromJobs(user, extra, rows), nil
 	})
 	if err == errNothing {
 		err = nil
@@ -126,9 +126,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		if done == nil {
 			done = []retried{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"retried": done})
+		return writeJSON(stdout, map[string]any{"retried": done})
 	}
 	if len(done) == 0 {
 		fmt.Fprintf(stdout, "no row of %s to retry\n", *db)
