@@ -3,6 +3,7 @@ package worker_test
 import (
 	"bytes"
 	"log/slog"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,7 +20,25 @@ type rateRun struct {
 	requests int           // over all back-ends
 	tooMany  int           // answers 429
 	done     int           // rows finished with their results
-	log      bytes.Buffer  // the clients' debug log
+	log      lockedBuffer  // the clients' debug log
+}
+
+// lockedBuffer is a bytes.Buffer that several loggers may write at once.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // runAgainstRateLimit runs jobs rows on two fake back-ends that answer 429
