@@ -49,8 +49,9 @@ the next run (or worker download) fetches them.
 --backend may be repeated; a URL without NAME= is named after its host
 (https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
 the back-end (default 2), queue the number allowed in the queue (default 10),
-rps the requests per second sent to it and starts-per-minute the job starts
-(no limit by default; CDSE allows 12 starts a minute).
+rps the requests per second sent to it (by default learned from its 429
+answers: see README) and starts-per-minute the job starts (no limit by
+default; CDSE allows 12 starts a minute).
 
 Requests that fail in a way that is safe to repeat (5xx on reads, 429, 503,
 broken connections) are retried with backoff, honouring Retry-After; a job
