@@ -51,6 +51,15 @@ type Option func(*options)
 type options struct {
 	singleWriter bool
 	foreign      WriteFunc
+	location     func(t *testing.T) string
+}
+
+// Server says the store lives in a database server, not a file: location
+// returns a fresh location (a table of its own) for each test, and the
+// crash case checks the table a killed process leaves, with no files to
+// compare or copy.
+func Server(location func(t *testing.T) string) Option {
+	return func(o *options) { o.location = location }
 }
 
 // WriteFunc writes a table at path as another program would (pandas,
@@ -70,6 +79,9 @@ func Foreign(write WriteFunc) Option { return func(o *options) { o.foreign = wri
 func SingleWriter() Option { return func(o *options) { o.singleWriter = true } }
 
 func (h harness) path(t *testing.T) string {
+	if h.opts.location != nil {
+		return h.opts.location(t)
+	}
 	return filepath.Join(t.TempDir(), "jobs"+h.ext)
 }
 
