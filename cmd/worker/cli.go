@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"strings"
 
-	_ "github.com/openeo-batch/worker/driver/duckdb" // .parquet (GeoParquet) and .duckdb tables
-	_ "github.com/openeo-batch/worker/driver/sqlite" // the embedded default store
+	_ "github.com/openeo-batch/worker/driver/duckdb"   // .parquet (GeoParquet) and .duckdb tables
+	_ "github.com/openeo-batch/worker/driver/postgres" // postgres:// tables that workers on several machines share
+	_ "github.com/openeo-batch/worker/driver/sqlite"   // the embedded default store
 )
 
 // Exit codes.

@@ -72,12 +72,14 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 // createTable writes t to a new store at location. On failure it removes
 // what it created, so a bad input leaves nothing behind.
 func createTable(ctx context.Context, location string, t *table) (int, error) {
-	_, path, err := driver.Lookup(location)
+	d, path, err := driver.Lookup(location)
 	if err != nil {
 		return 0, err
 	}
 	_, statErr := os.Stat(path)
-	existed := statErr == nil
+	// A table on a server is made in one transaction: a failed Init
+	// leaves nothing, and a table found there is someone else's.
+	existed := statErr == nil || d.Exists != nil
 	s, err := driver.Open(ctx, location)
 	if err != nil {
 		return 0, err

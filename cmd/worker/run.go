@@ -208,14 +208,22 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			return err
 		}
 	}
-	// Several workers may run on one table: each holds a lock file beside it,
-	// so the others know which rows it is working on.
-	_, path, _ := driver.Lookup(*db)
-	owner, err := worker.NewLockOwner(path + ".workers")
+	owner, err := newOwner(ctx, *db, store)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *db, err)
 	}
 	defer owner.Close()
+	// A worker that lost its place among the others (its heartbeat went
+	// stale and they took its rows over) stops at once.
+	ctx, stopLost := context.WithCancelCause(ctx)
+	defer stopLost(nil)
+	go func() {
+		select {
+		case <-owner.Lost():
+			stopLost(fmt.Errorf("%s: this worker stopped: its heartbeat went stale and other workers took its rows over; start it again", *db))
+		case <-ctx.Done():
+		}
+	}()
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: wbs, StartJob: creator.StartJob,
 		RootDir: *root, PollInterval: *poll, CancelRunningJobAfter: *cancelAfter,
@@ -225,6 +233,9 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		return err
 	}
 	runErr := m.Run(ctx)
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
 	var missing *worker.MissingResultsError
 	if runErr != nil && !errors.As(runErr, &missing) {
 		return runErr
@@ -325,17 +336,31 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)
 }
 
-// mustExist checks that a store's file exists, so that a typo does not
+// mustExist checks that a store's table exists (its file, or its table
+// on a database server), so that a typo does not
 // create an empty table.
 func mustExist(location string) error {
-	_, path, err := driver.Lookup(location)
+	ok, err := driver.Exists(context.Background(), location)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", location, err)
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	if !ok {
 		return fmt.Errorf("%s: no such job table; create it with: worker init --from FILE.csv --db %s", location, location)
 	}
 	return nil
+}
+
+// newOwner gives this run its identity among the workers that share the
+// table: the store's own (a workers table with heartbeats, for a database
+// that workers on several machines share), else a lock file in
+// <table>.workers/ beside the table's file, which the system releases when
+// the process ends, however it ends.
+func newOwner(ctx context.Context, location string, store driver.Store) (driver.Owner, error) {
+	if l, ok := store.(driver.Liveness); ok {
+		return l.Register(ctx)
+	}
+	_, path, _ := driver.Lookup(location)
+	return worker.NewLockOwner(path + ".workers")
 }
 
 // openToRead opens an existing table only to read it: status, query,

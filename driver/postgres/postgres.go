@@ -55,6 +55,9 @@ func init() {
 			Remove: func(path string) error {
 				return Drop(context.Background(), scheme+"://"+path)
 			},
+			Exists: func(ctx context.Context, path string) (bool, error) {
+				return Exists(ctx, scheme+"://"+path)
+			},
 		})
 	}
 }
@@ -147,6 +150,18 @@ func Drop(ctx context.Context, location string) error {
 	defer s.Close()
 	_, err = s.pool.Exec(ctx, "DROP TABLE IF EXISTS "+s.q("")+", "+s.q("_counts")+", "+s.q("_workers")+" CASCADE; DROP FUNCTION IF EXISTS "+s.q("_count_changes")+"() CASCADE")
 	return err
+}
+
+// Exists reports whether the table at location exists.
+func Exists(ctx context.Context, location string) (bool, error) {
+	s, err := Open(ctx, location)
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	var ok bool
+	err = s.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.q("")).Scan(&ok)
+	return ok, s.wrap(err)
 }
 
 // Pool returns the store's connection pool, for the commands that run SQL
