@@ -52,7 +52,10 @@ type options struct {
 	singleWriter bool
 	foreign      WriteFunc
 	location     func(t *testing.T) string
+	benchLoc     func(b *testing.B) string
 }
+
+func (o options) benchLocation(b *testing.B) string { return o.benchLoc(b) }
 
 // Server says the store lives in a database server, not a file: location
 // returns a fresh location (a table of its own) for each test, and the
@@ -60,6 +63,15 @@ type options struct {
 // compare or copy.
 func Server(location func(t *testing.T) string) Option {
 	return func(o *options) { o.location = location }
+}
+
+// ServerBench is Server for Bench: location returns a fresh location for
+// each table size.
+func ServerBench(location func(b *testing.B) string) Option {
+	return func(o *options) {
+		o.benchLoc = location
+		o.location = func(*testing.T) string { panic("drivertest: ServerBench is for Bench only") }
+	}
 }
 
 // WriteFunc writes a table at path as another program would (pandas,

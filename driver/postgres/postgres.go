@@ -490,6 +490,7 @@ func (s *Store) schemaDDL() []string {
 		"CREATE TRIGGER count_insert AFTER INSERT ON " + t + " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()",
 		"CREATE TRIGGER count_delete AFTER DELETE ON " + t + " REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()",
 		"CREATE TRIGGER count_update AFTER UPDATE ON " + t + " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION " + fn + "()",
+		"ANALYZE " + t, // the planner knows the rows from the start, not after autovacuum's first visit
 		"CREATE TABLE IF NOT EXISTS " + s.q("_workers") + ` (worker_id text PRIMARY KEY, host text, pid bigint,
 			started_at timestamptz NOT NULL DEFAULT now(), heartbeat_at timestamptz NOT NULL DEFAULT now())`,
 	}
@@ -545,7 +546,12 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, error) {
 	conds := []string{"true"}
 	var args []any
-	if len(f.Statuses) > 0 {
+	switch len(f.Statuses) {
+	case 0:
+	case 1: // = lets the planner read the (status, _key) index in order
+		args = append(args, string(f.Statuses[0]))
+		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
+	default:
 		args = append(args, statusStrings(f.Statuses))
 		conds = append(conds, fmt.Sprintf("status = ANY($%d)", len(args)))
 	}
