@@ -196,3 +196,12 @@ type Liveness interface {
 	// Workers returns the ids of the workers that run now.
 	Workers(ctx context.Context) ([]string, error)
 }
+
+// Replacer is a Store whose rows can all be replaced in one transaction
+// (a database server, where there is no file to write anew and rename):
+// Replace takes columns and rows as Init does, adds the columns the table
+// lacks, and leaves either all the new rows, keyed from 1 in their order,
+// or the old ones.
+type Replacer interface {
+	Replace(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error
+}

@@ -164,6 +164,13 @@ func TestPostgresWorkers(t *testing.T) {
 	if !strings.Contains(out, "finished") || !strings.Contains(out, "24") {
 		t.Errorf("status:\n%s", out)
 	}
+	out = mustWork(t, dir, nil, "query", "--db", loc, "--format", "csv", "select count(*) from jobs where status = 'finished' and not download_pending")
+	if strings.TrimSpace(out) != "count\n24" {
+		t.Errorf("query: %q", out)
+	}
+	if _, stderr, code := work(t, dir, nil, "query", "--db", loc, "delete from jobs"); code == 0 || !strings.Contains(stderr, "read-only") {
+		t.Errorf("query that writes: exit %d, %s", code, stderr)
+	}
 	mustWork(t, dir, nil, "export", "--db", loc, "--to", "out.csv")
 	b, err := os.ReadFile(filepath.Join(dir, "out.csv"))
 	if err != nil || strings.Count(string(b), "\n") != 25 {

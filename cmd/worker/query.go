@@ -33,6 +33,8 @@ cannot read or write other files (COPY ... TO, read_csv), attach databases,
 or install or load extensions. One reading statement at a time (SELECT,
 DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA): INSERT, UPDATE, DELETE, CREATE
 and the like are refused (exit 2), since the table would not change.
+A PostgreSQL table (postgres://...) is queried in PostgreSQL itself, with
+its SQL, in a READ ONLY transaction that refuses any change.
 
 Example:
   worker query --db jobs.db "select status, count(*) from jobs group by all"
@@ -57,6 +59,9 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return usagef("query: --format is table, csv or json, not %q", *format)
 	}
 	if err := mustExist(*db); err != nil {
+		return err
+	}
+	if served, err := queryServer(ctx, *db, fs.Arg(0), *format, stdout); served {
 		return err
 	}
 	duck, err := openJobs(ctx, *db)

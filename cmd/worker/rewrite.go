@@ -135,6 +135,13 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 	if err != nil {
 		return err
 	}
+	if r, ok := store.(driver.Replacer); ok {
+		// A table on a server: replaced in one transaction.
+		if err := r.Replace(ctx, t.columns, t.seq()); err != nil {
+			return fmt.Errorf("%s: %w (the table is unchanged)", location, err)
+		}
+		return nil
+	}
 	var b [6]byte
 	rand.Read(b[:])
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".new-"+hex.EncodeToString(b[:])+filepath.Ext(path))

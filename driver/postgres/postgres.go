@@ -29,6 +29,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/fnv"
 	"iter"
@@ -40,6 +41,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
@@ -81,6 +83,7 @@ type Store struct {
 var (
 	_ driver.Store      = (*Store)(nil)
 	_ driver.CapClaimer = (*Store)(nil)
+	_ driver.Replacer   = (*Store)(nil)
 )
 
 // ParseLocation splits a location into the connection string pgx takes and
@@ -347,41 +350,47 @@ func convertTo(typ string, v any) any {
 	return v
 }
 
-// Init creates the table, its counts and indexes, and loads the rows with
-// COPY, all in one transaction: a bad row or a kill leaves no table. The
-// rows are read once to pick the user's column types, so they are held in
-// memory until the load.
-func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error {
+// prepared is the rows of Init or Replace, ready for COPY: the user's
+// columns with their SQL types, then the manager's, normalized.
+type prepared struct {
+	user, types []string
+	all         []string // user, then manager columns
+	data        [][]any
+}
+
+// prepare reads rows (their values named by columns), checks them and
+// picks the user's column types from their values; fixed gives the types
+// of columns that exist already, to which values are converted.
+func prepare(columns []string, rows iter.Seq2[[]any, error], fixed map[string]string) (*prepared, error) {
 	user, err := driver.SplitColumns(columns, keyColumn)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pos := map[string]int{}
 	for i, c := range columns {
 		pos[c] = i
 	}
-	all := append(slices.Clone(user), managerNames()...)
-	var data [][]any
+	p := &prepared{user: user, all: append(slices.Clone(user), managerNames()...)}
 	rowNum := 0
 	for row, err := range rows {
 		rowNum++
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(row) != len(columns) {
-			return fmt.Errorf("row %d: %d values for %d columns", rowNum, len(row), len(columns))
+			return nil, fmt.Errorf("row %d: %d values for %d columns", rowNum, len(row), len(columns))
 		}
-		out := make([]any, len(all))
+		out := make([]any, len(p.all))
 		for i, c := range user {
 			out[i] = row[pos[c]]
 		}
 		for i, c := range driver.ManagerColumns() {
 			var v any
-			if p, ok := pos[c.Name]; ok {
-				v = row[p]
+			if at, ok := pos[c.Name]; ok {
+				v = row[at]
 			}
 			if v, err = driver.Normalize(c.Name, v); err != nil {
-				return fmt.Errorf("row %d, %w", rowNum, err)
+				return nil, fmt.Errorf("row %d, %w", rowNum, err)
 			}
 			if v == nil && c.Name == driver.ColAttempts {
 				v = int64(0)
@@ -391,25 +400,40 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 			}
 			out[len(user)+i] = v
 		}
-		data = append(data, out)
+		p.data = append(p.data, out)
 	}
-	types := make([]string, len(user))
-	for i := range user {
-		types[i] = columnType(func(yield func(any) bool) {
-			for _, r := range data {
-				if !yield(r[i]) {
-					return
+	p.types = make([]string, len(user))
+	for i, c := range user {
+		typ, ok := fixed[c]
+		if !ok {
+			typ = columnType(func(yield func(any) bool) {
+				for _, r := range p.data {
+					if !yield(r[i]) {
+						return
+					}
 				}
-			}
-		})
-		for _, r := range data {
-			r[i] = convertTo(types[i], r[i])
+			})
+		}
+		p.types[i] = typ
+		for _, r := range p.data {
+			r[i] = convertTo(typ, r[i])
 		}
 	}
+	return p, nil
+}
 
+// Init creates the table, its counts and indexes, and loads the rows with
+// COPY, all in one transaction: a bad row or a kill leaves no table. The
+// rows are read once to pick the user's column types, so they are held in
+// memory until the load.
+func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error {
+	p, err := prepare(columns, rows, nil)
+	if err != nil {
+		return err
+	}
 	var ddl []string
-	for i, c := range user {
-		ddl = append(ddl, sqlbuild.Quote(c)+" "+types[i])
+	for i, c := range p.user {
+		ddl = append(ddl, sqlbuild.Quote(c)+" "+p.types[i])
 	}
 	for _, c := range driver.ManagerColumns() {
 		ddl = append(ddl, sqlbuild.Quote(c.Name)+" "+sqlType(c))
@@ -436,17 +460,92 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	if _, err := tx.Exec(ctx, "CREATE TABLE "+s.q("")+" ("+strings.Join(ddl, ", ")+")"); err != nil {
 		return s.wrap(err)
 	}
-	n, err := tx.CopyFrom(ctx, pgx.Identifier{s.table}, all, pgx.CopyFromRows(data))
-	if err != nil {
-		return s.wrap(fmt.Errorf("load rows: %w", err))
-	}
-	if int(n) != len(data) {
-		return s.wrap(fmt.Errorf("loaded %d rows of %d", n, len(data)))
+	if err := s.load(ctx, tx, p); err != nil {
+		return err
 	}
 	for _, q := range s.schemaDDL() {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return s.wrap(err)
 		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return s.wrap(err)
+	}
+	s.mu.Lock()
+	s.columns = nil
+	s.mu.Unlock()
+	return nil
+}
+
+// load copies p's rows into the table (COPY: one stream, not a statement
+// per row).
+func (s *Store) load(ctx context.Context, tx pgx.Tx, p *prepared) error {
+	n, err := tx.CopyFrom(ctx, pgx.Identifier{s.table}, p.all, pgx.CopyFromRows(p.data))
+	if err != nil {
+		return s.wrap(fmt.Errorf("load rows: %w", err))
+	}
+	if int(n) != len(p.data) {
+		return s.wrap(fmt.Errorf("loaded %d rows of %d", n, len(p.data)))
+	}
+	return nil
+}
+
+// Replace makes the table hold rows (named by columns, as Init takes
+// them) instead of its rows, in one transaction that locks the table
+// against every other reader and writer meanwhile: afterwards it holds
+// all the new rows, numbered from 1 in their order, or, after an error or
+// a kill, all the old ones. Columns it lacks are added (with a type from
+// their values); values of the columns it has are converted to their
+// types. Commands that rewrite a table (retry, init --append) use it
+// where a file store writes a new file and renames it.
+func (s *Store) Replace(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error {
+	if _, err := s.userColumns(ctx); err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return s.wrap(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+s.q("")+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		return s.wrap(err)
+	}
+	typeRows, err := tx.Query(ctx, `SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, s.q(""))
+	if err != nil {
+		return s.wrap(err)
+	}
+	fixed := map[string]string{}
+	for typeRows.Next() {
+		var name, typ string
+		if err := typeRows.Scan(&name, &typ); err != nil {
+			typeRows.Close()
+			return s.wrap(err)
+		}
+		fixed[name] = typ
+	}
+	typeRows.Close()
+	if err := typeRows.Err(); err != nil {
+		return s.wrap(err)
+	}
+	p, err := prepare(columns, rows, fixed)
+	if err != nil {
+		return err
+	}
+	for i, c := range p.user {
+		if _, ok := fixed[c]; !ok {
+			if _, err := tx.Exec(ctx, "ALTER TABLE "+s.q("")+" ADD COLUMN "+sqlbuild.Quote(c)+" "+p.types[i]); err != nil {
+				return s.wrap(err)
+			}
+		}
+	}
+	for _, q := range []string{"DELETE FROM " + s.q(""), "ALTER TABLE " + s.q("") + " ALTER COLUMN _key RESTART WITH 1"} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return s.wrap(err)
+		}
+	}
+	if err := s.load(ctx, tx, p); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return s.wrap(err)
@@ -834,4 +933,50 @@ func first(jobs []driver.Job, err error) (driver.Job, error) {
 		return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 	}
 	return jobs[0], nil
+}
+
+// Query runs one statement of SQL over the job table, which it calls
+// jobs (a temporary view of the user's and the manager's columns, in
+// table order), in a READ ONLY transaction: PostgreSQL refuses any
+// statement that would write ("cannot execute UPDATE in a read-only
+// transaction"), and the extended protocol refuses several statements in
+// one. The rows are read through database/sql, as other commands print
+// them; done ends the transaction and drops the view.
+func (s *Store) Query(ctx context.Context, query string) (rows *sql.Rows, done func(), err error) {
+	user, err := s.userColumns(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, nil, s.wrap(err)
+	}
+	cleanup := func() {
+		conn.ExecContext(context.WithoutCancel(ctx), "DROP VIEW IF EXISTS pg_temp.jobs")
+		conn.Close()
+		db.Close()
+	}
+	cols := sqlbuild.JoinQuoted(append(slices.Clone(user), managerNames()...))
+	if _, err := conn.ExecContext(ctx, "CREATE OR REPLACE TEMP VIEW jobs AS SELECT "+cols+" FROM "+s.q("")+" ORDER BY _key"); err != nil {
+		cleanup()
+		return nil, nil, s.wrap(err)
+	}
+	tx, err := conn.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		cleanup()
+		return nil, nil, s.wrap(err)
+	}
+	rows, err = tx.QueryContext(ctx, query)
+	if err != nil {
+		tx.Rollback()
+		cleanup()
+		return nil, nil, fmt.Errorf("query: %w", err)
+	}
+	return rows, func() {
+		rows.Close()
+		tx.Rollback()
+		cleanup()
+	}, nil
 }

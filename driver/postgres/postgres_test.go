@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/openeo-batch/worker/driver"
@@ -17,4 +18,42 @@ func open(ctx context.Context, location string) (driver.Store, error) {
 func TestConformance(t *testing.T) {
 	pgtest.Location(t) // skips, saying why, without a server
 	drivertest.Run(t, open, "", drivertest.Server(func(t *testing.T) string { return pgtest.Location(t) }))
+}
+
+// Replace swaps every row at once, adds the columns the table lacks, and
+// leaves the table as it was when a row is bad.
+func TestReplace(t *testing.T) {
+	s, jobs := newJobs(t, 3)
+	ctx := t.Context()
+	if err := s.Update(ctx, driver.Update{Key: jobs[1].Key, Set: driver.Values{driver.ColStatus: driver.Error, driver.ColID: "j-2"}}); err != nil {
+		t.Fatal(err)
+	}
+	cols := []string{"n", "retries", "status", "id"}
+	rows := [][]any{{int64(0), nil, "not_started", nil}, {int64(1), int64(1), "not_started", nil}, {int64(2), nil, "not_started", nil}}
+	if err := s.Replace(ctx, cols, drivertest.Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Select(ctx, driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Columns(ctx); len(c) != 2 || c[1] != "retries" {
+		t.Errorf("Columns = %v, want [n retries]", c)
+	}
+	for i, j := range got {
+		if j.Key != int64(i+1) || j.Status != driver.NotStarted || j.ID != "" || j.Data["n"] != int64(i) || j.Data["retries"] != rows[i][1] {
+			t.Errorf("row %d = %+v", i, j)
+		}
+	}
+	counts, _ := s.Counts(ctx)
+	if len(counts) != 1 || counts[0].N != 3 || counts[0].Status != driver.NotStarted {
+		t.Errorf("Counts after Replace = %+v", counts)
+	}
+	bad := [][]any{{int64(9), nil, "done", nil}}
+	if err := s.Replace(ctx, cols, drivertest.Rows(bad)); err == nil || !strings.Contains(err.Error(), "done") {
+		t.Fatalf("Replace with a bad status: %v", err)
+	}
+	if after, _ := s.Select(ctx, driver.Filter{}); len(after) != 3 {
+		t.Errorf("a failed Replace changed the table: %d rows", len(after))
+	}
 }
