@@ -6,7 +6,9 @@
 // postgresql://..., whose parts that are left out come from the usual PG*
 // environment variables (PGHOST, PGUSER, PGPASSWORD, PGDATABASE, ...) as
 // libpq takes them. The query parameter table names the campaign's table
-// (default jobs), so that several campaigns share a database:
+// (default jobs), so that several campaigns share a database. A password
+// in the URL is refused: it goes in PGPASSWORD or ~/.pgpass, since
+// locations show in messages and process lists.
 //
 //	postgres://worker@db.example.org/campaigns?table=sentinel2_2024
 //
@@ -96,6 +98,10 @@ func ParseLocation(location string) (conn, table string, err error) {
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return "", "", fmt.Errorf("postgres location %q: want postgres:// or postgresql://", redact(u))
 	}
+	if _, has := u.User.Password(); has || u.Query().Has("password") {
+		// It would show in messages, logs and every machine's process list.
+		return "", "", fmt.Errorf("postgres location %q: give the password in PGPASSWORD or ~/.pgpass, not in the URL, which shows in messages and process lists", redact(u))
+	}
 	q := u.Query()
 	table = q.Get("table")
 	q.Del("table")
@@ -109,10 +115,16 @@ func ParseLocation(location string) (conn, table string, err error) {
 	return u.String(), table, nil
 }
 
+// redact is u without a password, in its user part or its query.
 func redact(u *url.URL) string {
 	c := *u
 	if c.User != nil {
 		c.User = url.User(c.User.Username())
+	}
+	q := c.Query()
+	if q.Has("password") {
+		q.Set("password", "REDACTED")
+		c.RawQuery = q.Encode()
 	}
 	return c.String()
 }

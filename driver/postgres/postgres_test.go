@@ -57,3 +57,30 @@ func TestReplace(t *testing.T) {
 		t.Errorf("a failed Replace changed the table: %d rows", len(after))
 	}
 }
+
+func TestParseLocation(t *testing.T) {
+	for _, tt := range []struct{ in, conn, table, err string }{
+		{"postgres://u@h/db", "postgres://u@h/db", "jobs", ""},
+		{"postgresql://u@h:5433/db?table=s2_2024&sslmode=disable", "postgresql://u@h:5433/db?sslmode=disable", "s2_2024", ""},
+		{"postgres:///db?table=x", "postgres:///db", "x", ""},
+		{"postgres://u:secret@h/db", "", "", "PGPASSWORD"},
+		{"postgres://u@h/db?password=secret", "", "", "PGPASSWORD"},
+		{"mysql://h/db", "", "", "postgres://"},
+	} {
+		conn, table, err := postgres.ParseLocation(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "secret") {
+				t.Errorf("ParseLocation(%q): err = %v, want one mentioning %s without the secret", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || conn != tt.conn || table != tt.table {
+			t.Errorf("ParseLocation(%q) = %q, %q, %v; want %q, %q", tt.in, conn, table, err, tt.conn, tt.table)
+		}
+	}
+	for _, loc := range []string{"postgres://h/db", "postgresql://h/db?table=t"} {
+		if d, _, err := driver.Lookup(loc); err != nil || d.Exists == nil {
+			t.Errorf("Lookup(%q) = %q, %v; want a server driver", loc, d.Name, err)
+		}
+	}
+}
