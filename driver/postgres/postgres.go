@@ -30,6 +30,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -785,6 +786,12 @@ func (s *Store) Update(ctx context.Context, updates ...driver.Update) error {
 	if len(updates) == 1 {
 		return s.update(ctx, s.pool, updates[0])
 	}
+	// Rows are locked in key order, so that two batches on the same rows
+	// never wait for each other in a cycle (a deadlock PostgreSQL would
+	// break by failing one). Updates of different rows commute; those of
+	// one row keep their order.
+	updates = slices.Clone(updates)
+	slices.SortStableFunc(updates, func(a, b driver.Update) int { return cmp.Compare(a.Key, b.Key) })
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return s.wrap(err)
