@@ -27,7 +27,7 @@ import (
 //     back-ends bound the pace, workers share the slots.
 //
 //   - rps: slots plentiful (parallel=400) and each worker held to its own
-//     rate (rps=20, as each user's own quota would hold it): workers add
+//     rate (rps=100, as each user's own quota would hold it): workers add
 //     up.
 //
 //     WORKER_TEST_POSTGRES=... go test -run '^$' -bench PostgresWorkers -benchtime 1x ./test/
@@ -43,7 +43,7 @@ func BenchmarkPostgresWorkers(b *testing.B) {
 		name     string
 		backends int
 		opt      string
-	}{{"slots40", 2, "parallel=20,queue=20"}, {"rps", 1, "parallel=400,queue=400,rps=20"}} {
+	}{{"slots40", 2, "parallel=20,queue=20"}, {"rps", 1, "parallel=400,queue=400,rps=100"}} {
 		for _, workers := range []int{1, 2, 4} {
 			b.Run(fmt.Sprintf("%s/workers=%d", sc.name, workers), func(b *testing.B) {
 				for range b.N {

@@ -30,6 +30,17 @@ type pgCampaign struct {
 	assets                         int
 	opts                           remotetest.Options
 	seed                           uint64
+	// gap is the mean time between kills (default 500ms).
+	gap time.Duration
+}
+
+// killEvery is a random wait before the next kill, from 0.1 to 1.9 gaps.
+func (c pgCampaign) killEvery(rng *rand.Rand) time.Duration {
+	gap := c.gap
+	if gap == 0 {
+		gap = 500 * time.Millisecond
+	}
+	return gap/10 + time.Duration(rng.Int64N(int64(gap)*18/10))
 }
 
 // run returns the table's location, the folder of the results and the
@@ -74,7 +85,7 @@ func (c pgCampaign) run(t *testing.T) (string, string, *remotetest.Server) {
 			}
 			procs[i] = start()
 			continue
-		case <-time.After(time.Duration(50+rng.IntN(1000)) * time.Millisecond):
+		case <-time.After(c.killEvery(rng)):
 		}
 		procs[i].c.Process.Signal(syscall.SIGKILL)
 		<-procs[i].done
@@ -193,7 +204,7 @@ func TestPostgresKillCampaign(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	const assetSize = 64 << 10
-	c := pgCampaign{rows: rows, workers: 3, kills: kills, parallel: 40, assets: 2, seed: seed,
+	c := pgCampaign{rows: rows, workers: 3, kills: kills, parallel: 40, assets: 2, seed: seed, gap: 2 * time.Second,
 		opts: remotetest.Options{QueueTime: 50 * time.Millisecond, RunTime: 200 * time.Millisecond, AssetSize: assetSize, Assets: 2,
 			Outcome: func(j *remote.JobRequest) error {
 				if failing(j.Title) {
