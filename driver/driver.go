@@ -10,6 +10,7 @@ package driver
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"iter"
 )
@@ -204,4 +205,13 @@ type Liveness interface {
 // or the old ones.
 type Replacer interface {
 	Replace(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error
+}
+
+// SQLReader is a Store that runs reading SQL itself (a database server):
+// ReadSQL runs one statement, with args for its placeholders, over the job
+// table called jobs (the user's columns, then the manager's), in a
+// transaction that refuses any change. done ends it, once rows are read
+// and closed.
+type SQLReader interface {
+	ReadSQL(ctx context.Context, stmt string, args ...any) (rows *sql.Rows, done func(), err error)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/query"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 // appendUsage is the part of worker init's help about --append.
@@ -37,25 +39,25 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 	if err := mustExist(location); err != nil {
 		return err
 	}
-	t, err := readTable(ctx, from)
+	t, err := tableconv.Read(ctx, from)
 	if err != nil {
 		return err
 	}
-	if err := checkGeometries(ctx, from, t); err != nil {
+	if err := tableconv.CheckGeometries(ctx, from, t); err != nil {
 		return err
 	}
-	if len(t.rows) == 0 {
+	if len(t.Rows) == 0 {
 		return fmt.Errorf("%s: no rows to add", from)
 	}
 	var newCols []string
-	err = rewriteTable(ctx, location, "init --append", func(user []string, rows []driver.Job) (*table, error) {
+	err = rewriteTable(ctx, location, "init --append", func(user []string, rows []driver.Job) (*tableconv.Table, error) {
 		pos := map[string]int{}
-		for i, c := range t.columns {
+		for i, c := range t.Columns {
 			pos[c] = i
 		}
 		for _, k := range key {
 			if _, ok := pos[k]; !ok {
-				return nil, fmt.Errorf("%s: no key column %q (it has %s)", from, k, strings.Join(t.columns, ", "))
+				return nil, fmt.Errorf("%s: no key column %q (it has %s)", from, k, strings.Join(t.Columns, ", "))
 			}
 			if !slices.Contains(user, k) {
 				if _, mgr := driver.ManagerColumn(k); !mgr {
@@ -66,7 +68,7 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 		keyOf := func(get func(col string) any) string {
 			var parts []string
 			for _, k := range key {
-				parts = append(parts, k+"="+cell(get(k)))
+				parts = append(parts, k+"="+query.Cell(get(k)))
 			}
 			return strings.Join(parts, ", ")
 		}
@@ -76,7 +78,7 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 		}
 		var refused []string
 		seen := map[string]int{}
-		for i, r := range t.rows {
+		for i, r := range t.Rows {
 			k := keyOf(func(c string) any { return r[pos[c]] })
 			if row, ok := have[k]; ok {
 				refused = append(refused, fmt.Sprintf("row %d (%s): already in %s as row %d", i+1, k, location, row))
@@ -94,27 +96,27 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 			return nil, fmt.Errorf("%s: %d rows have a key already there; nothing was added to %s:\n  %s%s",
 				from, total, location, strings.Join(refused, "\n  "), more)
 		}
-		for _, c := range t.columns {
+		for _, c := range t.Columns {
 			if _, mgr := driver.ManagerColumn(c); !mgr && !slices.Contains(user, c) {
 				newCols = append(newCols, c)
 			}
 		}
-		out := rowTable(user, newCols, rows)
-		for _, r := range t.rows {
-			cells := make([]any, len(out.columns))
-			for i, c := range out.columns {
+		out := tableconv.FromJobs(user, newCols, rows)
+		for _, r := range t.Rows {
+			cells := make([]any, len(out.Columns))
+			for i, c := range out.Columns {
 				if p, ok := pos[c]; ok {
 					cells[i] = r[p]
 				}
 			}
-			out.rows = append(out.rows, cells)
+			out.Rows = append(out.Rows, cells)
 		}
 		return out, nil
 	})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "added %d rows from %s to %s", len(t.rows), from, location)
+	fmt.Fprintf(stdout, "added %d rows from %s to %s", len(t.Rows), from, location)
 	if len(newCols) > 0 {
 		fmt.Fprintf(stdout, ", with the new columns %s", strings.Join(newCols, ", "))
 	}

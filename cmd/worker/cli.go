@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/openeo-batch/worker/tableconv"
+
 	_ "github.com/openeo-batch/worker/driver/duckdb"   // .parquet (GeoParquet) and .duckdb tables
 	_ "github.com/openeo-batch/worker/driver/postgres" // postgres:// tables that workers on several machines share
 	_ "github.com/openeo-batch/worker/driver/sqlite"   // the embedded default store
@@ -104,6 +106,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func exitCode(err error, stderr io.Writer) int {
 	var ue usageError
+	var noTable *tableconv.NoTableError
 	switch {
 	case err == nil:
 		return exitOK
@@ -112,6 +115,9 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
+	case errors.As(err, &noTable):
+		fmt.Fprintf(stderr, "worker: %v; create it with: worker init --from FILE.csv --db %s\n", err, noTable.Location)
+		return exitError
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "worker: stopped; run the same command again to resume")
 		return exitInterrupted

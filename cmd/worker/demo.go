@@ -15,6 +15,7 @@ import (
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
+	"github.com/openeo-batch/worker/tableconv"
 	"github.com/openeo-batch/worker/udpjob"
 	"github.com/openeo-batch/worker/worker"
 )
@@ -133,14 +134,14 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	}
 	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
 
-	t, err := readGeoJSON(inputPath)
+	t, err := tableconv.ReadGeoJSON(inputPath)
 	if err != nil {
 		return err
 	}
 	if _, err := createTable(ctx, dbPath, t); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.rows), inputPath)
+	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.Rows), inputPath)
 	// Each job references the process stored on the back-ends, read once
 	// per back-end; the geometry column feeds its GeoJSON parameter.
 	creator := &udpjob.JobCreator{ProcessID: "ndvi_composite"}
@@ -206,14 +207,14 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.rows), time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.Rows), time.Since(start).Seconds())
 	printCounts(stdout, counts)
 	requests := 0
 	for _, s := range servers {
 		requests += s.TotalRequests()
 	}
 	st := m.Stats()
-	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.rows)))
+	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.Rows)))
 	fmt.Fprintf(stdout, "Stats: %d started, %d finished, %d failed, %d result sets downloaded.\n",
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files and job_<id>.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)

@@ -6,11 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
-	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 var initCmd = command{
@@ -54,50 +53,19 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if filepath.Clean(*from) == filepath.Clean(*db) {
 		return usagef("init: %v", errSameFile)
 	}
-	t, err := readTable(ctx, *from)
+	t, err := tableconv.Read(ctx, *from)
 	if err != nil {
 		return err
 	}
-	if err := checkGeometries(ctx, *from, t); err != nil {
+	if err := tableconv.CheckGeometries(ctx, *from, t); err != nil {
 		return err
 	}
 	n, err := createTable(ctx, *db, t)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *from, err)
 	}
-	fmt.Fprintf(stdout, "created %s with %d rows and columns %s\n", *db, n, strings.Join(t.columns, ", "))
+	fmt.Fprintf(stdout, "created %s with %d rows and columns %s\n", *db, n, strings.Join(t.Columns, ", "))
 	return nil
 }
 
-// createTable writes t to a new store at location. On failure it removes
-// what it created, so a bad input leaves nothing behind.
-func createTable(ctx context.Context, location string, t *table) (int, error) {
-	d, path, err := driver.Lookup(location)
-	if err != nil {
-		return 0, err
-	}
-	_, statErr := os.Stat(path)
-	// A table on a server is made in one transaction: a failed Init
-	// leaves nothing, and a table found there is someone else's.
-	existed := statErr == nil || d.Exists != nil
-	s, err := driver.Open(ctx, location)
-	if err != nil {
-		return 0, err
-	}
-	err = s.Init(ctx, t.columns, t.seq())
-	if cerr := s.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		if !existed {
-			if rerr := driver.Remove(location); rerr != nil {
-				err = errors.Join(err, rerr)
-			}
-		}
-		if errors.Is(err, driver.ErrExists) {
-			return 0, fmt.Errorf("%s already holds a job table: run it, or choose another --db", location)
-		}
-		return 0, err
-	}
-	return len(t.rows), nil
-}
+var errSameFile = errors.New("--from and --db name the same file")

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/query"
 )
 
 var jobsCmd = command{
@@ -140,31 +141,24 @@ func (s *selection) filter(ctx context.Context, rows []driver.Job, location stri
 // the number of rows of the snapshot. DuckDB runs on one thread so that a
 // scan keeps the table's order.
 func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
-	duck, err := openJobs(ctx, location)
+	snap, err := query.Open(ctx, location)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer duck.Close()
-	var n int
-	if err := duck.QueryRowContext(ctx, "SELECT count(*) FROM jobs").Scan(&n); err != nil {
+	defer snap.Close()
+	count, err := snap.Select(ctx, "SELECT count(*) FROM jobs")
+	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", location, err)
 	}
-	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) WHERE (" + where + "\n) ORDER BY n"
-	rows, err := duck.QueryContext(ctx, q)
+	n := int(count.Rows[0][0].(int64))
+	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) AS t WHERE (" + where + "\n) ORDER BY n"
+	rows, err := snap.Select(ctx, q)
 	if err != nil {
 		return nil, 0, usagef("--where %q: %v", where, err)
 	}
-	defer rows.Close()
-	var idx []int
-	for rows.Next() {
-		var i int
-		if err := rows.Scan(&i); err != nil {
-			return nil, 0, err
-		}
-		idx = append(idx, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, 0, usagef("--where %q: %v", where, err)
+	idx := make([]int, len(rows.Rows))
+	for i, r := range rows.Rows {
+		idx[i] = int(r[0].(int64))
 	}
 	return idx, n, nil
 }
@@ -229,7 +223,7 @@ func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) er
 	for _, j := range rows {
 		cells := []string{strconv.FormatInt(j.Key, 10)}
 		for _, c := range columns {
-			cells = append(cells, clean.Replace(cell(columnValue(j, c))))
+			cells = append(cells, clean.Replace(query.Cell(columnValue(j, c))))
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 var retryCmd = command{
@@ -83,7 +84,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	}
 	var done []retried
 	now := time.Now().UTC().Format(time.RFC3339)
-	err := rewriteTable(ctx, *db, "retry", func(user []string, rows []driver.Job) (*table, error) {
+	err := rewriteTable(ctx, *db, "retry", func(user []string, rows []driver.Job) (*tableconv.Table, error) {
 		// --where is evaluated while retry holds the table.
 		picked, err := sel.filter(ctx, rows, *db, true)
 		if err != nil {
@@ -114,7 +115,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		if len(done) == 0 {
 			return nil, errNothing
 		}
-		return rowTable(user, extra, rows), nil
+		return tableconv.FromJobs(user, extra, rows), nil
 	})
 	if err == errNothing {
 		err = nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/tableconv"
 )
 
 // errBusy is the cause of a refusal to change a table that a run holds.
@@ -97,7 +98,7 @@ func refuseIfRunning(location, what string) error {
 //
 // Adding columns goes through here because driver.Store has no way to
 // add a user column to an existing table.
-func rewriteTable(ctx context.Context, location, what string, build func(user []string, rows []driver.Job) (*table, error)) error {
+func rewriteTable(ctx context.Context, location, what string, build func(user []string, rows []driver.Job) (*tableconv.Table, error)) error {
 	if err := mustExist(location); err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 	}
 	if r, ok := store.(driver.Replacer); ok {
 		// A table on a server: replaced in one transaction.
-		if err := r.Replace(ctx, t.columns, t.seq()); err != nil {
+		if err := r.Replace(ctx, t.Columns, t.All()); err != nil {
 			return fmt.Errorf("%s: %w (the table is unchanged)", location, err)
 		}
 		return nil
@@ -168,27 +169,4 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 		return fmt.Errorf("%s: %w (the table is unchanged)", location, err)
 	}
 	return nil
-}
-
-// rowTable makes a table with the user's columns, extra columns and the
-// manager's columns, from rows.
-func rowTable(user, extra []string, rows []driver.Job) *table {
-	t := &table{columns: append(append([]string(nil), user...), extra...)}
-	for _, c := range driver.ManagerColumns() {
-		t.columns = append(t.columns, c.Name)
-	}
-	for _, j := range rows {
-		r := make([]any, 0, len(t.columns))
-		for _, c := range user {
-			r = append(r, j.Data[c])
-		}
-		for _, c := range extra {
-			r = append(r, j.Data[c])
-		}
-		for _, c := range driver.ManagerColumns() {
-			r = append(r, j.Value(c.Name))
-		}
-		t.rows = append(t.rows, r)
-	}
-	return t
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/tableconv"
 	"github.com/openeo-batch/worker/worker"
 )
 
@@ -338,17 +339,9 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 
 // mustExist checks that a store's table exists (its file, or its table
 // on a database server), so that a typo does not
-// create an empty table.
-func mustExist(location string) error {
-	ok, err := driver.Exists(context.Background(), location)
-	if err != nil {
-		return fmt.Errorf("%s: %w", location, err)
-	}
-	if !ok {
-		return fmt.Errorf("%s: no such job table; create it with: worker init --from FILE.csv --db %s", location, location)
-	}
-	return nil
-}
+// create an empty table (a *tableconv.NoTableError: exitCode says how to
+// create one).
+func mustExist(location string) error { return tableconv.CheckExists(location) }
 
 // newOwner gives this run its identity among the workers that share the
 // table: the store's own (a workers table with heartbeats, for a database
@@ -367,10 +360,7 @@ func newOwner(ctx context.Context, location string, store driver.Store) (driver.
 // export and init --from never take the writer's role, so they cannot keep
 // a run from starting.
 func openToRead(ctx context.Context, location string) (driver.Store, error) {
-	if err := mustExist(location); err != nil {
-		return nil, err
-	}
-	return driver.OpenReader(ctx, location)
+	return tableconv.OpenReader(ctx, location)
 }
 
 func openExisting(ctx context.Context, location string) (driver.Store, error) {

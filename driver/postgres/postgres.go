@@ -87,6 +87,7 @@ var (
 	_ driver.Store      = (*Store)(nil)
 	_ driver.CapClaimer = (*Store)(nil)
 	_ driver.Replacer   = (*Store)(nil)
+	_ driver.SQLReader  = (*Store)(nil)
 )
 
 // ParseLocation splits a location into the connection string pgx takes and
@@ -1085,14 +1086,14 @@ func first(jobs []driver.Job, err error) (driver.Job, error) {
 	return jobs[0], nil
 }
 
-// Query runs one statement of SQL over the job table, which it calls
+// ReadSQL runs one statement of SQL over the job table, which it calls
 // jobs (a temporary view of the user's and the manager's columns, in
 // table order), in a READ ONLY transaction: PostgreSQL refuses any
 // statement that would write ("cannot execute UPDATE in a read-only
 // transaction"), and the extended protocol refuses several statements in
 // one. The rows are read through database/sql, as other commands print
 // them; done ends the transaction and drops the view.
-func (s *Store) Query(ctx context.Context, query string) (rows *sql.Rows, done func(), err error) {
+func (s *Store) ReadSQL(ctx context.Context, query string, args ...any) (rows *sql.Rows, done func(), err error) {
 	user, err := s.userColumns(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -1118,11 +1119,11 @@ func (s *Store) Query(ctx context.Context, query string) (rows *sql.Rows, done f
 		cleanup()
 		return nil, nil, s.wrap(err)
 	}
-	rows, err = tx.QueryContext(ctx, query)
+	rows, err = tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		tx.Rollback()
 		cleanup()
-		return nil, nil, fmt.Errorf("query: %w", err)
+		return nil, nil, err
 	}
 	return rows, func() {
 		rows.Close()

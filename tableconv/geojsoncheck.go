@@ -1,4 +1,4 @@
-package main
+package tableconv
 
 import (
 	"encoding/json"
@@ -7,13 +7,15 @@ import (
 	"math"
 )
 
-// checkGeoJSONGeometry checks a GeoJSON geometry (RFC 7946, section 3.1)
-// before it is turned into WKT, so that no coordinate is changed or dropped
-// on the way: every position has exactly two numbers (a third, Z, would be
-// lost: the geometry column keeps 2D geometries), a LineString has at
-// least two positions, and each Polygon ring is closed with at least four.
-// A null geometry is fine.
-func checkGeoJSONGeometry(raw json.RawMessage) error {
+// CheckGeoJSONGeometry checks a GeoJSON geometry object (RFC 7946,
+// section 3.1), given as its JSON text, before it is turned into WKT, so
+// that no coordinate is changed or dropped on the way: every position has
+// exactly two finite numbers (a third, Z, would be lost: the geometry
+// column keeps 2D geometries), a LineString has at least two positions,
+// and each Polygon ring is closed with at least four. A null or absent
+// geometry is fine. The error says what is wrong and where, such as
+// "Polygon: [0]: a ring must end where it starts: [2 1] is not [1 1]".
+func CheckGeoJSONGeometry(raw json.RawMessage) error {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil
 	}
@@ -27,7 +29,7 @@ func checkGeoJSONGeometry(raw json.RawMessage) error {
 	}
 	if g.Type == "GeometryCollection" {
 		for i, m := range g.Geometries {
-			if err := checkGeoJSONGeometry(m); err != nil {
+			if err := CheckGeoJSONGeometry(m); err != nil {
 				return fmt.Errorf("geometries[%d]: %w", i, err)
 			}
 		}

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/tableconv"
+)
+
+var exportCmd = command{
+	name: "export",
+	usage: `
+Usage: worker export --db TABLE --to FILE
+
+Writes a job table, manager columns included, to another format picked from
+the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
+WKT, becomes each feature's geometry), a CSV table as the Python client
+writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
+geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
+(.db). The target must not exist. A bad geometry is an error naming the
+row and column, and nothing is written.
+'worker init --from' reads the same formats back.
+
+Example:
+  worker export --db jobs.db --to jobs.geojson
+  worker export --db jobs.db --to jobs.csv
+  worker export --db jobs.csv --to jobs.parquet
+`,
+	run: runExport,
+}
+
+func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	db := fs.String("db", "", "job table to export (required)")
+	to := fs.String("to", "", "`file` to write; its ending picks the format (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" || *to == "" {
+		return usagef("export: --db and --to are required")
+	}
+	t, err := tableconv.ReadStore(ctx, *db)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(*to); err == nil {
+		return fmt.Errorf("%s exists already: choose another --to", *to)
+	}
+	if tableconv.IsGeoJSON(*to) {
+		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
+			return fmt.Errorf("%s: %w", *db, err)
+		}
+	} else if _, err := createTable(ctx, *to, t); err != nil {
+		// Rows are numbered as in the table read.
+		return fmt.Errorf("export %s to %s: %w", *db, *to, err)
+	}
+	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.Rows), *db, *to)
+	return nil
+}
+
+// createTable writes t to a new store at location (tableconv.Create),
+// saying what to do when one is there already.
+func createTable(ctx context.Context, location string, t *tableconv.Table) (int, error) {
+	n, err := tableconv.Create(ctx, location, t)
+	if errors.Is(err, driver.ErrExists) {
+		return 0, fmt.Errorf("%s already holds a job table: run it, or choose another --db", location)
+	}
+	return n, err
+}

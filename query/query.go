@@ -1,0 +1,541 @@
+// Package query runs DuckDB SQL over a job table, whatever its store
+// (SQLite, CSV, Parquet/GeoParquet, DuckDB, ...), on a read-only snapshot
+// in which the table is called jobs. It is what worker query, worker jobs
+// --where and the dashboard read tables with, and what a program that
+// embeds the library can use to read a table the same way, also while a
+// run changes it.
+//
+// Open gives a DB; its Query and Select take one reading statement
+// (SELECT, and DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA, CALL) and refuse
+// others with a *RefusedError. Whatever the SQL, it reads no file but the
+// table's, writes none, attaches no database and installs or loads no
+// extension: DuckDB's own configuration, locked, enforces that.
+//
+// The store drivers of the tables to read must be registered by importing
+// them, as for database/sql: _ "github.com/openeo-batch/worker/driver/sqlite".
+package query
+
+import (
+	"context"
+	"database/sql"
+	sqldriver "database/sql/driver"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	duckdbgo "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/tableconv"
+)
+
+// DB is a read-only snapshot of one job table, as an in-memory DuckDB
+// database whose one view or table, jobs, is the job table: user columns
+// then manager columns (see driver.ManagerColumns), in table order.
+// Parquet and DuckDB tables are read in place at each statement; SQLite
+// and CSV tables are copied in when the DB is opened (a CSV table's latest
+// changes, in its journal, included). Geometries are WKT text (GEOMETRY
+// in Parquet tables, where DuckDB's core ST_ functions work on them).
+// A DB runs one statement at a time; it is safe for use by several
+// goroutines, which take turns.
+//
+// A table on a database server that runs SQL itself (PostgreSQL, see
+// driver.SQLReader) is not copied: each statement runs there, in the
+// server's SQL, in a read-only transaction, over a view called jobs.
+type DB struct {
+	db       *sql.DB
+	location string
+
+	server  driver.Store // a store that is a driver.SQLReader, or nil
+	mu      sync.Mutex
+	pending []func() // the server transactions of earlier statements
+}
+
+// Open opens the existing job table at location (a path whose ending
+// picks the store, or NAME://PATH: see driver.Lookup) as a DB. It never
+// writes the table nor takes its writer's role, so it can run while a
+// run works on the table. A missing file is a *tableconv.NoTableError
+// (errors.Is(err, fs.ErrNotExist) holds); a table a store cannot read is
+// an error naming the table, and where it applies the row and column
+// (such as a cell a Parquet table cannot hold). Close the DB when done.
+func Open(ctx context.Context, location string) (*DB, error) {
+	if err := tableconv.CheckExists(location); err != nil {
+		return nil, err
+	}
+	if d, _, err := driver.Lookup(location); err == nil && d.Exists != nil {
+		store, err := driver.OpenReader(ctx, location)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := store.(driver.SQLReader); ok {
+			return &DB{server: store, location: location}, nil
+		}
+		store.Close()
+	}
+	duck, err := openJobs(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{db: duck, location: location}, nil
+}
+
+// Close releases the snapshot.
+func (d *DB) Close() error {
+	if d.server != nil {
+		d.endPending()
+		return d.server.Close()
+	}
+	return d.db.Close()
+}
+
+// endPending ends the server transactions of earlier statements, whose
+// rows are read by now: one statement at a time.
+func (d *DB) endPending() {
+	d.mu.Lock()
+	pending := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	for _, done := range pending {
+		done()
+	}
+}
+
+// serverQuery runs stmt on the server (see DB). Its refusals of a write
+// (SQLSTATE 25006) and of several statements are *RefusedError.
+func (d *DB) serverQuery(ctx context.Context, stmt string, args ...any) (*sql.Rows, error) {
+	d.endPending()
+	rows, done, err := d.server.(driver.SQLReader).ReadSQL(ctx, stmt, args...)
+	if err != nil {
+		var state interface{ SQLState() string }
+		if errors.As(err, &state) {
+			switch state.SQLState() {
+			case "25006": // read_only_sql_transaction
+				return nil, &RefusedError{What: "a statement that writes (" + err.Error() + ")"}
+			case "42601":
+				if strings.Contains(err.Error(), "multiple commands") {
+					return nil, &RefusedError{Multiple: true}
+				}
+			}
+		}
+		return nil, err
+	}
+	d.mu.Lock()
+	d.pending = append(d.pending, done)
+	d.mu.Unlock()
+	return rows, nil
+}
+
+// Location returns the table location the DB was opened on.
+func (d *DB) Location() string { return d.location }
+
+// Query runs one reading statement (see Check) with args for its ?
+// placeholders and returns its rows, which the caller must close. A
+// statement that is not reading, or several statements, are a
+// *RefusedError; SQL DuckDB does not accept is an error with DuckDB's
+// message, unprefixed.
+func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, error) {
+	if d.server != nil {
+		return d.serverQuery(ctx, stmt, args...)
+	}
+	if err := d.Check(ctx, stmt); err != nil {
+		return nil, err
+	}
+	return d.db.QueryContext(ctx, stmt, args...)
+}
+
+// Result is the whole answer to a statement: the column names and the
+// rows, each as long as Columns. Values are as DuckDB's database/sql
+// driver gives them (nil, bool, int8 ... int64, uint8 ... uint64, float32,
+// float64, string, time.Time, *big.Int for HUGEINT, []any for lists,
+// map[string]any for structs, ...), except that text read as bytes is a
+// string.
+type Result struct {
+	Columns []string
+	Rows    [][]any
+}
+
+// Select runs one reading statement like Query and reads its whole
+// answer; give the SQL a LIMIT for a table that may be large.
+func (d *DB) Select(ctx context.Context, stmt string, args ...any) (*Result, error) {
+	rows, err := d.Query(ctx, stmt, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Columns: cols, Rows: [][]any{}}
+	err = scanRows(rows, len(cols), func(vals []any) {
+		r := make([]any, len(vals))
+		for i, v := range vals {
+			r[i] = plain(v)
+		}
+		res.Rows = append(res.Rows, r)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// scanRows calls f with the values of each row; f must not keep vals.
+func scanRows(rows *sql.Rows, n int, f func(vals []any)) error {
+	vals := make([]any, n)
+	ptrs := make([]any, n)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	for rows.Next() {
+		if err := rows.Scan(ptrs...); err != nil {
+			return err
+		}
+		f(vals)
+	}
+	return rows.Err()
+}
+
+// plain turns bytes into a string, as JSON and Result show them.
+func plain(v any) any {
+	if b, ok := v.([]byte); ok {
+		return string(b)
+	}
+	return v
+}
+
+// RefusedError is the error for SQL that Query and Select refuse before
+// running it: a statement that would change the snapshot (it would report
+// success while the table stays as it was), or several statements.
+type RefusedError struct {
+	// What the statement is, for messages: "an INSERT", "a DELETE", ...,
+	// "a statement that is not a SELECT"; empty when Multiple.
+	What string
+	// Multiple is set when the SQL holds several statements.
+	Multiple bool
+}
+
+func (e *RefusedError) Error() string {
+	if e.Multiple {
+		return "one statement at a time"
+	}
+	return "the query only reads the table, and this is " + e.What
+}
+
+// Check returns a *RefusedError for a statement that would change the
+// snapshot (INSERT, UPDATE, DELETE, CREATE, ...): it would report success
+// while the table stays as it was. Reading statements (SELECT and what
+// DuckDB turns into one: DESCRIBE, SUMMARIZE, SHOW; EXPLAIN, PRAGMA, CALL)
+// pass, one at a time. SQL DuckDB cannot prepare is an error with its
+// message. Query and Select check first; Check is for a caller that wants
+// to refuse a statement before it has the table to run it on.
+//
+// On a database server (see DB), Check passes every statement: the
+// server's read-only transaction refuses one that writes when it runs.
+func (d *DB) Check(ctx context.Context, stmt string) error {
+	if d.server != nil {
+		return nil
+	}
+	conn, err := d.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		c, ok := dc.(*duckdbgo.Conn)
+		if !ok {
+			return fmt.Errorf("unexpected DuckDB connection %T", dc)
+		}
+		// Prepare, unlike PrepareContext, refuses several statements
+		// instead of running all but the last.
+		st, err := c.Prepare(stmt)
+		if err != nil && strings.Contains(err.Error(), "multi-statement") {
+			return &RefusedError{Multiple: true}
+		}
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		kind, err := st.(*duckdbgo.Stmt).StatementType()
+		if err != nil {
+			return err
+		}
+		switch kind {
+		case duckdbgo.STATEMENT_TYPE_SELECT, duckdbgo.STATEMENT_TYPE_EXPLAIN, duckdbgo.STATEMENT_TYPE_PRAGMA,
+			duckdbgo.STATEMENT_TYPE_CALL, duckdbgo.STATEMENT_TYPE_RELATION:
+			return nil
+		}
+		what := map[duckdbgo.StmtType]string{duckdbgo.STATEMENT_TYPE_INSERT: "an INSERT", duckdbgo.STATEMENT_TYPE_UPDATE: "an UPDATE",
+			duckdbgo.STATEMENT_TYPE_DELETE: "a DELETE", duckdbgo.STATEMENT_TYPE_CREATE: "a CREATE", duckdbgo.STATEMENT_TYPE_DROP: "a DROP",
+			duckdbgo.STATEMENT_TYPE_ALTER: "an ALTER"}[kind]
+		if what == "" {
+			what = "a statement that is not a SELECT"
+		}
+		return &RefusedError{What: what}
+	})
+}
+
+// openJobs opens an in-memory DuckDB database whose one view, jobs, is
+// the table at location, read on a snapshot, and locks it down (see
+// lockDown) so that the user's SQL reads nothing else and writes nothing.
+func openJobs(ctx context.Context, location string) (*sql.DB, error) {
+	duck, err := sql.Open("duckdb", "")
+	if err != nil {
+		return nil, err
+	}
+	duck.SetMaxOpenConns(1) // one in-memory database, one connection
+	files, err := loadJobs(ctx, duck, location)
+	if err == nil {
+		err = lockDown(ctx, duck, files)
+	}
+	if err != nil {
+		duck.Close()
+		return nil, err
+	}
+	return duck, nil
+}
+
+// lockDown closes DuckDB's doors to everything but the jobs table once it
+// is loaded: the user's SQL reads no file but files (the table's own, which
+// the jobs view reads at each query), writes none (COPY ... TO), attaches no
+// database, installs or loads no extension, and cannot lift the guard, since
+// the configuration is locked last.
+func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
+	var qs []string
+	if len(files) > 0 {
+		quoted := make([]string, len(files))
+		for i, f := range files {
+			quoted[i] = sqlString(f)
+		}
+		qs = append(qs, "SET allowed_paths = ["+strings.Join(quoted, ", ")+"]")
+	}
+	qs = append(qs,
+		"SET enable_external_access = false",
+		"SET autoinstall_known_extensions = false",
+		"SET autoload_known_extensions = false",
+		"SET lock_configuration = true")
+	for _, q := range qs {
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("lock down DuckDB: %s: %w", q, err)
+		}
+	}
+	return nil
+}
+
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// loadJobs makes the table available to DuckDB as jobs, and returns the
+// files the jobs view reads when queried (none when it is a copy).
+func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, error) {
+	_, path, _ := strings.Cut(location, "://")
+	if path == "" {
+		path = location
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet", ".geoparquet":
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		_, err = duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet("+sqlString(abs)+", hive_partitioning = false)")
+		return []string{abs}, err
+	case ".duckdb", ".ddb":
+		if _, err := duck.ExecContext(ctx, "ATTACH "+sqlString(path)+" AS src (READ_ONLY)"); err != nil {
+			return nil, fmt.Errorf("%s: %w", location, err)
+		}
+		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
+		return nil, err
+	}
+	return nil, copyJobs(ctx, duck, location)
+}
+
+// copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
+// through its store into an in-memory table jobs.
+func copyJobs(ctx context.Context, duck *sql.DB, location string) error {
+	t, err := tableconv.ReadStore(ctx, location)
+	if err != nil {
+		return err
+	}
+	var cols []string
+	for i, c := range t.Columns {
+		cols = append(cols, `"`+strings.ReplaceAll(c, `"`, `""`)+`" `+duckType(t, i))
+	}
+	if _, err := duck.ExecContext(ctx, "CREATE TABLE jobs ("+strings.Join(cols, ", ")+")"); err != nil {
+		return err
+	}
+	conn, err := duck.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error {
+		app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs")
+		if err != nil {
+			return err
+		}
+		vals := make([]sqldriver.Value, len(t.Columns))
+		for n, r := range t.Rows {
+			for i, v := range r {
+				if s, ok := v.(string); ok && !utf8.ValidString(s) {
+					// DuckDB would show it as NULL.
+					app.Close()
+					return fmt.Errorf("%s: row %d, column %q: %.40q is not UTF-8 text, which DuckDB cannot read", location, n+1, t.Columns[i], s)
+				}
+				vals[i] = v
+			}
+			if err := app.AppendRow(vals...); err != nil {
+				app.Close()
+				return err
+			}
+		}
+		return app.Close()
+	})
+}
+
+// duckType picks a column type for a loaded table from its values.
+func duckType(t *tableconv.Table, col int) string {
+	typ := ""
+	for _, r := range t.Rows {
+		var k string
+		switch r[col].(type) {
+		case nil:
+			continue
+		case int64:
+			k = "BIGINT"
+		case float64:
+			k = "DOUBLE"
+		case bool:
+			k = "BOOLEAN"
+		default:
+			return "VARCHAR"
+		}
+		if typ == "" || typ == k {
+			typ = k
+		} else if (typ == "BIGINT" || typ == "DOUBLE") && (k == "BIGINT" || k == "DOUBLE") {
+			typ = "DOUBLE"
+		} else {
+			return "VARCHAR"
+		}
+	}
+	if typ == "" {
+		return "VARCHAR"
+	}
+	if typ == "DOUBLE" {
+		// An int64 in a DOUBLE column: make the appender get floats.
+		for _, r := range t.Rows {
+			if n, ok := r[col].(int64); ok {
+				r[col] = float64(n)
+			}
+		}
+	}
+	return typ
+}
+
+// Cell is the text of a value of a Result or a table cell, as the table
+// and CSV formats show it: "" for nil, RFC 3339 in UTC for a time, the
+// bytes as text, and fmt's %v for anything else.
+func Cell(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprint(v)
+}
+
+// Format is how Write prints rows.
+type Format string
+
+// The formats Write knows.
+const (
+	// Table is an aligned text table with a header line; tabs and line
+	// breaks in a cell become spaces.
+	Table Format = "table"
+	// CSV is RFC 4180 CSV with a header line, cells as Cell gives them.
+	CSV Format = "csv"
+	// JSON is an array of objects, one per row, keyed by column name,
+	// indented by two spaces.
+	JSON Format = "json"
+)
+
+// ParseFormat returns the Format called s, or an error naming the ones
+// there are.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Table, CSV, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("the format is table, csv or json, not %q", s)
+}
+
+// Write prints rows (all of them, without closing them) to w in format:
+// an error of w or of reading the rows is returned, and so is an unknown
+// format, before anything is written.
+func Write(w io.Writer, rows *sql.Rows, format Format) error {
+	if _, err := ParseFormat(string(format)); err != nil {
+		return err
+	}
+	cols, err := rows.Columns()
+	if err != nil {
+		return err
+	}
+	var tw *tabwriter.Writer
+	var cw *csv.Writer
+	var objs []map[string]any
+	switch format {
+	case Table:
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, strings.Join(cols, "\t"))
+	case CSV:
+		cw = csv.NewWriter(w)
+		cw.Write(cols)
+	case JSON:
+		objs = []map[string]any{}
+	}
+	err = scanRows(rows, len(cols), func(vals []any) {
+		switch format {
+		case Table:
+			cells := make([]string, len(vals))
+			for i, v := range vals {
+				cells[i] = strings.NewReplacer("\t", " ", "\n", " ").Replace(Cell(v))
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		case CSV:
+			cells := make([]string, len(vals))
+			for i, v := range vals {
+				cells[i] = Cell(v)
+			}
+			cw.Write(cells)
+		case JSON:
+			o := make(map[string]any, len(cols))
+			for i, c := range cols {
+				o[c] = plain(vals[i])
+			}
+			objs = append(objs, o)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	switch format {
+	case Table:
+		return tw.Flush()
+	case CSV:
+		cw.Flush()
+		return cw.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(objs)
+}

@@ -1,0 +1,398 @@
+// Package tableconv converts job tables between the formats a campaign
+// meets: CSV input and the openEO Python client's CSV job table, GeoJSON
+// FeatureCollections (one row per feature, the geometry as WKT text), and
+// every job table store registered with package driver (SQLite, CSV,
+// Parquet/GeoParquet, DuckDB, ...), whose manager columns come along.
+//
+// A conversion reads a whole table into a Table, checks it (CheckGeometries)
+// and writes it to a new store (Create) or GeoJSON file (WriteGeoJSON).
+// Nothing is written when the input has an error; the error names the
+// file, the line, row or feature, and the column. No value is changed or
+// dropped on the way: what a target cannot keep is refused instead.
+//
+// The store drivers to read or write must be registered by importing them,
+// as for database/sql: _ "github.com/openeo-batch/worker/driver/sqlite".
+package tableconv
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	_ "github.com/duckdb/duckdb-go/v2" // CheckGeometries: WKT with Z and M
+	"github.com/paulmach/orb/encoding/wkt"
+	"github.com/paulmach/orb/geojson"
+
+	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/atomicfile"
+)
+
+// GeometryColumn is where geometries live in a table, as WKT text: the
+// name the Python client gives a GeoDataFrame's geometry.
+const GeometryColumn = "geometry"
+
+// CheckGeometries makes sure every cell of t's GeometryColumn is WKT
+// (OGC Simple Features, 2D, Z or M), or empty, before a table is written
+// to any store: SQLite and CSV keep text as it comes, so a bad cell would
+// otherwise surface only in a job. A bad cell is an error naming from (the
+// file t was read from), the row (from 1) and the column. A table without
+// a geometry column passes. orb reads 2D WKT quickly; a cell it refuses
+// goes to an in-memory DuckDB database, which also reads Z and M
+// coordinates.
+func CheckGeometries(ctx context.Context, from string, t *Table) error {
+	i := slices.Index(t.Columns, GeometryColumn)
+	if i < 0 {
+		return nil
+	}
+	var duck *sql.DB
+	defer func() {
+		if duck != nil {
+			duck.Close()
+		}
+	}()
+	for r, row := range t.Rows {
+		if row[i] == nil {
+			continue
+		}
+		s, ok := row[i].(string)
+		if ok && strings.TrimSpace(s) == "" {
+			continue
+		}
+		if ok {
+			if _, err := wkt.Unmarshal(s); err == nil {
+				continue
+			}
+			if duck == nil {
+				var err error
+				if duck, err = sql.Open("duckdb", ""); err != nil {
+					return err
+				}
+			}
+			var g any
+			if duck.QueryRowContext(ctx, "SELECT CAST(? AS GEOMETRY)", s).Scan(&g) == nil {
+				continue
+			}
+		}
+		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, GeometryColumn, fmt.Sprint(row[i]))
+	}
+	return nil
+}
+
+// IsGeoJSON reports whether path names a GeoJSON file, by its ending
+// (.geojson or .json, in any case).
+func IsGeoJSON(path string) bool {
+	ext := strings.ToLower(filepath.Ext(path))
+	return ext == ".geojson" || ext == ".json"
+}
+
+// Read reads a job table from a file whose name says its format: CSV
+// input (.csv, see ReadCSV), a GeoJSON FeatureCollection (.geojson or
+// .json, see ReadGeoJSON), or any job table store (jobs.db, sqlite:///x,
+// ..., see ReadStore), whose manager columns come along. Another ending is
+// an error saying which ones are known.
+func Read(ctx context.Context, path string) (*Table, error) {
+	switch {
+	case IsGeoJSON(path):
+		return ReadGeoJSON(path)
+	case strings.EqualFold(filepath.Ext(path), ".csv"):
+		return ReadCSV(path)
+	}
+	if _, _, err := driver.Lookup(path); err != nil {
+		return nil, fmt.Errorf("%s: unsupported input (want .csv, .geojson or a job table: %v)", path, err)
+	}
+	return ReadStore(ctx, path)
+}
+
+// NoTableError is the error for a table location whose file does not
+// exist. It matches fs.ErrNotExist with errors.Is.
+type NoTableError struct {
+	Location string // as given
+}
+
+func (e *NoTableError) Error() string { return e.Location + ": no such job table" }
+
+// Unwrap makes errors.Is(err, fs.ErrNotExist) hold.
+func (e *NoTableError) Unwrap() error { return fs.ErrNotExist }
+
+// CheckExists returns a *NoTableError when the table at location (see
+// driver.Lookup) does not exist (its file, or for a database server its
+// table, see driver.Exists), so that a typo is reported
+// instead of opening, and so creating, an empty table; an unknown kind of
+// location is an error too.
+func CheckExists(location string) error {
+	ok, err := driver.Exists(context.Background(), location)
+	if err != nil {
+		return err // it names the file, or the server's table (never its password)
+	}
+	if !ok {
+		return &NoTableError{Location: location}
+	}
+	return nil
+}
+
+// OpenReader opens the existing table at location only to read it (see
+// driver.OpenReader): a reader never takes the writer's role, so it
+// cannot keep a run from starting. A missing file is a *NoTableError.
+func OpenReader(ctx context.Context, location string) (driver.Store, error) {
+	if err := CheckExists(location); err != nil {
+		return nil, err
+	}
+	return driver.OpenReader(ctx, location)
+}
+
+// ReadStore reads every row of the existing job table at location
+// (opened with OpenReader), in table order: the user's columns, then the
+// manager's (driver.ManagerColumns), with their values as the store holds
+// them. Errors name the table.
+func ReadStore(ctx context.Context, location string) (*Table, error) {
+	s, err := OpenReader(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	user, err := s.Columns(ctx)
+	if err != nil {
+		return nil, inTable(location, err)
+	}
+	jobs, err := s.Select(ctx, driver.Filter{})
+	if err != nil {
+		return nil, inTable(location, err)
+	}
+	return FromJobs(user, nil, jobs), nil
+}
+
+// FromJobs makes a table of rows read from a store: the columns user
+// (the store's user columns), then extra (more user columns, such as ones
+// to add, taken from each row's Data like user's; nil where a row has
+// none), then the manager's columns (driver.ManagerColumns).
+func FromJobs(user, extra []string, rows []driver.Job) *Table {
+	t := &Table{Columns: append(slices.Clone(user), extra...)}
+	for _, c := range driver.ManagerColumns() {
+		t.Columns = append(t.Columns, c.Name)
+	}
+	for _, j := range rows {
+		r := make([]any, 0, len(t.Columns))
+		for _, c := range user {
+			r = append(r, j.Data[c])
+		}
+		for _, c := range extra {
+			r = append(r, j.Data[c])
+		}
+		for _, c := range driver.ManagerColumns() {
+			r = append(r, j.Value(c.Name))
+		}
+		t.Rows = append(t.Rows, r)
+	}
+	return t
+}
+
+// inTable names the table in a store's error, unless the store did.
+func inTable(location string, err error) error {
+	_, path, _ := driver.Lookup(location)
+	if path != "" && strings.Contains(err.Error(), path) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", location, err)
+}
+
+// ReadGeoJSON reads a GeoJSON FeatureCollection (RFC 7946) into a table
+// with one row per feature: a column per property, in the order the
+// properties first appear, and last GeometryColumn, the feature's geometry
+// as WKT (nil for a null geometry). Whole numbers become int64, other
+// numbers float64, objects and arrays their JSON text. A document that is
+// not a FeatureCollection, a geometry that WKT would change (see
+// CheckGeoJSONGeometry) or a property called "geometry" is an error naming
+// the file and the feature (from 1).
+func ReadGeoJSON(path string) (*Table, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Type     string            `json:"type"`
+		Features []json.RawMessage `json:"features"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("%s: not GeoJSON: %w", path, err)
+	}
+	if doc.Type != "FeatureCollection" {
+		return nil, fmt.Errorf("%s: want a GeoJSON FeatureCollection, got type %q", path, doc.Type)
+	}
+	t := &Table{}
+	index := map[string]int{}
+	var props []map[string]any
+	var geoms []any
+	for i, raw := range doc.Features {
+		var g struct {
+			Geometry json.RawMessage `json:"geometry"`
+		}
+		json.Unmarshal(raw, &g)
+		if err := CheckGeoJSONGeometry(g.Geometry); err != nil {
+			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
+		}
+		f, err := geojson.UnmarshalFeature(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
+		}
+		var p map[string]any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
+		var withNumbers struct {
+			Properties map[string]any `json:"properties"`
+		}
+		if err := dec.Decode(&withNumbers); err == nil {
+			p = withNumbers.Properties
+		}
+		for _, k := range propertyKeys(raw) {
+			if k == GeometryColumn {
+				return nil, fmt.Errorf("%s: feature %d: a property is called %q, the name of the geometry column", path, i+1, k)
+			}
+			if _, ok := index[k]; !ok {
+				index[k] = len(t.Columns)
+				t.Columns = append(t.Columns, k)
+			}
+		}
+		props = append(props, p)
+		if f.Geometry == nil {
+			geoms = append(geoms, nil)
+		} else {
+			geoms = append(geoms, wkt.MarshalString(f.Geometry))
+		}
+	}
+	t.Columns = append(t.Columns, GeometryColumn)
+	for i, p := range props {
+		r := make([]any, len(t.Columns))
+		for k, v := range p {
+			r[index[k]] = jsonValue(v)
+		}
+		r[len(r)-1] = geoms[i]
+		t.Rows = append(t.Rows, r)
+	}
+	return t, nil
+}
+
+// propertyKeys returns the keys of a feature's properties in the order
+// they stand in the document (maps forget it).
+func propertyKeys(feature json.RawMessage) []string {
+	var f struct {
+		Properties json.RawMessage `json:"properties"`
+	}
+	if json.Unmarshal(feature, &f) != nil || len(f.Properties) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(f.Properties))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		k, _ := t.(string)
+		keys = append(keys, k)
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return keys
+		}
+	}
+	return keys
+}
+
+// jsonValue turns a JSON property into a table value: whole numbers int64,
+// other numbers float64, objects and arrays their JSON text.
+func jsonValue(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	case map[string]any, []any:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+	return v
+}
+
+// WriteGeoJSON writes t to path as a FeatureCollection, replacing the file
+// in one atomic step (a crash leaves the old file or the new one, never
+// half of one): GeometryColumn (WKT) becomes each feature's geometry, the
+// other columns its properties. A cell of GeometryColumn that is not WKT
+// is an error naming the row (from 1) and the column, and nothing is
+// written.
+func WriteGeoJSON(path string, t *Table) error {
+	g := slices.Index(t.Columns, GeometryColumn)
+	fc := geojson.NewFeatureCollection()
+	for i, r := range t.Rows {
+		f := geojson.NewFeature(nil)
+		if g >= 0 && r[g] != nil {
+			s, _ := r[g].(string)
+			geom, err := wkt.Unmarshal(s)
+			if err != nil {
+				return fmt.Errorf("row %d, column %q: not WKT: %w", i+1, GeometryColumn, err)
+			}
+			f.Geometry = geom
+		}
+		for j, c := range t.Columns {
+			if j != g {
+				f.Properties[c] = r[j]
+			}
+		}
+		fc.Append(f)
+	}
+	b, err := json.Marshal(fc)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b, 0o644) // a kill leaves no half a file
+}
+
+// Create writes t to a new job table at location (see driver.Lookup) and
+// returns the number of rows written. The store checks the values (a
+// manager column's status, time, ...) and refuses what it cannot keep
+// (text that is not UTF-8 in Parquet or DuckDB), naming the row and
+// column. On failure Create removes what it created, so a bad input
+// leaves nothing behind; a location that already holds a table is an
+// error matching driver.ErrExists, and that table is left as it was.
+func Create(ctx context.Context, location string, t *Table) (int, error) {
+	d, path, err := driver.Lookup(location)
+	if err != nil {
+		return 0, err
+	}
+	_, statErr := os.Stat(path)
+	// A table on a server is made in one transaction: a failed Init
+	// leaves nothing, and a table found there is someone else's.
+	existed := statErr == nil || d.Exists != nil
+	s, err := driver.Open(ctx, location)
+	if err != nil {
+		return 0, err
+	}
+	err = s.Init(ctx, t.Columns, t.All())
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if !existed {
+			if rerr := driver.Remove(location); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
+		if errors.Is(err, driver.ErrExists) {
+			return 0, fmt.Errorf("%s already holds a job table: %w", location, driver.ErrExists)
+		}
+		return 0, err
+	}
+	return len(t.Rows), nil
+}
