@@ -36,6 +36,7 @@ Usage:
   worker <command> [flags]
 
 Commands:
+  split    cut an area into a table of tiles (a grid in a projection, or a grid file)
   init     create a job table from a CSV, GeoJSON or Parquet file or another table
            (--append adds the rows of a new input to a table)
   run      run the jobs of a table on one or more back-ends
@@ -47,7 +48,8 @@ Commands:
   cancel   cancel active jobs on their back-ends
   download fetch the results of finished rows missing on disk
   query    run DuckDB SQL over a table (called jobs), also during a run
-  export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite
+  export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite, or its
+           results as a STAC catalogue (--stac)
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
   version  print the version, commit and main dependencies
@@ -77,7 +79,7 @@ type command struct {
 }
 
 var commands = []command{initCmd, runCmd, checkCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
-	queryCmd, exportCmd, loginCmd, demoCmd}
+	queryCmd, exportCmd, loginCmd, demoCmd, splitCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

@@ -16,6 +16,7 @@ var exportCmd = command{
 	name: "export",
 	usage: `
 Usage: worker export --db TABLE --to FILE
+       worker export --db TABLE --to DIR --stac [--root-dir DIR]
 
 Writes a job table, manager columns included, to another format picked from
 the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
@@ -26,10 +27,21 @@ geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
 row and column, and nothing is written.
 'worker init --from' reads the same formats back.
 
+With --stac, writes a static STAC 1.1.0 Collection of the results instead:
+DIR/collection.json and one Item per finished job (DIR/<job id>/<job id>.json)
+with the job's footprint (the results' own geometry, else the row's
+geometry column), its time (the results' datetime, else the interval from
+start_time to the job's last update), the row's columns as properties, and
+the files of ROOT/job_<id>/ as assets with their media types. Every link is
+relative: put DIR inside the --root-dir folder to move them together. DIR
+must not exist or be empty. Finished rows that get no Item, or whose
+results are not all on disk, are listed, and the exit status is 1.
+
 Example:
   worker export --db jobs.db --to jobs.geojson
   worker export --db jobs.db --to jobs.csv
   worker export --db jobs.csv --to jobs.parquet
+  worker export --db jobs.db --to results/stac --stac --root-dir results
 `,
 	run: runExport,
 }
@@ -37,11 +49,18 @@ Example:
 func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	db := fs.String("db", "", "job table to export (required)")
 	to := fs.String("to", "", "`file` to write; its ending picks the format (required)")
+	stacOpts := addSTACFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *db == "" || *to == "" {
 		return usagef("export: --db and --to are required")
+	}
+	if err := stacOpts.check(fs); err != nil {
+		return err
+	}
+	if stacOpts.on {
+		return exportSTAC(ctx, *db, *to, stacOpts, stdout, stderr)
 	}
 	t, err := tableconv.ReadStore(ctx, *db)
 	if err != nil {

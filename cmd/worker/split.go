@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/openeo-batch/worker/split"
+	"github.com/openeo-batch/worker/tableconv"
+)
+
+var splitCmd = command{
+	name: "split",
+	usage: `
+Usage: worker split --area FILE|BBOX --tile-size SIZE --projection EPSG --to TABLE
+       worker split --area FILE|BBOX --grid GRID.geojson --to TABLE
+
+Cuts an area of interest into tiles, one row per tile, as the openEO Python
+client's split_area does: square tiles of SIZE in the unit of the projection
+EPSG (metres for UTM, degrees for 4326), clipped at the edges of the area's
+bounding box, the tiles that do not overlap the area dropped. The grid
+starts at the lower-left corner of the area (--align python: where
+split_area starts it, x 500000 for UTM and 3857, else 0; y 0). --projection
+utm picks the UTM zone of the area's centre. With --grid, the tiles are the
+polygons of a predefined grid (a GeoJSON FeatureCollection, whose properties
+become columns), kept whole when they overlap the area; its coordinates are
+longitude/latitude unless its "crs" member or --projection say otherwise.
+
+--area is a GeoJSON file (polygons, longitude/latitude) or a bounding box
+west,south,east,north[,crs] (longitude/latitude unless crs, an EPSG code, says
+otherwise). The table has the columns tile_id, epsg, west, south, east,
+north and geometry: WKT in the grid's projection, as split_area returns it
+(a process parameter that takes GeoJSON wants longitude/latitude: split in
+4326 then, or build a spatial_extent from west..north and epsg). TABLE's
+name picks its format, as for export (.geojson, .csv, .db, .parquet,
+.duckdb); it must not exist, and 'worker init --from' or '--db' take it.
+
+Example:
+  worker split --area 3.2,50.9,4.1,51.5 --tile-size 20000 --projection utm --to tiles.csv
+  worker split --area aoi.geojson --tile-size 0.5 --projection 4326 --to jobs.db
+  worker split --area aoi.geojson --grid s2-tiles.geojson --to tiles.geojson
+`,
+	run: runSplit,
+}
+
+func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	areaArg := fs.String("area", "", "area to split: a GeoJSON `file` or a bounding box west,south,east,north[,crs] (required)")
+	size := fs.Float64("tile-size", 0, "side of a tile in the unit of --projection (metres for UTM)")
+	projection := fs.String("projection", "", "`EPSG` code of the grid (32631, EPSG:32631), or utm for the area's UTM zone")
+	gridFile := fs.String("grid", "", "a predefined grid: a GeoJSON `file` of tile polygons (instead of --tile-size)")
+	align := fs.String("align", "area", "where the grid starts: area (its lower-left corner) or python (as split_area)")
+	to := fs.String("to", "", "table `file` to write; its ending picks the format (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *areaArg == "" || *to == "":
+		return usagef("split: --area and --to are required")
+	case *gridFile == "" && (*size == 0 || *projection == ""):
+		return usagef("split: give --tile-size and --projection, or --grid")
+	case *gridFile != "" && *size != 0:
+		return usagef("split: --grid and --tile-size exclude each other")
+	}
+	if _, err := os.Stat(*to); err == nil {
+		return fmt.Errorf("%s exists already: choose another --to", *to)
+	}
+	area, err := readArea(*areaArg)
+	if err != nil {
+		return err
+	}
+	epsg := 0
+	if strings.EqualFold(*projection, "utm") {
+		if epsg, err = split.UTMZone(area); err != nil {
+			return fmt.Errorf("--area %s: %w", *areaArg, err)
+		}
+	} else if *projection != "" {
+		if epsg, err = split.ParseEPSG(*projection); err != nil {
+			return usagef("split: --projection: %v", err)
+		}
+	}
+
+	var tiling *split.Tiling
+	if *gridFile != "" {
+		b, err := os.ReadFile(*gridFile)
+		if err != nil {
+			return err
+		}
+		g, err := split.ParseGridFile(b, epsg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *gridFile, err)
+		}
+		if tiling, err = g.Split(area); errors.Is(err, split.ErrUnknownProjection) {
+			return usagef("split: %v", err)
+		} else if err != nil {
+			return err
+		}
+	} else {
+		grid := split.Grid{EPSG: epsg, Size: *size}
+		switch *align {
+		case "area":
+		case "python":
+			grid.Align = split.AlignPython
+		default:
+			return usagef("split: --align is area or python, not %q", *align)
+		}
+		if tiling, err = grid.Split(area); errors.Is(err, split.ErrSize) || errors.Is(err, split.ErrUnknownProjection) {
+			return usagef("split: %v", err)
+		} else if err != nil {
+			return err
+		}
+	}
+	columns, rows, err := tiling.Table()
+	if err != nil {
+		return err
+	}
+	t := &tableconv.Table{Columns: columns, Rows: rows}
+	if tableconv.IsGeoJSON(*to) {
+		err = tableconv.WriteGeoJSON(*to, t)
+	} else {
+		_, err = createTable(ctx, *to, t)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", *to, err)
+	}
+	fmt.Fprintf(stdout, "wrote %d tiles in EPSG:%d to %s\n", len(rows), tiling.EPSG, *to)
+	return nil
+}
+
+// readArea reads --area: a GeoJSON file when one is there by that name,
+// else a bounding box.
+func readArea(arg string) (split.Area, error) {
+	if st, err := os.Stat(arg); err == nil && !st.IsDir() {
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return split.Area{}, err
+		}
+		a, err := split.ParseGeoJSON(b)
+		if err != nil {
+			return split.Area{}, fmt.Errorf("%s: %w", arg, err)
+		}
+		return a, nil
+	}
+	if strings.Count(arg, ",") < 3 {
+		return split.Area{}, usagef("split: --area %q is neither a file nor a bounding box west,south,east,north[,crs]", arg)
+	}
+	a, err := split.ParseBBox(arg)
+	if err != nil {
+		return split.Area{}, usagef("split: --area: %v", err)
+	}
+	return a, nil
+}
