@@ -137,7 +137,7 @@ func (d *DB) serverQuery(ctx context.Context, stmt string, args ...any) (*sql.Ro
 func (d *DB) Location() string { return d.location }
 
 // Query runs one reading statement (see Check) with args for its ?
-// placeholders and returns its rows, which the caller must close. A
+// placeholders ($1, $2, ... on PostgreSQL) and returns its rows, which the caller must close. A
 // statement that is not reading, or several statements, are a
 // *RefusedError; SQL DuckDB does not accept is an error with DuckDB's
 // message, unprefixed.
