@@ -84,3 +84,36 @@ func TestParseLocation(t *testing.T) {
 		}
 	}
 }
+
+// Counts stay right as the counts table grows past its compaction, and
+// are compacted to one row per back-end and status.
+func TestCountsCompact(t *testing.T) {
+	s, jobs := newJobs(t, 2)
+	ctx := t.Context()
+	for i := range 300 {
+		st := driver.Running
+		if i%2 == 1 {
+			st = driver.Queued
+		}
+		if err := s.Update(ctx, driver.Update{Key: jobs[0].Key, Set: driver.Values{driver.ColStatus: st, driver.ColBackend: "a"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // the first compacts, the second reads the compacted rows
+		counts, err := s.Counts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, c := range counts {
+			got[c.Backend+"/"+string(c.Status)] = c.N
+		}
+		if len(got) != 2 || got["a/queued"] != 1 || got["/not_started"] != 1 {
+			t.Errorf("Counts = %v, want a/queued 1 and /not_started 1", got)
+		}
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM "`+s.Table()+`_counts"`).Scan(&n); err != nil || n > 2 {
+		t.Errorf("%d rows in the counts table after compaction (%v), want at most 2", n, err)
+	}
+}
