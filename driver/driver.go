@@ -64,6 +64,10 @@ type Filter struct {
 	// DownloadPending, when true, keeps only rows whose download is pending.
 	DownloadPending bool
 	Limit           int // at most this many rows; 0 means no limit
+	// After, when positive, keeps only rows whose Key is greater: with
+	// Limit, a table is read a page at a time (After = the last key of the
+	// page before).
+	After int64
 }
 
 // Count is the number of rows with one status on one back-end.
@@ -126,7 +130,10 @@ type Store interface {
 
 	// Claim atomically takes the first not_started row in table order,
 	// applies set to it and returns it as changed. Two callers never get the
-	// same row. It returns ErrNotFound when no row is not_started.
+	// same row. When set assigns a back-end (backend_name), only a row
+	// whose backend_name is empty or already that back-end's is taken: the
+	// user gave a not_started row with a back-end to that back-end alone.
+	// It returns ErrNotFound when no row is not_started (for that back-end).
 	Claim(ctx context.Context, set Values) (Job, error)
 
 	// Close releases the store, flushing what is pending.

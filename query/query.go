@@ -1,9 +1,8 @@
 // Package query runs DuckDB SQL over a job table, whatever its store
 // (SQLite, CSV, Parquet/GeoParquet, DuckDB, ...), on a read-only snapshot
-// in which the table is called jobs. It is what worker query, worker jobs
-// --where and the dashboard read tables with, and what a program that
-// embeds the library can use to read a table the same way, also while a
-// run changes it.
+// in which the table is called jobs. worker query and worker jobs --where
+// read tables with it, and a program that embeds the library (a dashboard,
+// say) reads a table the same way, also while a run changes it.
 //
 // Open gives a DB; its Query and Select take one reading statement
 // (SELECT, and DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA, CALL) and refuse
@@ -44,8 +43,12 @@ import (
 // and CSV tables are copied in when the DB is opened (a CSV table's latest
 // changes, in its journal, included). Geometries are WKT text (GEOMETRY
 // in Parquet tables, where DuckDB's core ST_ functions work on them).
-// A DB runs one statement at a time; it is safe for use by several
-// goroutines, which take turns.
+// Statements without ORDER BY see the rows in table order (DuckDB's
+// preserve_insertion_order, set on), so row_number() OVER () numbers them
+// as the table does. A DB runs one statement at a time on its one
+// connection: it is safe for use by several goroutines, which take turns,
+// but the rows of a Query must be closed before the next statement, or
+// that statement waits for ever.
 //
 // A table on a database server that runs SQL itself (PostgreSQL, see
 // driver.SQLReader) is not copied: each statement runs there, in the
@@ -53,10 +56,22 @@ import (
 type DB struct {
 	db       *sql.DB
 	location string
+	escaped  []Escaped
 
 	server  driver.Store // a store that is a driver.SQLReader, or nil
 	mu      sync.Mutex
 	pending []func() // the server transactions of earlier statements
+}
+
+// Escaped is a cell of a SQLite or CSV table that is not UTF-8 text (a
+// Latin-1 file, say), which DuckDB cannot hold as text: the DB shows it
+// with each byte that is not part of a UTF-8 character written as \xNN
+// (two upper-case hex digits, as DuckDB writes BLOBs), "caf\xE9" for the
+// Latin-1 "café". The table keeps the bytes; only the snapshot shows them
+// escaped, so SQL compares such a cell by its escaped text.
+type Escaped struct {
+	Row    int    // from 1, in table order
+	Column string // its name
 }
 
 // Open opens the existing job table at location (a path whose ending
@@ -80,12 +95,17 @@ func Open(ctx context.Context, location string) (*DB, error) {
 		}
 		store.Close()
 	}
-	duck, err := openJobs(ctx, location)
+	duck, escaped, err := openJobs(ctx, location)
 	if err != nil {
 		return nil, err
 	}
-	return &DB{db: duck, location: location}, nil
+	return &DB{db: duck, location: location, escaped: escaped}, nil
 }
+
+// Escaped returns the cells the DB shows escaped, in table order (see
+// Escaped): a caller should say so, since the text differs from the
+// table's bytes.
+func (d *DB) Escaped() []Escaped { return d.escaped }
 
 // Close releases the snapshot.
 func (d *DB) Close() error {
@@ -286,21 +306,21 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
 // the table at location, read on a snapshot, and locks it down (see
 // lockDown) so that the user's SQL reads nothing else and writes nothing.
-func openJobs(ctx context.Context, location string) (*sql.DB, error) {
+func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, error) {
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	duck.SetMaxOpenConns(1) // one in-memory database, one connection
-	files, err := loadJobs(ctx, duck, location)
+	files, escaped, err := loadJobs(ctx, duck, location)
 	if err == nil {
 		err = lockDown(ctx, duck, files)
 	}
 	if err != nil {
 		duck.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return duck, nil
+	return duck, escaped, nil
 }
 
 // lockDown closes DuckDB's doors to everything but the jobs table once it
@@ -318,6 +338,7 @@ func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
 		qs = append(qs, "SET allowed_paths = ["+strings.Join(quoted, ", ")+"]")
 	}
 	qs = append(qs,
+		"SET preserve_insertion_order = true", // the default, which callers rely on
 		"SET enable_external_access = false",
 		"SET autoinstall_known_extensions = false",
 		"SET autoload_known_extensions = false",
@@ -333,8 +354,9 @@ func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // loadJobs makes the table available to DuckDB as jobs, and returns the
-// files the jobs view reads when queried (none when it is a copy).
-func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, error) {
+// files the jobs view reads when queried (none when it is a copy) and the
+// cells copied escaped.
+func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, []Escaped, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
@@ -343,52 +365,58 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, err
 	case ".parquet", ".geoparquet":
 		abs, err := filepath.Abs(path)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		_, err = duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet("+sqlString(abs)+", hive_partitioning = false)")
-		return []string{abs}, err
+		return []string{abs}, nil, err
 	case ".duckdb", ".ddb":
 		if _, err := duck.ExecContext(ctx, "ATTACH "+sqlString(path)+" AS src (READ_ONLY)"); err != nil {
-			return nil, fmt.Errorf("%s: %w", location, err)
+			return nil, nil, fmt.Errorf("%s: %w", location, err)
 		}
 		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
-		return nil, err
+		return nil, nil, err
 	}
-	return nil, copyJobs(ctx, duck, location)
+	escaped, err := copyJobs(ctx, duck, location)
+	return nil, escaped, err
 }
 
 // copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
-// through its store into an in-memory table jobs.
-func copyJobs(ctx context.Context, duck *sql.DB, location string) error {
+// through its store into an in-memory table jobs, text that is not UTF-8
+// escaped (see Escaped), and returns the cells escaped.
+func copyJobs(ctx context.Context, duck *sql.DB, location string) ([]Escaped, error) {
 	t, err := tableconv.ReadStore(ctx, location)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	var escaped []Escaped
+	for n, r := range t.Rows {
+		for i, v := range r {
+			if s, ok := v.(string); ok && !utf8.ValidString(s) {
+				r[i] = escapeBytes(s) // DuckDB would show it as NULL
+				escaped = append(escaped, Escaped{Row: n + 1, Column: t.Columns[i]})
+			}
+		}
 	}
 	var cols []string
 	for i, c := range t.Columns {
 		cols = append(cols, `"`+strings.ReplaceAll(c, `"`, `""`)+`" `+duckType(t, i))
 	}
 	if _, err := duck.ExecContext(ctx, "CREATE TABLE jobs ("+strings.Join(cols, ", ")+")"); err != nil {
-		return err
+		return nil, err
 	}
 	conn, err := duck.Conn(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer conn.Close()
-	return conn.Raw(func(dc any) error {
+	return escaped, conn.Raw(func(dc any) error {
 		app, err := duckdbgo.NewAppenderFromConn(dc.(sqldriver.Conn), "", "jobs")
 		if err != nil {
 			return err
 		}
 		vals := make([]sqldriver.Value, len(t.Columns))
-		for n, r := range t.Rows {
+		for _, r := range t.Rows {
 			for i, v := range r {
-				if s, ok := v.(string); ok && !utf8.ValidString(s) {
-					// DuckDB would show it as NULL.
-					app.Close()
-					return fmt.Errorf("%s: row %d, column %q: %.40q is not UTF-8 text, which DuckDB cannot read", location, n+1, t.Columns[i], s)
-				}
 				vals[i] = v
 			}
 			if err := app.AppendRow(vals...); err != nil {
@@ -398,6 +426,22 @@ func copyJobs(ctx context.Context, duck *sql.DB, location string) error {
 		}
 		return app.Close()
 	})
+}
+
+// escapeBytes writes each byte of s that is not part of a UTF-8
+// character as \xNN.
+func escapeBytes(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			fmt.Fprintf(&b, `\x%02X`, s[i])
+		} else {
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // duckType picks a column type for a loaded table from its values.

@@ -174,3 +174,31 @@ func TestWrite(t *testing.T) {
 		t.Error("ParseFormat(xml) accepted")
 	}
 }
+
+// A SQLite or CSV cell that is not UTF-8 is shown with its other bytes
+// escaped, and listed by Escaped, instead of failing the whole table.
+func TestNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	tab := &tableconv.Table{Columns: []string{"title", "year"}, Rows: [][]any{{"cafe", int64(1)}, {"caf\xe9 \\ ok", int64(2)}, {"caf\xc3\xa9", int64(3)}}}
+	for _, name := range []string{"t.db", "t.csv"} {
+		p := filepath.Join(dir, name)
+		if _, err := tableconv.Create(t.Context(), p, tab); err != nil {
+			t.Fatal(err)
+		}
+		db, err := Open(t.Context(), p)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		res, err := db.Select(t.Context(), "SELECT title FROM jobs ORDER BY year")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := res.Rows[1][0]; got != `caf\xE9 \ ok` || res.Rows[2][0] != "café" {
+			t.Errorf("%s: %q", name, res.Rows)
+		}
+		if esc := db.Escaped(); len(esc) != 1 || esc[0] != (Escaped{Row: 2, Column: "title"}) {
+			t.Errorf("%s: Escaped() = %v", name, esc)
+		}
+		db.Close()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -143,6 +144,7 @@ type clientState struct {
 	auth Auth
 	pol  *policies
 	now  func() time.Time
+	sent atomic.Int64 // requests sent, see Client.Requests
 }
 
 func (s *clientState) setAuth(a Auth) {

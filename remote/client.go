@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -74,9 +75,12 @@ func New(apiURL string, opts *Options) (*Client, error) {
 	hc := opts.HTTPClient
 	if hc == nil {
 		// One connection pool per back-end, reused for every request.
+		// Connecting is bounded apart from the answer, so that a back-end
+		// that does not take connections is known as such in seconds.
 		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.DialContext = (&net.Dialer{Timeout: ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext
 		t.MaxIdleConnsPerHost = 32
-		t.ResponseHeaderTimeout = 5 * time.Minute
+		t.ResponseHeaderTimeout = 2 * time.Minute
 		hc = &http.Client{Transport: t}
 	}
 	hc = guardRedirects(hc)
@@ -87,9 +91,16 @@ func New(apiURL string, opts *Options) (*Client, error) {
 	return &Client{root: u, http: hc, userAgent: ua, state: &clientState{pol: newPolicies(opts.Policy)}}, nil
 }
 
+// ConnectTimeout bounds the making of one connection (TCP and TLS each)
+// by a Client made without Options.HTTPClient. The answer is bounded by
+// Policy.Timeout.
+const ConnectTimeout = 10 * time.Second
+
 // Connect finds the API root of the back-end a user typed (by its
 // /.well-known/openeo document, as the Python client does) and returns a
-// client for it. When discovery fails the URL is used as the API root.
+// client for it. When discovery finds no document the URL is used as the
+// API root; when the back-end cannot be reached at all (no connection,
+// ConnectionFailed) that is the error.
 func Connect(ctx context.Context, rawURL string, opts *Options) (*Client, error) {
 	c, err := New(rawURL, opts)
 	if err != nil {
@@ -103,6 +114,9 @@ func Connect(ctx context.Context, rawURL string, opts *Options) (*Client, error)
 		} `json:"versions"`
 	}
 	if err := c.getJSON(ctx, c.root.String()+".well-known/openeo", &wk); err != nil {
+		if ConnectionFailed(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+			return nil, err
+		}
 		return c, nil // not an error: the URL is the API root itself
 	}
 	best, bestProd := "", false
@@ -168,6 +182,10 @@ func toAny(s []string) []any {
 	}
 	return out
 }
+
+// Requests returns how many HTTP requests the client (and the copies
+// WithJobTag made of it) sent to the back-end so far, retries included.
+func (c *Client) Requests() int64 { return c.state.sent.Load() }
 
 // Available reports whether the client sends requests to the back-end
 // now: false while its circuit breaker is open after too many failures.
@@ -265,6 +283,21 @@ func (c *Client) GetJob(ctx context.Context, id string) (*Job, error) {
 	}
 	j.Raw = raw
 	return &j, nil
+}
+
+// CheckAccess asks for the user's account (GET /me): it proves that the
+// back-end answers and accepts the client's credentials, at the cost of
+// one small request. A back-end without /me (404 or another refusal that
+// is not about the credentials) passes: it answered.
+func (c *Client) CheckAccess(ctx context.Context) error {
+	var me map[string]json.RawMessage
+	err := c.getJSON(ctx, c.endpoint("me"), &me)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 &&
+		!errors.Is(err, ErrAuth) && apiErr.StatusCode != http.StatusTooManyRequests {
+		return nil
+	}
+	return err
 }
 
 // ListJobs returns every job of the user, following the listing's pages
@@ -400,7 +433,7 @@ func (c *Client) call(ctx context.Context, r request) error {
 	if err := checkLink(r.url); err != nil {
 		return err
 	}
-	return c.state.pol.run(ctx, r.idempotent(), r.start, func(ctx context.Context, permit func() error) error {
+	return c.state.pol.run(ctx, r.idempotent(), r.start, r.method, r.url, func(ctx context.Context, permit func() error) error {
 		return c.attempt(ctx, &r, permit)
 	})
 }
@@ -446,6 +479,7 @@ func (c *Client) attempt(ctx context.Context, r *request, permit func() error) e
 	if err := permit(); err != nil {
 		return err
 	}
+	c.state.sent.Add(1)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return &transportError{fmt.Errorf("%s %s: %w", r.method, redactURL(r.url), err)}

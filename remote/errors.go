@@ -47,6 +47,12 @@ func OutcomeUnknown(err error) bool {
 	return errors.As(err, &urlErr) && !notSent(err)
 }
 
+// ConnectionFailed reports whether err is a failure of the connection
+// (refused, reset, timed out, a broken answer) rather than an answer of
+// the back-end: it says the back-end cannot be reached, nothing about the
+// request.
+func ConnectionFailed(err error) bool { return isTransport(err) }
+
 // APIError is an openEO error answer (section 6 of the API), or any non-2xx
 // answer when the body is not an openEO error document.
 type APIError struct {

@@ -78,6 +78,8 @@ func FuzzDocuments(f *testing.F) {
 	f.Add([]byte(`{"jobs":[{"id":"a","status":"queued"}],"links":[{"rel":"next","href":"/jobs?limit=1"}]}`))
 	f.Add([]byte(`{"logs":[{"id":"1","level":"error","message":"m","data":{"x":[1,2]}}],"links":[]}`))
 	f.Add([]byte(`{"jobs":null,"logs":7}`))
+	f.Add([]byte(`{"costs":2.5,"duration":"PT1H","size":100,"downloads_included":null,"expires":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"costs":"cheap","size":-1}`))
 	f.Add([]byte(`[]`))
 	fs := newFuzzServer(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -96,6 +98,9 @@ func FuzzDocuments(f *testing.F) {
 		// leads back to a page already read, and the listing must stop.
 		if _, err := fs.c.ListJobs(ctx, 0); ctx.Err() != nil {
 			t.Fatalf("listing did not end: %v", err)
+		}
+		if e, err := fs.c.EstimateJob(ctx, "j"); err == nil && e.Costs != nil && !(*e.Costs >= 0) {
+			t.Fatalf("estimate costs %v accepted", *e.Costs)
 		}
 		if _, err := fs.c.Logs(ctx, "j", "error"); ctx.Err() != nil {
 			t.Fatalf("logs did not end: %v", err)

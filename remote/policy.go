@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -43,6 +44,8 @@ type Policy struct {
 	// and 30s; a negative threshold disables the breaker).
 	BreakerThreshold int
 	BreakerDelay     time.Duration
+	// Logger receives a debug line for each retry (nil: slog.Default()).
+	Logger *slog.Logger
 }
 
 // DefaultPolicy returns the policy used when Options.Policy is nil.
@@ -166,8 +169,15 @@ func retryable(err error, idempotent bool) bool {
 // calls permit right before it sends, to wait for the rate limits: not
 // earlier, or requests that wait for something else in between (a token
 // being renewed) would leave together, above the rate.
-func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt func(ctx context.Context, permit func() error) error) error {
-	pols := []failsafe.Policy[any]{ps.retry(idempotent)}
+func (ps *policies) run(ctx context.Context, idempotent, start bool, method, url string, attempt func(ctx context.Context, permit func() error) error) error {
+	pols := []failsafe.Policy[any]{ps.retry(idempotent, method, url)}
+	if ctx.Value(noRetriesKey{}) != nil {
+		// Sent once; a token the back-end refused and that could be
+		// renewed is still sent again at once: that is not a retry.
+		pols[0] = retrypolicy.NewBuilder[any]().
+			HandleIf(func(_ any, err error) bool { var tr *tokenRenewed; return errors.As(err, &tr) }).
+			WithMaxRetries(1).ReturnLastFailure().Build()
+	}
 	if ps.breaker != nil {
 		pols = append(pols, ps.breaker)
 	}
@@ -195,11 +205,25 @@ func (ps *policies) run(ctx context.Context, idempotent, start bool, attempt fun
 // back-end (its identity provider), under the retry policy alone: the
 // back-end's breaker and rate limits are about the back-end.
 func (ps *policies) runOutside(ctx context.Context, idempotent bool, attempt func() error) error {
-	return failsafe.With[any](ps.retry(idempotent)).WithContext(ctx).Run(attempt)
+	return failsafe.With[any](ps.retry(idempotent, "", "")).WithContext(ctx).Run(attempt)
 }
 
-// retry is the retry policy of one request.
-func (ps *policies) retry(idempotent bool) failsafe.Policy[any] {
+// noRetriesKey marks a context whose requests are sent once (WithoutRetries).
+type noRetriesKey struct{}
+
+// WithoutRetries returns a context whose requests to the back-end are sent
+// once, without the Policy's retries (the breaker and rate limits still
+// apply): for callers that have a next chance of their own, such as a
+// tracking cycle that asks again at its next poll, and would rather go on
+// than wait through a backoff.
+func WithoutRetries(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetriesKey{}, true)
+}
+
+// retry is the retry policy of one request (method and url name it in the
+// debug log of each retry; empty for requests to other servers).
+func (ps *policies) retry(idempotent bool, method, url string) failsafe.Policy[any] {
+	log := ps.p.Logger
 	return retrypolicy.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
 		WithMaxRetries(max(ps.p.MaxRetries, 0)).
@@ -215,6 +239,14 @@ func (ps *policies) retry(idempotent bool) failsafe.Policy[any] {
 				return min(apiErr.RetryAfter, ps.p.MaxRetryAfter)
 			}
 			return -1 // the backoff
+		}).
+		OnRetryScheduled(func(e failsafe.ExecutionScheduledEvent[any]) {
+			l := log
+			if l == nil {
+				l = slog.Default()
+			}
+			l.Debug("retrying request", "method", method, "url", redactURL(url), "retry", e.Attempts(),
+				"delay", e.Delay, "err", e.LastError())
 		}).
 		ReturnLastFailure().
 		Build()

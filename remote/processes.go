@@ -92,8 +92,9 @@ func (c *Client) Validate(ctx context.Context, p Process) ([]ValidationError, er
 	var out struct {
 		Errors []ValidationError `json:"errors"`
 	}
-	err = c.state.pol.run(ctx, true, false, func(ctx context.Context, permit func() error) error {
-		r := request{method: http.MethodPost, url: c.endpoint("validation"), body: b, out: &out}
+	u := c.endpoint("validation")
+	err = c.state.pol.run(ctx, true, false, http.MethodPost, u, func(ctx context.Context, permit func() error) error {
+		r := request{method: http.MethodPost, url: u, body: b, out: &out}
 		return c.attempt(ctx, &r, permit)
 	})
 	if err != nil {

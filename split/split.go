@@ -1,7 +1,6 @@
 package split
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
+
+	"github.com/openeo-batch/worker/internal/jsonkeys"
 )
 
 // Align says where a size-based grid starts.
@@ -214,7 +215,7 @@ func ParseGridFile(b []byte, epsg int) (*GridFile, error) {
 			return nil, fmt.Errorf("tile %d: %w", i+1, err)
 		}
 		if i < len(raw.Features) {
-			for _, k := range objectKeys(raw.Features[i].Properties) {
+			for _, k := range jsonkeys.Object(raw.Features[i].Properties) {
 				if !slices.Contains(g.keys, k) {
 					g.keys = append(g.keys, k)
 				}
@@ -222,28 +223,6 @@ func ParseGridFile(b []byte, epsg int) (*GridFile, error) {
 		}
 	}
 	return g, nil
-}
-
-// objectKeys returns the keys of a JSON object in document order.
-func objectKeys(raw json.RawMessage) []string {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return keys
-		}
-		k, _ := t.(string)
-		keys = append(keys, k)
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return keys
-		}
-	}
-	return keys
 }
 
 // Split keeps the grid's tiles that overlap area (reprojected into the

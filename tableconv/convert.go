@@ -34,6 +34,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/jsonkeys"
 )
 
 // GeometryColumn is where geometries live in a table, as WKT text: the
@@ -289,24 +290,7 @@ func propertyKeys(feature json.RawMessage) []string {
 	if json.Unmarshal(feature, &f) != nil || len(f.Properties) == 0 {
 		return nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(f.Properties))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return keys
-		}
-		k, _ := t.(string)
-		keys = append(keys, k)
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return keys
-		}
-	}
-	return keys
+	return jsonkeys.Object(f.Properties)
 }
 
 // jsonValue turns a JSON property into a table value: whole numbers int64,

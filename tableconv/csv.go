@@ -6,7 +6,7 @@ import (
 	"os"
 
 	"github.com/openeo-batch/worker/driver"
-	"github.com/openeo-batch/worker/driver/csvfile"
+	"github.com/openeo-batch/worker/internal/csvtext"
 )
 
 // Table is a job table in memory: column names and rows of values, each
@@ -44,7 +44,7 @@ func ReadCSV(path string) (*Table, error) {
 	if err != nil {
 		return nil, err
 	}
-	recs, err := csvfile.Records(data)
+	recs, err := csvtext.Records(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -73,7 +73,7 @@ func ReadCSV(path string) (*Table, error) {
 				}
 			}
 		} else {
-			vals = csvfile.Infer(column)
+			vals = csvtext.Infer(column)
 		}
 		for i := range cells {
 			t.Rows[i][c] = vals[i]

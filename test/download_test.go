@@ -12,7 +12,7 @@ import (
 	"github.com/openeo-batch/worker/worker"
 )
 
-// A --root-dir that cannot be written: the run ends with exit status 1 and
+// A --root-dir that cannot be written: the run ends with exit status 3 and
 // lists the rows whose results are missing, the rows stay download_pending
 // with the cause, and a run after the folder is mended fetches them.
 // (Before: exit 0, rows not pending, and a rerun downloaded nothing.)
@@ -32,8 +32,8 @@ func TestUnwritableRootDir(t *testing.T) {
 	c := cmd(t.Context(), dir, env, args...)
 	c.Stdout, c.Stderr = &stdout, &stderr
 	err := c.Run()
-	if code := exitCode(err); code != 1 {
-		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	if code := exitCode(err); code != 3 {
+		t.Fatalf("exit %d, want 3 (results missing)\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "Results missing for 3 row(s)") || !strings.Contains(stdout.String(), "not a directory") {
 		t.Errorf("summary lacks the missing rows and their cause:\n%s", stdout.String())

@@ -98,6 +98,10 @@ func TestDemo(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, stdout.String())
 		}
 	}
+	// Off a terminal the demo's progress is a "progress" log line per poll.
+	if !strings.Contains(stderr.String(), "msg=progress done=12 total=12") {
+		t.Errorf("no final progress line:\n%s", stderr.String())
+	}
 
 	// status reads the table the demo left.
 	stdout.Reset()

@@ -75,7 +75,9 @@ func ExampleJobCreator() {
 		json.Unmarshal(j.Body, &body)
 		fmt.Println(string(body.Process.ProcessGraph["areastats1"]))
 	}
-	// Output:
+	// The two jobs are created concurrently, so their order on the back-end varies.
+
+	// Unordered output:
 	// {"arguments":{"geometry":{"coordinates":[[[5.0,51.2],[5.1,51.2],[5.1,51.3],[5.0,51.2]]],"type":"Polygon"},"offset":0.5,"year":2021},"process_id":"area_stats","result":true}
 	// {"arguments":{"geometry":{"coordinates":[3.7,51.05],"type":"Point"},"offset":0.5,"year":2022},"process_id":"area_stats","result":true}
 }

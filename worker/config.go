@@ -15,8 +15,16 @@ import (
 type Backend struct {
 	// Name is recorded in the backend_name column.
 	Name string
-	// Client is an authenticated client for the back-end.
+	// Client is an authenticated client for the back-end. It may be nil
+	// when Connect is set.
 	Client *remote.Client
+	// Connect, when set, makes the client: the manager calls it when the
+	// run starts without a Client, and again, with backoff, while it fails
+	// or after the back-end refused the credentials. Meanwhile the
+	// back-end is paused and the others take the rows.
+	Connect func(ctx context.Context) (*remote.Client, error)
+	// URL names the back-end in logs and errors while it has no Client.
+	URL string
 	// ParallelJobs is the number of active jobs allowed at once (default 2,
 	// as in the Python client).
 	ParallelJobs int
@@ -84,11 +92,17 @@ type Config struct {
 	// MaxStartAttempts bounds the attempts to create and start a row's job
 	// before it is marked start_failed (default 3).
 	MaxStartAttempts int
+	// MaxCancelRequests bounds the cancel requests sent, one per tracking
+	// cycle, for a job running longer than CancelRunningJobAfter; when the
+	// back-end ignored them all, the row ends canceled with the reason in
+	// last_error (default 5). The Python client re-sends the cancel every
+	// poll without a limit.
+	MaxCancelRequests int
 	// ListPageSize is the page size asked for when listing a back-end's
 	// jobs (default 100).
 	ListPageSize int
-	// Concurrency bounds the job creations and downloads in flight, each
-	// (default 8).
+	// Concurrency bounds the job creations and downloads in flight, each,
+	// per back-end (default 8).
 	Concurrency int
 	// MinBackoff and MaxBackoff bound the pause of a back-end after it
 	// failed or refused a job (429, ConcurrentJobLimit): it doubles with each
@@ -102,6 +116,24 @@ type Config struct {
 	OnJobError HandlerFunc
 	// OnJobCanceled handles canceled jobs; nil means nothing.
 	OnJobCanceled HandlerFunc
+
+	// MaxCosts, when > 0, is a budget in the back-ends' billing currency
+	// (credits): no job is started once the costs recorded in the table
+	// (the costs and previous_costs columns of every row) plus those of the
+	// active jobs this run started reach it, nor one whose estimate
+	// (GET /jobs/{job_id}/estimate, asked where the capabilities list it)
+	// would take them past it. An active job counts its estimate, or the
+	// costs its back-end reports for it, whichever is larger. Rows left stay
+	// not_started and Run returns a *LimitError. Counting the table's costs
+	// reads every row once per tracking cycle.
+	MaxCosts float64
+	// MaxJobs, when > 0, caps the jobs this run starts; rows left stay
+	// not_started and Run returns a *LimitError.
+	MaxJobs int
+	// OnProgress, when set, is called after every cycle of the run (after
+	// launches, handlers or a poll) with a snapshot of its progress; see
+	// Progress. It runs on the manager's loop: return quickly.
+	OnProgress func(Progress)
 
 	// Owner identifies this manager when several processes share the
 	// table (see LockOwner); nil means the manager has the table to itself.
@@ -131,14 +163,17 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("config: back-end %q is listed twice", b.Name))
 		}
 		seen[b.Name] = true
-		if b.Client == nil {
-			errs = append(errs, fmt.Errorf("config: back-end %q has no Client", b.Name))
+		if b.Client == nil && b.Connect == nil {
+			errs = append(errs, fmt.Errorf("config: back-end %q has neither Client nor Connect", b.Name))
 		}
 		if b.ParallelJobs < 0 || b.QueueingLimit < 0 {
 			errs = append(errs, fmt.Errorf("config: back-end %q: ParallelJobs and QueueingLimit must not be negative", b.Name))
 		}
 	}
-	if c.PollInterval < 0 || c.CancelRunningJobAfter < 0 || c.MaxStartAttempts < 0 || c.Concurrency < 0 || c.ListPageSize < 0 {
+	if c.MaxCosts < 0 || c.MaxJobs < 0 {
+		errs = append(errs, errors.New("config: MaxCosts and MaxJobs must not be negative"))
+	}
+	if c.PollInterval < 0 || c.CancelRunningJobAfter < 0 || c.MaxStartAttempts < 0 || c.MaxCancelRequests < 0 || c.Concurrency < 0 || c.ListPageSize < 0 {
 		errs = append(errs, errors.New("config: durations and limits must not be negative"))
 	}
 	return errors.Join(errs...)
@@ -161,6 +196,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxStartAttempts == 0 {
 		c.MaxStartAttempts = 3
+	}
+	if c.MaxCancelRequests == 0 {
+		c.MaxCancelRequests = 5
 	}
 	if c.ListPageSize == 0 {
 		c.ListPageSize = 100

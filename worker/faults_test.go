@@ -3,7 +3,6 @@ package worker_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
-	"github.com/openeo-batch/worker/driver/drivertest"
-	"github.com/openeo-batch/worker/driver/sqlite"
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 	"github.com/openeo-batch/worker/worker"
@@ -55,18 +52,7 @@ func runThroughFaults(t *testing.T) {
 	if err := c.AuthenticateBasic(t.Context(), "user", "password"); err != nil {
 		t.Fatal(err)
 	}
-	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "jobs.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	rows := make([][]any, jobs)
-	for i := range rows {
-		rows[i] = []any{int64(i), fmt.Sprint("job ", i)}
-	}
-	if err := store.Init(t.Context(), []string{"year", "title"}, drivertest.Rows(rows)); err != nil {
-		t.Fatal(err)
-	}
+	store := jobTable(t, jobs)
 	root := t.TempDir()
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: []worker.Backend{{Name: "flaky", Client: c, ParallelJobs: 30, QueueingLimit: 30}},

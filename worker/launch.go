@@ -31,8 +31,8 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 	free := map[string]int{}
 	now := time.Now()
 	for _, b := range m.backends {
-		if !b.Client.Available() || !m.gates[b.Name].open(now) {
-			continue // failing, refusing or out of credit: the others take the rows meanwhile
+		if !m.health[b.Name].isUsable() || !m.conn(b).Available() || !m.gates[b.Name].open(now) {
+			continue // unreachable, failing, refusing or out of credit: the others take the rows meanwhile
 		}
 		free[b.Name] = max(0, min(b.ParallelJobs-active[b.Name], b.QueueingLimit-queued[b.Name]))
 	}
@@ -41,18 +41,28 @@ func (m *Manager) slots(counts []driver.Count) (map[string]int, int) {
 
 // launch claims not_started rows for back-ends with free slots, one
 // back-end after the other so that rows spread over all of them, and
-// creates their jobs in the background.
+// creates their jobs in the background, at most Concurrency at once per
+// back-end: a back-end slow to answer holds up none of the others.
 func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 	free, notStarted := m.slots(counts)
 	for notStarted > 0 && ctx.Err() == nil {
 		claimed := false
 		for _, b := range m.backends {
-			if free[b.Name] == 0 || notStarted == 0 || m.inFlight(m.launching) >= m.cfg.Concurrency {
+			if free[b.Name] == 0 || notStarted == 0 || m.inFlightOn(m.launching, b.Name) >= m.cfg.Concurrency {
 				continue
 			}
+			if !m.mayLaunch(ctx) {
+				return nil // MaxJobs or MaxCosts: see limits.go
+			}
+			m.claimMu.Lock()
 			j, err := m.claim(ctx, b)
+			if err == nil {
+				m.goTracked(m.launching, j.Key, b.Name, func() { m.create(ctx, b, j) })
+			}
+			m.claimMu.Unlock()
 			if errors.Is(err, driver.ErrNotFound) {
-				return nil
+				free[b.Name] = 0 // the rows left are given to other back-ends
+				continue
 			}
 			if errors.Is(err, driver.ErrCapped) {
 				free[b.Name] = 0 // other processes took its slots
@@ -64,7 +74,6 @@ func (m *Manager) launch(ctx context.Context, counts []driver.Count) error {
 			free[b.Name]--
 			notStarted--
 			claimed = true
-			m.goTracked(m.launching, j.Key, func() { m.create(ctx, b, j) })
 		}
 		if !claimed {
 			return nil
@@ -106,16 +115,38 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	wctx := context.WithoutCancel(ctx)
 	attempts := j.Attempts + 1
 	m.stats.add("start_job call", 1)
-	id, err := m.cfg.StartJob(ctx, j, b.Client.WithJobTag(j.Tag))
+	// Sent once: a failure goes back to the table at once (the row to
+	// another back-end, or to the next cycle) instead of holding the row
+	// through a backoff while the back-end may be gone.
+	id, err := m.cfg.StartJob(remote.WithoutRetries(ctx), j, m.conn(b).WithJobTag(j.Tag))
 	if err != nil && ctx.Err() != nil {
 		return // stopped: recovery finds the job by its tag, or frees the row
 	}
 	if remote.OutcomeUnknown(err) {
 		// The create request may have reached the back-end even though we
 		// got no answer: look for the job by its tag before trying again.
-		if tags, lerr := m.listTags(ctx, b); lerr == nil && tags[j.Tag] != "" {
+		// Asked once: when it fails, recovery asks again next cycle.
+		rctx, cancel := m.requestContext(ctx)
+		tags, lerr := m.listTags(rctx, b)
+		cancel()
+		switch {
+		case lerr == nil && tags[j.Tag] != "":
 			id, err = tags[j.Tag], nil
 			log.InfoContext(ctx, "job created despite an error", "job_id", id)
+		case lerr != nil && ctx.Err() == nil:
+			// Whether the job exists is unknown: the row stays
+			// queued_for_start with its tag, and recovery (recoverRows)
+			// adopts the job or frees the row once the listing answers.
+			// Freeing it now could leave a job without a row, and then
+			// make a second one.
+			m.stats.add("start_job error", 1)
+			m.react(ctx, b, err)
+			log.WarnContext(ctx, "job creation unknown: looking for it by its tag next cycle", "err", err, "list_err", lerr)
+			m.update(wctx, log, j.Key, driver.QueuedForStart, driver.Values{
+				driver.ColLastError: fmt.Sprintf("create job: %v (did the job come to be? looking for it next cycle)", err),
+				driver.ColUpdatedAt: m.now(),
+			})
+			return
 		}
 	}
 	if err != nil {
@@ -154,7 +185,15 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 	log := m.log.With("row", j.Key, "backend", b.Name, "job_id", j.ID)
 	wctx := context.WithoutCancel(ctx)
-	err := b.Client.StartJob(ctx, j.ID)
+	release, ok := m.admit(ctx, b, j)
+	if !ok {
+		return // a limit of the run: the row is not_started again
+	}
+	c := m.conn(b)
+	err := c.StartJob(remote.WithoutRetries(ctx), j.ID) // a failure is retried by the tracker
+	if err != nil {
+		release()
+	}
 	if err != nil && ctx.Err() != nil {
 		return // stopped: the next run starts it if it is still created
 	}
@@ -166,7 +205,7 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 			attempts-- // not the row's fault: it waits for the back-end
 		case unusable:
 			// The job cannot start there: give the row to another back-end.
-			if derr := b.Client.DeleteJob(wctx, j.ID); derr != nil {
+			if derr := c.DeleteJob(wctx, j.ID); derr != nil {
 				log.WarnContext(ctx, "delete job that cannot start", "err", derr)
 			}
 			m.update(wctx, log, j.Key, j.Status, driver.Values{
@@ -204,6 +243,27 @@ func (m *Manager) startFailed(ctx context.Context, log *slog.Logger, j driver.Jo
 	if err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: set}); err != nil {
 		log.WarnContext(ctx, "record failed start", "err", err)
 	}
+}
+
+// giveUpStart ends a row whose job stays created although it was started
+// as often as allowed: start_failed with reason in last_error, and the
+// back-end job deleted, so that no job runs without a row to follow it.
+// The row keeps the job's id: the job belongs to it, deleted or not.
+func (m *Manager) giveUpStart(ctx context.Context, b *Backend, row driver.Job, reason string) {
+	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
+	wctx := context.WithoutCancel(ctx)
+	if !m.stillIs(ctx, row, false) {
+		return
+	}
+	if err := m.conn(b).DeleteJob(wctx, row.ID); err != nil && !errors.Is(err, remote.ErrJobNotFound) {
+		log.WarnContext(ctx, "delete job that does not start", "err", err)
+		reason += fmt.Sprintf("; deleting the job failed: %v", err)
+	}
+	log.WarnContext(ctx, "job does not start; giving up", "attempts", row.Attempts, "reason", reason)
+	m.stats.add("job start error", 1)
+	m.update(wctx, log, row.Key, driver.Created, driver.Values{
+		driver.ColStatus: driver.StartFailed, driver.ColLastError: reason, driver.ColUpdatedAt: m.now(),
+	})
 }
 
 // rowFault reports whether a StartJob error says the row itself cannot be

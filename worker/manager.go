@@ -27,11 +27,17 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 )
+
+// maxUnresolved bounds the tracking cycles that look for the job of a row
+// queued_for_start whose creation is unknown (an answer lost, a crash)
+// while the job listing fails; then the row ends start_failed.
+const maxUnresolved = 10
 
 // maxHandlerFailures bounds how often a run tries a job's handler before it
 // leaves the row pending, its error in last_error, for the next run.
@@ -48,19 +54,32 @@ type Manager struct {
 	wg   sync.WaitGroup
 	wake chan struct{}
 
-	mu        sync.Mutex
-	launching map[int64]bool        // rows being created or started
-	handling  map[int64]bool        // rows whose handler runs
-	failures  map[int64]int         // handler failures per row
-	described map[int64]*remote.Job // final descriptions kept for handlers
-	canceled  map[int64]bool        // rows we asked the back-end to cancel
-	dirs      map[string]bool       // job ids whose folder a handler writes
-	gates     map[string]*gate      // per back-end: may it take jobs now
-	bg        *background           // set by Start
-	listPages map[string]int        // per back-end: pages its last listing took
+	health  map[string]*health // per back-end: can it be used now
+	changes atomic.Int64       // statuses the back-end loops recorded
+	// claimMu makes claiming a row and recording it as launching one step
+	// for recoverRows, which runs in the back-end loops: a row claimed but
+	// not yet recorded would look abandoned.
+	claimMu sync.Mutex
+
+	mu          sync.Mutex
+	looping     bool                  // per back-end loops track (Run)
+	launching   map[int64]string      // rows being created or started -> back-end
+	handling    map[int64]string      // rows whose handler runs -> back-end
+	failures    map[int64]int         // handler failures per row
+	described   map[int64]*remote.Job // final descriptions kept for handlers
+	cancels     map[int64]int         // cancel requests sent per row
+	undescribed map[int64]int         // cycles a final job's description failed
+	unresolved  map[int64]int         // cycles a row's job could not be looked for by its tag
+	dirs        map[string]bool       // job ids whose folder a handler writes
+	gates       map[string]*gate      // per back-end: may it take jobs now
+	bg          *background           // set by Start
+	listPages   map[string]int        // per back-end: pages its last listing took
 
 	// missing holds the rows whose handler this run gave up on.
 	missing map[int64]MissingResult
+
+	prog *progress // snapshots and events, see progress.go
+	lim  *limits   // MaxCosts and MaxJobs, see limits.go
 }
 
 // New checks cfg, fills in its defaults and returns a Manager.
@@ -70,26 +89,33 @@ func New(cfg Config) (*Manager, error) {
 	}
 	cfg.Backends = slices.Clone(cfg.Backends)
 	cfg.setDefaults()
+	prog := newProgress()
 	m := &Manager{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		byName:    map[string]*Backend{},
-		wake:      make(chan struct{}, 1),
-		launching: map[int64]bool{},
-		handling:  map[int64]bool{},
-		failures:  map[int64]int{},
-		missing:   map[int64]MissingResult{},
-		described: map[int64]*remote.Job{},
-		canceled:  map[int64]bool{},
-		dirs:      map[string]bool{},
-		gates:     map[string]*gate{},
-		listPages: map[string]int{},
+		cfg:         cfg,
+		log:         slog.New(&eventHandler{inner: cfg.Logger.Handler(), prog: prog}),
+		prog:        prog,
+		lim:         newLimits(cfg),
+		byName:      map[string]*Backend{},
+		wake:        make(chan struct{}, 1),
+		health:      map[string]*health{},
+		launching:   map[int64]string{},
+		handling:    map[int64]string{},
+		undescribed: map[int64]int{},
+		unresolved:  map[int64]int{},
+		failures:    map[int64]int{},
+		missing:     map[int64]MissingResult{},
+		described:   map[int64]*remote.Job{},
+		cancels:     map[int64]int{},
+		dirs:        map[string]bool{},
+		gates:       map[string]*gate{},
+		listPages:   map[string]int{},
 	}
 	for i := range m.cfg.Backends {
 		b := &m.cfg.Backends[i]
 		m.backends = append(m.backends, b)
 		m.byName[b.Name] = b
 		m.gates[b.Name] = &gate{min: m.cfg.MinBackoff, max: m.cfg.MaxBackoff}
+		m.health[b.Name] = &health{client: b.Client}
 	}
 	return m, nil
 }
@@ -103,18 +129,44 @@ func (m *Manager) now() string { return time.Now().UTC().Format(time.RFC3339) }
 // Run runs the table until no row is left to do, or ctx ends. It returns
 // nil when the table is done, and context.Cause(ctx) when stopped; the
 // table is consistent either way and the next Run resumes it. Errors of
-// the store end the run; errors of back-ends are recorded in the rows.
-// When the rows are done but the results (or error logs) of some could not
-// be written, it returns a *MissingResultsError (ErrResultsMissing) listing
-// them; they stay download_pending unless no attempt can mend them.
+// the store end the run; errors of back-ends are recorded in the rows, and
+// a back-end that cannot be used is paused while the others go on. When no
+// back-end can take the rows left, the error names each with its URL and
+// why. When the rows are done but the results (or error logs) of some
+// could not be written, it returns a *MissingResultsError
+// (ErrResultsMissing) listing them; they stay download_pending unless no
+// attempt can mend them.
 func (m *Manager) Run(ctx context.Context) error {
 	if wc, ok := m.cfg.Store.(driver.WriteChecker); ok {
 		if err := wc.Writable(); err != nil {
 			return fmt.Errorf("job table: %w", err)
 		}
 	}
-	if err := m.recoverRows(ctx); err != nil {
+	if err := m.checkConfigured(ctx); err != nil {
 		return err
+	}
+	// One loop per back-end tracks it at its own cadence (see cadence.go).
+	lctx, stopLoops := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	loopErrs := make(chan error, len(m.backends))
+	m.mu.Lock()
+	m.looping = true
+	m.mu.Unlock()
+	for _, b := range m.backends {
+		loops.Go(func() {
+			if err := m.backendLoop(lctx, b); err != nil {
+				loopErrs <- err
+			}
+		})
+	}
+	// stop ends the loops, then waits for the work they started.
+	stop := func() {
+		stopLoops()
+		loops.Wait()
+		m.wg.Wait()
+		m.mu.Lock()
+		m.looping = false
+		m.mu.Unlock()
 	}
 	var lastTrack time.Time
 	for {
@@ -124,27 +176,31 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		done, err := m.cycle(ctx, track)
 		if err != nil && ctx.Err() == nil {
-			m.wg.Wait()
+			stop()
 			return errors.Join(err, m.flush(ctx))
 		}
 		if done {
-			m.wg.Wait()
+			stop()
 			if err := m.flush(ctx); err != nil {
 				return err
 			}
 			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
-			return m.missingResults()
+			return errors.Join(m.missingResults(), m.limitErr())
 		}
 		timer := time.NewTimer(m.cfg.PollInterval - time.Since(lastTrack))
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			m.wg.Wait()
+			stop()
 			if err := m.flush(ctx); err != nil {
 				return err
 			}
 			m.log.InfoContext(context.WithoutCancel(ctx), "run stopped; run again to resume", "cause", context.Cause(ctx))
 			return context.Cause(ctx)
+		case err := <-loopErrs:
+			timer.Stop()
+			stop()
+			return errors.Join(err, m.flush(ctx))
 		case <-m.wake:
 		case <-timer.C:
 		}
@@ -160,15 +216,24 @@ func (m *Manager) signal() {
 	}
 }
 
-// cycle does one round: track statuses (when due), hand final jobs to
-// their handlers, fill free slots. It reports whether the table is done.
+// cycle does one round of the main loop: hand final jobs to their
+// handlers, fill free slots; when track is set (once per poll interval),
+// also check the table for foreign back-ends and write it out. The
+// back-ends' statuses are tracked by their own loops while Run runs (see
+// backendLoop); outside Run, cycle tracks them itself. It reports whether
+// the table is done.
 func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 	if track {
-		if err := m.recoverRows(ctx); err != nil {
+		if err := m.checkConfigured(ctx); err != nil {
 			return false, err
 		}
-		if err := m.track(ctx); err != nil {
-			return false, err
+		m.mu.Lock()
+		looping := m.looping
+		m.mu.Unlock()
+		if !looping {
+			if err := m.track(ctx); err != nil {
+				return false, err
+			}
 		}
 		m.stats.add("track_statuses", 1)
 	}
@@ -182,8 +247,8 @@ func (m *Manager) cycle(ctx context.Context, track bool) (bool, error) {
 	if err := m.launch(ctx, counts); err != nil {
 		return false, err
 	}
+	m.reportProgress(ctx, counts, track)
 	if track {
-		m.logHistogram(ctx, counts)
 		if err := m.flush(ctx); err != nil {
 			return false, err
 		}
@@ -212,11 +277,12 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 		if c.Status.Active() {
 			return false, nil
 		}
-		if c.Status == driver.NotStarted {
+		// A row given to a back-end that is not configured is left as it is.
+		if c.Status == driver.NotStarted && (c.Backend == "" || m.byName[c.Backend] != nil) {
 			notStarted += c.N
 		}
 	}
-	if notStarted > 0 {
+	if notStarted > 0 && !m.haltedWith(notStarted) {
 		if m.inFlight(m.launching) == 0 {
 			if err := m.errNoBackend(notStarted); err != nil {
 				return false, err
@@ -234,26 +300,12 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 	return !pending, err
 }
 
-func (m *Manager) logHistogram(ctx context.Context, counts []driver.Count) {
-	perStatus := map[driver.Status]int{}
-	for _, c := range counts {
-		perStatus[c.Status] += c.N
-	}
-	attrs := make([]any, 0, 2*len(perStatus))
-	for _, s := range driver.Statuses() {
-		if n := perStatus[s]; n > 0 {
-			attrs = append(attrs, string(s), n)
-		}
-	}
-	m.log.InfoContext(ctx, "job status histogram", attrs...)
-}
-
 // orphan reports whether a row's next step is left to nobody: its owner is
 // this manager but no goroutine works on it (a previous run of ours), or
 // its owner is gone.
-func (m *Manager) orphan(j driver.Job, busy map[int64]bool) bool {
+func (m *Manager) orphan(j driver.Job, busy map[int64]string) bool {
 	m.mu.Lock()
-	working := busy[j.Key]
+	_, working := busy[j.Key]
 	m.mu.Unlock()
 	if working {
 		return false
@@ -261,11 +313,9 @@ func (m *Manager) orphan(j driver.Job, busy map[int64]bool) bool {
 	return j.Worker == m.cfg.Owner.ID() || !m.cfg.Owner.Alive(j.Worker)
 }
 
-// recoverRows resolves what a stopped manager left half done: rows claimed
-// but whose job creation may or may not have reached the back-end. It runs
-// at start and on every tracking cycle, so the rows of a process that dies
-// while others run are taken over too.
-func (m *Manager) recoverRows(ctx context.Context) error {
+// checkConfigured refuses a table with active rows on back-ends that are
+// not configured: nobody would follow them.
+func (m *Manager) checkConfigured(ctx context.Context) error {
 	active, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: driver.ActiveStatuses()})
 	if err != nil {
 		return fmt.Errorf("select active rows: %w", err)
@@ -280,12 +330,28 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 		names := slices.Sorted(maps.Keys(unknown))
 		return fmt.Errorf("the table has active jobs on back-ends that are not configured: %q (%v rows); add them with --backend NAME=URL", names, unknown)
 	}
+	return nil
+}
+
+// recoverRows resolves what a stopped manager left half done on back-end
+// b: rows claimed but whose job creation may or may not have reached the
+// back-end (a crash, or an answer lost on its way back). It runs on every
+// tracking cycle of b, so the rows of a process that dies while others run
+// are taken over too.
+func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
+	active, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}, Backend: b.Name})
+	if err != nil {
+		return fmt.Errorf("select rows of %s queued for start: %w", b.Name, err)
+	}
 	listings := map[string]map[string]string{} // back-end -> tag -> job id
+	var listErr error
 	for _, j := range active {
-		if j.Status != driver.QueuedForStart || !m.orphan(j, m.launching) || !m.stillIs(ctx, j, false) {
+		m.claimMu.Lock()
+		orphan := m.orphan(j, m.launching)
+		m.claimMu.Unlock()
+		if j.Status != driver.QueuedForStart || !orphan || !m.stillIs(ctx, j, false) {
 			continue // the selection is stale once a launch ended since
 		}
-		b := m.byName[j.Backend]
 		set := driver.Values{driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
 		switch {
 		case j.ID != "":
@@ -296,14 +362,32 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 		default:
 			tags, ok := listings[b.Name]
 			if !ok {
-				if tags, err = m.listTags(ctx, b); err != nil {
+				rctx, cancel := m.requestContext(ctx)
+				tags, err = m.listTags(rctx, b)
+				cancel()
+				listErr = err
+				if err != nil {
 					// Its rows wait: the next cycle asks again.
 					m.log.WarnContext(ctx, "cannot look for jobs created before a stop", "backend", b.Name, "err", err)
 				}
 				listings[b.Name] = tags // nil after an error
 			}
 			if tags == nil {
-				continue
+				// Bounded: a row whose job cannot be looked for ends
+				// start_failed, keeping its tag, rather than wait for ever
+				// or be freed and make a second job.
+				m.mu.Lock()
+				m.unresolved[j.Key]++
+				n := m.unresolved[j.Key]
+				m.mu.Unlock()
+				if n < maxUnresolved {
+					continue
+				}
+				set[driver.ColStatus] = driver.StartFailed
+				set[driver.ColLastError] = fmt.Sprintf("cannot tell whether the job was created: the job listing failed %d times (%v); "+
+					"a job with tag %s may exist on %s", n, listErr, j.Tag, b.Name)
+				m.log.WarnContext(ctx, "giving up on a row whose job creation is unknown", "row", j.Key, "backend", b.Name, "tag", j.Tag, "err", listErr)
+				break
 			}
 			if id := tags[j.Tag]; id != "" {
 				m.log.InfoContext(ctx, "adopting job created before a stop", "row", j.Key, "job_id", id, "backend", b.Name)
@@ -323,7 +407,7 @@ func (m *Manager) recoverRows(ctx context.Context) error {
 
 // listTags lists a back-end's jobs and maps their tags to job ids.
 func (m *Manager) listTags(ctx context.Context, b *Backend) (map[string]string, error) {
-	jobs, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
+	jobs, err := m.conn(b).ListJobs(ctx, m.cfg.ListPageSize)
 	m.stats.add("job list", 1)
 	if err != nil {
 		return nil, err
@@ -356,15 +440,16 @@ func (m *Manager) update(ctx context.Context, log *slog.Logger, key int64, from 
 	return true
 }
 
-// goTracked runs f in the background for row key, recorded in set (launching
-// or handling) while it runs, unless f already runs for that row.
-func (m *Manager) goTracked(set map[int64]bool, key int64, f func()) bool {
+// goTracked runs f in the background for row key of back-end backend,
+// recorded in set (launching or handling) while it runs, unless f already
+// runs for that row.
+func (m *Manager) goTracked(set map[int64]string, key int64, backend string, f func()) bool {
 	m.mu.Lock()
-	if set[key] {
+	if _, ok := set[key]; ok {
 		m.mu.Unlock()
 		return false
 	}
-	set[key] = true
+	set[key] = backend
 	m.mu.Unlock()
 	m.wg.Go(func() {
 		defer func() {
@@ -378,10 +463,23 @@ func (m *Manager) goTracked(set map[int64]bool, key int64, f func()) bool {
 	return true
 }
 
-func (m *Manager) inFlight(set map[int64]bool) int {
+func (m *Manager) inFlight(set map[int64]string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(set)
+}
+
+// inFlightOn counts the rows of set that belong to back-end backend.
+func (m *Manager) inFlightOn(set map[int64]string, backend string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, b := range set {
+		if b == backend {
+			n++
+		}
+	}
+	return n
 }
 
 // stats counts events by name.

@@ -35,6 +35,9 @@ func classify(err error) pressure {
 		return transient
 	case errors.Is(err, remote.ErrUnavailable):
 		return slowDown
+	case remote.ConnectionFailed(err):
+		// No connection: the back-end's state, not the job's.
+		return transient
 	}
 	return failed
 }
@@ -125,12 +128,16 @@ func (g *gate) stoppedBecause() string {
 func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 	g := m.gates[b.Name]
 	p := classify(err)
+	if remote.ConnectionFailed(err) && ctx.Err() == nil {
+		// Unreachable: pause it until its loop finds it back.
+		m.markUnusable(ctx, b, err, m.cfg.MinBackoff)
+	}
 	switch p {
 	case unusable:
 		if g.stop(err.Error()) {
 			msg := "back-end out of credit: no more jobs go there in this run"
 			if refusedCredentials(err) {
-				msg = "back-end refuses our credentials: no more jobs go there in this run; log in again and run again"
+				msg = "back-end refuses our credentials: no more jobs go there in this run; renew the credentials (worker login URL, or the token or password in the environment) and run again"
 			}
 			m.log.ErrorContext(ctx, msg, "backend", b.Name, "err", err)
 		}
@@ -151,15 +158,17 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 // failuresBeforePause is how many ordinary failures in a row pause a back-end.
 const failuresBeforePause = 3
 
-// errNoBackend ends a run that has rows left but no back-end to take them.
+// errNoBackend ends a run that has rows left but no back-end to take them:
+// each back-end stopped taking jobs, or failed its checks more than once.
+// The error names each back-end with its URL and why.
 func (m *Manager) errNoBackend(notStarted int) error {
 	var reasons []error
 	for _, b := range m.backends {
-		if r := m.gates[b.Name].stoppedBecause(); r != "" {
-			reasons = append(reasons, fmt.Errorf("%s: %s", b.Name, r))
-		} else {
-			return nil // one still takes jobs
+		r := m.unusableReason(b)
+		if r == "" {
+			return nil // one still takes jobs, or may soon
 		}
+		reasons = append(reasons, errors.New(r))
 	}
-	return fmt.Errorf("%d rows left not_started: every back-end stopped taking jobs: %w", notStarted, errors.Join(reasons...))
+	return fmt.Errorf("%d rows left not_started: no back-end is usable: %w", notStarted, errors.Join(reasons...))
 }

@@ -19,18 +19,41 @@ import (
 // trackedStatuses are the rows whose status the tracker follows.
 var trackedStatuses = []driver.Status{driver.Created, driver.Queued, driver.Running}
 
+// trackErrPrefix starts the last_error of a row whose status could not
+// be asked for, so that the next answer clears it.
+const trackErrPrefix = "status not updated: "
+
 // track follows the status of every active job, one back-end at a time in
-// parallel. Back-end errors are logged; store errors are returned.
+// parallel: for callers of cycle outside Run, which tracks each back-end in
+// its own loop. A back-end not checked yet is checked first; one that
+// cannot be used is skipped. Back-end errors are logged; store errors are
+// returned.
 func (m *Manager) track(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(m.backends))
 	for i, b := range m.backends {
-		wg.Go(func() { errs[i] = m.trackBackend(ctx, b) })
+		wg.Go(func() {
+			if !m.health[b.Name].isUsable() {
+				if err := m.check(ctx, b); err != nil {
+					m.markUnusable(ctx, b, err, m.cfg.PollInterval)
+					return
+				}
+			}
+			errs[i] = m.backendCycle(ctx, b)
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
+// trackBackend records the status of b's active jobs. Its requests are
+// sent once and bounded in time (requestContext): a request that fails or
+// is slow leaves its rows for the next cycle instead of holding this one.
+// The listing gives every status at once; when it fails, or lacks a job,
+// that job is asked for (GET /jobs/{id}) in the same cycle. A row whose
+// status cannot be had either way says why in last_error. When nothing
+// the back-end was asked answered, for a reason that is the back-end's
+// (no connection, credentials refused), b is paused (markUnusable).
 func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 	rows, err := m.cfg.Store.Select(ctx, driver.Filter{Statuses: trackedStatuses, Backend: b.Name})
 	if err != nil {
@@ -40,6 +63,9 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 		return nil
 	}
 	log := m.log.With("backend", b.Name)
+	c := m.conn(b)
+	rctx, cancel := m.requestContext(ctx)
+	defer cancel()
 	// One listing gives every job's status, but it lists the account's whole
 	// history: when that takes more pages than there are active jobs, asking
 	// each job is cheaper (and brings usage and costs along).
@@ -47,28 +73,34 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 	m.mu.Lock()
 	pages := m.listPages[b.Name]
 	m.mu.Unlock()
+	var listErr error
+	answered := false
 	if pages <= len(rows) || pages == 0 {
-		listed, err := b.Client.ListJobs(ctx, m.cfg.ListPageSize)
+		listed, err := c.ListJobs(rctx, m.cfg.ListPageSize)
 		m.stats.add("job list", 1)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.WarnContext(ctx, "list jobs failed; statuses are not updated this cycle", "err", err)
+			if ctx.Err() != nil {
+				return nil
 			}
-			return nil
-		}
-		m.mu.Lock()
-		m.listPages[b.Name] = len(listed)/m.cfg.ListPageSize + 1
-		m.mu.Unlock()
-		for i := range listed {
-			byID[listed[i].ID] = &listed[i]
+			listErr = err
+			log.DebugContext(ctx, "list jobs failed; asking each job instead", "url", c.URL(), "err", err)
+		} else {
+			answered = true
+			m.mu.Lock()
+			m.listPages[b.Name] = len(listed)/m.cfg.ListPageSize + 1
+			m.mu.Unlock()
+			for i := range listed {
+				byID[listed[i].ID] = &listed[i]
+			}
 		}
 	}
+	var lastErr error
 	for _, row := range rows {
 		if ctx.Err() != nil {
 			return nil
 		}
 		m.mu.Lock()
-		busy := m.launching[row.Key]
+		_, busy := m.launching[row.Key]
 		m.mu.Unlock()
 		if busy {
 			continue // its start is in flight and will record the outcome
@@ -82,24 +114,59 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 		}
 		rj := byID[row.ID]
 		if rj == nil {
-			// Not listed (no listing this cycle, or a back-end that lists only
-			// recent jobs): ask.
-			rj, err = b.Client.GetJob(ctx, row.ID)
+			// Not listed (no listing this cycle, a failed listing, or a
+			// back-end that lists only recent jobs): ask.
+			if lastErr != nil && unreachable(lastErr) && !answered {
+				// The back-end is gone: do not ask for each job.
+				m.statusUnknown(ctx, log, row, listErr, lastErr)
+				continue
+			}
+			rj, err = c.GetJob(rctx, row.ID)
 			m.stats.add("job describe", 1)
 			if errors.Is(err, remote.ErrJobNotFound) {
 				m.vanished(ctx, b, row, err)
 				continue
 			}
 			if err != nil {
-				log.WarnContext(ctx, "get job status", "row", row.Key, "job_id", row.ID, "err", err)
+				if ctx.Err() != nil {
+					return nil
+				}
+				lastErr = err
+				m.statusUnknown(ctx, log, row, listErr, err)
 				continue
 			}
+			answered = true
 		}
-		if err := m.apply(ctx, b, row, rj); err != nil {
+		if err := m.apply(ctx, rctx, b, row, rj); err != nil {
 			return err
 		}
 	}
+	cause := cmp.Or(lastErr, listErr)
+	if !answered && cause != nil && unreachable(cause) {
+		m.markUnusable(ctx, b, cause, m.cfg.MinBackoff)
+	} else if lastErr != nil {
+		// Some rows went without a status (a listing failure alone is
+		// made up for by the per-job requests, logged at debug level).
+		level := slog.LevelDebug
+		if m.health[b.Name].warnDue(time.Now()) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "some statuses not updated this cycle; asking again next cycle", "url", c.URL(), "err", lastErr)
+	}
 	return nil
+}
+
+// statusUnknown records in a row's last_error why its status could not be
+// had this cycle, once: the next answer clears it.
+func (m *Manager) statusUnknown(ctx context.Context, log *slog.Logger, row driver.Job, listErr, getErr error) {
+	if strings.HasPrefix(row.LastError, trackErrPrefix) {
+		return
+	}
+	msg := trackErrPrefix + "GET /jobs/" + row.ID + ": " + getErr.Error()
+	if listErr != nil {
+		msg = trackErrPrefix + "job listing: " + listErr.Error() + "; GET /jobs/" + row.ID + ": " + getErr.Error()
+	}
+	m.update(context.WithoutCancel(ctx), log, row.Key, row.Status, driver.Values{driver.ColLastError: msg})
 }
 
 // vanished ends a row whose job the back-end no longer knows, so that the
@@ -113,8 +180,14 @@ func (m *Manager) vanished(ctx context.Context, b *Backend, row driver.Job, caus
 	})
 }
 
-// apply records the back-end's view of one job in its row.
-func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *remote.Job) error {
+// apply records the back-end's view of one job in its row. rctx is for
+// requests to the back-end, ctx for the table.
+//
+// Whatever happened before (a start whose answer was lost, a job adopted
+// after a stop), the row ends as it would have had nothing gone wrong: a
+// job seen past created has its start_time, at least one attempt, and no
+// error of a start that in fact took effect.
+func (m *Manager) apply(ctx, rctx context.Context, b *Backend, row driver.Job, rj *remote.Job) error {
 	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
 	status, err := driver.ParseStatus(rj.Status)
 	if err != nil || !(status.Active() || status.Final()) || status == driver.QueuedForStart {
@@ -125,31 +198,54 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 	case status == driver.Created && row.Status == driver.Created:
 		// Created but not started: a failed start to retry, or a job a
 		// stopped run created.
-		if row.Attempts >= m.cfg.MaxStartAttempts && row.LastError != "" {
-			m.update(ctx, log, row.Key, driver.Created, driver.Values{
-				driver.ColStatus: driver.StartFailed, driver.ColUpdatedAt: m.now(),
-			})
+		if row.Attempts >= m.cfg.MaxStartAttempts {
+			// Started as often as allowed (or accepted, 202, and left
+			// created): give up on it, and delete the job so that it
+			// cannot run without a row to follow it.
+			reason := row.LastError
+			if reason == "" || strings.HasPrefix(reason, trackErrPrefix) {
+				reason = fmt.Sprintf("job %s still created after %d start requests the back-end accepted (max-start-attempts %d)",
+					row.ID, row.Attempts, m.cfg.MaxStartAttempts)
+			}
+			m.goTracked(m.launching, row.Key, b.Name, func() { m.giveUpStart(ctx, b, row, reason) })
 			return nil
 		}
-		if !m.gates[b.Name].open(time.Now()) || !b.Client.Available() {
+		if !m.gates[b.Name].open(time.Now()) || !m.conn(b).Available() {
 			return nil // the back-end asked us to wait
 		}
 		row.Attempts++
-		m.goTracked(m.launching, row.Key, func() {
+		m.goTracked(m.launching, row.Key, b.Name, func() {
 			if m.stillIs(ctx, row, false) {
 				m.start(ctx, b, row)
 			}
 		})
 		return nil
 	case status == row.Status:
-		m.maybeCancel(ctx, b, row)
+		if strings.HasPrefix(row.LastError, trackErrPrefix) {
+			m.update(ctx, log, row.Key, row.Status, driver.Values{driver.ColLastError: nil})
+		}
+		m.maybeCancel(ctx, rctx, b, row)
 		return nil
 	}
 
 	// The manager that records a change handles what follows from it.
 	set := driver.Values{driver.ColStatus: status, driver.ColUpdatedAt: m.now(), driver.ColWorker: m.cfg.Owner.ID()}
+	if status != driver.Created {
+		if row.StartTime == "" {
+			set[driver.ColStartTime] = m.now() // started, though its answer was lost
+		}
+		if row.Attempts == 0 {
+			set[driver.ColAttempts] = 1
+		}
+		if row.Status == driver.Created {
+			set[driver.ColLastError] = nil // the start that failed took effect
+		}
+	}
+	if strings.HasPrefix(row.LastError, trackErrPrefix) {
+		set[driver.ColLastError] = nil
+	}
 	m.mu.Lock()
-	canceledByUs := m.canceled[row.Key]
+	canceledByUs := m.cancels[row.Key] > 0
 	m.mu.Unlock()
 	if status == driver.Canceled && canceledByUs {
 		set[driver.ColLastError] = fmt.Sprintf("canceled by the manager: running longer than %s (cancel_running_job_after)", m.cfg.CancelRunningJobAfter)
@@ -163,11 +259,21 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		// is already the full description.
 		full, err := rj, error(nil)
 		if rj.Raw == nil {
-			full, err = b.Client.GetJob(ctx, row.ID)
+			full, err = m.conn(b).GetJob(rctx, row.ID)
 			m.stats.add("job describe", 1)
 		}
 		if err != nil {
-			log.WarnContext(ctx, "describe final job", "err", err)
+			// Its usage and costs would be lost: record the status next
+			// cycle, with them, unless the description keeps failing.
+			m.mu.Lock()
+			m.undescribed[row.Key]++
+			n := m.undescribed[row.Key]
+			m.mu.Unlock()
+			if n < describeTries {
+				log.DebugContext(ctx, "describe final job failed; recording its status next cycle", "status", status, "err", err)
+				return nil
+			}
+			log.WarnContext(ctx, "describe final job failed; recording its status without usage and costs", "err", err)
 		} else {
 			rj = full
 			if len(rj.Odd) > 0 {
@@ -191,7 +297,9 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 	if err != nil {
 		return fmt.Errorf("record status of row %d: %w", row.Key, err)
 	}
+	m.changes.Add(1)
 	log.InfoContext(ctx, "job status changed", "from", row.Status, "to", status)
+	m.ended(set[driver.ColCosts])
 	if startedRunning {
 		m.stats.add("job started running", 1)
 	}
@@ -200,19 +308,25 @@ func (m *Manager) apply(ctx context.Context, b *Backend, row driver.Job, rj *rem
 		m.stats.add("job finished", 1)
 	case driver.Error:
 		m.stats.add("job failed", 1)
+		m.event(b.Name, row.Key, "job "+row.ID+" failed")
 	case driver.Canceled:
 		m.stats.add("job canceled", 1)
 	}
+	m.mu.Lock()
+	delete(m.undescribed, row.Key)
 	if status.Final() && rj.Raw != nil {
-		m.mu.Lock()
 		m.described[row.Key] = rj
-		m.mu.Unlock()
 	}
+	m.mu.Unlock()
 	return nil
 }
 
-// maybeCancel cancels a running job that ran longer than allowed.
-func (m *Manager) maybeCancel(ctx context.Context, b *Backend, row driver.Job) {
+// maybeCancel cancels a running job that ran longer than allowed. The
+// cancel is sent again each cycle while the job runs, as the Python client
+// does, at most MaxCancelRequests times: a back-end that ignored them all
+// gets no more, and the row ends canceled with the reason in last_error,
+// so that the run can end.
+func (m *Manager) maybeCancel(ctx, rctx context.Context, b *Backend, row driver.Job) {
 	if m.cfg.CancelRunningJobAfter <= 0 || row.Status != driver.Running || row.RunningStartTime == "" {
 		return
 	}
@@ -220,20 +334,32 @@ func (m *Manager) maybeCancel(ctx context.Context, b *Backend, row driver.Job) {
 	if err != nil || time.Now().Sub(started) < m.cfg.CancelRunningJobAfter {
 		return
 	}
+	log := m.log.With("row", row.Key, "backend", b.Name, "job_id", row.ID)
 	m.mu.Lock()
-	already := m.canceled[row.Key]
-	m.canceled[row.Key] = true
+	sent := m.cancels[row.Key]
 	m.mu.Unlock()
-	if already {
+	if sent >= m.cfg.MaxCancelRequests {
+		reason := fmt.Sprintf("canceled by the manager: running longer than %s (cancel_running_job_after), "+
+			"but the back-end ignored %d cancel requests: job %s may still run there", m.cfg.CancelRunningJobAfter, sent, row.ID)
+		if m.update(ctx, log, row.Key, driver.Running, driver.Values{
+			driver.ColStatus: driver.Canceled, driver.ColLastError: reason, driver.ColUpdatedAt: m.now(),
+			driver.ColWorker: m.cfg.Owner.ID(), driver.ColDownloadPending: m.handler(driver.Canceled) != nil,
+		}) {
+			log.WarnContext(ctx, "back-end ignores the cancel; row ends canceled", "cancel_requests", sent)
+			m.stats.add("job canceled", 1)
+		}
 		return
 	}
-	m.log.InfoContext(ctx, "canceling job that runs too long", "row", row.Key, "job_id", row.ID,
-		"running_since", row.RunningStartTime, "limit", m.cfg.CancelRunningJobAfter)
-	if err := b.Client.CancelJob(ctx, row.ID); err != nil {
-		m.log.WarnContext(ctx, "cancel job", "row", row.Key, "job_id", row.ID, "err", err)
-		m.mu.Lock()
-		delete(m.canceled, row.Key)
-		m.mu.Unlock()
+	m.mu.Lock()
+	m.cancels[row.Key]++
+	m.mu.Unlock()
+	if sent == 0 {
+		log.InfoContext(ctx, "canceling job that runs too long", "running_since", row.RunningStartTime, "limit", m.cfg.CancelRunningJobAfter)
+	} else {
+		log.DebugContext(ctx, "job still running: sending the cancel again", "cancel_requests", sent)
+	}
+	if err := m.conn(b).CancelJob(rctx, row.ID); err != nil {
+		log.WarnContext(ctx, "cancel job", "err", err)
 		return
 	}
 	m.stats.add("job cancel", 1)
@@ -258,7 +384,7 @@ func (m *Manager) handler(s driver.Status) HandlerFunc {
 // cannot be written or a back-end that does not answer gets a poll
 // interval to mend. Rows this run gave up on wait for the next run.
 func (m *Manager) handleEvents(ctx context.Context, track bool) error {
-	room := m.cfg.Concurrency - m.inFlight(m.handling)
+	room := m.cfg.Concurrency*len(m.backends) - m.inFlight(m.handling)
 	if room <= 0 {
 		return nil
 	}
@@ -294,7 +420,10 @@ func (m *Manager) handleEvents(ctx context.Context, track bool) error {
 			}
 			continue
 		}
-		m.goTracked(m.handling, row.Key, func() { m.handle(ctx, b, row, h) })
+		if !m.health[b.Name].isUsable() || m.inFlightOn(m.handling, b.Name) >= m.cfg.Concurrency {
+			continue // its back-end cannot be reached now, or is busy enough
+		}
+		m.goTracked(m.handling, row.Key, b.Name, func() { m.handle(ctx, b, row, h) })
 	}
 	return nil
 }
@@ -329,7 +458,7 @@ func (m *Manager) handle(ctx context.Context, b *Backend, row driver.Job, h Hand
 	m.mu.Unlock()
 	var reported string
 	dir := JobDir(m.cfg.RootDir, row.ID)
-	err := h(ctx, Event{Row: row, Conn: b.Client, Dir: dir, Job: described,
+	err := h(ctx, Event{Row: row, Conn: m.conn(b), Dir: dir, Job: described,
 		SetError: func(msg string) { reported = msg }})
 	if err != nil && ctx.Err() != nil {
 		return // stopped: still pending, the next run handles it

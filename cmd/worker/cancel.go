@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,14 +70,10 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	db := fs.String("db", "", "job table (required)")
 	fs.Var(&backends, "backend", "back-end `[NAME=]URL` of the jobs; repeat for several (required)")
 	sel.flags(fs, "cancel rows with this `status` (default: the active ones); repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
 	asJSON := fs.Bool("json", false, "print the outcome per row as JSON")
 	logger := logFlags(fs, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if *db == "" || len(backends) == 0 {
 		return usagef("cancel: --db and --backend are required")
@@ -162,9 +157,7 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 		if out == nil {
 			out = []canceled{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"canceled": out}); err != nil {
+		if err := writeJSON(stdout, map[string]any{"canceled": out}); err != nil {
 			return err
 		}
 	} else {

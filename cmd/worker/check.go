@@ -1,14 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/openeo-batch/worker/driver"
@@ -26,6 +26,8 @@ sends anything, and changes nothing: lists the rows that cannot be made
 into jobs (row, column, reason; exit status 2) and prints the job of the
 first good row as JSON. A stored user-defined process (--process-id
 without --namespace) is read from the back-ends given with --backend.
+With --backend, a not_started row whose backend_name names none of them
+is bad too (run would refuse it).
 --validate also sends that sample job's process to each --backend that
 offers POST /validation and prints what it says (exit status 1 when a
 back-end finds errors).
@@ -124,19 +126,35 @@ func (f *jobFlags) creator(cmd string) (*udpjob.JobCreator, error) {
 // maxListed is how many bad rows the check lists before it counts.
 const maxListed = 20
 
+// checkPage is how many rows the check reads at a time: its memory does
+// not grow with the table (a million rows read at once took 1.5 GB). A
+// variable for tests.
+var checkPage = 1000
+
 // checked is the outcome of checkRows.
 type checked struct {
-	good   int        // rows whose job could be built
-	first  driver.Job // the first of them
-	bad    []*udpjob.RowError
-	sample *remote.JobRequest // the job of the first good row
+	good    int                // rows whose job could be built
+	first   driver.Job         // the first of them
+	bad     []*udpjob.RowError // the first maxListed rows that cannot be
+	nBad    int                // and how many there are
+	skipped int                // of them marked skipped
+	sample  *remote.JobRequest // the job of the first good row
+}
+
+// rowCheck says what else checkRows checks and does.
+type rowCheck struct {
+	// backends are the back-ends configured: a not_started row given to
+	// another one (backend_name) is a bad row. Nil: not checked.
+	backends []string
+	// skip marks the bad rows skipped, page by page (--skip-invalid).
+	skip bool
 }
 
 // checkRows builds the job of every not_started row of the table before
-// anything is spent. With conns, a stored definition is read from each
-// back-end (once). A whole-table error (a parameter no row can fill) is a
-// usage error.
-func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db string, conns []*remote.Client) (*checked, error) {
+// anything is spent, a page of rows at a time. With conns, a stored
+// definition is read from each back-end (once). A whole-table error (a
+// parameter no row can fill) is a usage error.
+func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db string, conns []*remote.Client, rc rowCheck) (*checked, error) {
 	defs, err := c.Prepare(ctx, conns...)
 	if err != nil {
 		return nil, err
@@ -145,25 +163,49 @@ func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", db, err)
 	}
-	rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}})
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", db, err)
-	}
-	bad, err := c.Check(defs, cols, rows)
-	if err != nil {
-		return nil, usagef("%s: %v", db, err)
-	}
-	out := &checked{bad: bad}
-	badKeys := map[int64]bool{}
-	for _, b := range bad {
-		badKeys[b.Key] = true
-	}
-	for _, r := range rows {
-		if !badKeys[r.Key] {
-			if out.good == 0 {
-				out.first = r
+	out := &checked{}
+	for after := int64(0); ; {
+		rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}, Limit: checkPage, After: after})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", db, err)
+		}
+		if len(rows) == 0 {
+			break
+		}
+		after = rows[len(rows)-1].Key
+		bad, err := c.Check(defs, cols, rows)
+		if err != nil {
+			return nil, usagef("%s: %v", db, err)
+		}
+		badKeys := map[int64]bool{}
+		for _, b := range bad {
+			badKeys[b.Key] = true
+		}
+		if rc.backends != nil {
+			for _, r := range rows {
+				if r.Backend != "" && !badKeys[r.Key] && !slices.Contains(rc.backends, r.Backend) {
+					bad = append(bad, &udpjob.RowError{Key: r.Key, Column: driver.ColBackend,
+						Err: fmt.Errorf("back-end %q is not configured (configured: %s)", r.Backend, strings.Join(rc.backends, ", "))})
+					badKeys[r.Key] = true
+				}
 			}
-			out.good++
+			slices.SortFunc(bad, func(a, b *udpjob.RowError) int { return cmp.Compare(a.Key, b.Key) })
+		}
+		for _, r := range rows {
+			if !badKeys[r.Key] {
+				if out.good == 0 {
+					out.first = r
+				}
+				out.good++
+			}
+		}
+		out.nBad += len(bad)
+		out.bad = append(out.bad, bad[:min(len(bad), maxListed-len(out.bad))]...)
+		if rc.skip {
+			if err := skipRows(ctx, store, bad); err != nil {
+				return nil, err
+			}
+			out.skipped += len(bad)
 		}
 	}
 	if out.good > 0 && (len(conns) > 0 || !c.FromBackend()) {
@@ -178,16 +220,18 @@ func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db
 	return out, nil
 }
 
-// badRowsError lists bad rows: the first maxListed and a count.
-func badRowsError(db string, bad []*udpjob.RowError, hint string) error {
+// badRowsError lists bad rows: the first maxListed (bad) and a count (n).
+func badRowsError(db string, bad []*udpjob.RowError, n int, hint string) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d not_started %s cannot be made into jobs; nothing was sent and the table is unchanged:", db, len(bad), plural(len(bad), "row", "rows"))
+	fmt.Fprintf(&b, "%s: %d not_started %s cannot be made into jobs; nothing was sent and the table is unchanged:", db, n, plural(n, "row", "rows"))
 	for i, e := range bad {
 		if i == maxListed {
-			fmt.Fprintf(&b, "\n  ... and %d more", len(bad)-maxListed)
 			break
 		}
 		fmt.Fprintf(&b, "\n  %s: %v", db, e)
+	}
+	if n > min(len(bad), maxListed) {
+		fmt.Fprintf(&b, "\n  ... and %d more", n-min(len(bad), maxListed))
 	}
 	if hint != "" {
 		b.WriteString("\n" + hint)
@@ -196,7 +240,7 @@ func badRowsError(db string, bad []*udpjob.RowError, hint string) error {
 }
 
 // skipRows marks bad rows skipped, with the reason in last_error.
-func skipRows(ctx context.Context, store driver.Store, bad []*udpjob.RowError, log *slog.Logger) error {
+func skipRows(ctx context.Context, store driver.Store, bad []*udpjob.RowError) error {
 	ups := make([]driver.Update, 0, len(bad))
 	for _, e := range bad {
 		ups = append(ups, driver.Update{Key: e.Key, From: []driver.Status{driver.NotStarted},
@@ -211,7 +255,6 @@ func skipRows(ctx context.Context, store driver.Store, bad []*udpjob.RowError, l
 		}
 		return fmt.Errorf("mark %d bad rows skipped: %w", len(ups), err)
 	}
-	log.Warn("rows that cannot be made into jobs marked skipped", "rows", len(ups))
 	return nil
 }
 
@@ -258,20 +301,21 @@ func runCheck(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if c.FromBackend() {
 		fromBackends = conns
 	}
-	res, err := checkRows(ctx, c, store, *db, fromBackends)
+	var names []string // with --backend, rows given to another are bad
+	for _, b := range backends {
+		names = append(names, b.name)
+	}
+	res, err := checkRows(ctx, c, store, *db, fromBackends, rowCheck{backends: names})
 	if err != nil {
 		return err
 	}
 	if res.sample != nil {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		enc.SetEscapeHTML(false)
-		if err := enc.Encode(res.sample); err != nil {
+		if err := writeJSON(stdout, res.sample); err != nil {
 			return err
 		}
 	}
-	if len(res.bad) > 0 {
-		return badRowsError(*db, res.bad, "")
+	if res.nBad > 0 {
+		return badRowsError(*db, res.bad, res.nBad, "")
 	}
 	fmt.Fprintf(stderr, "%s: all %d not_started rows make valid jobs\n", *db, res.good)
 	if *validate && res.sample != nil {

@@ -2,27 +2,59 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/openeo-batch/worker/tableconv"
 
+	_ "github.com/openeo-batch/worker/driver/csvfile"  // the Python client's CSV tables
 	_ "github.com/openeo-batch/worker/driver/duckdb"   // .parquet (GeoParquet) and .duckdb tables
 	_ "github.com/openeo-batch/worker/driver/postgres" // postgres:// tables that workers on several machines share
 	_ "github.com/openeo-batch/worker/driver/sqlite"   // the embedded default store
 )
 
-// Exit codes.
+// Exit codes (documented in mainUsage, the run's --help and README.md).
 const (
 	exitOK          = 0
-	exitError       = 1
-	exitUsage       = 2
-	exitInterrupted = 130
+	exitError       = 1   // an error stopped the command
+	exitUsage       = 2   // bad usage or invalid input
+	exitUnfinished  = 3   // run: rows ended in error, start_failed or canceled, or results are missing
+	exitLimit       = 4   // run: --max-costs or --max-jobs stopped launching with rows left not_started
+	exitInterrupted = 130 // SIGINT (Ctrl-C): run the command again to resume
+	exitTerminated  = 143 // SIGTERM: run the command again to resume
 )
+
+// exitStatus is an outcome of a command that is no error of the program
+// but that a script must tell apart: exit status code, msg on stderr.
+type exitStatus struct {
+	code int
+	msg  string
+}
+
+func (e *exitStatus) Error() string { return e.msg }
+
+// signalError is the cause of the context main cancels on a signal.
+type signalError struct{ sig os.Signal }
+
+func (e signalError) Error() string { return "stopped by signal " + e.sig.String() }
+
+// Is makes a stop by signal a context.Canceled, as for any canceled context.
+func (e signalError) Is(target error) bool { return target == context.Canceled }
+
+func (e signalError) code() int {
+	if e.sig == syscall.SIGTERM {
+		return exitTerminated
+	}
+	return exitInterrupted
+}
 
 const mainUsage = `worker runs a table of openEO batch jobs across several openEO back-ends.
 
@@ -61,7 +93,13 @@ Example:
 
 Run 'worker <command> --help' for the flags of a command. Flags may come
 before or after a command's other arguments.
-Exit status: 0 done, 1 error, 2 bad usage, 130 stopped by a signal (resumable).
+Exit status:
+  0    done: every row finished or was skipped
+  1    error (a message says which)
+  2    bad usage or invalid input (nothing was changed)
+  3    run ended with rows in error, start_failed or canceled, or results missing
+  4    run stopped launching at --max-costs or --max-jobs; rows left not_started
+  130  stopped by Ctrl-C (SIGINT), 143 by SIGTERM: run the same command to resume
 `
 
 // usageError is a mistake in the command line: exit 2.
@@ -99,17 +137,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
 			fs.PrintDefaults()
 		}
-		err := c.run(ctx, fs, flagsFirst(c, args[1:]), stdout, stderr)
-		return exitCode(err, stderr)
+		err := c.run(ctx, fs, args[1:], stdout, stderr)
+		return exitCode(ctx, err, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", args[0], mainUsage)
 	return exitUsage
 }
 
-func exitCode(err error, stderr io.Writer) int {
+// exitCode prints err and returns the exit status for it. A command
+// stopped by a signal exits 128 + the signal's number, whether it returns
+// the context's cause or context.Canceled.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue usageError
+	var es *exitStatus
+	var se signalError
 	var noTable *tableconv.NoTableError
 	switch {
+	case errors.As(err, &es):
+		fmt.Fprintf(stderr, "worker: %s\n", es.msg)
+		return es.code
+	case errors.Is(err, context.Canceled) && (errors.As(err, &se) || errors.As(context.Cause(ctx), &se)):
+		fmt.Fprintf(stderr, "worker: %v; run the same command again to resume\n", se)
+		return se.code()
 	case err == nil:
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
@@ -129,13 +178,12 @@ func exitCode(err error, stderr io.Writer) int {
 	}
 }
 
-// parse parses flags and refuses stray arguments.
+// parse parses the flags a command declared on fs, wherever they stand
+// among args (see flagsFirst), and refuses other arguments. Every command
+// parses with it or parseArgs, so that a mistake is bad usage (exit 2).
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
@@ -143,38 +191,97 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// logFlags adds -v and --log-format and returns a function building the logger.
-func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
-	verbose := fs.Bool("v", false, "log debug messages too")
-	format := fs.String("log-format", "text", "log format on stderr: text or json")
-	return func() *slog.Logger {
-		opts := &slog.HandlerOptions{Level: slog.LevelInfo}
-		if *verbose {
-			opts.Level = slog.LevelDebug
+// parseArgs is parse for a command that takes arguments besides its flags
+// (fs.Args after it).
+func parseArgs(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
 		}
-		if *format == "json" {
-			return slog.New(slog.NewJSONHandler(stderr, opts))
-		}
-		return slog.New(slog.NewTextHandler(stderr, opts))
+		return usageError{err.Error()}
 	}
+	return nil
 }
 
-// flagsFirst moves a command's flags before its other arguments, so that
-// `worker query "SQL" --db x` parses as `worker query --db x "SQL"` (the
-// flag package stops at the first argument that is not a flag). It learns
-// which flags the command has, and which of them take no value, by letting
-// the command define them on a throw-away FlagSet asked for -h: every
-// command defines its flags and parses before it does anything else.
-// Arguments after "--" stay arguments; a "-" alone is an argument.
-func flagsFirst(c command, args []string) []string {
-	probe := flag.NewFlagSet(c.name, flag.ContinueOnError)
-	probe.SetOutput(io.Discard)
-	probe.Usage = func() {}
-	c.run(context.Background(), probe, []string{"-h"}, io.Discard, io.Discard)
+// writeJSON prints v as indented JSON, as every --json output is, with
+// <, > and & as they are: the output is read by people and scripts, not
+// put into HTML.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// choiceFlag is a flag whose value is one of choices; another is a
+// parse error (bad usage).
+type choiceFlag struct {
+	value   string
+	choices []string
+}
+
+func (c *choiceFlag) String() string {
+	if c == nil {
+		return ""
+	}
+	return c.value
+}
+
+func (c *choiceFlag) Set(v string) error {
+	if !slices.Contains(c.choices, v) {
+		return fmt.Errorf("want %s, not %q", strings.Join(c.choices, " or "), v)
+	}
+	c.value = v
+	return nil
+}
+
+// logFlags adds -v and --log-format and returns a function building the logger.
+func logFlags(fs *flag.FlagSet, stderr io.Writer) func() *slog.Logger {
+	lf := addLogFlags(fs, stderr)
+	return func() *slog.Logger { return slog.New(lf.handler()) }
+}
+
+// logSettings are the values of -v and --log-format.
+type logSettings struct {
+	verbose *bool
+	format  *choiceFlag
+	stderr  io.Writer
+}
+
+func addLogFlags(fs *flag.FlagSet, stderr io.Writer) *logSettings {
+	format := &choiceFlag{value: "text", choices: []string{"text", "json"}}
+	fs.Var(format, "log-format", "`format` of the logs on stderr: text or json")
+	return &logSettings{verbose: fs.Bool("v", false, "log debug messages too"), format: format, stderr: stderr}
+}
+
+// level is the least level logged: info, or debug with -v.
+func (l *logSettings) level() slog.Level {
+	if *l.verbose {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func (l *logSettings) handler() slog.Handler {
+	opts := &slog.HandlerOptions{Level: l.level()}
+	if l.format.value == "json" {
+		return slog.NewJSONHandler(l.stderr, opts)
+	}
+	return slog.NewTextHandler(l.stderr, opts)
+}
+
+// flagsFirst moves the flags declared on fs before the other arguments,
+// so that `worker query "SQL" --db x` parses as `worker query --db x --
+// "SQL"` (the flag package stops at the first argument that is not a
+// flag). A flag's value is the next argument unless the flag is a bool
+// one or has "=value"; an unknown flag takes no value (fs.Parse then
+// reports it). Arguments after "--" stay arguments; a "-" alone is an
+// argument.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
 	isBool := func(name string) bool {
-		f := probe.Lookup(name)
+		f := fs.Lookup(name)
 		if f == nil {
-			return true // unknown: the real parse reports it; take no value
+			return true
 		}
 		b, ok := f.Value.(interface{ IsBoolFlag() bool })
 		return ok && b.IsBoolFlag()

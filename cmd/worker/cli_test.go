@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/openeo-batch/worker/driver/drivertest"
 )
 
 func TestParseBackend(t *testing.T) {
@@ -31,24 +33,29 @@ func TestEnvName(t *testing.T) {
 }
 
 func TestFlagsFirst(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("db", "", "")
+	fs.String("format", "", "")
+	fs.String("where", "", "")
+	fs.Bool("json", false, "")
 	cases := []struct {
-		cmd  command
 		in   []string
 		want []string
 	}{
-		{queryCmd, []string{"select 1", "--db", "x.db"}, []string{"--db", "x.db", "--", "select 1"}},
-		{queryCmd, []string{"--db=x.db", "select 1", "--format", "json"}, []string{"--db=x.db", "--format", "json", "--", "select 1"}},
-		{statusCmd, []string{"--json", "--db", "x.db"}, []string{"--json", "--db", "x.db"}},
+		{[]string{"select 1", "--db", "x.db"}, []string{"--db", "x.db", "--", "select 1"}},
+		{[]string{"--db=x.db", "select 1", "--format", "json"}, []string{"--db=x.db", "--format", "json", "--", "select 1"}},
+		{[]string{"--json", "--db", "x.db"}, []string{"--json", "--db", "x.db"}},
 		// A value that looks like a flag stays the value of its flag.
-		{jobsCmd, []string{"--where", "-1 < year", "--db", "x.db"}, []string{"--where", "-1 < year", "--db", "x.db"}},
+		{[]string{"--where", "-1 < year", "--db", "x.db"}, []string{"--where", "-1 < year", "--db", "x.db"}},
 		// After --, everything is an argument.
-		{cancelCmd, []string{"3", "--db", "x.db", "--", "--json"}, []string{"--db", "x.db", "--", "3", "--json"}},
+		{[]string{"3", "--db", "x.db", "--", "--json"}, []string{"--db", "x.db", "--", "3", "--json"}},
 		// A bool flag takes no value: the argument after it stays one.
-		{cancelCmd, []string{"--json", "4", "--db", "x.db"}, []string{"--json", "--db", "x.db", "--", "4"}},
+		{[]string{"--json", "4", "--db", "x.db"}, []string{"--json", "--db", "x.db", "--", "4"}},
+		{[]string{"--json=true", "4", "-"}, []string{"--json=true", "--", "4", "-"}},
 	}
 	for _, c := range cases {
-		if got := flagsFirst(c.cmd, c.in); !slices.Equal(got, c.want) {
-			t.Errorf("flagsFirst(%s, %q) = %q, want %q", c.cmd.name, c.in, got, c.want)
+		if got := flagsFirst(fs, c.in); !slices.Equal(got, c.want) {
+			t.Errorf("flagsFirst(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }
@@ -64,15 +71,15 @@ func TestBackendNamedAfterHost(t *testing.T) {
 	}
 }
 
-// TestCommandsParseFirst: flagsFirst learns a command's flags by running it
-// with -h, so every command must define its flags and parse before it does
-// anything else, answering -h with flag.ErrHelp.
-func TestCommandsParseFirst(t *testing.T) {
+// TestCommandsParseAnywhere: every command parses its flags with parse or
+// parseArgs, so that they may follow its other arguments, and answers -h
+// with flag.ErrHelp before doing anything.
+func TestCommandsParseAnywhere(t *testing.T) {
 	for _, c := range commands {
 		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		if err := c.run(t.Context(), fs, []string{"-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("worker %s -h: %v, want flag.ErrHelp before any work", c.name, err)
+		if err := c.run(t.Context(), fs, []string{"an-argument", "-h"}, io.Discard, io.Discard); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("worker %s an-argument -h: %v, want flag.ErrHelp before any work", c.name, err)
 		}
 	}
 }
@@ -92,7 +99,7 @@ func TestPlainCSVAsTable(t *testing.T) {
 	if !strings.Contains(stdout.String(), "not_started") {
 		t.Errorf("status printed %q", stdout.String())
 	}
-	onlyFile(t, path, plain)
+	drivertest.OnlyFile(t, path, plain)
 
 	const bad = "year,status\n2000,\n2001,done\n"
 	os.WriteFile(path, []byte(bad), 0o644)
@@ -108,19 +115,40 @@ func TestPlainCSVAsTable(t *testing.T) {
 		}
 	}
 	os.Remove(filepath.Join(dir, "p.json"))
-	onlyFile(t, path, bad)
+	drivertest.OnlyFile(t, path, bad)
 }
 
-// onlyFile checks that path holds content and is alone in its folder.
-func onlyFile(t *testing.T, path, content string) {
-	t.Helper()
-	if b, _ := os.ReadFile(path); string(b) != content {
-		t.Errorf("%s changed:\n%s", path, b)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(path))
-	for _, e := range entries {
-		if e.Name() != filepath.Base(path) {
-			t.Errorf("left behind: %s", e.Name())
+// The commands that pick rows name their filters alike: --backend-name
+// for a back-end's rows (--backend, where a command has it, is a back-end
+// to talk to), --where and, but for download, --status.
+func TestSelectionFlagsAlike(t *testing.T) {
+	for _, c := range []command{jobsCmd, retryCmd, cancelCmd, downloadCmd} {
+		fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		c.run(t.Context(), fs, []string{"-h"}, io.Discard, io.Discard)
+		for _, name := range []string{"backend-name", "where", "status"} {
+			if fs.Lookup(name) == nil && !(name == "status" && c.name == "download") {
+				t.Errorf("worker %s has no --%s", c.name, name)
+			}
 		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title,backend_name,status,id\na,x,error,j-1\nb,y,error,j-2\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	for _, flagName := range []string{"--backend-name", "--backend"} { // --backend: README's older spelling
+		code, out := cli(t, dir, "jobs", "--db", "jobs.db", flagName, "x", "--columns", "title")
+		if code != 0 || !strings.Contains(out, " a") || strings.Contains(out, " b") {
+			t.Errorf("jobs %s x: exit %d:\n%s", flagName, code, out)
+		}
+	}
+	code, out := cli(t, dir, "retry", "--db", "jobs.db", "--backend-name", "y")
+	if code != 0 {
+		t.Fatalf("retry: exit %d: %s", code, out)
+	}
+	code, out = cli(t, dir, "jobs", "--db", "jobs.db", "--status", "not_started", "--columns", "title")
+	if code != 0 || !strings.Contains(out, " b") || strings.Contains(out, " a") {
+		t.Errorf("after retry --backend-name y: exit %d:\n%s", code, out)
 	}
 }

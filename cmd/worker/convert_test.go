@@ -223,10 +223,19 @@ func TestInitNonUTF8(t *testing.T) {
 		t.Errorf("SQLite cell = %q, %v; want it kept", name, err)
 	}
 	db.Close()
-	// query reads through DuckDB, which would show NULL: it says so.
-	code, out := cli(t, dir, "query", "--db", "t.db", "select name from jobs")
-	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
-		t.Errorf("query: exit %d: %s", code, out)
+	// query reads through DuckDB, which would show NULL: it shows the
+	// byte escaped, and says so on stderr.
+	var stdout, stderr bytes.Buffer
+	code := run(t.Context(), []string{"query", "--db", filepath.Join(dir, "t.db"), "--format", "csv", "select name from jobs where name like 'caf%' order by year"}, &stdout, &stderr)
+	if code != 0 || stdout.String() != "name\ncafe\ncaf\\xE9\n" {
+		t.Errorf("query: exit %d: %q\n%s", code, stdout.String(), stderr.String())
+	}
+	if e := stderr.String(); !strings.Contains(e, "not UTF-8") || !strings.Contains(e, "t.db") || !strings.Contains(e, `row 2, column \"name\"`) {
+		t.Errorf("query: warning %q", e)
+	}
+	code, out := cli(t, dir, "query", "--db", "t.db", "--json", "select count(*) as n from jobs where name = 'caf\\xE9'")
+	if code != 0 || !strings.Contains(out, `"n": 1`) {
+		t.Errorf("query --json by the escaped text: exit %d: %s", code, out)
 	}
 	code, out = cli(t, dir, "export", "--db", "t.db", "--to", "out.parquet")
 	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {

@@ -7,12 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 	"github.com/openeo-batch/worker/tableconv"
@@ -163,43 +163,33 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		backends = append(backends, worker.Backend{Name: spec.name, Client: c, ParallelJobs: 3})
 		conns = append(conns, c)
 	}
-	res, err := checkRows(ctx, creator, store, dbPath, conns)
+	res, err := checkRows(ctx, creator, store, dbPath, conns, rowCheck{})
 	if err != nil {
 		return err
 	}
-	if len(res.bad) > 0 {
-		return badRowsError(dbPath, res.bad, "")
+	if res.nBad > 0 {
+		return badRowsError(dbPath, res.bad, res.nBad, "")
 	}
 	if res.sample != nil {
 		b, _ := json.Marshal(res.sample.Process.ProcessGraph)
 		fmt.Fprintf(stderr, "demo: each job references the stored process, e.g. %s\n", b)
 	}
+	// The progress shows as in worker run: a block redrawn in place on a
+	// terminal, else a "progress" log line per poll (with the warnings).
+	disp := newDisplay(stderr, "worker demo", "text")
+	defer disp.stop()
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: backends, StartJob: creator.StartJob,
-		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, Logger: quietLogger(stderr),
+		RootDir: resultsDir, PollInterval: 250 * time.Millisecond, OnProgress: disp.update,
+		Logger: slog.New(disp.logHandler(progressOnly{slog.NewTextHandler(stderr, nil)}, slog.LevelWarn)),
 	})
 	if err != nil {
 		return err
 	}
 
 	start := time.Now()
-	progressDone := make(chan struct{})
-	go func() {
-		defer close(progressDone)
-		tick := time.NewTicker(time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-				if counts, err := store.Counts(ctx); err == nil {
-					fmt.Fprintf(stderr, "demo: %4.1fs %s\n", time.Since(start).Seconds(), progressLine(counts))
-				}
-			}
-		}
-	}()
 	runErr := m.Run(ctx)
+	disp.stop()
 	if runErr != nil {
 		return runErr
 	}
@@ -221,19 +211,4 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
 	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
 	return nil
-}
-
-// progressLine renders counts per status on one line.
-func progressLine(counts []driver.Count) string {
-	per := map[driver.Status]int{}
-	for _, c := range counts {
-		per[c.Status] += c.N
-	}
-	var parts []string
-	for _, s := range driver.Statuses() {
-		if per[s] > 0 {
-			parts = append(parts, fmt.Sprintf("%s %d", s, per[s]))
-		}
-	}
-	return strings.Join(parts, ", ")
 }

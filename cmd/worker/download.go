@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,8 +60,7 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 	db := fs.String("db", "", "job table (required)")
 	fs.Var(&backends, "backend", "back-end `[NAME=]URL` of the jobs; repeat for several (required)")
 	root := fs.String("root-dir", ".", "`folder` of the job folders, as given to worker run")
-	fs.StringVar(&sel.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
+	sel.flags(fs, "")
 	dryRun := fs.Bool("dry-run", false, "only say what is missing")
 	asJSON := fs.Bool("json", false, "print the outcome per row as JSON")
 	logger := logFlags(fs, stderr)
@@ -146,9 +144,7 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		if out == nil {
 			out = []fetched{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(map[string]any{"rows": out}); err != nil {
+		if err := writeJSON(stdout, map[string]any{"rows": out}); err != nil {
 			return err
 		}
 	} else {

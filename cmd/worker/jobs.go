@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +17,7 @@ import (
 var jobsCmd = command{
 	name: "jobs",
 	usage: `
-Usage: worker jobs --db TABLE [--status S[,S]] [--backend NAME] [--where SQL] [--columns C,C] [--json]
+Usage: worker jobs --db TABLE [--status S[,S]] [--backend-name NAME] [--where SQL] [--columns C,C] [--json]
 
 Lists the rows of a job table: all of them, or those with one of the
 statuses given (--status may be repeated or hold a comma list), on one
@@ -59,8 +58,14 @@ type selection struct {
 	where    string
 }
 
+// flags declares the selection's flags, named alike in every command:
+// --status (when statusHelp is not empty), --backend-name and --where.
+// (--backend is the back-end to talk to, NAME=URL, where there is one.)
 func (s *selection) flags(fs *flag.FlagSet, statusHelp string) {
-	fs.Var(&s.statuses, "status", statusHelp)
+	if statusHelp != "" {
+		fs.Var(&s.statuses, "status", statusHelp)
+	}
+	fs.StringVar(&s.backend, "backend-name", "", "only rows of the back-end called `NAME` (their backend_name)")
 	fs.StringVar(&s.where, "where", "", "only rows for which this DuckDB `SQL` condition holds, as in worker query")
 }
 
@@ -138,8 +143,8 @@ func (s *selection) filter(ctx context.Context, rows []driver.Job, location stri
 // whereRows evaluates the SQL condition where over the table as worker
 // query sees it (a read-only snapshot called jobs) and returns the
 // positions, from 0 in table order, of the rows for which it holds, and
-// the number of rows of the snapshot. DuckDB runs on one thread so that a
-// scan keeps the table's order.
+// the number of rows of the snapshot. The snapshot keeps the table's
+// order (see query.DB), so row_number() OVER () is the position.
 func whereRows(ctx context.Context, location, where string) ([]int, int, error) {
 	snap, err := query.Open(ctx, location)
 	if err != nil {
@@ -213,9 +218,7 @@ func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) er
 			}
 			out = append(out, o)
 		}
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(w, out)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "row\t"+strings.Join(columns, "\t"))
@@ -234,16 +237,13 @@ func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "only rows with this `status`; repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend", "", "only rows of the back-end called `NAME` (its backend_name)")
+	fs.StringVar(&sel.backend, "backend", "", "the same as --backend-name (the older spelling)")
 	columns := fs.String("columns", "", "comma list of `columns` to show, or all")
 	asJSON := fs.Bool("json", false, "print a JSON array of objects instead of a table")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *db == "" {
-		return usagef("jobs: --db is required")
-	}
-	store, err := openToRead(ctx, *db)
+	store, err := readDB(ctx, "jobs", *db)
 	if err != nil {
 		return err
 	}

@@ -31,11 +31,8 @@ Example:
 func runLogin(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	provider := fs.String("provider", "", "identity provider `id` (default: as the Python client picks it)")
 	clientID := fs.String("client-id", "", "OIDC client `id` (default: the provider's default client)")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usagef("login: want exactly one BACKEND_URL")

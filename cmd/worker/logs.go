@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,11 +37,8 @@ func runLogs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	fs.Var(&backends, "backend", "back-end `[NAME=]URL` of the job; repeat for several (required)")
 	level := fs.String("level", "info", "least `level` shown: error, warning, info or debug")
 	asJSON := fs.Bool("json", false, "print the log entries as a JSON array")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	if err := parseArgs(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 || len(backends) == 0 {
 		return usagef("logs: want one ROW or job id, and --backend")
@@ -78,12 +74,10 @@ func runLogs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		return fmt.Errorf("logs of job %s on %s: %w", row.ID, row.Backend, err)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
 		if logs == nil {
-			return enc.Encode([]any{})
+			return writeJSON(stdout, []any{})
 		}
-		return enc.Encode(logs)
+		return writeJSON(stdout, logs)
 	}
 	for _, e := range logs {
 		line := strings.TrimSpace(strings.Join([]string{e.Time, strings.ToUpper(e.Level), e.Code}, " "))

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/openeo-batch/worker/query"
 )
@@ -13,7 +14,7 @@ import (
 var queryCmd = command{
 	name: "query",
 	usage: `
-Usage: worker query --db TABLE [--format table|csv|json] "SQL"
+Usage: worker query --db TABLE [--format table|csv|json | --json] "SQL"
 
 Runs DuckDB SQL over a job table, whatever its format; the table is called
 jobs. It reads a snapshot and writes nothing, so it is safe while a run goes
@@ -27,10 +28,12 @@ DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA): INSERT, UPDATE, DELETE, CREATE
 and the like are refused (exit 2), since the table would not change.
 A PostgreSQL table (postgres://...) is queried in PostgreSQL itself, with
 its SQL, in a READ ONLY transaction that refuses any change.
+Text that is not UTF-8 (a Latin-1 file in a SQLite or CSV table) shows its
+other bytes as \xNN, with a warning on stderr.
 
 Example:
   worker query --db jobs.db "select status, count(*) from jobs group by all"
-  worker query --db jobs.parquet --format json "select id, cpu from jobs where status = 'error'"
+  worker query --db jobs.parquet --json "select id, cpu from jobs where status = 'error'"
 `,
 	run: runQuery,
 }
@@ -38,11 +41,17 @@ Example:
 func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	db := fs.String("db", "", "job table (required)")
 	format := fs.String("format", "table", "output: table, csv or json")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return err
+	asJSON := fs.Bool("json", false, "print a JSON array of objects: --format json, as other commands spell it")
+	if err := parseArgs(fs, args); err != nil {
+		return err
+	}
+	if *asJSON {
+		formatGiven := false
+		fs.Visit(func(f *flag.Flag) { formatGiven = formatGiven || f.Name == "format" })
+		if formatGiven && *format != "json" {
+			return usagef("query: --json and --format %s disagree", *format)
 		}
-		return usageError{err.Error()}
+		*format = "json"
 	}
 	if *db == "" || fs.NArg() != 1 {
 		return usagef("query: want --db TABLE and one SQL statement")
@@ -56,6 +65,10 @@ func runQuery(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		return err
 	}
 	defer snap.Close()
+	if esc := snap.Escaped(); len(esc) > 0 {
+		slog.New(slog.NewTextHandler(stderr, nil)).Warn(`text that is not UTF-8 shows its other bytes as \xNN`,
+			"table", *db, "cells", len(esc), "first", fmt.Sprintf("row %d, column %q", esc[0].Row, esc[0].Column))
+	}
 	rows, err := snap.Query(ctx, fs.Arg(0))
 	if err != nil {
 		return queryError(err)

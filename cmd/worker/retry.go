@@ -66,7 +66,6 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	var sel selection
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "retry rows with this `status` (default error,start_failed,canceled); repeat, or give a comma list")
-	fs.StringVar(&sel.backend, "backend-name", "", "only rows of the back-end called `NAME`")
 	asJSON := fs.Bool("json", false, "print the rows retried as JSON")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -127,9 +126,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		if done == nil {
 			done = []retried{}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"retried": done})
+		return writeJSON(stdout, map[string]any{"retried": done})
 	}
 	if len(done) == 0 {
 		fmt.Fprintf(stdout, "no row of %s to retry\n", *db)

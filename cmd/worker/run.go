@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -41,8 +43,8 @@ free slot. Results land in ROOT/job_<id>/ with job_<id>.json; failed jobs
 get job_<id>_errors.json.
 When results cannot be written (a --root-dir that cannot be written, a
 back-end that does not serve them), the rows stay download_pending with
-the cause in last_error, the run lists them and exits with status 1, and
-the next run fetches them.
+the cause in last_error, the run lists them and exits with status 3, and
+the next run (or worker download) fetches them.
 
 --backend may be repeated; a URL without NAME= is named after its host
 (https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
@@ -69,6 +71,27 @@ characters than letters and digits as _), else shared by all back-ends:
 A token is the openEO bearer token, such as basic//abc or oidc/egi/eyJ...
 Access tokens are renewed before they expire.
 
+Progress: on a terminal, a block redrawn in place on stderr shows per
+back-end the rows created, queued, running, finished and failed of its
+rows, the rate, an ETA, when the next poll is, and the last notable events
+(a job failed, a back-end paused and why); warnings print above it.
+Elsewhere, or with --log-format json, the run logs one "progress" line per
+poll instead, with the other logs. At the end a summary (per status and
+back-end, requests, downloads, costs, wall time) goes to stdout; --json
+prints it as one JSON object.
+
+Budget: --max-costs N starts no more jobs once the costs recorded in the
+table (costs and previous_costs) plus those of the active jobs reach N
+credits; where a back-end offers estimates (GET /jobs/{id}/estimate), a job
+whose estimate would pass N is not started either. --max-jobs N starts at
+most N jobs in this run. The rows left stay not_started, and the progress
+and the summary say why.
+
+Exit status: 0 every row finished or was skipped; 3 rows ended in error,
+start_failed or canceled, or results are missing; 4 --max-costs or
+--max-jobs stopped launching with rows left not_started; 1 error; 2 bad
+usage or invalid input; 130 stopped by Ctrl-C (SIGINT), 143 by SIGTERM.
+
 Stop with Ctrl-C (or kill): the same command resumes. Several workers may
 run on one table at once (on one machine): they share the rows, and one
 takes over the work of another that was killed.
@@ -77,6 +100,7 @@ Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
   worker run --db jobs.db --backend vito=https://openeo.vito.be,parallel=4 --process-id evi --root-dir results
   worker run --db jobs.db --backend cdse=https://openeo.dataspace.copernicus.eu,parallel=2,starts-per-minute=12 --process evi.json
+  worker run --db jobs.db --backend vito=https://openeo.vito.be --process evi.json --max-costs 500 --json
 `,
 	run: runRun,
 }
@@ -89,6 +113,7 @@ type backendSpec struct {
 	parallel, queue int
 	rps             float64 // requests per second, 0: no limit
 	startsPerMinute int
+	log             *slog.Logger // receives the client's retries at debug level; nil: slog.Default()
 }
 
 func (b *backendFlag) String() string { return fmt.Sprint(*b) }
@@ -151,7 +176,10 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	cancelAfter := fs.Duration("cancel-running-job-after", 0, "cancel jobs running longer than this (0: never)")
 	noDownload := fs.Bool("no-download", false, "do not download results")
 	attempts := fs.Int("max-start-attempts", 3, "attempts to create and start a job before start_failed")
-	logger := logFlags(fs, stderr)
+	maxCosts := fs.Float64("max-costs", 0, "start no job once the costs recorded in the table plus those of active jobs (or a job's estimate) reach `N` credits (0: no limit)")
+	maxJobs := fs.Int("max-jobs", 0, "start at most `N` jobs in this run (0: no limit)")
+	asJSON := fs.Bool("json", false, "print the summary at the end as one JSON object")
+	lf := addLogFlags(fs, stderr)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -161,7 +189,14 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *poll <= 0 {
 		return usagef("run: --poll must be positive")
 	}
-	log := logger()
+	if *attempts < 1 || *cancelAfter < 0 {
+		return usagef("run: --max-start-attempts must be at least 1, and --cancel-running-job-after not negative")
+	}
+	if *maxCosts < 0 || *maxJobs < 0 {
+		return usagef("run: --max-costs and --max-jobs must not be negative")
+	}
+	start := time.Now()
+	log := slog.New(lf.handler())
 	creator, err := jf.creator("run")
 	if err != nil {
 		return err
@@ -175,34 +210,64 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	// rows stop the run (or, with --skip-invalid, are skipped) before the
 	// first job request. A definition stored on the back-ends is read
 	// first (once per back-end); otherwise before connecting at all.
+	names := make([]string, len(backends))
+	for i, b := range backends {
+		names[i] = b.name
+	}
 	check := func(conns []*remote.Client) error {
-		res, err := checkRows(ctx, creator, store, *db, conns)
+		res, err := checkRows(ctx, creator, store, *db, conns, rowCheck{backends: names, skip: *skipInvalid})
 		if err != nil {
 			return err
 		}
-		if len(res.bad) == 0 {
-			return nil
+		if res.skipped > 0 {
+			log.Warn("rows that cannot be made into jobs marked skipped", "rows", res.skipped)
 		}
-		if !*skipInvalid {
-			return badRowsError(*db, res.bad, "Fix these rows, or run with --skip-invalid to mark them skipped and run the rest.")
+		if res.nBad > 0 && !*skipInvalid {
+			return badRowsError(*db, res.bad, res.nBad, "Fix these rows, or run with --skip-invalid to mark them skipped and run the rest.")
 		}
-		return skipRows(ctx, store, res.bad, log)
+		return nil
 	}
 	if !creator.FromBackend() {
 		if err := check(nil); err != nil {
 			return err
 		}
 	}
+	// A back-end that cannot be reached or refuses the credentials at
+	// start-up does not stop the run: the manager connects to it again in
+	// the background, with backoff, while the others take the rows.
 	var wbs []worker.Backend
 	var conns []*remote.Client
+	var unusable []error
+	// The summary counts each back-end's requests, also of the clients the
+	// manager connects later.
+	byName := &connected{clients: map[string]*remote.Client{}}
 	for _, b := range backends {
-		c, err := connectBackend(ctx, b, os.Getenv)
-		if err != nil {
-			return err
+		b.log = log
+		connect := func(ctx context.Context) (*remote.Client, error) {
+			c, err := connectBackend(ctx, b, os.Getenv)
+			if err == nil {
+				byName.add(b.name, c)
+			}
+			return c, err
 		}
-		log.Info("connected", "backend", b.name, "api", c.URL())
-		wbs = append(wbs, worker.Backend{Name: b.name, Client: c, ParallelJobs: b.parallel, QueueingLimit: b.queue})
-		conns = append(conns, c)
+		wb := worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue}
+		c, err := connect(remote.WithoutRetries(ctx))
+		switch {
+		case err == nil:
+			log.Info("connected", "backend", b.name, "api", c.URL())
+			wb.Client = c
+			conns = append(conns, c)
+		case ctx.Err() != nil || !retryLater(err):
+			return err
+		default:
+			log.Warn("back-end unusable at start-up: its rows wait, the others run; connecting again in the background",
+				"backend", b.name, "url", b.url, "err", err)
+			unusable = append(unusable, err)
+		}
+		wbs = append(wbs, wb)
+	}
+	if creator.FromBackend() && len(conns) == 0 {
+		return fmt.Errorf("no back-end is usable to read the process definition: %w", errors.Join(unusable...))
 	}
 	if creator.FromBackend() {
 		if err := check(conns); err != nil {
@@ -221,36 +286,78 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	go func() {
 		select {
 		case <-owner.Lost():
-			stopLost(fmt.Errorf("%s: this worker stopped: its heartbeat went stale and other workers took its rows over; start it again", *db))
+			stopLost(fmt.Errorf("%s: %w", *db, errWorkerLost))
 		case <-ctx.Done():
 		}
 	}()
+	// On a terminal the progress is a block redrawn in place, with the
+	// warnings over it; elsewhere a "progress" log line per poll.
+	disp := newDisplay(stderr, "worker run "+*db, lf.format.value)
+	defer disp.stop()
+	level := slog.LevelWarn
+	if *lf.verbose {
+		level = slog.LevelDebug
+	}
 	m, err := worker.New(worker.Config{
 		Store: store, Backends: wbs, StartJob: creator.StartJob,
 		RootDir: *root, PollInterval: *poll, CancelRunningJobAfter: *cancelAfter,
-		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Logger: log, Owner: owner,
+		DisableDownloads: *noDownload, MaxStartAttempts: *attempts, Owner: owner,
+		Logger:   slog.New(disp.logHandler(log.Handler(), level)),
+		MaxCosts: *maxCosts, MaxJobs: *maxJobs, OnProgress: disp.update,
 	})
 	if err != nil {
 		return err
 	}
 	runErr := m.Run(ctx)
-	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) && !errors.Is(cause, context.Canceled) {
-		return cause
+	if cause := context.Cause(ctx); errors.Is(cause, errWorkerLost) {
+		disp.stop()
+		return cause // this worker was taken over: it stops, the others go on
 	}
+	return finishRun(ctx, store, m, runErr, disp, byName.all(), start, stdout, *asJSON)
+}
+
+// connected holds the clients of the back-ends connected so far, by name:
+// the manager connects those unusable at start-up from its own goroutines.
+type connected struct {
+	mu      sync.Mutex
+	clients map[string]*remote.Client
+}
+
+func (c *connected) add(name string, cl *remote.Client) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clients[name] = cl
+}
+
+func (c *connected) all() map[string]*remote.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.clients)
+}
+
+// finishRun ends the display, prints the summary of a run that ended with
+// runErr, and returns the error that gives its exit status.
+func finishRun(ctx context.Context, store driver.Store, m *worker.Manager, runErr error, disp *display,
+	conns map[string]*remote.Client, start time.Time, stdout io.Writer, asJSON bool) error {
+	disp.stop()
 	var missing *worker.MissingResultsError
-	if runErr != nil && !errors.As(runErr, &missing) {
+	if runErr != nil && !errors.As(runErr, &missing) && !errors.Is(runErr, worker.ErrLimitReached) {
 		return runErr
+	}
+	// The summary reads the table even when ctx ended meanwhile.
+	ctx = context.WithoutCancel(ctx)
+	s, err := summarize(ctx, store, m, conns, start, runErr)
+	if err != nil {
+		return err
 	}
 	counts, err := store.Counts(ctx)
 	if err != nil {
 		return err
 	}
-	printCounts(stdout, counts)
-	if missing != nil {
-		printMissing(stdout, missing)
-		return missing // exit status 1
+	if err := s.print(stdout, asJSON, counts); err != nil {
+		return err
 	}
-	return nil
+	return s.exit()
 }
 
 // printMissing lists the rows whose results (or error logs) a run could
@@ -280,12 +387,21 @@ func envName(name string) string {
 	return string(b)
 }
 
+// retryLater reports whether a failure to connect to a back-end may mend
+// by itself (no connection, a busy back-end) or by a login in the meantime
+// (credentials refused), rather than being a mistake in the command.
+func retryLater(err error) bool {
+	var apiErr *remote.APIError
+	return remote.ConnectionFailed(err) || errors.Is(err, remote.ErrAuth) || errors.Is(err, remote.ErrUnavailable) ||
+		errors.As(err, &apiErr) && apiErr.StatusCode >= 500
+}
+
 // connectBackend connects and authenticates with the credentials found in
 // the environment (getenv): a token, else a user name and password, else
 // OpenID Connect (client credentials, or the login stored by worker login).
 func connectBackend(ctx context.Context, b backendSpec, getenv func(string) string) (*remote.Client, error) {
 	c, err := remote.Connect(ctx, b.url, &remote.Options{Policy: &remote.Policy{
-		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute,
+		RequestsPerSecond: b.rps, StartsPerMinute: b.startsPerMinute, Logger: b.log,
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("back-end %s: %w", b.name, err)
@@ -293,6 +409,12 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 	for _, prefix := range []string{"OPENEO_" + envName(b.name) + "_", "OPENEO_"} {
 		if tok := getenv(prefix + "TOKEN"); tok != "" {
 			c.SetToken(tok)
+			// A token is not checked by setting it: ask the back-end now, so
+			// that a refused one stops the run before it starts.
+			if err := c.Me(ctx); errors.Is(err, remote.ErrAuth) {
+				return nil, fmt.Errorf("back-end %s refuses the token in %sTOKEN (%w).\n"+
+					"Set a valid token there, or unset it and log in with: worker login %s", b.name, prefix, err, b.url)
+			}
 			return c, nil
 		}
 		user, pass := getenv(prefix+"USERNAME"), getenv(prefix+"PASSWORD")
@@ -305,7 +427,8 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 		}
 		if user != "" {
 			if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
-				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w", b.name, prefix, prefix, err)
+				return nil, fmt.Errorf("back-end %s (credentials from %sUSERNAME/%sPASSWORD): %w%s", b.name, prefix, prefix, err,
+					refusedHint(err, fmt.Sprintf("Check %sUSERNAME and %sPASSWORD, or unset them and log in with: worker login %s", prefix, prefix, b.url)))
 			}
 			return c, nil
 		}
@@ -318,7 +441,9 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 	}
 	if user != "" {
 		if err := c.AuthenticateBasic(ctx, user, pass); err != nil {
-			return nil, fmt.Errorf("back-end %s (credentials from %s): %w", b.name, authConfig.Path, err)
+			return nil, fmt.Errorf("back-end %s (credentials from %s): %w%s", b.name, authConfig.Path, err,
+				refusedHint(err, fmt.Sprintf("Store the right ones with: openeo-auth add-basic %s, or set OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD",
+					b.url, envName(b.name), envName(b.name))))
 		}
 		return c, nil
 	}
@@ -337,11 +462,24 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)
 }
 
+// refusedHint returns ".\n"+hint when err is the back-end refusing the
+// credentials (401, 403), else "".
+func refusedHint(err error, hint string) string {
+	if errors.Is(err, remote.ErrAuth) {
+		return ".\n" + hint
+	}
+	return ""
+}
+
 // mustExist checks that a store's table exists (its file, or its table
 // on a database server), so that a typo does not
 // create an empty table (a *tableconv.NoTableError: exitCode says how to
 // create one).
 func mustExist(location string) error { return tableconv.CheckExists(location) }
+
+// errWorkerLost stops a run whose worker lost its place among the
+// workers that share the table (see driver.Owner's Lost).
+var errWorkerLost = errors.New("this worker stopped: its heartbeat went stale and other workers took its rows over; start it again")
 
 // newOwner gives this run its identity among the workers that share the
 // table: the store's own (a workers table with heartbeats, for a database
@@ -368,9 +506,4 @@ func openExisting(ctx context.Context, location string) (driver.Store, error) {
 		return nil, err
 	}
 	return driver.Open(ctx, location)
-}
-
-// quietLogger is used where only warnings matter.
-func quietLogger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

@@ -58,7 +58,6 @@ func TestReadersTakeNoWriterRole(t *testing.T) {
 		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
 			t.Fatal(out)
 		}
-		os.Remove(filepath.Join(dir, db+".lock")) // init wrote it
 		for _, args := range [][]string{
 			{"status", "--db", db},
 			{"query", "--db", db, "select count(*) from jobs"},

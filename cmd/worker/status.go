@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -32,12 +31,14 @@ func runStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if *db == "" {
-		return usagef("status: --db is required")
-	}
-	counts, err := readCounts(ctx, *db)
+	store, err := readDB(ctx, "status", *db)
 	if err != nil {
 		return err
+	}
+	defer store.Close()
+	counts, err := store.Counts(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *db, err)
 	}
 	if *asJSON {
 		return printCountsJSON(stdout, counts)
@@ -46,17 +47,13 @@ func runStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	return nil
 }
 
-func readCounts(ctx context.Context, location string) ([]driver.Count, error) {
-	s, err := openToRead(ctx, location)
-	if err != nil {
-		return nil, err
+// readDB opens the table --db names only to read it (see openToRead), for
+// the command cmd; an empty --db is bad usage.
+func readDB(ctx context.Context, cmd, db string) (driver.Store, error) {
+	if db == "" {
+		return nil, usagef("%s: --db is required", cmd)
 	}
-	defer s.Close()
-	counts, err := s.Counts(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
-	}
-	return counts, nil
+	return openToRead(ctx, db)
 }
 
 func printCountsJSON(w io.Writer, counts []driver.Count) error {
@@ -75,9 +72,7 @@ func printCountsJSON(w io.Writer, counts []driver.Count) error {
 		out.Status[string(c.Status)] += c.N
 		out.Rows = append(out.Rows, row{c.Backend, string(c.Status), c.N})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 // printCounts prints one line per status, with a column per back-end.

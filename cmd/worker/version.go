@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -89,9 +88,7 @@ func runVersion(ctx context.Context, fs *flag.FlagSet, args []string, stdout, st
 	}
 	v := readVersion()
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return writeJSON(stdout, v)
 	}
 	commit := v.Commit
 	if commit == "" {

@@ -19,7 +19,9 @@
 // ever: a row claimed whose job is being created is written not_started,
 // and its claim stays in the journal for our next run.
 // A lock file (path + ".lock") keeps a second process from writing the
-// table; a process that cannot get it opens the table read-only.
+// table; a process that cannot get it opens the table read-only. It
+// exists while a writer has the table open, and after a crash (when it
+// is stale and harmless: the lock is the kernel's, see tryLock).
 package csvfile
 
 import (
@@ -47,6 +49,7 @@ import (
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/csvtext"
 )
 
 func init() {
@@ -74,6 +77,15 @@ func Remove(path string) error {
 	return errors.Join(errs...)
 }
 
+// Records, Infer and Format are the CSV cell rules the store follows
+// (see package internal/csvtext), for callers that read or write such
+// files themselves.
+var (
+	Records = csvtext.Records
+	Infer   = csvtext.Infer
+	Format  = csvtext.Format
+)
+
 // ErrReadOnly means another process holds the table's lock.
 var ErrReadOnly = errors.New("the table is locked by another process: opened read-only")
 
@@ -86,18 +98,15 @@ type row struct {
 type Store struct {
 	path string
 
-	mu   sync.Mutex
-	lock *flock.Flock // nil when read-only
-	// createdLock: this store made the lock file, and removes it if no
-	// table comes of it.
-	createdLock bool
-	header      []string
-	col         map[string]int
-	user        []string
-	rows        []row // key = index + 1
-	journal     *os.File
-	dirty       bool
-	closed      bool
+	mu      sync.Mutex
+	lock    *flock.Flock // nil when read-only
+	header  []string
+	col     map[string]int
+	user    []string
+	rows    []row // key = index + 1
+	journal *os.File
+	dirty   bool
+	closed  bool
 
 	// counts is rows per back-end and status, nil until Counts first
 	// runs; apply keeps it. free is where Claim starts looking: no row
@@ -183,14 +192,7 @@ func open(path string, write bool, opts Options) (*Store, error) {
 	s := &Store{path: path, opts: opts}
 	createdLock := false
 	if write {
-		// The kernel (or Windows) drops the lock when the process ends,
-		// however it ends. A lock that cannot be had opens read-only.
-		_, statErr := os.Stat(path + ".lock")
-		lf := flock.New(path+".lock", flock.SetPermissions(0o644))
-		if ok, err := lf.TryLock(); err == nil && ok {
-			s.lock = lf
-			createdLock = errors.Is(statErr, os.ErrNotExist)
-		}
+		s.lock, createdLock = tryLock(path + ".lock")
 	}
 	err := s.load()
 	// A reader can load the file, then find the journal of the rewrite
@@ -202,9 +204,8 @@ func open(path string, write bool, opts Options) (*Store, error) {
 	}
 	if err != nil {
 		if createdLock && s.lock != nil {
-			// A table that cannot be opened leaves nothing behind. The
-			// lock file goes while it is still locked: a process that
-			// opened it meanwhile finds it locked and stays a reader.
+			// A table that cannot be opened leaves nothing behind (see
+			// tryLock for why removing a lock file is safe).
 			os.Remove(path + ".lock")
 		}
 		s.closed = true // nothing to flush: the table was not loaded
@@ -216,7 +217,6 @@ func open(path string, write bool, opts Options) (*Store, error) {
 		}
 		return nil, err
 	}
-	s.createdLock = createdLock
 	if s.lock != nil {
 		s.removeTemps()
 	}
@@ -248,7 +248,7 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	recs, err := Records(data)
+	recs, err := csvtext.Records(data)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
@@ -342,7 +342,7 @@ func (s *Store) typeUserColumns() {
 		for i := range s.rows {
 			column[i] = s.rows[i].cells[s.col[c]]
 		}
-		for i, v := range Infer(column) {
+		for i, v := range csvtext.Infer(column) {
 			s.rows[i].data[c] = v
 		}
 	}
@@ -515,13 +515,51 @@ func (s *Store) Close() error {
 		s.journal.Close()
 	}
 	if s.lock != nil {
-		if s.header == nil && s.createdLock {
-			// No table was made (a failed Init): leave nothing behind.
-			os.Remove(s.path + ".lock")
-		}
+		// The lock file carries nothing (the file and the journal hold
+		// the table), so it goes, while still locked: see tryLock for
+		// why that is safe.
+		os.Remove(s.path + ".lock")
 		s.lock.Close() // releases the lock
 	}
 	return err
+}
+
+// lockTaken is called by tryLock between taking a lock and checking it;
+// tests change the lock file's name there.
+var lockTaken = func() {}
+
+// tryLock takes the writer's lock, an exclusive flock(2) (LockFileEx on
+// Windows) on the file name, creating it if need be, without waiting.
+// The kernel drops the lock when the process ends, however it ends, so a
+// crash never leaves the table locked: the file's existence means
+// nothing. It returns nil when another process holds the lock, and
+// whether this call created the file.
+//
+// A writer removes the lock file when it closes, while it still holds the
+// lock. A process that opened the file just before that removal could
+// take the lock just after it, on a file that no longer has a name, while
+// a third process creates the file anew and locks that: two writers. So a
+// lock counts only when the locked file is still the one the name leads
+// to (the same inode); otherwise it is dropped and the name tried again.
+// Every writer that holds a lock thus holds it on the file the name has,
+// and there is one such file at a time.
+func tryLock(name string) (*flock.Flock, bool) {
+	for range 100 {
+		_, statErr := os.Stat(name)
+		lf := flock.New(name, flock.SetPermissions(0o644))
+		if ok, err := lf.TryLock(); err != nil || !ok {
+			lf.Close()
+			return nil, false
+		}
+		lockTaken()
+		locked, err1 := lf.Stat()
+		named, err2 := os.Stat(name)
+		if err1 == nil && err2 == nil && os.SameFile(locked, named) {
+			return lf, errors.Is(statErr, os.ErrNotExist)
+		}
+		lf.Close() // the file was removed, or replaced, meanwhile
+	}
+	return nil, false // the name keeps changing: read-only, the safe side
 }
 
 // flushLocked rewrites the CSV file atomically and empties the journal.
@@ -839,7 +877,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 				}
 				v = nv
 			}
-			cell, ok := formatCell(v)
+			cell, ok := csvtext.FormatCell(v)
 			if !ok {
 				s.header = nil
 				return fmt.Errorf("row %d, column %q: a %T value (%v), which a CSV table cannot keep", n, c, v, v)
@@ -942,7 +980,7 @@ func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, erro
 		return nil, err
 	}
 	var out []driver.Job
-	for i := range s.rows {
+	for i := int(max(0, min(f.After, int64(len(s.rows))))); i < len(s.rows); i++ { // key i+1
 		if len(f.Statuses) > 0 && !slices.Contains(f.Statuses, s.status(i)) {
 			continue
 		}
@@ -989,7 +1027,7 @@ func cellsOf(set driver.Values) (map[string]string, error) {
 	}
 	out := make(map[string]string, len(set))
 	for k, v := range set {
-		out[k] = Format(v)
+		out[k] = csvtext.Format(v)
 	}
 	return out, nil
 }
@@ -1127,16 +1165,33 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err != nil {
 		return driver.Job{}, err
 	}
+	// A row the user gave to a back-end (backend_name set while
+	// not_started) goes only to that one.
+	backend, _ := set[driver.ColBackend].(string)
+	left := -1 // the first not_started row left to another back-end
 	for i := s.free; i < len(s.rows); i++ {
-		if s.status(i) == driver.NotStarted {
-			s.free = i + 1 // unless apply finds the row still not_started
-			if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
-				s.free = i
-				return driver.Job{}, err
-			}
-			return s.job(int64(i + 1))
+		if s.status(i) != driver.NotStarted {
+			continue
 		}
+		if own := strings.TrimSpace(s.rows[i].cells[s.col[driver.ColBackend]]); backend != "" && own != "" && own != backend {
+			if left < 0 {
+				left = i
+			}
+			continue
+		}
+		s.free = i + 1 // unless apply finds the row still not_started
+		if left >= 0 {
+			s.free = left
+		}
+		if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
+			s.free = min(s.free, i)
+			return driver.Job{}, err
+		}
+		return s.job(int64(i + 1))
 	}
 	s.free = len(s.rows)
+	if left >= 0 {
+		s.free = left
+	}
 	return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 }

@@ -28,6 +28,21 @@ import (
 // OpenFunc opens (creating if needed) the store at path.
 type OpenFunc func(ctx context.Context, path string) (driver.Store, error)
 
+// OnlyFile checks that path holds content and is alone in its folder:
+// a store that read a file or was refused it left nothing beside it.
+func OnlyFile(t testing.TB, path, content string) {
+	t.Helper()
+	if b, _ := os.ReadFile(path); string(b) != content {
+		t.Errorf("%s changed:\n%s", path, b)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(path))
+	for _, e := range entries {
+		if e.Name() != filepath.Base(path) {
+			t.Errorf("left behind: %s", e.Name())
+		}
+	}
+}
+
 // Rows turns a slice of rows into the iterator Store.Init takes.
 func Rows(rows [][]any) iter.Seq2[[]any, error] {
 	return func(yield func([]any, error) bool) {
@@ -180,6 +195,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("Update", h.testUpdate)
 	t.Run("UpdateAtomic", h.testUpdateAtomic)
 	t.Run("Claim", h.testClaim)
+	t.Run("ClaimPinned", h.testClaimPinned)
 	t.Run("ClaimConcurrent", h.testClaimConcurrent)
 	t.Run("ClaimWithin", h.testClaimWithin)
 	t.Run("ClaimWithinConcurrent", h.testClaimWithinConcurrent)
@@ -423,6 +439,9 @@ func (h harness) testSelect(t *testing.T) {
 		{"several statuses", driver.Filter{Statuses: []driver.Status{driver.Finished, driver.Queued}, Limit: 5}, []int64{all[1].Key, all[3].Key, all[5].Key, all[7].Key, all[9].Key}},
 		{"download pending", driver.Filter{DownloadPending: true}, []int64{all[9].Key}},
 		{"none", driver.Filter{Statuses: []driver.Status{driver.Error}}, nil},
+		{"after a key", driver.Filter{Statuses: []driver.Status{driver.Queued}, After: all[3].Key}, []int64{all[5].Key, all[7].Key}},
+		{"a page after a key", driver.Filter{After: all[2].Key, Limit: 3}, []int64{all[3].Key, all[4].Key, all[5].Key}},
+		{"after the last key", driver.Filter{After: all[9].Key}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -555,6 +574,53 @@ func (h harness) testClaim(t *testing.T) {
 		if err != nil || j.Key != want {
 			t.Errorf("Claim after rows were given back = row %d, %v; want row %d", j.Key, err, want)
 		}
+	}
+}
+
+// testClaimPinned checks that a not_started row whose backend_name the
+// user set goes only to that back-end (issue 9), and that claims for
+// other back-ends pass over it without losing it.
+func (h harness) testClaimPinned(t *testing.T) {
+	s := h.openAt(t, h.path(t))
+	ctx := t.Context()
+	rows := [][]any{{"r1", "b"}, {"r2", ""}, {"r3", "b"}, {"r4", nil}, {"r5", "c"}}
+	if err := s.Init(ctx, []string{"tile", driver.ColBackend}, Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(backend string) string {
+		j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: backend})
+		if errors.Is(err, driver.ErrNotFound) {
+			return "none"
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Backend != backend {
+			t.Errorf("claimed %v for %s: backend_name %q", j.Data["tile"], backend, j.Backend)
+		}
+		return fmt.Sprint(j.Data["tile"])
+	}
+	var got []string
+	for _, b := range []string{"a", "a", "a", "b", "b", "b", "c", "c"} {
+		got = append(got, b+":"+claim(b))
+	}
+	want := []string{"a:r2", "a:r4", "a:none", "b:r1", "b:r3", "b:none", "c:r5", "c:none"}
+	if !slices.Equal(got, want) {
+		t.Errorf("claims %v, want %v", got, want)
+	}
+	// A flush (work file, journal) keeps the passed-over rows claimable.
+	all, _ := s.Select(ctx, driver.Filter{})
+	mustUpdate(t, s, driver.Update{Key: all[0].Key, Set: driver.Values{driver.ColStatus: driver.NotStarted}})
+	if f, ok := s.(driver.Flusher); ok {
+		if err := f.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := claim("a"); got != "none" {
+		t.Errorf("a row given back to b was claimed for a: %s", got)
+	}
+	if got := claim("b"); got != "r1" {
+		t.Errorf("the row given back to b: claimed %s, want r1", got)
 	}
 }
 

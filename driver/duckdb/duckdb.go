@@ -70,13 +70,28 @@ type Store struct {
 	counts    map[group]int   // rows per back-end and status; nil until counted
 	unlimited bool            // MemoryLimit lifted (roomy)
 	published string          // fingerprint of the table file as last published
-	full      string          // DuckDB's own memory limit, for roomy
-	hasTable  bool
-	dirty     bool
-	closed    bool
+	recorded  bool            // the work file's _published table has its row
+	// keyOrdered: the work file stores its rows in key order (storedInKeyOrder).
+	keyOrdered bool
+	full       string // DuckDB's own memory limit, for roomy
+	hasTable   bool
+	dirty      bool
+	closed     bool
 	// building is the file the work database is being built in, until
 	// its table commits and it is renamed to work (see buildingName).
 	building string
+
+	// cache holds the rows changed this session, journal the changes the
+	// work file does not hold yet (see overlay.go).
+	cache   map[int64]*cached
+	journal *os.File
+	// cands are not_started rows of the work file read ahead for claims,
+	// in key order, up to key candsFrom; candsEnd when none follow.
+	cands     []driver.Job
+	candsFrom int64
+	candsEnd  bool
+	// uncached counts the rows not in cache per group; nil until counted.
+	uncached map[pgroup]int
 }
 
 var (
@@ -129,7 +144,7 @@ func OpenReader(ctx context.Context, path string) (*Store, error) {
 // newStore is the Store for the table at path, not yet open.
 func newStore(path string) *Store {
 	ext := strings.ToLower(filepath.Ext(path))
-	return &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet"}
+	return &Store{path: path, work: path + ".work.duckdb", parquet: ext == ".parquet" || ext == ".geoparquet", cache: map[int64]*cached{}}
 }
 
 // release lets this process open the work file again.
@@ -216,6 +231,10 @@ func (s *Store) resume(ctx context.Context) (*Store, error) {
 		s.db.Close()
 		return nil, errNoWorkTable
 	}
+	if err := s.replay(ctx); err != nil {
+		s.db.Close() // keeps the work file and its journal
+		return nil, err
+	}
 	s.dirty = true
 	if err := s.flushLocked(ctx); err != nil {
 		s.Close()
@@ -241,6 +260,12 @@ func (s *Store) build(ctx context.Context) (*Store, error) {
 		return s.busy(ctx, tmp, err)
 	}
 	s.building = tmp
+	// A journal without a work file was folded into the table before the
+	// work file was removed (Close removes it first).
+	if err := removeFile(journalName(s.work)); err != nil {
+		s.discard()
+		return nil, err
+	}
 	// A build a crash cut short may have left tables behind: start over.
 	for _, q := range []string{"DROP TABLE IF EXISTS jobs", "DROP TABLE IF EXISTS jobs_in", "DROP TABLE IF EXISTS _published"} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
@@ -326,7 +351,7 @@ func removeDB(file string) error {
 // the driver's driver.Driver.Remove, for a table that a failed Init left.
 func Remove(path string) error {
 	work := newStore(path).work
-	return errors.Join(removeDB(buildingName(work)), removeDB(work), removeFile(path))
+	return errors.Join(removeDB(buildingName(work)), removeFile(journalName(work)), removeDB(work), removeFile(path))
 }
 
 func removeFile(path string) error {
@@ -557,7 +582,14 @@ func (s *Store) Close() error {
 		err = cerr
 	}
 	if !s.readOnly && err == nil && s.hasTable {
-		err = removeDB(s.work)
+		// The journal first: a journal is only ever replayed onto its own
+		// work file.
+		err = s.closeJournal()
+		if err == nil {
+			err = removeDB(s.work)
+		}
+	} else if s.journal != nil {
+		s.journal.Close() // the next open replays it
 	}
 	if !s.readOnly {
 		s.release()
@@ -567,6 +599,9 @@ func (s *Store) Close() error {
 
 // flushLocked publishes the table: a temporary file, synced, renamed.
 func (s *Store) flushLocked(ctx context.Context) error {
+	if err := s.apply(ctx); err != nil {
+		return fmt.Errorf("write %s: %w", s.work, err)
+	}
 	dir := filepath.Dir(s.path)
 	tmp := filepath.Join(dir, "."+filepath.Base(s.path)+".tmp")
 	defer os.Remove(tmp)
@@ -614,6 +649,14 @@ func (s *Store) flushLocked(ctx context.Context) error {
 // recordPublished keeps in the work file which version of the table file
 // it last published (fingerprint), and the one it is about to (pending).
 func (s *Store) recordPublished(ctx context.Context, published, pending string) error {
+	if s.recorded {
+		// One statement, once the table has its row: a flush records twice.
+		if _, err := s.db.ExecContext(ctx, "UPDATE _published SET fingerprint = ?, pending = ?", published, pending); err != nil {
+			return err
+		}
+		s.published = published
+		return nil
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -630,7 +673,7 @@ func (s *Store) recordPublished(ctx context.Context, published, pending string) 
 	if err := tx.Commit(); err != nil {
 		return err
 	}
-	s.published = published
+	s.published, s.recorded = published, true
 	return nil
 }
 
@@ -666,10 +709,15 @@ func (s *Store) checkPublished(ctx context.Context) error {
 // insertion order, which is rowid order. A row moved by an update (delete
 // and insert) would get a new rowid. The check is one streaming scan of
 // the key column; a window function (row_number) ran out of memory here.
+// Once the rows are in order they stay so: the check runs once a session.
 func (s *Store) storedInKeyOrder(ctx context.Context) (bool, error) {
+	if s.keyOrdered {
+		return true, nil
+	}
 	var misplaced int64
 	err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE "+keyColumn+" <> rowid + 1").Scan(&misplaced)
-	return misplaced == 0, err
+	s.keyOrdered = err == nil && misplaced == 0
+	return s.keyOrdered, err
 }
 
 // Flush publishes the table if it changed since the last snapshot.

@@ -448,7 +448,7 @@ func crashedRun(t *testing.T) string {
 	src := filepath.Join(t.TempDir(), "jobs.parquet")
 	defer oneClaim(t, src).Close()
 	dir := t.TempDir()
-	for _, name := range []string{"jobs.parquet", "jobs.parquet.work.duckdb", "jobs.parquet.work.duckdb.wal"} {
+	for _, name := range []string{"jobs.parquet", "jobs.parquet.work.duckdb", "jobs.parquet.work.duckdb.wal", "jobs.parquet.work.duckdb.journal"} {
 		if b, err := os.ReadFile(filepath.Join(filepath.Dir(src), name)); err == nil {
 			os.WriteFile(filepath.Join(dir, name), b, 0o644)
 		}

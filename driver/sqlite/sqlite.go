@@ -607,6 +607,10 @@ func whereClause(f driver.Filter) (string, []any, error) {
 	if f.DownloadPending {
 		conds = append(conds, "download_pending = 1")
 	}
+	if f.After > 0 {
+		conds = append(conds, "_key > ?")
+		args = append(args, f.After)
+	}
 	return strings.Join(conds, " AND "), args, nil
 }
 
@@ -748,9 +752,16 @@ func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driv
 			return driver.Job{}, fmt.Errorf("%d rows of %q in %v: %w", n, c.Backend, c.Statuses, driver.ErrCapped)
 		}
 	}
+	// A row the user gave to a back-end (backend_name set while
+	// not_started) goes only to that one.
+	pick := "status = 'not_started'"
+	if b, ok := set[driver.ColBackend].(string); ok && b != "" {
+		pick += " AND (backend_name IS NULL OR backend_name = '' OR backend_name = ?)"
+		args = append(args, b)
+	}
 	var key int64
 	err = tx.GetContext(ctx, &key, "UPDATE jobs SET "+clause+
-		" WHERE _key = (SELECT _key FROM jobs WHERE status = 'not_started' ORDER BY _key LIMIT 1) RETURNING _key", args...)
+		" WHERE _key = (SELECT _key FROM jobs WHERE "+pick+" ORDER BY _key LIMIT 1) RETURNING _key", args...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 	}

@@ -40,6 +40,20 @@ type Faults struct {
 	ExpiredLinks int
 	// PaymentRequired makes every start answer 402 PaymentRequired.
 	PaymentRequired bool
+	// ListError makes every job listing (GET /jobs) answer 500, while the
+	// other requests, GET /jobs/{id} included, work.
+	ListError bool
+	// IgnoreStart makes a start answer 202 Accepted but leave the job
+	// created, as a back-end that loses the start does.
+	IgnoreStart bool
+	// LostCreates makes the next this many job creations (POST /jobs)
+	// create the job but answer 500, as when the answer is lost.
+	LostCreates int
+	// LostStarts makes the next this many starts take effect but answer
+	// 500, as when the answer is lost on its way back.
+	LostStarts int
+	// IgnoreCancel makes a cancel answer 204 but leave the job as it was.
+	IgnoreCancel bool
 	// ConcurrentJobLimit makes a start answer 400 ConcurrentJobLimit while
 	// this many jobs are queued or running (0: no limit).
 	ConcurrentJobLimit int
@@ -55,6 +69,15 @@ func (s *Server) SetFaults(f Faults) {
 		seed = 1
 	}
 	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
+
+// Arrivals returns when (by the server's Clock) each request of kind key
+// ("GET /jobs", "POST /jobs/{job_id}/results", ...) arrived, in order of
+// handling.
+func (s *Server) Arrivals(key string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.arrivals[key])
 }
 
 // PeakRate returns the most requests the server received within one second.
@@ -131,7 +154,17 @@ func writeFault(w http.ResponseWriter, kind string) {
 func (s *Server) serveWithFaults(key string, arrived time.Time, w http.ResponseWriter, r *http.Request, h handlerFunc) {
 	s.mu.Lock()
 	s.requests[key]++
+	s.arrivals[key] = append(s.arrivals[key], arrived)
 	fault := s.admitLocked(key, arrived)
+	if fault == "" && key == "POST /jobs" && s.opts.Faults.LostCreates > 0 {
+		s.opts.Faults.LostCreates--
+		s.injected["lost-create"]++
+		fault = "lost-500"
+	}
+	if fault == "" && key == "GET /jobs" && s.opts.Faults.ListError {
+		fault = "500"
+		s.injected["list-500"]++
+	}
 	latency := s.opts.Faults.Latency
 	s.mu.Unlock()
 	if latency > 0 {

@@ -102,6 +102,13 @@ type Options struct {
 	// link of asset name of job id in result documents (for links such as
 	// file:///etc/passwd).
 	AssetHref func(jobID, name string) string
+	// Costs, when set, gives the costs (in credits) a job reports once it
+	// stopped; nil means 1.5 credits a job.
+	Costs func(job *remote.JobRequest) float64
+	// Estimate, when set, serves GET /jobs/{job_id}/estimate (and lists it
+	// in the capabilities) with the costs it returns; an error answers 500
+	// EstimateComplexity with its text. Nil means no estimate endpoint.
+	Estimate func(job *remote.JobRequest) (float64, error)
 }
 
 // AssetRequest is a request for an asset, as the fake saw it.
@@ -145,6 +152,7 @@ type Server struct {
 	order     []*job // creation order
 	startSeq  int
 	requests  map[string]int
+	arrivals  map[string][]time.Time
 	peak      int                  // most jobs active (created, queued, running) at once
 	tokens    map[string]time.Time // access token -> when issued
 	logins    int
@@ -181,6 +189,7 @@ func NewServer(opts Options) *Server {
 		opts:      opts,
 		jobs:      map[string]*job{},
 		requests:  map[string]int{},
+		arrivals:  map[string][]time.Time{},
 		tokens:    map[string]time.Time{},
 		processes: map[string]json.RawMessage{},
 		injected:  map[string]int{},
@@ -299,6 +308,9 @@ func (s *Server) notePeakLocked() {
 // JobInfo is a snapshot of a job on the fake back-end, for assertions.
 type JobInfo struct {
 	ID, Title, Description, Status string
+	// Started says the job was ever started (POST /jobs/{id}/results
+	// accepted), whatever its status now.
+	Started bool
 	// Body is the POST /jobs body as the client sent it, byte for byte,
 	// for comparing number literals (1.0 against 1) and absent keys.
 	Body json.RawMessage
@@ -311,7 +323,8 @@ func (s *Server) Jobs() []JobInfo {
 	s.advanceLocked()
 	out := make([]JobInfo, 0, len(s.order))
 	for _, j := range s.order {
-		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status, Body: j.body})
+		out = append(out, JobInfo{ID: j.id, Title: j.req.Title, Description: j.req.Description, Status: j.status, Body: j.body,
+			Started: j.seq > 0})
 	}
 	return out
 }
@@ -375,6 +388,9 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("GET", "/{$}", false, s.capabilities)
 	handle("GET", "/credentials/basic", false, s.basicAuth)
 	handle("GET", "/credentials/oidc", false, s.oidcProviders)
+	handle("GET", "/me", true, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"user_id": s.opts.Username})
+	})
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
 	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))
@@ -383,6 +399,8 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("DELETE", "/jobs/{job_id}/results", true, s.withJob(s.cancelJob))
 	handle("GET", "/jobs/{job_id}/results", true, s.withJob(s.results))
 	handle("GET", "/jobs/{job_id}/logs", true, s.withJob(s.logs))
+	handle("GET", "/jobs/{job_id}/estimate", true, s.withJob(s.estimate))
+	handle("GET", "/me", true, s.me)
 	handle("POST", "/validation", true, s.validate)
 	handle("GET", "/process_graphs", true, s.listProcessGraphs)
 	handle("GET", "/process_graphs/{process_graph_id}", true, s.processGraph)
@@ -479,22 +497,27 @@ func (s *Server) capabilities(w http.ResponseWriter, r *http.Request) {
 	ep := func(path string, methods ...string) map[string]any {
 		return map[string]any{"path": path, "methods": methods}
 	}
+	endpoints := []any{
+		ep("/credentials/basic", "GET"),
+		ep("/jobs", "GET", "POST"),
+		ep("/jobs/{job_id}", "GET", "DELETE"),
+		ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
+		ep("/jobs/{job_id}/logs", "GET"),
+		ep("/me", "GET"),
+		ep("/process_graphs", "GET"),
+		ep("/validation", "POST"),
+		ep("/process_graphs/{process_graph_id}", "GET", "PUT", "DELETE"),
+	}
+	if s.opts.Estimate != nil {
+		endpoints = append(endpoints, ep(remote.EstimatePath, "GET"))
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"api_version": "1.2.0", "backend_version": "remotetest", "stac_version": "1.0.0",
 		"type": "Catalog", "id": "remotetest", "title": "Fake openEO back-end",
 		"description": "In-process fake back-end for tests and demos.", "production": false,
-		"endpoints": []any{
-			ep("/credentials/basic", "GET"),
-			ep("/jobs", "GET", "POST"),
-			ep("/jobs/{job_id}", "GET", "DELETE"),
-			ep("/jobs/{job_id}/results", "GET", "POST", "DELETE"),
-			ep("/jobs/{job_id}/logs", "GET"),
-			ep("/process_graphs", "GET"),
-			ep("/validation", "POST"),
-			ep("/process_graphs/{process_graph_id}", "GET", "PUT", "DELETE"),
-		},
-		"links":   []any{},
-		"billing": map[string]any{"currency": "credits", "default_plan": "free"},
+		"endpoints": endpoints,
+		"links":     []any{},
+		"billing":   map[string]any{"currency": "credits", "default_plan": "free"},
 	})
 }
 
@@ -599,16 +622,30 @@ func (s *Server) startJob(w http.ResponseWriter, r *http.Request, j *job) {
 			return
 		}
 	}
+	if s.opts.Faults.IgnoreStart {
+		w.WriteHeader(http.StatusAccepted) // and nothing happens
+		return
+	}
 	if j.status != "queued" && j.status != "running" {
 		now := s.opts.Clock.Now()
 		s.startSeq++
 		j.status, j.queuedAt, j.updated, j.seq, j.failure = "queued", now, now, s.startSeq, ""
 		s.advanceLocked()
 	}
+	if s.opts.Faults.LostStarts > 0 {
+		s.opts.Faults.LostStarts--
+		s.injected["lost-start"]++
+		writeError(w, http.StatusInternalServerError, "Internal", "injected: the job started but this answer was lost")
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, j *job) {
+	if s.opts.Faults.IgnoreCancel {
+		w.WriteHeader(http.StatusNoContent) // and nothing happens
+		return
+	}
 	switch j.status {
 	case "queued":
 		j.status, j.updated = "created", s.opts.Clock.Now()
@@ -660,9 +697,31 @@ func (s *Server) jobDoc(j *job, full bool) map[string]any {
 				"duration": map[string]any{"value": secs, "unit": "seconds"},
 			}
 			d["costs"] = 1.5
+			if s.opts.Costs != nil {
+				d["costs"] = s.opts.Costs(&j.req)
+			}
 		}
 	}
 	return d
+}
+
+// estimate answers GET /jobs/{job_id}/estimate with Options.Estimate.
+func (s *Server) estimate(w http.ResponseWriter, r *http.Request, j *job) {
+	if s.opts.Estimate == nil {
+		writeError(w, http.StatusNotFound, "NotFound", "this back-end does not estimate jobs")
+		return
+	}
+	costs, err := s.opts.Estimate(&j.req)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "EstimateComplexity", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"costs": costs, "duration": "PT1M", "downloads_included": nil})
+}
+
+// me answers GET /me for an accepted token.
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"user_id": s.opts.Username, "name": s.opts.Username})
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request, j *job) {

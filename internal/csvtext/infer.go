@@ -1,4 +1,8 @@
-package csvfile
+// Package csvtext reads and writes the cells of CSV job tables as the
+// openEO Python client (pandas) does: records read exactly as written,
+// types inferred per column, values formatted as pandas writes them. The
+// CSV store (driver/csvfile) and the conversions (tableconv) share it.
+package csvtext
 
 import (
 	"math"
@@ -65,9 +69,9 @@ func convert(v string, kind rune) any {
 	return v
 }
 
-// formatCell is Format for the values it knows: it reports false for any
+// FormatCell is Format for the values it knows: it reports false for any
 // other, which Format would write as an empty cell.
-func formatCell(v any) (string, bool) {
+func FormatCell(v any) (string, bool) {
 	switch v.(type) {
 	case nil, string, bool, int64, int, float64:
 		return Format(v), true
