@@ -12,6 +12,21 @@ help: ## List the targets
 build: ## Build bin/worker
 	$(GO) build -o bin/worker ./cmd/worker
 
+.PHONY: assets
+assets: ## Rebuild the dashboard's vendored front-end files from npm (pinned in dashboard/package-lock.json)
+	cd dashboard && npm ci --no-audit --no-fund
+	mkdir -p dashboard/web/vendor/leaflet
+	cp dashboard/node_modules/leaflet/dist/leaflet.js dashboard/node_modules/leaflet/dist/leaflet.css \
+		dashboard/node_modules/leaflet/LICENSE dashboard/web/vendor/leaflet/
+
+.PHONY: screenshot
+screenshot: ## Run the dashboard's browser test (needs chromium) and write docs/dashboard.png for the README
+	mkdir -p docs
+	rm -f docs/dashboard.png.new
+	WORKER_SCREENSHOT=$(CURDIR)/docs/dashboard.png.new $(GO) test -count=1 -run '^TestServeBrowser$$' ./cmd/worker/
+	@test -s docs/dashboard.png.new || { echo "no screenshot: the browser test skipped (is chromium installed?)"; exit 1; }
+	mv docs/dashboard.png.new docs/dashboard.png
+
 .PHONY: demo
 demo: ## Run the demo against the built-in simulated back-end (results in ./demo-output)
 	@echo "Building worker (the first build compiles DuckDB's bindings: a few minutes), then running the demo..."

@@ -58,11 +58,3 @@ func (c *Client) EstimateJob(ctx context.Context, id string) (*Estimate, error) 
 	}
 	return &e, nil
 }
-
-// Me checks the credentials with GET /me (user information): nil when
-// the back-end accepts them, an *APIError matching ErrAuth when it
-// refuses them. A back-end without /me answers 404, also returned.
-func (c *Client) Me(ctx context.Context) error {
-	var doc map[string]any
-	return c.getJSON(ctx, c.endpoint("me"), &doc)
-}

@@ -43,11 +43,11 @@ func TestEstimateAndMe(t *testing.T) {
 	if _, err := c.EstimateJob(ctx, hard); !errors.As(err, &apiErr) || apiErr.Code != "EstimateComplexity" {
 		t.Errorf("estimate of a hard job: %v", err)
 	}
-	if err := c.Me(ctx); err != nil {
+	if err := c.CheckAccess(ctx); err != nil {
 		t.Errorf("me: %v", err)
 	}
 	before := c.Requests()
-	c.Me(ctx)
+	c.CheckAccess(ctx)
 	if n := c.Requests() - before; n != 1 {
 		t.Errorf("%d requests counted for one call", n)
 	}
@@ -57,7 +57,7 @@ func TestEstimateAndMe(t *testing.T) {
 		t.Errorf("a back-end without estimates lists them: %v", err)
 	}
 	p.SetToken("basic//wrong")
-	if err := p.Me(ctx); !errors.Is(err, remote.ErrAuth) {
+	if err := p.CheckAccess(ctx); !errors.Is(err, remote.ErrAuth) {
 		t.Errorf("me with a wrong token: %v, want ErrAuth", err)
 	}
 }

@@ -82,6 +82,7 @@ Commands:
   query    run DuckDB SQL over a table (called jobs), also during a run
   export   write a table as GeoJSON, CSV, Parquet, DuckDB or SQLite, or its
            results as a STAC catalogue (--stac)
+  serve    a read-only web dashboard of a table: map, counts, progress, failures
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
   version  print the version, commit and main dependencies
@@ -117,7 +118,7 @@ type command struct {
 }
 
 var commands = []command{initCmd, runCmd, checkCmd, statusCmd, jobsCmd, logsCmd, retryCmd, cancelCmd, downloadCmd, versionCmd,
-	queryCmd, exportCmd, loginCmd, demoCmd, splitCmd}
+	queryCmd, exportCmd, serveCmd, loginCmd, demoCmd, splitCmd}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {

@@ -411,7 +411,7 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 			c.SetToken(tok)
 			// A token is not checked by setting it: ask the back-end now, so
 			// that a refused one stops the run before it starts.
-			if err := c.Me(ctx); errors.Is(err, remote.ErrAuth) {
+			if err := c.CheckAccess(ctx); errors.Is(err, remote.ErrAuth) {
 				return nil, fmt.Errorf("back-end %s refuses the token in %sTOKEN (%w).\n"+
 					"Set a valid token there, or unset it and log in with: worker login %s", b.name, prefix, err, b.url)
 			}

@@ -388,9 +388,6 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("GET", "/{$}", false, s.capabilities)
 	handle("GET", "/credentials/basic", false, s.basicAuth)
 	handle("GET", "/credentials/oidc", false, s.oidcProviders)
-	handle("GET", "/me", true, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"user_id": s.opts.Username})
-	})
 	handle("POST", "/jobs", true, s.createJob)
 	handle("GET", "/jobs", true, s.listJobs)
 	handle("GET", "/jobs/{job_id}", true, s.withJob(s.getJob))

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/openeo-batch/worker/dashboard"
+	"github.com/openeo-batch/worker/query"
+	"github.com/openeo-batch/worker/tableconv"
+)
+
+var serveCmd = command{
+	name: "serve",
+	usage: `
+Usage: worker serve --db TABLE [--addr 127.0.0.1:8080] [--root-dir DIR]
+
+Serves a read-only web dashboard of a job table, running or finished: a map
+of the rows' footprints (the geometry column) coloured by status with a
+legend, the row of a clicked footprint with links to its downloaded results
+and error log (under --root-dir, served read-only), counts per status and
+back-end, progress over time, totals of costs and usage, and the failed rows
+with their last_error. The page reads the table again every --interval, as
+worker query does: it writes nothing and never disturbs a run, on every
+table format. Everything the page needs is in the binary; it loads nothing
+from the internet unless --tiles names a tile server, and without one (or
+while it cannot be reached) it draws the footprints on a plain background
+with a graticule.
+
+The dashboard listens on loopback by default. It has no login: listen on
+another address only on a network you trust.
+
+Example:
+  worker serve --db jobs.db --root-dir results
+  worker serve --db jobs.parquet --addr 127.0.0.1:9000 --tiles 'https://tile.openstreetmap.org/{z}/{x}/{y}.png'
+`,
+	run: runServe,
+}
+
+func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	db := fs.String("db", "", "job table (required)")
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free one)")
+	rootDir := fs.String("root-dir", "", "folder of the jobs' files (as given to worker run), served read-only")
+	geometry := fs.String("geometry-column", "geometry", "column holding the footprints (WKT, or WKB in Parquet and DuckDB)")
+	tiles := fs.String("tiles", "", "XYZ tile URL template for a background map (none by default: the page stays offline)")
+	interval := fs.Duration("interval", 5*time.Second, "how often the page reads the table again")
+	logger := logFlags(fs, stderr)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usagef("serve: --db is required")
+	}
+	if *interval <= 0 {
+		return usagef("serve: --interval must be positive, not %s", *interval)
+	}
+	if err := mustExist(*db); err != nil {
+		return err
+	}
+	log := logger()
+	srv, err := dashboard.New(dashboard.Options{
+		Read:           func(ctx context.Context) (*dashboard.Table, error) { return readSnapshot(ctx, *db) },
+		RootDir:        *rootDir,
+		GeometryColumn: *geometry,
+		Tiles:          *tiles,
+		Interval:       *interval,
+		Logger:         log,
+	})
+	if err != nil {
+		return usagef("serve: %v", err)
+	}
+	defer srv.Close()
+	// Read once before listening: a table that cannot be read is an error
+	// now, not a page that says so later.
+	if _, err := srv.Data(ctx); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	var handler http.Handler = srv
+	if ip := ln.Addr().(*net.TCPAddr).IP; !ip.IsLoopback() {
+		log.Warn("serve: the dashboard has no login and listens beyond this machine", "addr", ln.Addr().String())
+	} else {
+		handler = loopbackHost(srv)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("serve: dashboard", "url", "http://"+ln.Addr().String()+"/", "db", *db)
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// loopbackHost refuses requests whose Host is not a loopback name or
+// address: a web page elsewhere that points its own host name at 127.0.0.1
+// (DNS rebinding) must not read the table through the user's browser.
+func loopbackHost(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if name, _, err := net.SplitHostPort(host); err == nil {
+			host = name
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			http.Error(w, "the dashboard listens on loopback: use http://127.0.0.1 or http://localhost", http.StatusMisdirectedRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// readSnapshot reads a snapshot of a table as worker query does (package
+// query), so it is safe while a run writes the table: Parquet and DuckDB
+// tables in place through DuckDB (query.Open), SQLite and CSV tables
+// through their store (tableconv.ReadStore, which query.Open copies into
+// DuckDB; the dashboard needs no SQL over them). Each read opens DuckDB
+// afresh: a kept database would show an attached DuckDB file as it was.
+//
+// A run replaces a Parquet table by renaming a new file over it, and a
+// DuckDB read that overlaps a replacement can fail (it seems to open the
+// file more than once per query) ("TProtocolException: Invalid data",
+// TestServeDuringRun). Such a read is tried again when the file is no
+// longer the one it started on, a few times; the error of a file that
+// did not change is returned as it is.
+func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
+	_, path, _ := strings.Cut(location, "://")
+	if path == "" {
+		path = location
+	}
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".parquet", ".geoparquet", ".duckdb", ".ddb":
+	default:
+		t, err := tableconv.ReadStore(ctx, location)
+		if err != nil {
+			return nil, err
+		}
+		return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
+	}
+	for attempt := 1; ; attempt++ {
+		before, _ := os.Stat(path)
+		t, err := selectSnapshot(ctx, location)
+		if err == nil {
+			return t, nil
+		}
+		after, _ := os.Stat(path)
+		if attempt == 5 || before == nil || after == nil || os.SameFile(before, after) {
+			return nil, err
+		}
+	}
+}
+
+// selectSnapshot reads every row of a table through query.Open.
+func selectSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
+	db, err := query.Open(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	res, err := db.Select(ctx, "SELECT * FROM jobs")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", location, err)
+	}
+	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
+}
