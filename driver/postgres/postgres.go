@@ -804,6 +804,10 @@ func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, erro
 	if f.DownloadPending {
 		conds = append(conds, "download_pending")
 	}
+	if f.After > 0 {
+		args = append(args, f.After)
+		conds = append(conds, fmt.Sprintf("_key > $%d", len(args)))
+	}
 	tail := "WHERE " + strings.Join(conds, " AND ") + " ORDER BY _key"
 	if f.Limit > 0 {
 		tail += fmt.Sprintf(" LIMIT %d", f.Limit)
@@ -986,9 +990,17 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 // table order that no other transaction has locked (SKIP LOCKED: a
 // concurrent claimer takes the next one instead of waiting), changed by
 // the SET clause and returned whole.
-func (s *Store) claimSQL(user []string, set string) string {
+//
+// When set assigns a back-end, pinned is its name as the argument
+// $pinned: a row whose backend_name the user set to another back-end is
+// passed over (driver.Store's Claim).
+func (s *Store) claimSQL(user []string, set string, pinned int) string {
 	t := s.q("")
-	return "WITH c AS (SELECT _key FROM " + t + " WHERE status = 'not_started' ORDER BY _key LIMIT 1 FOR UPDATE SKIP LOCKED) " +
+	pick := "status = 'not_started'"
+	if pinned > 0 {
+		pick += fmt.Sprintf(" AND coalesce(backend_name, '') IN ('', $%d)", pinned)
+	}
+	return "WITH c AS (SELECT _key FROM " + t + " WHERE " + pick + " ORDER BY _key LIMIT 1 FOR UPDATE SKIP LOCKED) " +
 		"UPDATE " + t + " AS j SET " + set + " FROM c WHERE j._key = c._key RETURNING " + qualified("j", s.selectList(user))
 }
 
@@ -1031,7 +1043,7 @@ func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driv
 		}
 	}
 	if len(live) == 0 {
-		jobs, err := s.collectClaim(ctx, s.pool, user, clause, args)
+		jobs, err := s.collectClaim(ctx, s.pool, user, clause, args, set)
 		return first(jobs, err)
 	}
 	tx, err := s.pool.Begin(ctx)
@@ -1059,15 +1071,20 @@ func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driv
 			return driver.Job{}, fmt.Errorf("%d rows of %q in %v: %w", n, c.Backend, c.Statuses, driver.ErrCapped)
 		}
 	}
-	jobs, err := s.collectClaim(ctx, tx, user, clause, args)
+	jobs, err := s.collectClaim(ctx, tx, user, clause, args, set)
 	if err != nil || len(jobs) == 0 {
 		return first(jobs, err)
 	}
 	return jobs[0], s.wrap(tx.Commit(ctx))
 }
 
-func (s *Store) collectClaim(ctx context.Context, db querier, user []string, clause string, args []any) ([]driver.Job, error) {
-	rows, err := db.Query(ctx, s.claimSQL(user, clause), args...)
+func (s *Store) collectClaim(ctx context.Context, db querier, user []string, clause string, args []any, set driver.Values) ([]driver.Job, error) {
+	pinned := 0
+	if b, _ := set[driver.ColBackend].(string); b != "" { // normalized by setClause
+		args = append(args, b)
+		pinned = len(args)
+	}
+	rows, err := db.Query(ctx, s.claimSQL(user, clause, pinned), args...)
 	if err != nil {
 		return nil, s.wrap(err)
 	}
