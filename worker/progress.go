@@ -168,7 +168,8 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 			bp.Paused, bp.PausedUntil = "backing off", g.until
 		}
 		g.mu.Unlock()
-		if bp.Paused == "" && !b.Client.Available() {
+		if c := m.conn(b); bp.Paused == "" && (c == nil || !c.Available()) {
+			// No client yet: Backend.Connect has not succeeded.
 			bp.Paused = "unreachable: failing requests, tried again shortly"
 		}
 		p.Backends = append(p.Backends, bp)
