@@ -3,7 +3,9 @@ package worker
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,25 +23,73 @@ type LockOwner struct {
 }
 
 // NewLockOwner takes a fresh identity in dir (created if needed), for
-// example the job table's path plus ".workers".
+// example the job table's path plus ".workers". The last owner to close
+// removes dir when it is empty (see Close); an owner created meanwhile
+// makes it again.
 func NewLockOwner(dir string) (*LockOwner, error) {
+	var err error
+	for range lockTries {
+		var id string
+		var l *flock.Flock
+		id, l, err = tryLockOwner(dir)
+		if err == nil {
+			o := &LockOwner{dir: dir, id: id, lock: l}
+			o.sweep()
+			return o, nil
+		}
+		if !errors.Is(err, errLockRace) {
+			return nil, err
+		}
+	}
+	return nil, err
+}
+
+// errLockRace is a lock attempt that lost a race with another owner's
+// Close (the folder removed) or sweep (the new file taken for a dead one's
+// and removed): tried again under a new id.
+var errLockRace = errors.New("lost a race with another owner")
+
+// lockTries bounds the attempts of NewLockOwner that lose a race.
+const lockTries = 10
+
+// tryLockOwner makes dir, creates a lock file under a new id there and
+// locks it.
+func tryLockOwner(dir string) (string, *flock.Flock, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
+		if errors.Is(err, fs.ErrExist) {
+			// Made by one owner and removed by another between MkdirAll's
+			// stat and its mkdir.
+			return "", nil, fmt.Errorf("%w: %w", errLockRace, err)
+		}
+		return "", nil, err
 	}
 	var b [8]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	l := flock.New(filepath.Join(dir, id+".lock"), flock.SetPermissions(0o644))
+	path := filepath.Join(dir, id+".lock")
+	l := flock.New(path, flock.SetPermissions(0o644))
 	ok, err := l.TryLock()
-	if err == nil && !ok {
-		err = fmt.Errorf("held by another process")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// The last owner to close removed the empty folder between
+		// MkdirAll and the file's creation.
+		return "", nil, fmt.Errorf("lock %s: %w: %w", path, errLockRace, err)
+	case err != nil:
+		return "", nil, fmt.Errorf("lock %s: %w", path, err)
+	case !ok:
+		// Another owner's sweep holds the new file for a dead owner's.
+		l.Close()
+		return "", nil, fmt.Errorf("lock %s: %w: held by another process", path, errLockRace)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", l.Path(), err)
+	// The sweep may also have removed the file before we locked it: the
+	// lock must be on the file the path names.
+	held, err1 := l.Stat()
+	named, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(held, named) {
+		l.Close()
+		return "", nil, fmt.Errorf("lock %s: %w: the file was removed", path, errLockRace)
 	}
-	o := &LockOwner{dir: dir, id: id, lock: l}
-	o.sweep()
-	return o, nil
+	return id, l, nil
 }
 
 // sweep removes the lock files of processes that are gone (killed ones
@@ -82,8 +132,13 @@ func (o *LockOwner) Alive(id string) bool {
 // Lost is never closed: a process holds its lock until it ends.
 func (o *LockOwner) Lost() <-chan struct{} { return nil }
 
-// Close gives up the identity.
+// Close gives up the identity, and removes the folder when no other
+// owner's file is left in it. The folder is removed with rmdir, which
+// fails on a folder that is not empty: an owner that created its file
+// meanwhile keeps it (and one about to create it makes it again).
 func (o *LockOwner) Close() error {
 	os.Remove(o.lock.Path())
-	return o.lock.Unlock()
+	err := o.lock.Unlock()
+	os.Remove(o.dir) // fails, harmlessly, while other owners' files are there
+	return err
 }
