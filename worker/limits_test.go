@@ -235,3 +235,24 @@ func (l *logCounter) count(msg string) int {
 	defer l.mu.Unlock()
 	return l.n[msg]
 }
+
+// "run complete" logs the counters one key=value each (a group "stats"),
+// not as a Go map.
+func TestRunCompleteStatsGroup(t *testing.T) { synctest.Test(t, runCompleteStatsGroup) }
+
+func runCompleteStatsGroup(t *testing.T) {
+	opts := remotetest.Options{QueueTime: 5 * time.Millisecond, RunTime: 10 * time.Millisecond}
+	f := newFixture(t, 2, opts)
+	var logs logBuffer
+	f.cfg.Logger = logs.logger()
+	f.run(t)
+	var line string
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, `msg="run complete"`) {
+			line = l
+		}
+	}
+	if line == "" || strings.Contains(line, "map[") || !strings.Contains(line, "stats.job_start=2") || !strings.Contains(line, "stats.job_finished=2") {
+		t.Errorf("run complete line: %q", line)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,7 +191,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			if err := m.flush(ctx); err != nil {
 				return err
 			}
-			m.log.InfoContext(ctx, "run complete", "stats", m.stats.snapshot())
+			m.log.InfoContext(ctx, "run complete", m.stats.logGroup())
 			return errors.Join(m.missingResults(), m.limitErr())
 		}
 		timer := time.NewTimer(m.cfg.PollInterval - time.Since(lastTrack))
@@ -501,6 +502,17 @@ func (s *stats) add(name string, n int) {
 		s.m = map[string]int{}
 	}
 	s.m[name] += n
+}
+
+// logGroup is the counters as a log group "stats", one key=value per
+// counter, in name order, spaces in names written "_" ("job_start=3").
+func (s *stats) logGroup() slog.Attr {
+	m := s.snapshot()
+	var attrs []any
+	for _, name := range slices.Sorted(maps.Keys(m)) {
+		attrs = append(attrs, slog.Int(strings.ReplaceAll(name, " ", "_"), m[name]))
+	}
+	return slog.Group("stats", attrs...)
 }
 
 func (s *stats) snapshot() map[string]int {

@@ -264,11 +264,20 @@ func (l *logSettings) level() slog.Level {
 }
 
 func (l *logSettings) handler() slog.Handler {
-	opts := &slog.HandlerOptions{Level: l.level()}
+	opts := &slog.HandlerOptions{Level: l.level(), ReplaceAttr: durationText}
 	if l.format.value == "json" {
 		return slog.NewJSONHandler(l.stderr, opts)
 	}
 	return slog.NewTextHandler(l.stderr, opts)
+}
+
+// durationText logs durations as Go writes them ("2s", "1m30s") in both
+// formats: the JSON handler would give nanoseconds (2000000000).
+func durationText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // flagsFirst moves the flags declared on fs before the other arguments,

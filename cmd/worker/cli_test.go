@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openeo-batch/worker/driver/drivertest"
 )
@@ -150,5 +152,22 @@ func TestSelectionFlagsAlike(t *testing.T) {
 	code, out = cli(t, dir, "jobs", "--db", "jobs.db", "--status", "not_started", "--columns", "title")
 	if code != 0 || !strings.Contains(out, " b") || strings.Contains(out, " a") {
 		t.Errorf("after retry --backend-name y: exit %d:\n%s", code, out)
+	}
+}
+
+// Durations read the same in both log formats: "2s", not 2000000000.
+func TestLogDurations(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		fs := flag.NewFlagSet("x", flag.ContinueOnError)
+		lf := addLogFlags(fs, &buf)
+		if err := fs.Parse([]string{"--log-format", format}); err != nil {
+			t.Fatal(err)
+		}
+		slog.New(lf.handler()).Info("m", "limit", 2*time.Second, slog.Group("g", "eta", 90*time.Second))
+		out := buf.String()
+		if !strings.Contains(out, "2s") || !strings.Contains(out, "1m30s") || strings.Contains(out, "2000000000") {
+			t.Errorf("%s: %s", format, out)
+		}
 	}
 }
