@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -51,11 +53,13 @@ type limits struct {
 	counted  int               // tracking cycles (stat track_statuses) when last counted, -1: never
 	stopped  *LimitError       // why launching stopped; nil while it goes on
 	estimate map[string]bool   // per back-end: whether it offers estimates (absent: not asked yet)
+	maxEst   float64           // the largest estimate of this run; 0: none yet
+	admitted map[int64]bool    // rows admit let start in this run
 }
 
 func newLimits(cfg Config) *limits {
 	return &limits{maxCosts: cfg.MaxCosts, maxJobs: cfg.MaxJobs,
-		active: map[int64]float64{}, estimate: map[string]bool{}, counted: -1}
+		active: map[int64]float64{}, estimate: map[string]bool{}, admitted: map[int64]bool{}, counted: -1}
 }
 
 // stop records why launching stopped, once, and reports whether this was
@@ -157,6 +161,7 @@ func (m *Manager) mayLaunch(ctx context.Context) bool {
 		}
 	}
 	inFlight := m.inFlight(m.launching)
+	launching := m.launchingKeys()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.stopped != nil {
@@ -178,8 +183,45 @@ func (m *Manager) mayLaunch(ctx context.Context) bool {
 				fmtCosts(l.maxCosts), fmtCosts(rec), fmtCosts(act)))
 			return false
 		}
+		// Jobs being created are not counted yet (admit counts them once
+		// estimated): a new job is created only when they leave room for
+		// it, each guessed at the largest estimate so far. Before the
+		// first estimate one job at a time is created where one may come,
+		// so that a budget without room creates no job to find it out.
+		pending := 0
+		for _, k := range launching {
+			if !l.admitted[k] {
+				pending++
+			}
+		}
+		if pending > 0 {
+			if l.maxEst == 0 && m.mayEstimateLocked() {
+				return false
+			}
+			if rec+act+float64(pending+1)*l.maxEst > l.maxCosts {
+				return false
+			}
+		}
 	}
 	return true
+}
+
+// mayEstimateLocked reports whether a back-end may offer estimates: it
+// does, or was not asked yet.
+func (m *Manager) mayEstimateLocked() bool {
+	for _, b := range m.backends {
+		if offers, known := m.lim.estimate[b.Name]; offers || !known {
+			return true
+		}
+	}
+	return false
+}
+
+// launchingKeys returns the rows being created or started.
+func (m *Manager) launchingKeys() []int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Keys(m.launching))
 }
 
 func fmtCosts(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
@@ -227,6 +269,8 @@ func (m *Manager) admit(ctx context.Context, b *Backend, j driver.Job) (release 
 	}
 	if !refused {
 		l.started++
+		admittedBefore := l.admitted[j.Key]
+		l.admitted[j.Key] = true
 		prev, had := l.active[j.Key]
 		if est != nil {
 			l.active[j.Key] = max(*est, prev)
@@ -237,6 +281,9 @@ func (m *Manager) admit(ctx context.Context, b *Backend, j driver.Job) (release 
 		return func() {
 			l.mu.Lock()
 			l.started--
+			if !admittedBefore {
+				delete(l.admitted, j.Key)
+			}
 			if had {
 				l.active[j.Key] = prev
 			} else {
@@ -289,6 +336,11 @@ func (m *Manager) estimate(ctx context.Context, b *Backend, j driver.Job) *float
 	if err != nil {
 		m.log.DebugContext(ctx, "no estimate for job", "backend", b.Name, "row", j.Key, "job_id", j.ID, "err", err)
 		return nil
+	}
+	if e.Costs != nil {
+		l.mu.Lock()
+		l.maxEst = max(l.maxEst, *e.Costs)
+		l.mu.Unlock()
 	}
 	return e.Costs
 }

@@ -256,3 +256,35 @@ func runCompleteStatsGroup(t *testing.T) {
 		t.Errorf("run complete line: %q", line)
 	}
 }
+
+// A run whose budget the table's costs already reach creates no job at
+// all, not even to ask for its estimate; and while jobs are being created
+// no more are created than the budget leaves room for: 2 credits a job, a
+// budget of 4 and room for four at once create two jobs, then none.
+func TestMaxCostsUsedUpCreatesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) { maxCostsUsedUp(t, 4) })
+}
+
+func maxCostsUsedUp(t *testing.T, budget float64) {
+	opts := remotetest.Options{
+		QueueTime: 5 * time.Millisecond, RunTime: 10 * time.Millisecond,
+		Costs:    func(*remote.JobRequest) float64 { return 2 },
+		Estimate: func(*remote.JobRequest) (float64, error) { return 2, nil },
+	}
+	f := newFixture(t, 8, opts)
+	f.cfg.Backends[0].ParallelJobs = 4
+	f.cfg.MaxCosts = budget
+	runLimited(t, f)
+	srv := f.servers["a"]
+	created := srv.Requests()["POST /jobs"]
+	if created != 2 {
+		t.Fatalf("first run created %d jobs, want 2: %v", created, srv.Requests())
+	}
+	le := runLimited(t, f)
+	if le.Limit != "max-costs" || le.NotStarted != 6 {
+		t.Errorf("second run: %+v", le)
+	}
+	if n := srv.Requests()["POST /jobs"] - created; n != 0 {
+		t.Errorf("second run created %d jobs with the budget used up", n)
+	}
+}
