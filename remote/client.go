@@ -191,6 +191,11 @@ func (c *Client) Requests() int64 { return c.state.sent.Load() }
 // now: false while its circuit breaker is open after too many failures.
 func (c *Client) Available() bool { return c.state.pol.available() }
 
+// UnavailableFor is how long requests are still held back after the
+// back-end failed too often in a row (its breaker is open, see
+// Policy.BreakerDelay); 0 while it is Available.
+func (c *Client) UnavailableFor() time.Duration { return c.state.pol.unavailableFor() }
+
 // WithJobTag returns a copy of c whose CreateJob marks every job it creates
 // with tag (see TagMarker), so that a job whose creation was interrupted can
 // be found again in the back-end's listing.

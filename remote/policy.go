@@ -279,3 +279,12 @@ func (ps *policies) retry(idempotent bool, method, url string) failsafe.Policy[a
 func (ps *policies) available() bool {
 	return ps.breaker == nil || !ps.breaker.IsOpen()
 }
+
+// unavailableFor is how long the open breaker still holds requests back;
+// 0 when it does not.
+func (ps *policies) unavailableFor() time.Duration {
+	if ps.available() {
+		return 0
+	}
+	return ps.breaker.RemainingDelay()
+}

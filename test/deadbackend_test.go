@@ -59,4 +59,21 @@ func TestRunBesideDeadBackends(t *testing.T) {
 			t.Errorf("no warning with %q:\n%s", want, logs)
 		}
 	}
+	// Off a terminal, the one "progress" line per poll names the pause of
+	// the back-ends dead from the start.
+	lines := 0
+	for line := range strings.Lines(logs) {
+		if !strings.Contains(line, "msg=progress") {
+			continue
+		}
+		lines++
+		for _, name := range []string{"dead", "locked"} {
+			if !strings.Contains(line, "backend_"+name+".paused=") {
+				t.Errorf("progress line without %s's pause: %s", name, line)
+			}
+		}
+	}
+	if lines == 0 {
+		t.Errorf("no progress line:\n%s", logs)
+	}
 }

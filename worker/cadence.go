@@ -49,6 +49,8 @@ type health struct {
 	failures  int   // failed checks in a row
 	warned    time.Time
 	reconnect bool // the credentials were refused: Backend.Connect again
+	// nextCheck is when an unusable back-end is checked again.
+	nextCheck time.Time
 	// partWarned is when failing requests of a back-end that still
 	// answers were last logged at warn level.
 	partWarned time.Time
@@ -122,7 +124,14 @@ func (m *Manager) backendLoop(ctx context.Context, b *Backend) error {
 		if m.changes.Load() != changes || !h.isUsable() {
 			m.signal() // jobs ended or slots freed: the main loop acts now, not at its next poll
 		}
-		if !sleep(ctx, m.cfg.PollInterval-time.Since(start)) {
+		wait := m.cfg.PollInterval - time.Since(start)
+		if !h.isUsable() {
+			// Paused by this cycle: checked again after the wait.
+			h.mu.Lock()
+			h.nextCheck = time.Now().Add(max(wait, 0))
+			h.mu.Unlock()
+		}
+		if !sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -210,6 +219,7 @@ func (m *Manager) markUnusable(ctx context.Context, b *Backend, err error, retry
 	first := h.state != unusableNow
 	h.state = unusableNow
 	h.failures++
+	h.nextCheck = now.Add(retryIn)
 	if refusedCredentials(err) {
 		h.reconnect = true
 	}

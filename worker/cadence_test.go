@@ -206,6 +206,9 @@ func TestBackendStoppedMidway(t *testing.T) {
 		f := newFixture(t, rows, cadenceOpts, "a", "b")
 		f.cfg.PollInterval = cadencePoll
 		f.cfg.MinBackoff, f.cfg.MaxBackoff = time.Second, 8*time.Second
+		var mu sync.Mutex
+		var snaps []worker.Progress
+		f.cfg.OnProgress = func(p worker.Progress) { mu.Lock(); snaps = append(snaps, p); mu.Unlock() }
 		m, err := worker.New(f.cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -240,12 +243,49 @@ func TestBackendStoppedMidway(t *testing.T) {
 		}
 		took = last.Sub(start)
 		checkCadence(t, f.servers["a"])
+		checkStoppedProgress(t, snaps)
 	})
 	alone := runAlone(t, onA)
 	if took > alone*11/10+time.Second { // + updated_at's rounding
 		t.Errorf("a's %d rows took %v beside a back-end stopped midway, %v alone", onA, took, alone)
 	}
 	t.Logf("a's %d rows: %v beside a stopped back-end, %v alone", onA, took, alone)
+}
+
+// checkStoppedProgress checks the snapshots of TestBackendStoppedMidway
+// once b is unusable: its pause says when it is checked again, and the
+// ETA is for the rows that can progress, not b's waiting ones (none left
+// at the end: no ETA).
+func checkStoppedProgress(t *testing.T, snaps []worker.Progress) {
+	t.Helper()
+	seen := 0
+	for _, p := range snaps {
+		b := p.Backends[1]
+		if !b.Unusable || p.Rate == 0 {
+			continue
+		}
+		seen++
+		if !strings.Contains(b.Paused, "checked again at") || b.PausedUntil.Before(p.Time) {
+			t.Errorf("at %v b is paused %q until %v", p.Time, b.Paused, b.PausedUntil)
+		}
+		waiting := 0
+		for st, n := range b.ByStatus {
+			if !st.Final() {
+				waiting += n
+			}
+		}
+		left := p.Total - p.Done - waiting
+		want := time.Duration(float64(left) / p.Rate * float64(time.Minute)).Round(time.Second)
+		if p.ETA != want {
+			t.Errorf("at %v ETA %v, want %v for %d rows that can progress (%d wait on b)", p.Time, p.ETA, want, left, waiting)
+		}
+	}
+	if seen == 0 {
+		t.Fatal("no snapshot with b unusable")
+	}
+	if last := snaps[len(snaps)-1]; last.ETA != 0 {
+		t.Errorf("last snapshot: ETA %v with only rows waiting on the stopped back-end", last.ETA)
+	}
 }
 
 // TestListingFailsJobsAskedOneByOne: a back-end whose listing answers 500
@@ -393,6 +433,52 @@ func TestLostCreateWhileListingFails(t *testing.T) {
 		for title, n := range f.backendJobs() {
 			if n != 1 {
 				t.Errorf("%d back-end jobs for %q", n, title)
+			}
+		}
+	})
+}
+
+// TestDeadBackendPausedInProgress: a back-end dead from the start shows
+// paused in every progress snapshot and "progress" log line once checked,
+// saying when it is checked again (PausedUntil, a time its health check is
+// due), and its rows count in no ETA.
+func TestDeadBackendPausedInProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newFixture(t, 6, cadenceOpts, "a")
+		f.addDead(t, "dead")
+		f.cfg.PollInterval = cadencePoll
+		f.cfg.MinBackoff, f.cfg.MaxBackoff = time.Second, 8*time.Second
+		var logs logBuffer
+		f.cfg.Logger = logs.logger()
+		var mu sync.Mutex
+		var snaps []worker.Progress
+		f.cfg.OnProgress = func(p worker.Progress) { mu.Lock(); snaps = append(snaps, p); mu.Unlock() }
+		f.runFor(t, 10*time.Minute)
+		mu.Lock()
+		defer mu.Unlock()
+		checked := 0
+		for i, p := range snaps {
+			if !p.Polled || i == 0 {
+				continue
+			}
+			d := p.Backends[1]
+			if d.Name != "dead" || d.Paused == "" {
+				t.Errorf("snapshot %d: dead back-end not paused: %+v", i, d)
+				continue
+			}
+			checked++
+			if !strings.Contains(d.Paused, "checked again at") || d.PausedUntil.Before(p.Time) || d.PausedUntil.After(p.Time.Add(8*time.Second)) {
+				t.Errorf("snapshot %d at %v: paused %q until %v", i, p.Time, d.Paused, d.PausedUntil)
+			}
+		}
+		if checked < 3 {
+			t.Errorf("only %d snapshots to check", checked)
+		}
+		for line := range strings.Lines(logs.String()) {
+			if strings.Contains(line, "msg=progress") && strings.Contains(line, "rate_per_min") && !strings.Contains(line, "backend_dead.paused=") &&
+				strings.Contains(line, "next_poll") && !strings.Contains(line, "done=0 ") {
+				t.Errorf("progress line without the dead back-end's pause: %s", line)
+				break
 			}
 		}
 	})

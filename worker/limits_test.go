@@ -288,3 +288,47 @@ func maxCostsUsedUp(t *testing.T, budget float64) {
 		t.Errorf("second run created %d jobs with the budget used up", n)
 	}
 }
+
+// The ETA is for the rows that will run in this run: with MaxJobs 12 on
+// 20 rows, the 8 rows the cap leaves count in no ETA, before the cap is
+// reached too.
+func TestETAWithMaxJobs(t *testing.T) { synctest.Test(t, etaWithMaxJobs) }
+
+func etaWithMaxJobs(t *testing.T) {
+	opts := remotetest.Options{QueueTime: 2 * time.Second, RunTime: 3 * time.Second}
+	f := newFixture(t, 20, opts)
+	f.cfg.Backends[0].ParallelJobs = 4
+	f.cfg.PollInterval = time.Second
+	f.cfg.MaxJobs = 12
+	var mu sync.Mutex
+	var snaps []worker.Progress
+	f.cfg.OnProgress = func(p worker.Progress) { mu.Lock(); snaps = append(snaps, p); mu.Unlock() }
+	runLimited(t, f)
+	mu.Lock()
+	defer mu.Unlock()
+	capped := 0
+	for _, p := range snaps {
+		if p.Rate == 0 {
+			continue
+		}
+		ns := p.ByStatus[driver.NotStarted]
+		willStart := max(0, p.MaxJobs-p.Launched)
+		if p.Halted != "" {
+			willStart = 0
+		}
+		left := p.Total - p.Done - ns + min(ns, willStart)
+		want := time.Duration(float64(left) / p.Rate * float64(time.Minute)).Round(time.Second)
+		if left == 0 {
+			want = 0
+		}
+		if p.ETA != want {
+			t.Errorf("at %v (launched %d, %d not_started, halted %q): ETA %v, want %v for %d rows", p.Time, p.Launched, ns, p.Halted, p.ETA, want, left)
+		}
+		if p.Halted == "" && ns > willStart && p.ETA > 0 {
+			capped++
+		}
+	}
+	if capped == 0 {
+		t.Error("no snapshot before the cap was reached with rows beyond it")
+	}
+}

@@ -32,8 +32,11 @@ type Progress struct {
 	Done, DoneThisRun int
 	// Rate is DoneThisRun per minute of the run so far.
 	Rate float64
-	// ETA is the time left at Rate for the rows not yet done (those a
-	// limit leaves not_started excluded); 0 when unknown (nothing done yet).
+	// ETA is the time left at Rate for the rows that can progress in this
+	// run: not those waiting on an unusable back-end (BackendProgress's
+	// Unusable), nor the not_started rows beyond what MaxJobs and MaxCosts
+	// let the run start; 0 when unknown (nothing done yet) or nothing can
+	// progress.
 	ETA time.Duration
 	// NextPoll is when the next tracking cycle is due.
 	NextPoll time.Time
@@ -74,9 +77,16 @@ type BackendProgress struct {
 	Total    int
 	// Paused says why the back-end takes no new job now ("" when it does):
 	// stopped for the run (credentials refused, out of credit), backing off
-	// until PausedUntil, or unreachable (circuit breaker open).
+	// until PausedUntil, unusable (no connection, credentials refused or
+	// missing; checked again at PausedUntil), or unreachable (its requests
+	// failed too often; tried again at PausedUntil). PausedUntil is zero
+	// when no time is known.
 	Paused      string
 	PausedUntil time.Time
+	// Unusable says the back-end's rows cannot progress now (it is
+	// unusable, unreachable or stopped, not merely backing off): they
+	// count in no ETA.
+	Unusable bool
 }
 
 // ProgressEvent is a notable event of a run.
@@ -161,8 +171,9 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 		bp := BackendProgress{Name: b.Name, ByStatus: map[driver.Status]int{}}
 		g := m.gates[b.Name]
 		g.mu.Lock()
+		stopped := g.stopped != ""
 		switch {
-		case g.stopped != "":
+		case stopped:
 			bp.Paused = "stopped for this run: " + g.stopped
 		case now.Before(g.until):
 			bp.Paused, bp.PausedUntil = "backing off", g.until
@@ -171,16 +182,24 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 		if bp.Paused == "" {
 			h := m.health[b.Name]
 			h.mu.Lock()
-			state, cause, client := h.state, h.cause, h.client
+			state, cause, client, next := h.state, h.cause, h.client, h.nextCheck
 			h.mu.Unlock()
 			switch {
-			case state == unusableNow && cause != nil:
-				bp.Paused = "unusable, checked again shortly: " + cause.Error()
-			case state == unusableNow || client == nil:
+			case state == unusableNow:
+				bp.Unusable = true
+				bp.Paused, bp.PausedUntil = "unusable ("+causeText(cause)+")", next
+			case client == nil:
+				bp.Unusable = true
 				bp.Paused = "not connected yet"
 			case !client.Available():
-				bp.Paused = "unreachable: failing requests, tried again shortly"
+				bp.Unusable = true
+				bp.Paused, bp.PausedUntil = "unreachable (failing requests)", now.Add(client.UnavailableFor())
 			}
+			if !bp.PausedUntil.IsZero() {
+				bp.Paused += "; checked again at " + bp.PausedUntil.Format(time.TimeOnly)
+			}
+		} else if stopped {
+			bp.Unusable = true
 		}
 		p.Backends = append(p.Backends, bp)
 	}
@@ -211,11 +230,9 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 	pr.mu.Unlock()
 	if elapsed := now.Sub(p.StartedAt); elapsed > 0 && p.DoneThisRun > 0 {
 		p.Rate = float64(p.DoneThisRun) / elapsed.Minutes()
-		left := p.Total - p.Done
-		if p.Halted != "" {
-			left -= p.ByStatus[driver.NotStarted]
+		if left := m.rowsToGo(p, counts, idx); left > 0 {
+			p.ETA = time.Duration(float64(left) / p.Rate * float64(time.Minute)).Round(time.Second)
 		}
-		p.ETA = time.Duration(float64(left) / p.Rate * float64(time.Minute)).Round(time.Second)
 	}
 	pr.mu.Lock()
 	pr.last = p
@@ -226,6 +243,66 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 	if m.cfg.OnProgress != nil {
 		m.cfg.OnProgress(p)
 	}
+}
+
+// rowsToGo counts the rows that can progress in this run, those the ETA
+// is for: active rows of back-ends that are not unusable, and the
+// not_started rows a usable back-end may take, at most as many as
+// MaxJobs and MaxCosts let this run start.
+func (m *Manager) rowsToGo(p Progress, counts []driver.Count, idx map[string]int) int {
+	anyUsable := false
+	for _, b := range p.Backends {
+		anyUsable = anyUsable || !b.Unusable
+	}
+	left, notStarted := 0, 0
+	for _, c := range counts {
+		if c.Status.Final() {
+			continue
+		}
+		i, known := idx[c.Backend]
+		switch {
+		case known && p.Backends[i].Unusable:
+			// Its rows wait for the back-end.
+		case c.Status != driver.NotStarted:
+			left += c.N
+		case known || c.Backend == "" && anyUsable:
+			notStarted += c.N
+		}
+	}
+	if n, capped := m.launchesLeft(p); capped {
+		notStarted = min(notStarted, n)
+	}
+	return left + notStarted
+}
+
+// launchesLeft is how many more jobs MaxJobs and MaxCosts let this run
+// start, and whether they cap it at all. Under MaxCosts a job is counted
+// at the largest estimate so far, or else at the mean costs of the jobs
+// that ended in this run; uncapped while neither is known.
+func (m *Manager) launchesLeft(p Progress) (int, bool) {
+	if p.Halted != "" {
+		return 0, true
+	}
+	n, capped := 0, false
+	if p.MaxJobs > 0 {
+		n, capped = max(0, p.MaxJobs-p.Launched), true
+	}
+	if c := p.Costs; c != nil {
+		m.lim.mu.Lock()
+		perJob := m.lim.maxEst
+		m.lim.mu.Unlock()
+		if perJob == 0 && p.DoneThisRun > 0 {
+			perJob = p.CostsThisRun / float64(p.DoneThisRun)
+		}
+		if perJob > 0 {
+			k := max(0, int((c.Max-c.Recorded-c.Active)/perJob))
+			if !capped || k < n {
+				n = k
+			}
+			capped = true
+		}
+	}
+	return n, capped
 }
 
 // LogAttrs renders the snapshot as slog attributes: the one line per
