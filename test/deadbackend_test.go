@@ -1,14 +1,17 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 )
 
@@ -75,5 +78,74 @@ func TestRunBesideDeadBackends(t *testing.T) {
 	}
 	if lines == 0 {
 		t.Errorf("no progress line:\n%s", logs)
+	}
+}
+
+// TestRunBesideBackendWithoutCredentials: a back-end with no credentials
+// at all is paused, with a warning naming its URL, the variables to set
+// and `worker login URL`, while the other runs the rows; a login stored
+// meanwhile is picked up, and the rows given to it run there.
+func TestRunBesideBackendWithoutCredentials(t *testing.T) {
+	t.Parallel()
+	srv := remotetest.NewServer(remotetest.Options{QueueTime: 20 * time.Millisecond, RunTime: 40 * time.Millisecond})
+	defer srv.Close()
+	provider := remotetest.NewOIDCProvider(nil)
+	defer provider.Close()
+	locked := remotetest.NewServer(remotetest.Options{OIDC: provider, QueueTime: 20 * time.Millisecond, RunTime: 40 * time.Millisecond})
+	defer locked.Close()
+
+	dir := t.TempDir() // also $HOME: no login stored yet
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("year,title,backend_name\n2000,a,\n2001,b,\n2002,c,nocreds\n2003,d,\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "p.json"), []byte(process), 0o644)
+	if out, err := cmd(t.Context(), dir, nil, "init", "--from", "in.csv", "--db", "jobs.db").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	c := cmd(t.Context(), dir, fakeEnv, "run", "--db", "jobs.db",
+		"--backend", "fake="+srv.URL+",parallel=3", "--backend", "nocreds="+locked.URL,
+		"--process", "p.json", "--root-dir", "res", "--poll", "30ms")
+	stderr, err := c.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	c.Stdout = &stdout
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	sc := bufio.NewScanner(stderr)
+	warned := false
+	for sc.Scan() {
+		line := sc.Text()
+		logs.WriteString(line + "\n")
+		if !warned && strings.Contains(line, "level=WARN") && strings.Contains(line, "backend=nocreds") {
+			warned = true
+			for _, want := range []string{locked.URL, "OPENEO_NOCREDS_TOKEN", "worker login " + locked.URL, "the other back-ends run"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("warning does not say %q: %s", want, line)
+				}
+			}
+			// The user logs in meanwhile (as worker login stores it).
+			store := &remote.TokenStore{Path: filepath.Join(dir, ".local", "share", "openeo-python-client", "refresh-tokens.json")}
+			os.MkdirAll(filepath.Dir(store.Path), 0o700)
+			if err := store.Put(provider.URL, provider.PublicClientID, provider.IssueRefreshToken()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	if !warned {
+		t.Errorf("no warning about the back-end without credentials:\n%s", logs.String())
+	}
+	for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+		want := "fake"
+		if r.Data["title"] == "c" {
+			want = "nocreds"
+		}
+		if r.Status != driver.Finished || r.Backend != want {
+			t.Errorf("row %v: %s on %q, want finished on %s", r.Data["title"], r.Status, r.Backend, want)
+		}
 	}
 }

@@ -231,10 +231,24 @@ func (m *Manager) markUnusable(ctx context.Context, b *Backend, err error, retry
 	h.mu.Unlock()
 	attrs := []any{"backend", b.Name, "url", m.backendURL(b), "cause", causeText(cause), "failures", n, "retry_in", retryIn}
 	if warn {
-		m.log.WarnContext(ctx, "back-end unusable: its rows wait, the other back-ends go on; checking it again in the background", attrs...)
+		msg := "back-end unusable: its rows wait; checking it again in the background"
+		if m.othersUsable(b) {
+			msg = "back-end unusable: its rows wait, the other back-ends go on; checking it again in the background"
+		}
+		m.log.WarnContext(ctx, msg, attrs...)
 	} else {
 		m.log.DebugContext(ctx, "back-end still unusable", attrs...)
 	}
+}
+
+// othersUsable reports whether a back-end other than b is usable.
+func (m *Manager) othersUsable(b *Backend) bool {
+	for _, o := range m.backends {
+		if o != b && m.health[o.Name].isUsable() {
+			return true
+		}
+	}
+	return false
 }
 
 // unreachable reports whether err says the back-end as a whole cannot be

@@ -239,6 +239,7 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	var wbs []worker.Backend
 	var conns []*remote.Client
 	var unusable []error
+	var failed []backendSpec
 	// The summary counts each back-end's requests, also of the clients the
 	// manager connects later.
 	byName := &connected{clients: map[string]*remote.Client{}}
@@ -261,11 +262,23 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		case ctx.Err() != nil || !retryLater(err):
 			return err
 		default:
-			log.Warn("back-end unusable at start-up: its rows wait, the others run; connecting again in the background",
-				"backend", b.name, "url", b.url, "err", err)
 			unusable = append(unusable, err)
+			failed = append(failed, b)
 		}
 		wbs = append(wbs, wb)
+	}
+	if len(conns) == 0 && len(failed) > 0 && allNoCredentials(unusable) {
+		// Nothing to run on, and nothing mends by itself: say for each
+		// back-end what to do.
+		return fmt.Errorf("no back-end is usable:\n%w", errors.Join(unusable...))
+	}
+	// Said once every back-end was tried: whether others run is known.
+	for i, b := range failed {
+		msg := "back-end unusable at start-up: its rows wait, the other back-ends run; connecting again in the background"
+		if len(conns) == 0 {
+			msg = "back-end unusable at start-up: its rows wait; connecting again in the background (the run fails if no back-end becomes usable)"
+		}
+		log.Warn(msg, "backend", b.name, "url", b.url, "err", unusable[i])
 	}
 	if creator.FromBackend() && len(conns) == 0 {
 		return fmt.Errorf("no back-end is usable to read the process definition: %w", errors.Join(unusable...))
@@ -393,8 +406,9 @@ func envName(name string) string {
 // (credentials refused), rather than being a mistake in the command.
 func retryLater(err error) bool {
 	var apiErr *remote.APIError
+	var noCreds *noCredentialsError
 	return remote.ConnectionFailed(err) || errors.Is(err, remote.ErrAuth) || errors.Is(err, remote.ErrUnavailable) ||
-		errors.As(err, &apiErr) && apiErr.StatusCode >= 500
+		errors.As(err, &apiErr) && apiErr.StatusCode >= 500 || errors.As(err, &noCreds)
 }
 
 // connectBackend connects and authenticates with the credentials found in
@@ -458,10 +472,30 @@ func connectBackend(ctx context.Context, b backendSpec, getenv func(string) stri
 		return c, nil
 	}
 	n := envName(b.name)
-	return nil, fmt.Errorf("back-end %s: no usable credentials (%w).\n"+
+	return nil, &noCredentialsError{fmt.Errorf("back-end %s: no usable credentials (%w).\n"+
 		"Set OPENEO_%s_TOKEN, or OPENEO_%s_USERNAME and OPENEO_%s_PASSWORD, or OPENEO_AUTH_METHOD=client_credentials "+
-		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)
+		"with OPENEO_AUTH_CLIENT_ID and OPENEO_AUTH_CLIENT_SECRET, or log in once with: worker login %s", b.name, err, n, n, n, b.url)}
 }
+
+// allNoCredentials reports whether every error says no credentials were
+// found (noCredentialsError).
+func allNoCredentials(errs []error) bool {
+	for _, err := range errs {
+		var nc *noCredentialsError
+		if !errors.As(err, &nc) {
+			return false
+		}
+	}
+	return true
+}
+
+// noCredentialsError says that no credentials were found for a back-end.
+// The run pauses it and connects again in the background, which reads the
+// environment files again: a `worker login URL` meanwhile is picked up.
+type noCredentialsError struct{ err error }
+
+func (e *noCredentialsError) Error() string { return e.err.Error() }
+func (e *noCredentialsError) Unwrap() error { return e.err }
 
 // refusedHint returns ".\n"+hint when err is the back-end refusing the
 // credentials (401, 403), else "".

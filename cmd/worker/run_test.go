@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 )
 
@@ -73,5 +74,47 @@ func TestReadersTakeNoWriterRole(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A back-end with no credentials at all is one to connect to again later
+// (retryLater), not a reason to stop the run; the error names the
+// variables to set and `worker login URL`; and a login stored meanwhile
+// (as `worker login` stores it) is picked up by the next connect.
+func TestConnectWithoutCredentials(t *testing.T) {
+	provider := remotetest.NewOIDCProvider(nil)
+	defer provider.Close()
+	srv := remotetest.NewServer(remotetest.Options{OIDC: provider})
+	defer srv.Close()
+	dir := t.TempDir()
+	env := map[string]string{"HOME": dir}
+	getenv := func(k string) string { return env[k] }
+	spec := backendSpec{name: "x", url: srv.URL}
+	_, err := connectBackend(t.Context(), spec, getenv)
+	if err == nil || !retryLater(err) {
+		t.Fatalf("no credentials: err = %v, retry later %v", err, err != nil && retryLater(err))
+	}
+	for _, want := range []string{"OPENEO_X_TOKEN", "OPENEO_X_USERNAME", "worker login " + srv.URL} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not say %q: %v", want, err)
+		}
+	}
+	if !allNoCredentials([]error{err}) {
+		t.Error("allNoCredentials is false for a back-end without credentials")
+	}
+
+	store, err := remote.DefaultTokenStore(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(provider.URL, provider.PublicClientID, provider.IssueRefreshToken()); err != nil {
+		t.Fatal(err)
+	}
+	c, err := connectBackend(t.Context(), spec, getenv)
+	if err != nil {
+		t.Fatalf("after a login: %v", err)
+	}
+	if _, err := c.ListJobs(t.Context(), 1); err != nil {
+		t.Errorf("after a login: %v", err)
 	}
 }
