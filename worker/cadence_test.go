@@ -168,6 +168,8 @@ func TestNoUsableBackendSaysWhy(t *testing.T) {
 		f := newFixture(t, 3, cadenceOpts, "a")
 		f.cfg.Backends = nil
 		u1, u2 := f.addDead(t, "one"), f.addDead(t, "two")
+		var logs logBuffer
+		f.cfg.Logger = logs.logger()
 		m, err := worker.New(f.cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -186,6 +188,9 @@ func TestNoUsableBackendSaysWhy(t *testing.T) {
 		}
 		if strings.Contains(msg, "circuit breaker") {
 			t.Errorf("error %q blames the circuit breaker, not the back-end", msg)
+		}
+		if out := logs.String(); !strings.Contains(out, "back-end unusable") || strings.Contains(out, "other back-ends go on") {
+			t.Errorf("the warnings say other back-ends go on, with none usable:\n%s", out)
 		}
 		for _, r := range f.rows(t) {
 			if r.Status != driver.NotStarted || r.Attempts != 0 {
