@@ -332,3 +332,43 @@ func etaWithMaxJobs(t *testing.T) {
 		t.Error("no snapshot before the cap was reached with rows beyond it")
 	}
 }
+
+// Under MaxCosts the ETA counts the not_started rows the budget has room
+// for at the largest estimate so far: 2 credits a job and a budget of 9
+// leave room for four of ten jobs.
+func TestETAWithMaxCosts(t *testing.T) { synctest.Test(t, etaWithMaxCosts) }
+
+func etaWithMaxCosts(t *testing.T) {
+	opts := remotetest.Options{
+		QueueTime: 2 * time.Second, RunTime: 3 * time.Second,
+		Costs:    func(*remote.JobRequest) float64 { return 2 },
+		Estimate: func(*remote.JobRequest) (float64, error) { return 2, nil },
+	}
+	f := newFixture(t, 10, opts)
+	f.cfg.Backends[0].ParallelJobs = 1
+	f.cfg.PollInterval = time.Second
+	f.cfg.MaxCosts = 9
+	var mu sync.Mutex
+	var snaps []worker.Progress
+	f.cfg.OnProgress = func(p worker.Progress) { mu.Lock(); snaps = append(snaps, p); mu.Unlock() }
+	runLimited(t, f)
+	mu.Lock()
+	defer mu.Unlock()
+	checked := 0
+	for _, p := range snaps {
+		if p.Rate == 0 || p.Halted != "" {
+			continue
+		}
+		ns := p.ByStatus[driver.NotStarted]
+		room := int((p.Costs.Max - p.Costs.Recorded - p.Costs.Active) / 2)
+		left := p.Total - p.Done - ns + min(ns, room)
+		want := time.Duration(float64(left) / p.Rate * float64(time.Minute)).Round(time.Second)
+		if p.ETA != want {
+			t.Errorf("at %v (%d not_started, room for %d): ETA %v, want %v for %d rows", p.Time, ns, room, p.ETA, want, left)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Error("no snapshot with a rate before the budget was reached")
+	}
+}
