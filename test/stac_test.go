@@ -55,7 +55,8 @@ func TestDemoSTAC(t *testing.T) {
 		if r.Status != driver.Finished {
 			continue
 		}
-		want = append(want, filepath.Join(worker.JobDir(moved, r.ID), "result.tif"), worker.MetadataPath(moved, r.ID))
+		want = append(want, filepath.Join(worker.JobDir(moved, r.ID), "result.tif"), worker.MetadataPath(moved, r.ID),
+			worker.ResultsPath(moved, r.ID))
 	}
 	if rep.Items != 5 || len(rep.Assets) != len(want) {
 		t.Fatalf("%d items, assets %v; want 5 items and assets %v", rep.Items, rep.Assets, want)
