@@ -8,7 +8,9 @@
 // a ManualClock gives tests full control without sleeping. The server
 // follows the openEO API 1.2: version discovery at /.well-known/openeo, the
 // API under /openeo/1.2, basic and bearer authentication, paginated
-// listings, results with downloadable assets, logs, user-defined processes.
+// listings, results with downloadable assets (described as a STAC Item
+// with the job's extent as geometry, a datetime and media types), logs,
+// user-defined processes.
 package remotetest
 
 import (
