@@ -176,3 +176,38 @@ func pinnedRowRecovered(t *testing.T) {
 	f.run(t)
 	checkPinned(t, f)
 }
+
+// TestPinnedRowsBackendOutOfCredit: when the back-end pinned rows are
+// given to runs out of credit, they wait for it, not for another, and the
+// run ends with an error naming it once nothing else is left, instead of
+// waiting for ever (back-end a stays usable throughout).
+func TestPinnedRowsBackendOutOfCredit(t *testing.T) { synctest.Test(t, pinnedRowsBackendOutOfCredit) }
+
+func pinnedRowsBackendOutOfCredit(t *testing.T) {
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "pinned.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	f := pinnedFixture(t, store, remotetest.Faults{PaymentRequired: true})
+	_, err = f.runErr(t)
+	if err == nil || !strings.Contains(err.Error(), "2 rows left not_started: no back-end is usable for them") || !strings.Contains(err.Error(), "b (") {
+		t.Fatalf("Run = %v, want the 2 rows waiting for b named", err)
+	}
+	for _, r := range f.rows(t) {
+		want := driver.NotStarted
+		if r.Data["title"] == "free" {
+			want = driver.Finished
+		} else if r.Backend != "b" {
+			t.Errorf("row %d given to b: backend_name %q", r.Key, r.Backend)
+		}
+		if r.Status != want {
+			t.Errorf("row %d (%v): %s, want %s", r.Key, r.Data["title"], r.Status, want)
+		}
+	}
+	for _, j := range f.servers["a"].Jobs() {
+		if j.Title != "free" {
+			t.Errorf("back-end a got a job of a row given to b: %q", j.Title)
+		}
+	}
+}
