@@ -36,9 +36,12 @@ import (
 // DB is a read-only snapshot of one job table, as an in-memory DuckDB
 // database whose one view or table, jobs, is the job table: user columns
 // then manager columns (see driver.ManagerColumns), in table order.
-// Parquet and DuckDB tables are read in place at each statement; SQLite
-// and CSV tables are copied in when the DB is opened (a CSV table's latest
-// changes, in its journal, included). Geometries are WKT text (GEOMETRY
+// Parquet and DuckDB tables are read in place, from the version of the
+// file that Open found: a run that replaces the file meanwhile (it renames
+// a new one over it) changes nothing the DB reads, and its statements
+// never see part of one version and part of another. SQLite and CSV
+// tables are copied in when the DB is opened (a CSV table's latest
+// changes, in its journal, included). Open again to see later changes. Geometries are WKT text (GEOMETRY
 // in Parquet tables, where DuckDB's core ST_ functions work on them).
 // Statements without ORDER BY see the rows in table order (DuckDB's
 // preserve_insertion_order, set on), so row_number() OVER () numbers them
@@ -50,6 +53,7 @@ type DB struct {
 	db       *sql.DB
 	location string
 	escaped  []Escaped
+	file     *pinned // the Parquet or DuckDB file read, nil for a copy
 }
 
 // Escaped is a cell of a SQLite or CSV table that is not UTF-8 text (a
@@ -74,11 +78,11 @@ func Open(ctx context.Context, location string) (*DB, error) {
 	if err := tableconv.CheckExists(location); err != nil {
 		return nil, err
 	}
-	duck, escaped, err := openJobs(ctx, location)
+	duck, escaped, file, err := openJobs(ctx, location)
 	if err != nil {
 		return nil, err
 	}
-	return &DB{db: duck, location: location, escaped: escaped}, nil
+	return &DB{db: duck, location: location, escaped: escaped, file: file}, nil
 }
 
 // Escaped returns the cells the DB shows escaped, in table order (see
@@ -87,7 +91,13 @@ func Open(ctx context.Context, location string) (*DB, error) {
 func (d *DB) Escaped() []Escaped { return d.escaped }
 
 // Close releases the snapshot.
-func (d *DB) Close() error { return d.db.Close() }
+func (d *DB) Close() error {
+	err := d.db.Close()
+	if rerr := d.file.release(); err == nil {
+		err = rerr
+	}
+	return err
+}
 
 // Location returns the table location the DB was opened on.
 func (d *DB) Location() string { return d.location }
@@ -233,21 +243,26 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
 // the table at location, read on a snapshot, and locks it down (see
 // lockDown) so that the user's SQL reads nothing else and writes nothing.
-func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, error) {
+func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned, error) {
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	duck.SetMaxOpenConns(1) // one in-memory database, one connection
-	files, escaped, err := loadJobs(ctx, duck, location)
+	file, escaped, err := loadJobs(ctx, duck, location)
 	if err == nil {
+		var files []string
+		if file != nil {
+			files = []string{file.name}
+		}
 		err = lockDown(ctx, duck, files)
 	}
 	if err != nil {
 		duck.Close()
-		return nil, nil, err
+		file.release()
+		return nil, nil, nil, err
 	}
-	return duck, escaped, nil
+	return duck, escaped, file, nil
 }
 
 // lockDown closes DuckDB's doors to everything but the jobs table once it
@@ -281,30 +296,37 @@ func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // loadJobs makes the table available to DuckDB as jobs, and returns the
-// files the jobs view reads when queried (none when it is a copy) and the
-// cells copied escaped.
-func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, []Escaped, error) {
+// file the jobs view reads when queried (nil when it is a copy), which
+// the caller releases after DuckDB, and the cells copied escaped.
+func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Escaped, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
 	}
+	var stmts []string
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet":
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		_, err = duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet("+sqlString(abs)+", hive_partitioning = false)")
-		return []string{abs}, nil, err
+		stmts = []string{"CREATE VIEW jobs AS SELECT * FROM read_parquet(%s, hive_partitioning = false)"}
 	case ".duckdb", ".ddb":
-		if _, err := duck.ExecContext(ctx, "ATTACH "+sqlString(path)+" AS src (READ_ONLY)"); err != nil {
+		stmts = []string{"ATTACH %s AS src (READ_ONLY)", "CREATE VIEW jobs AS SELECT * FROM src.jobs"}
+	default:
+		escaped, err := copyJobs(ctx, duck, location)
+		return nil, escaped, err
+	}
+	file, err := pin(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", location, err)
+	}
+	for _, q := range stmts {
+		if strings.Contains(q, "%s") {
+			q = fmt.Sprintf(q, sqlString(file.name))
+		}
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			file.release()
 			return nil, nil, fmt.Errorf("%s: %w", location, err)
 		}
-		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
-		return nil, nil, err
 	}
-	escaped, err := copyJobs(ctx, duck, location)
-	return nil, escaped, err
+	return file, nil, nil
 }
 
 // copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
