@@ -111,8 +111,35 @@ func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, er
 	if err := d.Check(ctx, stmt); err != nil {
 		return nil, err
 	}
-	return d.db.QueryContext(ctx, stmt, args...)
+	rows, err := d.db.QueryContext(ctx, stmt, args...)
+	return rows, d.named(err)
 }
+
+// named returns err with the name of the copy DuckDB reads (see pinned)
+// replaced by the table's location in its text, which is what the user
+// knows; errors.Is and errors.As see err as it was.
+func (d *DB) named(err error) error {
+	if d.file == nil {
+		return err
+	}
+	return renamed(err, d.file.name, d.location)
+}
+
+// renamed returns err with name replaced by location in its text.
+func renamed(err error, name, location string) error {
+	if err == nil || !strings.Contains(err.Error(), name) {
+		return err
+	}
+	return &namedError{strings.ReplaceAll(err.Error(), name, location), err}
+}
+
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }
 
 // Result is the whole answer to a statement: the column names and the
 // rows, each as long as Columns. Values are as DuckDB's database/sql
@@ -146,7 +173,7 @@ func (d *DB) Select(ctx context.Context, stmt string, args ...any) (*Result, err
 		res.Rows = append(res.Rows, r)
 	})
 	if err != nil {
-		return nil, err
+		return nil, d.named(err)
 	}
 	return res, nil
 }
@@ -323,7 +350,7 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Es
 		}
 		if _, err := duck.ExecContext(ctx, q); err != nil {
 			file.release()
-			return nil, nil, fmt.Errorf("%s: %w", location, err)
+			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
 		}
 	}
 	return file, nil, nil

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -136,5 +137,15 @@ func TestReadsDuringReplacements(t *testing.T) {
 		}
 		versionOf(t, db)
 		db.Close()
+	}
+}
+
+// Errors name the table, not the copy DuckDB reads.
+func TestErrorNamesTable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "broken.parquet")
+	os.WriteFile(path, []byte("PAR1 this is no Parquet file PAR1"), 0o644)
+	_, err := Open(t.Context(), path)
+	if err == nil || strings.Contains(err.Error(), "worker-query-") || strings.Count(err.Error(), path) < 2 {
+		t.Errorf("Open of a broken Parquet file: %v; want an error naming %s, in DuckDB's words too", err, path)
 	}
 }
