@@ -41,8 +41,12 @@ import (
 // a new one over it) changes nothing the DB reads, and its statements
 // never see part of one version and part of another. SQLite and CSV
 // tables are copied in when the DB is opened (a CSV table's latest
-// changes, in its journal, included). Open again to see later changes. Geometries are WKT text (GEOMETRY
-// in Parquet tables, where DuckDB's core ST_ functions work on them).
+// changes, in its journal, included). Open again to see later changes.
+// Geometries are WKT text in SQLite and CSV tables, and GEOMETRY in
+// Parquet and DuckDB tables, where DuckDB's core ST_ functions work on
+// them; Select and Write give a GEOMETRY value as WKT text (3D kept), not
+// the WKB that DuckDB's database/sql driver hands over (rows of Query
+// still have the WKB bytes).
 // Statements without ORDER BY see the rows in table order (DuckDB's
 // preserve_insertion_order, set on), so row_number() OVER () numbers them
 // as the table does. A DB runs one statement at a time on its one
@@ -178,20 +182,67 @@ func (d *DB) Select(ctx context.Context, stmt string, args ...any) (*Result, err
 	return res, nil
 }
 
-// scanRows calls f with the values of each row; f must not keep vals.
+// scanRows calls f with the values of each row, GEOMETRY values as WKT
+// (see geometryText); f must not keep vals.
 func scanRows(rows *sql.Rows, n int, f func(vals []any)) error {
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	var geometry []int // the GEOMETRY columns
+	for i, t := range types {
+		if isGeometry(t.DatabaseTypeName()) {
+			geometry = append(geometry, i)
+		}
+	}
 	vals := make([]any, n)
 	ptrs := make([]any, n)
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	for rows.Next() {
+	for row := 1; rows.Next(); row++ {
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
+		}
+		for _, i := range geometry {
+			v, err := geometryText(vals[i])
+			if err != nil {
+				return fmt.Errorf("row %d, column %q: %w", row, types[i].Name(), err)
+			}
+			vals[i] = v
 		}
 		f(vals)
 	}
 	return rows.Err()
+}
+
+// isGeometry reports whether a DuckDB type name is GEOMETRY, with or
+// without a CRS ("GEOMETRY('OGC:CRS84')", as GeoParquet columns have).
+func isGeometry(typ string) bool {
+	return typ == "GEOMETRY" || strings.HasPrefix(typ, "GEOMETRY(")
+}
+
+// geometryText turns a GEOMETRY value, which DuckDB's database/sql driver
+// hands over as WKB (ISO, with Z and M where the geometry has them), into
+// WKT as DuckDB's ST_AsText writes it ("POLYGON Z ((...))" in 3D; see
+// wkbToWKT). nil stays nil.
+func geometryText(v any) (any, error) {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		b = x
+	case string:
+		b = []byte(x)
+	default:
+		return nil, fmt.Errorf("a GEOMETRY value of Go type %T", v)
+	}
+	t, err := wkbToWKT(b)
+	if err != nil {
+		return nil, fmt.Errorf("GEOMETRY value that is no WKB: %w", err)
+	}
+	return t, nil
 }
 
 // plain turns bytes into a string, as JSON and Result show them.
