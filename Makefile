@@ -49,6 +49,14 @@ bench: ## Run the benchmarks (store operations, a whole run against the fake bac
 kill-campaign: ## SIGKILL a 500-job run with faults 30 times per table format, then check it (WORKER_KILL_SEED replays)
 	WORKER_KILL_CAMPAIGN=1 $(GO) test -count=1 -timeout 30m -run '^TestKillCampaign$$' -v ./test/
 
+.PHONY: pg-kill-campaign
+pg-kill-campaign: ## 3 workers on one PostgreSQL table, 20 random SIGKILLs, 1,000 jobs (WORKER_TEST_POSTGRES, see .ci/postgres)
+	WORKER_PG_KILL_CAMPAIGN=1 $(GO) test -count=1 -timeout 30m -run '^TestPostgresKillCampaign$$' -v ./test/
+
+.PHONY: pg-bench
+pg-bench: ## 1, 2 and 4 worker processes on one PostgreSQL table, 2,000 jobs: jobs/s, requests and statements per job
+	$(GO) test -run '^$$' -bench PostgresWorkers -benchtime 1x -timeout 30m ./test/
+
 .PHONY: crash-all
 crash-all: ## The drivers' crash case with the open after each kill killed at each of its own points (slow)
 	WORKER_CRASH_ALL=1 $(GO) test -race -count=1 -timeout 30m -run 'TestConformance.*/CrashDuringOpen' ./driver/...

@@ -10,6 +10,7 @@ package driver
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"iter"
 )
@@ -181,4 +182,51 @@ type WriteChecker interface {
 // table once per loop.
 type Flusher interface {
 	Flush(ctx context.Context) error
+}
+
+// Owner is one worker's identity among the processes that share a table,
+// kept by the store itself (see Liveness). worker.Owner is the part the
+// manager uses: ID and Alive.
+type Owner interface {
+	// ID is this worker's identity, recorded in the worker_id column.
+	ID() string
+	// Alive reports whether the worker with id still runs. false means
+	// its rows are this worker's to take over: never for two callers.
+	Alive(id string) bool
+	// Lost is closed when this worker can no longer vouch that it is
+	// alive (its heartbeat failed for too long, or others took over its
+	// rows): it must stop acting on rows at once.
+	Lost() <-chan struct{}
+	// Close gives up the identity; the rows it owned are taken over.
+	Close() error
+}
+
+// Liveness is a Store that keeps which workers share it and whether each
+// still runs, for workers that do not share a machine (a database
+// server). Stores in files leave that to the lock files of
+// worker.LockOwner, which the operating system releases when a process
+// ends.
+type Liveness interface {
+	// Register makes this process a worker of the table.
+	Register(ctx context.Context) (Owner, error)
+	// Workers returns the ids of the workers that run now.
+	Workers(ctx context.Context) ([]string, error)
+}
+
+// Replacer is a Store whose rows can all be replaced in one transaction
+// (a database server, where there is no file to write anew and rename):
+// Replace takes columns and rows as Init does, adds the columns the table
+// lacks, and leaves either all the new rows, keyed from 1 in their order,
+// or the old ones.
+type Replacer interface {
+	Replace(ctx context.Context, columns []string, rows iter.Seq2[[]any, error]) error
+}
+
+// SQLReader is a Store that runs reading SQL itself (a database server):
+// ReadSQL runs one statement, with args for its placeholders, over the job
+// table called jobs (the user's columns, then the manager's), in a
+// transaction that refuses any change. done ends it, once rows are read
+// and closed.
+type SQLReader interface {
+	ReadSQL(ctx context.Context, stmt string, args ...any) (rows *sql.Rows, done func(), err error)
 }

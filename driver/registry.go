@@ -32,6 +32,10 @@ type Driver struct {
 	// without knowing those files. Without it, Remove deletes path only.
 	// A file that does not exist is no error.
 	Remove func(path string) error
+	// Exists, when set, reports whether a table is at path, for drivers
+	// whose tables are no files (a database server). Without it, a table
+	// exists when its file does.
+	Exists func(ctx context.Context, path string) (bool, error)
 }
 
 var (
@@ -112,6 +116,23 @@ func open(ctx context.Context, location string, reader bool) (Store, error) {
 		return nil, fmt.Errorf("open %s store %s: %w", d.Name, path, err)
 	}
 	return s, nil
+}
+
+// Exists reports whether a table is at location: its file exists, or
+// the driver's Exists says so.
+func Exists(ctx context.Context, location string) (bool, error) {
+	d, path, err := Lookup(location)
+	if err != nil {
+		return false, err
+	}
+	if d.Exists != nil {
+		return d.Exists(ctx, path)
+	}
+	_, err = os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // Remove deletes the table at location and the files its driver keeps

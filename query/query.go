@@ -20,16 +20,19 @@ import (
 	sqldriver "database/sql/driver"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2"
 
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
 )
 
@@ -53,11 +56,19 @@ import (
 // connection: it is safe for use by several goroutines, which take turns,
 // but the rows of a Query must be closed before the next statement, or
 // that statement waits for ever.
+//
+// A table on a database server that runs SQL itself (PostgreSQL, see
+// driver.SQLReader) is not copied: each statement runs there, in the
+// server's SQL, in a read-only transaction, over a view called jobs.
 type DB struct {
 	db       *sql.DB
 	location string
 	escaped  []Escaped
 	file     *pinned // the Parquet or DuckDB file read, nil for a copy
+
+	server  driver.Store // a store that is a driver.SQLReader, or nil
+	mu      sync.Mutex
+	pending []func() // the server transactions of earlier statements
 }
 
 // Escaped is a cell of a SQLite or CSV table that is not UTF-8 text (a
@@ -82,6 +93,16 @@ func Open(ctx context.Context, location string) (*DB, error) {
 	if err := tableconv.CheckExists(location); err != nil {
 		return nil, err
 	}
+	if d, _, err := driver.Lookup(location); err == nil && d.Exists != nil {
+		store, err := driver.OpenReader(ctx, location)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := store.(driver.SQLReader); ok {
+			return &DB{server: store, location: location}, nil
+		}
+		store.Close()
+	}
 	duck, escaped, file, err := openJobs(ctx, location)
 	if err != nil {
 		return nil, err
@@ -96,6 +117,10 @@ func (d *DB) Escaped() []Escaped { return d.escaped }
 
 // Close releases the snapshot.
 func (d *DB) Close() error {
+	if d.server != nil {
+		d.endPending()
+		return d.server.Close()
+	}
 	err := d.db.Close()
 	if rerr := d.file.release(); err == nil {
 		err = rerr
@@ -103,15 +128,55 @@ func (d *DB) Close() error {
 	return err
 }
 
+// endPending ends the server transactions of earlier statements, whose
+// rows are read by now: one statement at a time.
+func (d *DB) endPending() {
+	d.mu.Lock()
+	pending := d.pending
+	d.pending = nil
+	d.mu.Unlock()
+	for _, done := range pending {
+		done()
+	}
+}
+
+// serverQuery runs stmt on the server (see DB). Its refusals of a write
+// (SQLSTATE 25006) and of several statements are *RefusedError.
+func (d *DB) serverQuery(ctx context.Context, stmt string, args ...any) (*sql.Rows, error) {
+	d.endPending()
+	rows, done, err := d.server.(driver.SQLReader).ReadSQL(ctx, stmt, args...)
+	if err != nil {
+		var state interface{ SQLState() string }
+		if errors.As(err, &state) {
+			switch state.SQLState() {
+			case "25006": // read_only_sql_transaction
+				return nil, &RefusedError{What: "a statement that writes (" + err.Error() + ")"}
+			case "42601":
+				if strings.Contains(err.Error(), "multiple commands") {
+					return nil, &RefusedError{Multiple: true}
+				}
+			}
+		}
+		return nil, err
+	}
+	d.mu.Lock()
+	d.pending = append(d.pending, done)
+	d.mu.Unlock()
+	return rows, nil
+}
+
 // Location returns the table location the DB was opened on.
 func (d *DB) Location() string { return d.location }
 
 // Query runs one reading statement (see Check) with args for its ?
-// placeholders and returns its rows, which the caller must close. A
+// placeholders ($1, $2, ... on PostgreSQL) and returns its rows, which the caller must close. A
 // statement that is not reading, or several statements, are a
 // *RefusedError; SQL DuckDB does not accept is an error with DuckDB's
 // message, unprefixed.
 func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, error) {
+	if d.server != nil {
+		return d.serverQuery(ctx, stmt, args...)
+	}
 	if err := d.Check(ctx, stmt); err != nil {
 		return nil, err
 	}
@@ -278,7 +343,13 @@ func (e *RefusedError) Error() string {
 // pass, one at a time. SQL DuckDB cannot prepare is an error with its
 // message. Query and Select check first; Check is for a caller that wants
 // to refuse a statement before it has the table to run it on.
+//
+// On a database server (see DB), Check passes every statement: the
+// server's read-only transaction refuses one that writes when it runs.
 func (d *DB) Check(ctx context.Context, stmt string) error {
+	if d.server != nil {
+		return nil
+	}
 	conn, err := d.db.Conn(ctx)
 	if err != nil {
 		return err

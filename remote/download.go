@@ -253,43 +253,53 @@ func (p *part) close() {
 }
 
 // RemoveParts deletes the partial downloads (name.part, name.part.meta)
-// in dir that no download is writing, except those named in keep (files
-// that are results in their own right), and returns the names it removed.
-// Call it once a job's results are complete, or given up, so that no
-// partial file outlives the run.
+// in dir and its sub-folders that no download is writing, except those
+// named in keep (files that are results in their own right, by their path
+// relative to dir with forward slashes, such as "data/b03.tif.part"), and
+// returns the relative paths it removed. Call it once a job's results are
+// complete, or given up, so that no partial file outlives the run.
+// Symbolic links are not followed.
 func RemoveParts(dir string, keep map[string]bool) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, err
 	}
 	var removed []string
 	var errs []error
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || keep[name] {
-			continue
+	err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+		if err != nil {
+			if p != dir && errors.Is(err, os.ErrNotExist) {
+				return nil // removed while we walk
+			}
+			errs = append(errs, err)
+			return nil
 		}
-		switch {
+		rel, _ := filepath.Rel(dir, p)
+		rel = filepath.ToSlash(rel)
+		if e.IsDir() || !e.Type().IsRegular() || keep[rel] {
+			return nil
+		}
+		switch name := e.Name(); {
 		case strings.HasSuffix(name, PartSuffix):
-			gone, err := removeIdlePart(filepath.Join(dir, name))
+			gone, err := removeIdlePart(p)
 			if err != nil {
 				errs = append(errs, err)
 			}
 			if gone {
-				removed = append(removed, name)
+				removed = append(removed, rel)
 			}
 		case strings.HasSuffix(name, metaSuffix):
 			// Its part is removed with it; a validator left alone goes too.
-			base := strings.TrimSuffix(name, metaSuffix)
-			if _, err := os.Stat(filepath.Join(dir, base+PartSuffix)); errors.Is(err, os.ErrNotExist) {
-				if err := os.Remove(filepath.Join(dir, name)); err == nil {
-					removed = append(removed, name)
+			part := strings.TrimSuffix(p, metaSuffix) + PartSuffix
+			if _, err := os.Lstat(part); errors.Is(err, os.ErrNotExist) {
+				if err := os.Remove(p); err == nil {
+					removed = append(removed, rel)
 				}
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
 	}
 	return removed, errors.Join(errs...)
 }
@@ -323,6 +333,30 @@ func removeIdlePart(path string) (bool, error) {
 	unlock(f)
 	f.Close()
 	return true, nil
+}
+
+// VerifyFile checks a file on disk against the asset's file:size and
+// file:checksum, as DownloadAsset checks what it downloads: nil when the
+// file matches (or the asset announces neither), an error matching
+// ErrVerify when it does not, and the error of the file system when the
+// file cannot be read (os.ErrNotExist for a missing one).
+func VerifyFile(path string, a Asset) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w: not a regular file", path, ErrVerify)
+	}
+	if err := verify(f, fi.Size(), a); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // verify checks size and checksum. The checksum is a multihash in hex, as

@@ -104,3 +104,31 @@ func TestSameOrigin(t *testing.T) {
 		}
 	}
 }
+
+// Partial downloads in sub-folders (assets with folder keys) are removed
+// too, and keep names files by their path relative to the folder.
+func TestRemovePartsInFolders(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"data/b03.tif", "data/b03.tif.part", "data/b03.tif.part.meta", "data/qa/m.tif.part",
+		"data/kept.part", "top.part"} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("x"), 0o644)
+	}
+	removed, err := RemoveParts(dir, map[string]bool{"data/kept.part": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(removed)
+	if want := []string{"data/b03.tif.part", "data/qa/m.tif.part", "top.part"}; !slices.Equal(removed, want) {
+		t.Errorf("removed %v, want %v", removed, want)
+	}
+	for _, name := range []string{"data/b03.tif", "data/kept.part"} {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "b03.tif.part.meta")); !os.IsNotExist(err) {
+		t.Errorf("validator of a removed part left: %v", err)
+	}
+}

@@ -35,7 +35,10 @@ type Policy struct {
 	// Timeout bounds one attempt of a request, its body included
 	// (default 2m); DownloadTimeout one attempt of a download (default 30m).
 	Timeout, DownloadTimeout time.Duration
-	// RequestsPerSecond limits all requests to the back-end (0: no limit).
+	// RequestsPerSecond limits all requests to the back-end. 0 leaves the
+	// rate to be learned: paced from 100 a second and faster while the
+	// back-end takes them, kept under the rate it allowed once it answers
+	// 429 (see rateLearner in ratelearn.go).
 	RequestsPerSecond float64
 	// StartsPerMinute limits job starts (0: no limit; CDSE allows 12).
 	StartsPerMinute int
@@ -44,7 +47,8 @@ type Policy struct {
 	// and 30s; a negative threshold disables the breaker).
 	BreakerThreshold int
 	BreakerDelay     time.Duration
-	// Logger receives a debug line for each retry (nil: slog.Default()).
+	// Logger receives a debug line for each retry and each change of a
+	// learned rate (nil: slog.Default()).
 	Logger *slog.Logger
 }
 
@@ -84,6 +88,7 @@ type policies struct {
 	breaker  circuitbreaker.CircuitBreaker[any]
 	requests ratelimiter.RateLimiter[any]
 	starts   ratelimiter.RateLimiter[any]
+	learned  *rateLearner // without RequestsPerSecond
 }
 
 func newPolicies(p *Policy) *policies {
@@ -102,6 +107,12 @@ func newPolicies(p *Policy) *policies {
 	}
 	if cp.RequestsPerSecond > 0 {
 		ps.requests = ratelimiter.NewSmoothWithMaxRate[any](time.Duration(float64(time.Second) / cp.RequestsPerSecond))
+	} else {
+		log := cp.Logger
+		if log == nil {
+			log = slog.Default()
+		}
+		ps.learned = newRateLearner(log)
 	}
 	if cp.StartsPerMinute > 0 {
 		ps.starts = ratelimiter.NewSmooth[any](uint(cp.StartsPerMinute), time.Minute)
@@ -190,10 +201,22 @@ func (ps *policies) run(ctx context.Context, idempotent, start bool, method, url
 		if ps.requests != nil {
 			return ps.requests.AcquirePermit(ctx)
 		}
+		if ps.learned != nil {
+			return ps.learned.acquire(ctx)
+		}
 		return nil
 	}
 	err := failsafe.With(pols...).WithContext(ctx).Run(func() error {
-		return attempt(ctx, permit)
+		err := attempt(ctx, permit)
+		var apiErr *APIError
+		switch {
+		case ps.learned == nil:
+		case errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusTooManyRequests:
+			ps.learned.tooMany(apiErr.RetryAfter)
+		case err == nil || apiErr != nil:
+			ps.learned.answered()
+		}
+		return err
 	})
 	if errors.Is(err, circuitbreaker.ErrOpen) {
 		return fmt.Errorf("%w (%w)", ErrUnavailable, err)

@@ -124,16 +124,17 @@ func (e *NoTableError) Error() string { return e.Location + ": no such job table
 // Unwrap makes errors.Is(err, fs.ErrNotExist) hold.
 func (e *NoTableError) Unwrap() error { return fs.ErrNotExist }
 
-// CheckExists returns a *NoTableError when the file of the table at
-// location (see driver.Lookup) does not exist, so that a typo is reported
+// CheckExists returns a *NoTableError when the table at location (see
+// driver.Lookup) does not exist (its file, or for a database server its
+// table, see driver.Exists), so that a typo is reported
 // instead of opening, and so creating, an empty table; an unknown kind of
 // location is an error too.
 func CheckExists(location string) error {
-	_, path, err := driver.Lookup(location)
+	ok, err := driver.Exists(context.Background(), location)
 	if err != nil {
-		return err
+		return err // it names the file, or the server's table (never its password)
 	}
-	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+	if !ok {
 		return &NoTableError{Location: location}
 	}
 	return nil
@@ -350,12 +351,14 @@ func WriteGeoJSON(path string, t *Table) error {
 // leaves nothing behind; a location that already holds a table is an
 // error matching driver.ErrExists, and that table is left as it was.
 func Create(ctx context.Context, location string, t *Table) (int, error) {
-	_, path, err := driver.Lookup(location)
+	d, path, err := driver.Lookup(location)
 	if err != nil {
 		return 0, err
 	}
 	_, statErr := os.Stat(path)
-	existed := statErr == nil
+	// A table on a server is made in one transaction: a failed Init
+	// leaves nothing, and a table found there is someone else's.
+	existed := statErr == nil || d.Exists != nil
 	s, err := driver.Open(ctx, location)
 	if err != nil {
 		return 0, err

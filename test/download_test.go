@@ -68,3 +68,49 @@ func TestUnwritableRootDir(t *testing.T) {
 		t.Errorf("%d jobs created, want %d: the rerun only downloads", n, rows)
 	}
 }
+
+// worker download handles assets one by one, as run does: a key with
+// folders lands in the same folders, a refused name and a failing asset
+// cost neither the others nor job_<id>.json, the row stays pending with
+// the missing assets in last_error, and the next download fetches the
+// failed asset; the refused one is given up, its name kept in last_error.
+// (Before: nothing of the job was written and the rows said nothing.)
+func TestDownloadAssetsOneByOne(t *testing.T) {
+	t.Parallel()
+	srv := remotetest.NewServer(remotetest.Options{AssetNames: []string{"data/b03.tif", "b.tif", "../escape.tif"},
+		Faults: remotetest.Faults{FailingAssets: []string{"b.tif"}, FailingAssetStatus: 404}})
+	defer srv.Close()
+	dir := newTable(t, 2)
+	backend := "fake=" + srv.URL
+	mustWork(t, dir, fakeEnv, "run", "--db", "jobs.db", "--backend", backend, "--process", "p.json",
+		"--root-dir", "res", "--poll", "20ms", "--no-download")
+	download := []string{"download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res"}
+	check := func(pending bool, files ...string) {
+		t.Helper()
+		for _, r := range readRows(t, filepath.Join(dir, "jobs.db")) {
+			if r.DownloadPending != pending || !strings.Contains(r.LastError, `"../escape.tif"`) ||
+				strings.Contains(r.LastError, `"b.tif"`) == !pending {
+				t.Errorf("row %d: pending=%v last_error=%q", r.Key, r.DownloadPending, r.LastError)
+			}
+			jobDir := worker.JobDir(filepath.Join(dir, "res"), r.ID)
+			for _, f := range append(files, "job_"+r.ID+".json") {
+				if _, err := os.Stat(filepath.Join(jobDir, filepath.FromSlash(f))); err != nil {
+					t.Errorf("row %d: %v", r.Key, err)
+				}
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, "res", "escape.tif")); err == nil {
+			t.Error("an asset escaped its job folder")
+		}
+	}
+	if out, errOut, code := work(t, dir, fakeEnv, download...); code != 1 {
+		t.Fatalf("download: exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	check(true, "data/b03.tif")
+
+	srv.SetFaults(remotetest.Faults{})
+	if out, errOut, code := work(t, dir, fakeEnv, download...); code != 1 {
+		t.Fatalf("download after the fix: exit %d, want 1 (the refused asset)\n%s\n%s", code, out, errOut)
+	}
+	check(false, "data/b03.tif", "b.tif")
+}

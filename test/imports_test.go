@@ -46,6 +46,8 @@ func TestImportDirection(t *testing.T) {
 		"driver/sqlite":              driverLayer,
 		"driver/duckdb":              driverLayer,
 		"driver/csvfile":             driverLayer,
+		"driver/postgres":            driverLayer,
+		"driver/postgres/pgtest":     func(imp string) bool { return imp == "driver/postgres" },
 		"driver/internal/sqlbuild":   func(imp string) bool { return imp == "driver" },
 		"driver/internal/crashpoint": func(string) bool { return false },
 		// The conformance suite sets the drivers' crash points.

@@ -1,8 +1,10 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 	"github.com/openeo-batch/worker/worker"
 )
@@ -197,5 +200,130 @@ func assetNamedPartKept(t *testing.T) {
 	_, err := f.runErr(t)
 	if rows := missing(t, err); len(rows) != 1 || !strings.Contains(rows[0].Err, `"tile.part"`) {
 		t.Errorf("reported %+v, want the clash named", rows)
+	}
+}
+
+// Asset keys with folders, as STAC catalogues produce them, land in the
+// same folders under the job folder, as the Python client saves them.
+// (Before: every asset and job_<id>.json refused, the row given up.)
+func TestAssetKeysWithFolders(t *testing.T) { synctest.Test(t, assetKeysWithFolders) }
+
+func assetKeysWithFolders(t *testing.T) {
+	names := []string{"data/b03.tif", "data/b04.tif", "data/qa/mask.tif", "thumb.png"}
+	f := newFixture(t, 2, remotetest.Options{AssetNames: names, AssetSize: 300})
+	f.run(t)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || r.DownloadPending || r.LastError != "" {
+			t.Errorf("row %d: %q pending=%v last_error=%q", r.Key, r.Status, r.DownloadPending, r.LastError)
+		}
+		dir := worker.JobDir(f.root, r.ID)
+		for _, name := range names {
+			b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+			if err != nil || !bytes.Equal(b, remotetest.AssetBytes(r.ID, name, 300)) {
+				t.Errorf("row %d asset %s: %d bytes, %v", r.Key, name, len(b), err)
+			}
+		}
+		if _, err := os.Stat(worker.MetadataPath(f.root, r.ID)); err != nil {
+			t.Errorf("row %d: %v", r.Key, err)
+		}
+	}
+	if left := partials(f.root); len(left) > 0 {
+		t.Errorf("partial files left: %v", left)
+	}
+}
+
+// A refused asset name costs no other asset nor job_<id>.json: the
+// harmless assets are saved, the row is given up (no attempt can mend a
+// name) with every refused asset named in last_error, and nothing is
+// written outside the job folder. (Before: nothing of the job written.)
+func TestRefusedAssetKeepsTheOthers(t *testing.T) { synctest.Test(t, refusedAssetKeepsTheOthers) }
+
+func refusedAssetKeepsTheOthers(t *testing.T) {
+	hostile := []string{"../../escape.tif", `..\..\escape2.tif`, "C:/escape3.tif", "/tmp/escape4.tif", "data/../../escape5.tif"}
+	good := []string{"good.tif", "data/ok.tif", `win\style.tif`}
+	f := newFixture(t, 1, remotetest.Options{AssetNames: append(append([]string{}, hostile...), good...)})
+	_, err := f.runErr(t)
+	rows := missing(t, err)
+	if len(rows) != 1 || rows[0].Pending {
+		t.Fatalf("reported %+v, want the row given up", rows)
+	}
+	r := f.rows(t)[0]
+	if r.Status != driver.Finished || r.DownloadPending {
+		t.Errorf("row: %q pending=%v", r.Status, r.DownloadPending)
+	}
+	if !strings.Contains(r.LastError, "5 of 8 assets missing") {
+		t.Errorf("last_error %q does not count the missing assets", r.LastError)
+	}
+	for _, name := range hostile {
+		if q := fmt.Sprintf("%q", name); !strings.Contains(r.LastError, q) {
+			t.Errorf("last_error %q does not name %s", r.LastError, q)
+		}
+	}
+	dir := worker.JobDir(f.root, r.ID)
+	for _, name := range []string{"good.tif", "data/ok.tif", "win/style.tif", "job_" + r.ID + ".json"} {
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(name))); err != nil {
+			t.Errorf("%s not saved: %v", name, err)
+		}
+	}
+	filepath.Walk(filepath.Dir(f.root), func(p string, info os.FileInfo, err error) error {
+		if err == nil && strings.Contains(p, "escape") {
+			t.Errorf("hostile asset written to %s", p)
+		}
+		return nil
+	})
+}
+
+// An asset whose download fails costs no other asset nor job_<id>.json;
+// the row keeps download_pending with the missing asset named in
+// last_error, and a rerun fetches that asset alone and clears the error.
+// (Before: no job_<id>.json, and the rerun fetched every asset again.)
+func TestFailedAssetStaysPending(t *testing.T) { synctest.Test(t, failedAssetStaysPending) }
+
+func failedAssetStaysPending(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"a.tif", "b.tif"},
+		Faults: remotetest.Faults{FailingAssets: []string{"b.tif"}}})
+	srv := f.servers["a"]
+	c, err := remote.New(srv.APIURL, &remote.Options{HTTPClient: virtualClient(f.clock),
+		Policy: &remote.Policy{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(srv.ValidToken())
+	f.cfg.Backends[0].Client = c
+	_, err = f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || !rows[0].Pending {
+		t.Fatalf("reported %+v, want the row pending", rows)
+	}
+	r := f.rows(t)[0]
+	if !r.DownloadPending || !strings.Contains(r.LastError, `1 of 2 assets missing: asset "b.tif"`) {
+		t.Errorf("row: pending=%v last_error=%q, want pending with b.tif named", r.DownloadPending, r.LastError)
+	}
+	dir := worker.JobDir(f.root, r.ID)
+	for _, name := range []string{"a.tif", "job_" + r.ID + ".json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s not saved: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "b.tif")); err == nil {
+		t.Errorf("b.tif saved although every download of it failed")
+	}
+
+	outside(func() { srv.SetFaults(remotetest.Faults{}) })
+	before := len(srv.AssetRequests())
+	if _, err := f.runErr(t); err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	r = f.rows(t)[0]
+	if r.DownloadPending || r.LastError != "" {
+		t.Errorf("row after the rerun: pending=%v last_error=%q", r.DownloadPending, r.LastError)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "b.tif"))
+	if err != nil || !bytes.Equal(b, srv.AssetContent(r.ID, "b.tif")) {
+		t.Errorf("b.tif after the rerun: %d bytes, %v", len(b), err)
+	}
+	for _, req := range srv.AssetRequests()[before:] {
+		if strings.HasSuffix(req.Path, "/a.tif") {
+			t.Errorf("the rerun fetched a.tif again: %+v", req)
+		}
 	}
 }

@@ -38,92 +38,146 @@ func ErrorLogPath(root, jobID string) string {
 // DownloadResults is the default handler for finished jobs: it downloads
 // every result asset into ev.Dir (a few at a time, each checked against its
 // announced size and checksum) and writes the job's description to
-// job_<id>.json there, last, so that file marks a complete download. Expired
-// result links are renewed by asking for the results again; a download cut
-// off, here or by a kill, resumes from its <file>.part (see
-// remote.Client.DownloadAsset), and partial files left over are removed
-// once the download is complete.
+// job_<id>.json there, the layout of the Python client's
+// MultiBackendJobManager. Each asset is saved under its key (see
+// AssetPath: "data/b03.tif" in ev.Dir/data/b03.tif). Expired result links
+// are renewed by asking for the results again; a download cut off, here or
+// by a kill, resumes from its <file>.part (see remote.Client.DownloadAsset),
+// and partial files left over are removed once the download is complete.
 //
-// Results that can never be downloaded as the back-end describes them (an
-// asset name that leaves the job folder, a link that is not http(s), a job
-// the back-end no longer knows) are Permanent errors; any other failure
-// (a folder that cannot be written, a back-end that does not answer) leaves
-// the download pending.
+// Each asset is handled alone: one that is refused or fails costs no other,
+// and job_<id>.json is written whatever becomes of the assets. An asset
+// whose file is already on disk and matches the announced size and
+// checksum is not fetched again, so a later attempt fetches only what is
+// missing. When assets are missing the error is an *AssetsError naming
+// them (and their causes); it is Permanent when no later attempt can fetch
+// any of them as the back-end describes them (names that leave the job
+// folder or clash, links that are not http(s)), or when the back-end no
+// longer knows the job. Any other failure (a folder that cannot be
+// written, a back-end that does not answer) leaves the download pending.
 func DownloadResults(ctx context.Context, ev Event) error {
 	id := ev.Row.ID
 	res, err := ev.Conn.Results(ctx, id)
-	if errors.Is(err, remote.ErrJobNotFound) {
-		return Permanent(fmt.Errorf("results of job %s: %w", id, err))
-	}
 	if err != nil {
-		return fmt.Errorf("results of job %s: %w", id, err)
-	}
-	files := map[string]string{} // asset key -> file name
-	keep := map[string]bool{}    // file names of the results
-	for name, a := range res.Assets {
-		if files[name], err = assetFileName(name, a.Href); err != nil {
-			return Permanent(fmt.Errorf("job %s: %w", id, err))
-		}
-		keep[files[name]] = true
-	}
-	for name, file := range files {
-		for _, suffix := range []string{remote.PartSuffix, remote.PartSuffix + ".meta"} {
-			if keep[file+suffix] {
-				return Permanent(fmt.Errorf("job %s: asset %q would be saved as %q, the name of the partial download of asset %q: refusing both",
-					id, name, file+suffix, name))
+		err = fmt.Errorf("results of job %s: %w", id, err)
+		gone := errors.Is(err, remote.ErrJobNotFound)
+		if ev.Job != nil && ev.Job.Raw != nil || !gone && ctx.Err() == nil {
+			if merr := writeMetadata(ctx, ev); merr != nil {
+				err = fmt.Errorf("%w; %w", err, merr)
 			}
+		}
+		if gone {
+			return Permanent(err)
+		}
+		return err
+	}
+	paths, refused := AssetPaths(id, res.Assets)
+	var failures []AssetFailure
+	for key, err := range refused {
+		failures = append(failures, AssetFailure{Key: key, Err: err, Permanent: true})
+	}
+	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
+		return err
+	}
+	var mu sync.Mutex // guards assets while links are renewed, and failures
+	assets := maps.Clone(res.Assets)
+	var g errgroup.Group // not WithContext: one failed asset stops no other
+	g.SetLimit(4)
+	for key, rel := range paths {
+		g.Go(func() error {
+			err := downloadAsset(ctx, ev.Conn, id, key, filepath.Join(ev.Dir, filepath.FromSlash(rel)), &mu, assets)
+			if err != nil {
+				permanent := errors.Is(err, remote.ErrUnsupportedLink) || errors.Is(err, remote.ErrJobNotFound)
+				mu.Lock()
+				failures = append(failures, AssetFailure{Key: key, Err: err, Permanent: permanent})
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	if err := ctx.Err(); err != nil {
+		return err // stopped: what is missing is fetched next time
+	}
+	merr := writeMetadata(ctx, ev)
+	if len(failures) == 0 {
+		if merr != nil {
+			return merr
+		}
+		keep := map[string]bool{} // results whose names end in .part
+		for _, rel := range paths {
+			keep[rel] = true
+		}
+		_, err := remote.RemoveParts(ev.Dir, keep)
+		return err
+	}
+	sortFailures(failures)
+	aerr := &AssetsError{JobID: id, Total: len(res.Assets), Missing: failures}
+	switch {
+	case merr != nil:
+		return fmt.Errorf("%w; %w", aerr, merr)
+	case aerr.permanent():
+		return Permanent(aerr)
+	}
+	return aerr
+}
+
+// downloadAsset fetches asset key of job id to dst, unless dst already
+// holds it whole, renewing expired links (a few times) by asking for the
+// results again. mu guards assets, shared by the downloads of the job.
+func downloadAsset(ctx context.Context, conn *remote.Client, id, key, dst string, mu *sync.Mutex, assets map[string]remote.Asset) error {
+	mu.Lock()
+	a := assets[key]
+	mu.Unlock()
+	if remote.VerifyFile(dst, a) == nil {
+		return nil // fetched by an earlier attempt
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	for renewals := 0; ; renewals++ {
+		_, err := conn.DownloadAsset(ctx, a, dst)
+		if !errors.Is(err, remote.ErrLinkExpired) || renewals == 2 {
+			return err
+		}
+		fresh, err := conn.Results(ctx, id)
+		if err != nil {
+			return fmt.Errorf("renew result links: %w", err)
+		}
+		mu.Lock()
+		if fa, ok := fresh.Assets[key]; ok {
+			assets[key] = fa
+		}
+		a = assets[key]
+		mu.Unlock()
+	}
+}
+
+// writeMetadata writes the job's description to job_<id>.json in ev.Dir:
+// ev.Job's when the manager has it, else the back-end's answer.
+func writeMetadata(ctx context.Context, ev Event) error {
+	meta := ev.Job
+	if meta == nil || meta.Raw == nil {
+		var err error
+		if meta, err = ev.Conn.GetJob(ctx, ev.Row.ID); err != nil {
+			return fmt.Errorf("describe job %s: %w", ev.Row.ID, err)
 		}
 	}
 	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
 		return err
 	}
-	var mu sync.Mutex // guards assets while links are renewed
-	assets := maps.Clone(res.Assets)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for name, file := range files {
-		g.Go(func() error {
-			for renewals := 0; ; renewals++ {
-				mu.Lock()
-				a := assets[name]
-				mu.Unlock()
-				_, err := ev.Conn.DownloadAsset(gctx, a, filepath.Join(ev.Dir, file))
-				if !errors.Is(err, remote.ErrLinkExpired) || renewals == 2 {
-					if errors.Is(err, remote.ErrUnsupportedLink) {
-						return Permanent(fmt.Errorf("job %s asset %q: %w", id, name, err))
-					}
-					if err != nil {
-						return fmt.Errorf("job %s asset %q: %w", id, name, err)
-					}
-					return nil
-				}
-				fresh, err := ev.Conn.Results(gctx, id)
-				if err != nil {
-					return fmt.Errorf("renew result links of job %s: %w", id, err)
-				}
-				mu.Lock()
-				if fa, ok := fresh.Assets[name]; ok {
-					assets[name] = fa
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	meta := ev.Job
-	if meta == nil || meta.Raw == nil {
-		if meta, err = ev.Conn.GetJob(ctx, id); err != nil {
-			return fmt.Errorf("describe job %s: %w", id, err)
-		}
-	}
-	if err := atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+id+".json"), meta.Raw, 0o644); err != nil {
-		return err
-	}
-	_, err = remote.RemoveParts(ev.Dir, keep)
-	return err
+	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+ev.Row.ID+".json"), meta.Raw, 0o644)
 }
+
+// HandlerError is the last_error the manager records for a row in status
+// whose handler failed with err: "handling <status> job: <err>".
+func HandlerError(status driver.Status, err error) string {
+	return handlerErrPrefix + string(status) + " job: " + err.Error()
+}
+
+// IsHandlerError reports whether lastError was recorded for a failed
+// handler (see HandlerError), so that a later success clears it.
+func IsHandlerError(lastError string) bool { return strings.HasPrefix(lastError, handlerErrPrefix) }
 
 // permanentError marks a handler error that no later attempt can mend.
 type permanentError struct{ err error }
@@ -192,20 +246,6 @@ func (e *MissingResultsError) Error() string {
 
 // Is makes errors.Is(err, ErrResultsMissing) true.
 func (e *MissingResultsError) Is(target error) bool { return target == ErrResultsMissing }
-
-// assetFileName returns the file name an asset is saved under: its key,
-// which must be a plain name that stays inside the job folder.
-func assetFileName(key, href string) (string, error) {
-	name := key
-	if name == "" {
-		name = filepath.Base(href)
-	}
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) ||
-		filepath.IsAbs(name) || filepath.VolumeName(name) != "" || strings.ContainsRune(name, 0) {
-		return "", fmt.Errorf("refusing asset name %q: it is not a plain file name inside the job folder", key)
-	}
-	return name, nil
-}
 
 // SaveErrorLogs is the default handler for failed jobs: it writes the
 // job's error-level logs to job_<id>_errors.json in ev.Dir, as the Python

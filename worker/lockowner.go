@@ -79,6 +79,9 @@ func (o *LockOwner) Alive(id string) bool {
 	return false
 }
 
+// Lost is never closed: a process holds its lock until it ends.
+func (o *LockOwner) Lost() <-chan struct{} { return nil }
+
 // Close gives up the identity.
 func (o *LockOwner) Close() error {
 	os.Remove(o.lock.Path())

@@ -175,6 +175,12 @@ func (m *Manager) Run(ctx context.Context) error {
 			lastTrack = time.Now()
 		}
 		done, err := m.cycle(ctx, track)
+		if err == nil && done && !track {
+			// The run ends on a tracking cycle, so that its last progress
+			// line and flush show the table as it ends.
+			lastTrack = time.Now()
+			done, err = m.cycle(ctx, true)
+		}
 		if err != nil && ctx.Err() == nil {
 			stop()
 			return errors.Join(err, m.flush(ctx))

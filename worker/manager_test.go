@@ -29,6 +29,7 @@ type fixture struct {
 	root    string
 	servers map[string]*remotetest.Server
 	cfg     worker.Config
+	clock   *stampClock // the servers' clock
 }
 
 func newFixture(t *testing.T, rows int, opts remotetest.Options, backends ...string) *fixture {
@@ -50,6 +51,7 @@ func newFixture(t *testing.T, rows int, opts remotetest.Options, backends ...str
 		backends = []string{"a"}
 	}
 	clock := newStampClock()
+	f.clock = clock
 	for _, name := range backends {
 		srv := startServer(t, opts, clock)
 		f.servers[name] = srv

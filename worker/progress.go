@@ -168,8 +168,19 @@ func (m *Manager) reportProgress(ctx context.Context, counts []driver.Count, pol
 			bp.Paused, bp.PausedUntil = "backing off", g.until
 		}
 		g.mu.Unlock()
-		if bp.Paused == "" && !b.Client.Available() {
-			bp.Paused = "unreachable: failing requests, tried again shortly"
+		if bp.Paused == "" {
+			h := m.health[b.Name]
+			h.mu.Lock()
+			state, cause, client := h.state, h.cause, h.client
+			h.mu.Unlock()
+			switch {
+			case state == unusableNow && cause != nil:
+				bp.Paused = "unusable, checked again shortly: " + cause.Error()
+			case state == unusableNow || client == nil:
+				bp.Paused = "not connected yet"
+			case !client.Available():
+				bp.Paused = "unreachable: failing requests, tried again shortly"
+			}
 		}
 		p.Backends = append(p.Backends, bp)
 	}

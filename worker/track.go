@@ -105,6 +105,13 @@ func (m *Manager) trackBackend(ctx context.Context, b *Backend) error {
 		if busy {
 			continue // its start is in flight and will record the outcome
 		}
+		if row.Worker != "" && row.Worker != m.cfg.Owner.ID() && m.cfg.Owner.Alive(row.Worker) {
+			// Another live manager follows it: asking too would only
+			// repeat its requests (a final status is described once, by
+			// the manager that records it). Once it is gone, Alive says
+			// so to the manager that takes its rows over.
+			continue
+		}
 		rj := byID[row.ID]
 		if rj == nil {
 			// Not listed (no listing this cycle, a failed listing, or a

@@ -137,7 +137,12 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 				driver.ColUpdatedAt: time.Now().UTC().Format(time.RFC3339),
 			}})
 			if errors.Is(err, driver.ErrConflict) {
-				err = fmt.Errorf("canceled on the back-end, but the row changed meanwhile (a run records the job's status)")
+				// A run on the table may have recorded the cancel first.
+				if now, gerr := store.Get(ctx, j.Key); gerr == nil && now.Status == driver.Canceled && now.ID == j.ID {
+					err = nil
+				} else {
+					err = fmt.Errorf("canceled on the back-end, but the row changed meanwhile (a run records the job's status)")
+				}
 			}
 			res.Recorded = err == nil
 		}

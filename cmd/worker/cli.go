@@ -15,9 +15,10 @@ import (
 
 	"github.com/openeo-batch/worker/tableconv"
 
-	_ "github.com/openeo-batch/worker/driver/csvfile" // the Python client's CSV tables
-	_ "github.com/openeo-batch/worker/driver/duckdb"  // .parquet (GeoParquet) and .duckdb tables
-	_ "github.com/openeo-batch/worker/driver/sqlite"  // the embedded default store
+	_ "github.com/openeo-batch/worker/driver/csvfile"  // the Python client's CSV tables
+	_ "github.com/openeo-batch/worker/driver/duckdb"   // .parquet (GeoParquet) and .duckdb tables
+	_ "github.com/openeo-batch/worker/driver/postgres" // postgres:// tables that workers on several machines share
+	_ "github.com/openeo-batch/worker/driver/sqlite"   // the embedded default store
 )
 
 // Exit codes (documented in mainUsage, the run's --help and README.md).

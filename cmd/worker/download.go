@@ -28,11 +28,15 @@ Usage: worker download --db TABLE --backend [NAME=]URL ... [--root-dir DIR] [--w
 Fetches the results of finished rows whose results are missing or
 incomplete on disk: for each finished row it asks the back-end for the
 job's assets and compares them with ROOT/job_<id>/ (each file present, with
-the size the back-end announces, and job_<id>.json, written last, there);
-what is missing is downloaded with the same code as worker run (sizes and
-checksums checked, expired links renewed), into the same layout. The rows'
-download_pending is cleared once their results are complete. --dry-run
-only says what is missing.
+the size the back-end announces, and job_<id>.json there); what is missing
+is downloaded with the same code as worker run (sizes and checksums
+checked, expired links renewed), into the same layout: an asset key with
+folders (data/b03.tif) in the same folders under job_<id>/. Names that
+would leave the job folder are refused. The rows' download_pending is
+cleared once their results are complete; a row whose assets cannot all be
+fetched keeps it, with the missing assets named in last_error, for the
+next run or download (unless they can never be fetched as the back-end
+describes them). --dry-run only says what is missing.
 
 --backend gives each back-end that the rows are on, with the credentials
 worker run uses; a URL alone is named after its host. --where (a DuckDB
@@ -109,10 +113,10 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 				res.Done = true
 				return nil
 			}()
-			if err == nil && j.DownloadPending && writable && !*dryRun && (res.Done || len(res.Missing) == 0) {
-				err = store.Update(gctx, driver.Update{Key: j.Key, From: []driver.Status{driver.Finished}, Set: driver.Values{
-					driver.ColDownloadPending: false, driver.ColUpdatedAt: time.Now().UTC().Format(time.RFC3339),
-				}})
+			if writable && !*dryRun && gctx.Err() == nil {
+				if uerr := recordDownload(gctx, store, j, res, err); uerr != nil {
+					err = errors.Join(err, uerr)
+				}
 			}
 			if err != nil {
 				res.Error = err.Error()
@@ -161,10 +165,40 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 	return nil
 }
 
+// recordDownload records the outcome err of fetching row j's results as
+// worker run does: complete results clear download_pending (and the
+// last_error of an earlier failed download); missing ones keep the row
+// pending with last_error naming them, so that the next run or download
+// tries them again, unless no attempt can fetch them (worker.Permanent),
+// which clears download_pending and keeps the reason.
+func recordDownload(ctx context.Context, store driver.Store, j driver.Job, res fetched, err error) error {
+	set := driver.Values{}
+	switch {
+	case err == nil && (res.Done || len(res.Missing) == 0):
+		if j.DownloadPending {
+			set[driver.ColDownloadPending] = false
+		}
+		if worker.IsHandlerError(j.LastError) {
+			set[driver.ColLastError] = nil
+		}
+	case err != nil && len(res.Missing) > 0:
+		// Results missing that could not be fetched (not a failure to
+		// compare them: that changes nothing).
+		set[driver.ColDownloadPending] = !worker.IsPermanent(err)
+		set[driver.ColLastError] = worker.HandlerError(j.Status, err)
+	}
+	if len(set) == 0 {
+		return nil
+	}
+	set[driver.ColUpdatedAt] = time.Now().UTC().Format(time.RFC3339)
+	return store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{driver.Finished}, Set: set})
+}
+
 // missingResults returns the files of job id's results that are missing
-// under root, or whose size differs from what the back-end announces, and
-// job_<id>.json when it is missing (it is written last, so it marks a
-// complete download).
+// under root, or whose size differs from what the back-end announces, the
+// assets DownloadResults refuses (with the reason), and job_<id>.json when
+// it is missing. Files are named by their path in the job folder, with
+// forward slashes ("data/b03.tif").
 func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]string, error) {
 	res, err := c.Results(ctx, id)
 	if err != nil {
@@ -172,16 +206,13 @@ func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]s
 	}
 	dir := worker.JobDir(root, id)
 	var missing []string
-	for name, a := range res.Assets {
-		file := name
-		if file == "" {
-			file = filepath.Base(a.Href)
-		}
-		if file != filepath.Base(file) || file == "." || file == ".." {
-			missing = append(missing, name) // DownloadResults refuses it, saying why
-			continue
-		}
-		fi, err := os.Stat(filepath.Join(dir, file))
+	paths, refused := worker.AssetPaths(id, res.Assets)
+	for key, err := range refused {
+		missing = append(missing, fmt.Sprintf("%s (%v)", key, err))
+	}
+	for key, file := range paths {
+		a := res.Assets[key]
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file)))
 		switch {
 		case errors.Is(err, os.ErrNotExist):
 			missing = append(missing, file)

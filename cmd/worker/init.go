@@ -23,7 +23,9 @@ line), a GeoJSON FeatureCollection (one row per feature: its properties, and
 its geometry as WKT in a "geometry" column), or another job table. The
 format of TABLE comes from its name too: jobs.db (SQLite), jobs.csv (the
 Python client's CSV table), jobs.parquet (Parquet; GeoParquet when it has a
-geometry column) or jobs.duckdb. A job table written by the openEO Python client
+geometry column) or jobs.duckdb; or a PostgreSQL table that workers on
+several machines share, postgres://HOST/DB?table=NAME (loaded with COPY in
+one transaction; the password in PGPASSWORD or ~/.pgpass). A job table written by the openEO Python client
 keeps its statuses and job ids, so a run started there resumes here.
 Nothing is written if the input has an error; the message names the file,
 the line or row, and the column.
@@ -31,6 +33,7 @@ the line or row, and the column.
 Example:
   worker init --from tiles.csv --db jobs.db
   worker init --from aois.geojson --db jobs.csv
+  worker init --from tiles.csv --db 'postgres://me@db.example.org/campaigns?table=s2_2024'
   worker init --append --from more-tiles.csv --db jobs.db --key tile,year
 ` + appendUsage,
 	run: runInit,
@@ -38,7 +41,7 @@ Example:
 
 func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
 	from := fs.String("from", "", "`file` with one row per job: CSV, GeoJSON, (Geo)Parquet or another job table (required)")
-	db := fs.String("db", "", "job table to create: a `path` such as jobs.db, or sqlite:///abs/path (required)")
+	db := fs.String("db", "", "job table to create: a `path` such as jobs.db, sqlite:///abs/path, or postgres://HOST/DB?table=NAME (required)")
 	appendRows := fs.Bool("append", false, "add the rows of FILE to the existing TABLE (see --key)")
 	key := fs.String("key", "", "with --append: the `columns` (comma list) that identify a row")
 	if err := parse(fs, args); err != nil {

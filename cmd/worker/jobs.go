@@ -156,7 +156,7 @@ func whereRows(ctx context.Context, location, where string) ([]int, int, error) 
 		return nil, 0, fmt.Errorf("%s: %w", location, err)
 	}
 	n := int(count.Rows[0][0].(int64))
-	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) WHERE (" + where + "\n) ORDER BY n"
+	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) AS t WHERE (" + where + "\n) ORDER BY n"
 	rows, err := snap.Select(ctx, q)
 	if err != nil {
 		return nil, 0, usagef("--where %q: %v", where, err)

@@ -26,6 +26,8 @@ cannot read or write other files (COPY ... TO, read_csv), attach databases,
 or install or load extensions. One reading statement at a time (SELECT,
 DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA): INSERT, UPDATE, DELETE, CREATE
 and the like are refused (exit 2), since the table would not change.
+A PostgreSQL table (postgres://...) is queried in PostgreSQL itself, with
+its SQL, in a READ ONLY transaction that refuses any change.
 Text that is not UTF-8 (a Latin-1 file in a SQLite or CSV table) shows its
 other bytes as \xNN, with a warning on stderr.
 

@@ -24,9 +24,22 @@ var errBusy = errors.New("the table is in use")
 // that hold the table at location: run takes a lock on a file named after
 // its id in <table>.workers/ for as long as it runs (worker.LockOwner).
 func runningWorkers(location string) ([]string, error) {
-	_, path, err := driver.Lookup(location)
+	d, path, err := driver.Lookup(location)
 	if err != nil {
 		return nil, err
+	}
+	if d.Exists != nil {
+		// A table on a server: its store keeps the workers.
+		ctx := context.Background()
+		store, err := driver.OpenReader(ctx, location)
+		if err != nil {
+			return nil, err
+		}
+		defer store.Close()
+		if l, ok := store.(driver.Liveness); ok {
+			return l.Workers(ctx)
+		}
+		return nil, nil
 	}
 	entries, err := os.ReadDir(path + ".workers")
 	if errors.Is(err, os.ErrNotExist) {
@@ -63,10 +76,14 @@ func refuseIfRunning(location, what string) error {
 		return fmt.Errorf("%s: %w", location, err)
 	}
 	if len(live) > 0 {
-		_, path, _ := driver.Lookup(location)
-		return fmt.Errorf("%s: %w: %d worker run process(es) hold it (lock files in %s.workers/: %s); "+
+		d, path, _ := driver.Lookup(location)
+		where := "lock files in " + path + ".workers/"
+		if d.Exists != nil {
+			where = "fresh heartbeats in the table's workers table"
+		}
+		return fmt.Errorf("%s: %w: %d worker run process(es) hold it (%s: %s); "+
 			"%s changes rows a run works on, so stop the run (Ctrl-C; it resumes with the same command) and try again",
-			location, errBusy, len(live), path, strings.Join(live, ", "), what)
+			location, errBusy, len(live), where, strings.Join(live, ", "), what)
 	}
 	return nil
 }
@@ -118,6 +135,13 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 	t, err := build(user, rows)
 	if err != nil {
 		return err
+	}
+	if r, ok := store.(driver.Replacer); ok {
+		// A table on a server: replaced in one transaction.
+		if err := r.Replace(ctx, t.Columns, t.All()); err != nil {
+			return fmt.Errorf("%s: %w (the table is unchanged)", location, err)
+		}
+		return nil
 	}
 	var b [6]byte
 	rand.Read(b[:])

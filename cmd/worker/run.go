@@ -49,8 +49,9 @@ the next run (or worker download) fetches them.
 --backend may be repeated; a URL without NAME= is named after its host
 (https://openeo.vito.be: openeo.vito.be). parallel is the number of active jobs allowed on
 the back-end (default 2), queue the number allowed in the queue (default 10),
-rps the requests per second sent to it and starts-per-minute the job starts
-(no limit by default; CDSE allows 12 starts a minute).
+rps the requests per second sent to it (by default learned from its 429
+answers: see README) and starts-per-minute the job starts (no limit by
+default; CDSE allows 12 starts a minute).
 
 Requests that fail in a way that is safe to repeat (5xx on reads, 429, 503,
 broken connections) are retried with backoff, honouring Retry-After; a job
@@ -274,14 +275,22 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			return err
 		}
 	}
-	// Several workers may run on one table: each holds a lock file beside it,
-	// so the others know which rows it is working on.
-	_, path, _ := driver.Lookup(*db)
-	owner, err := worker.NewLockOwner(path + ".workers")
+	owner, err := newOwner(ctx, *db, store)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *db, err)
 	}
 	defer owner.Close()
+	// A worker that lost its place among the others (its heartbeat went
+	// stale and they took its rows over) stops at once.
+	ctx, stopLost := context.WithCancelCause(ctx)
+	defer stopLost(nil)
+	go func() {
+		select {
+		case <-owner.Lost():
+			stopLost(fmt.Errorf("%s: %w", *db, errWorkerLost))
+		case <-ctx.Done():
+		}
+	}()
 	// On a terminal the progress is a block redrawn in place, with the
 	// warnings over it; elsewhere a "progress" log line per poll.
 	disp := newDisplay(stderr, "worker run "+*db, lf.format.value)
@@ -300,7 +309,12 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if err != nil {
 		return err
 	}
-	return finishRun(ctx, store, m, m.Run(ctx), disp, byName.all(), start, stdout, *asJSON)
+	runErr := m.Run(ctx)
+	if cause := context.Cause(ctx); errors.Is(cause, errWorkerLost) {
+		disp.stop()
+		return cause // this worker was taken over: it stops, the others go on
+	}
+	return finishRun(ctx, store, m, runErr, disp, byName.all(), start, stdout, *asJSON)
 }
 
 // connected holds the clients of the back-ends connected so far, by name:
@@ -458,10 +472,28 @@ func refusedHint(err error, hint string) string {
 	return ""
 }
 
-// mustExist checks that a store's file exists, so that a typo does not
+// mustExist checks that a store's table exists (its file, or its table
+// on a database server), so that a typo does not
 // create an empty table (a *tableconv.NoTableError: exitCode says how to
 // create one).
 func mustExist(location string) error { return tableconv.CheckExists(location) }
+
+// errWorkerLost stops a run whose worker lost its place among the
+// workers that share the table (see driver.Owner's Lost).
+var errWorkerLost = errors.New("this worker stopped: its heartbeat went stale and other workers took its rows over; start it again")
+
+// newOwner gives this run its identity among the workers that share the
+// table: the store's own (a workers table with heartbeats, for a database
+// that workers on several machines share), else a lock file in
+// <table>.workers/ beside the table's file, which the system releases when
+// the process ends, however it ends.
+func newOwner(ctx context.Context, location string, store driver.Store) (driver.Owner, error) {
+	if l, ok := store.(driver.Liveness); ok {
+		return l.Register(ctx)
+	}
+	_, path, _ := driver.Lookup(location)
+	return worker.NewLockOwner(path + ".workers")
+}
 
 // openToRead opens an existing table only to read it: status, query,
 // export and init --from never take the writer's role, so they cannot keep

@@ -1,6 +1,7 @@
 package drivertest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -22,9 +23,15 @@ var BenchSizes = []int{10_000, 100_000, 1_000_000}
 // order), Update10 (ten rows by key, with a precondition), Flush (one
 // change, then driver.Flusher's rewrite, for stores that have one), Open (and
 // close), the peak memory opening adds (open-peak-MB) and the resident
-// memory an open store keeps (open-RSS-MB). Init reports how long creating
-// the table took.
-func Bench(b *testing.B, open OpenFunc, ext string) {
+// memory an open store keeps (open-RSS-MB), Claim (one row) and Update1
+// (one row by key, with a precondition). Init reports how long creating
+// the table took. Of the options, Server gives each size a table of its
+// own on a database server.
+func Bench(b *testing.B, open OpenFunc, ext string, opts ...Option) {
+	var o options
+	for _, f := range opts {
+		f(&o)
+	}
 	sizes := BenchSizes
 	if env := os.Getenv("BENCH_ROWS"); env != "" {
 		sizes = nil
@@ -35,13 +42,18 @@ func Bench(b *testing.B, open OpenFunc, ext string) {
 		}
 	}
 	for _, n := range sizes {
-		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) { benchSize(b, open, ext, n) })
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "jobs"+ext)
+			if o.location != nil {
+				path = o.benchLocation(b)
+			}
+			benchSize(b, open, path, n)
+		})
 	}
 }
 
-func benchSize(b *testing.B, open OpenFunc, ext string, n int) {
+func benchSize(b *testing.B, open OpenFunc, path string, n int) {
 	ctx := b.Context()
-	path := filepath.Join(b.TempDir(), "jobs"+ext)
 	s, err := open(ctx, path)
 	if err != nil {
 		b.Fatal(err)
@@ -139,6 +151,42 @@ func benchSize(b *testing.B, open OpenFunc, ext string, n int) {
 			}
 		})
 	}
+	b.Run("Update1", func(b *testing.B) {
+		u := driver.Update{Key: running[0].Key, From: []driver.Status{driver.Running}, Set: driver.Values{driver.ColUpdatedAt: "2026-01-01T00:00:00Z"}}
+		for b.Loop() {
+			if err := s.Update(ctx, u); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Claim", func(b *testing.B) {
+		// Claimed rows are given back, outside the timer, when none is left.
+		var claimed []driver.Update
+		giveBack := func() {
+			for len(claimed) > 0 {
+				k := min(len(claimed), 500)
+				if err := s.Update(ctx, claimed[:k]...); err != nil {
+					b.Fatal(err)
+				}
+				claimed = claimed[k:]
+			}
+		}
+		for b.Loop() {
+			j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a"})
+			if errors.Is(err, driver.ErrNotFound) {
+				b.StopTimer()
+				giveBack()
+				b.StartTimer()
+				j, err = s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a"})
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			claimed = append(claimed, driver.Update{Key: j.Key, Set: driver.Values{driver.ColStatus: driver.NotStarted, driver.ColBackend: nil}})
+		}
+		b.StopTimer()
+		giveBack()
+	})
 	b.Run("Update10", func(b *testing.B) {
 		us := make([]driver.Update, 10)
 		for i := range us {

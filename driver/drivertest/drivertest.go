@@ -66,6 +66,63 @@ type Option func(*options)
 type options struct {
 	singleWriter bool
 	foreign      WriteFunc
+	location     func(t *testing.T) string
+	benchLoc     func(b *testing.B) string
+	server       ServerTable
+}
+
+// ServerTable tells the suite how to look at a table on a server, where
+// there is no file to read.
+type ServerTable struct {
+	// Snapshot returns the table at location, its columns and values, as
+	// bytes that change when anything in it changes.
+	Snapshot func(ctx context.Context, location string) ([]byte, error)
+	// Name is how errors name the table at location (the file name of a
+	// file store).
+	Name func(location string) string
+}
+
+// snapshot returns the table at path: its file, or its server's snapshot.
+func (h harness) snapshot(t *testing.T, path string) []byte {
+	t.Helper()
+	var b []byte
+	var err error
+	if h.opts.server.Snapshot != nil {
+		b, err = h.opts.server.Snapshot(t.Context(), path)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// name is how errors name the table at path.
+func (h harness) name(path string) string {
+	if h.opts.server.Name != nil {
+		return h.opts.server.Name(path)
+	}
+	return filepath.Base(path)
+}
+
+func (o options) benchLocation(b *testing.B) string { return o.benchLoc(b) }
+
+// Server says the store lives in a database server, not a file: location
+// returns a fresh location (a table of its own) for each test, and the
+// crash case checks the table a killed process leaves, with no files to
+// compare or copy.
+func Server(location func(t *testing.T) string, table ServerTable) Option {
+	return func(o *options) { o.location, o.server = location, table }
+}
+
+// ServerBench is Server for Bench: location returns a fresh location for
+// each table size.
+func ServerBench(location func(b *testing.B) string) Option {
+	return func(o *options) {
+		o.benchLoc = location
+		o.location = func(*testing.T) string { panic("drivertest: ServerBench is for Bench only") }
+	}
 }
 
 // WriteFunc writes a table at path as another program would (pandas,
@@ -85,6 +142,9 @@ func Foreign(write WriteFunc) Option { return func(o *options) { o.foreign = wri
 func SingleWriter() Option { return func(o *options) { o.singleWriter = true } }
 
 func (h harness) path(t *testing.T) string {
+	if h.opts.location != nil {
+		return h.opts.location(t)
+	}
 	return filepath.Join(t.TempDir(), "jobs"+h.ext)
 }
 
@@ -878,11 +938,8 @@ func (h harness) testForeignBadValue(t *testing.T) {
 			if err := h.opts.foreign(path, []string{"title", tt.column}, tt.rows); err != nil {
 				t.Fatal(err)
 			}
-			before, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = func() error {
+			before := h.snapshot(t, path)
+			err := func() error {
 				s, err := h.open(t.Context(), path)
 				if err != nil {
 					return err
@@ -897,12 +954,12 @@ func (h harness) testForeignBadValue(t *testing.T) {
 			if err == nil {
 				t.Fatal("the table was accepted")
 			}
-			for _, w := range []string{filepath.Base(path), "row 2", `"` + tt.column + `"`, tt.want} {
+			for _, w := range []string{h.name(path), "row 2", `"` + tt.column + `"`, tt.want} {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %s", err, w)
 				}
 			}
-			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			if after := h.snapshot(t, path); !bytes.Equal(before, after) {
 				t.Error("the table file was changed")
 			}
 		})

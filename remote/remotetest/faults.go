@@ -1,12 +1,16 @@
 package remotetest
 
 import (
+	"fmt"
 	"maps"
+	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -26,6 +30,18 @@ type Faults struct {
 	// 429 with Retry-After (0: no limit). Counted over the last second of
 	// the server's Clock, by each request's arrival.
 	MaxRate int
+	// FailingAssets are asset names (as in Options.AssetNames) whose
+	// downloads are answered FailingAssetStatus (default 500) every time,
+	// until SetFaults changes it.
+	FailingAssets      []string
+	FailingAssetStatus int
+	// MaxRatePerClient is the requests per second of one client above
+	// which the back-end answers that client 429 with a Retry-After that
+	// says when its window has room again (0: no limit). A client is a
+	// user (by the bearer token it sends), or an address for requests
+	// without a token. Counted like MaxRate, refused requests included, as
+	// back-ends that rate-limit per user do.
+	MaxRatePerClient int
 	// DropRate is the fraction of asset downloads whose connection is cut in
 	// the middle of the body.
 	DropRate float64
@@ -92,7 +108,8 @@ func (s *Server) PeakRate() int {
 }
 
 // Injected returns how many faults of each kind the server injected, keyed
-// "500", "502", "503", "429", "drop", "lost-create".
+// "500", "502", "503", "429", "drop", "lost-create", "expired-links",
+// "failing-asset".
 func (s *Server) Injected() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,7 +118,7 @@ func (s *Server) Injected() map[string]int {
 
 // admit counts a request against the rate window and decides the fault to
 // inject, if any: "" for none. The caller holds s.mu.
-func (s *Server) admitLocked(key string, arrived time.Time) string {
+func (s *Server) admitLocked(key, client string, arrived time.Time) string {
 	// Requests are stamped when they arrive, before waiting for the lock, and
 	// kept in order: a request held up behind a slow one still counts when it came.
 	at, _ := slices.BinarySearchFunc(s.recent, arrived, time.Time.Compare)
@@ -118,6 +135,12 @@ func (s *Server) admitLocked(key string, arrived time.Time) string {
 		s.injected["429"]++
 		return "429"
 	}
+	if f.MaxRatePerClient > 0 {
+		if wait, over := s.admitClientLocked(client, arrived, f.MaxRatePerClient); over {
+			s.injected["429"]++
+			return fmt.Sprintf("429:%d", int(math.Ceil(wait.Seconds())))
+		}
+	}
 	if f.ErrorRate > 0 && s.rng.Float64() < f.ErrorRate {
 		kind := []string{"500", "502", "503"}[s.rng.IntN(3)]
 		if key == "POST /jobs" && s.rng.IntN(2) == 0 {
@@ -128,6 +151,42 @@ func (s *Server) admitLocked(key string, arrived time.Time) string {
 		return kind
 	}
 	return ""
+}
+
+// admitClientLocked counts a request of client against its own window of
+// one second and reports whether it is over limit, and then how long until
+// the window has room again. The caller holds s.mu.
+func (s *Server) admitClientLocked(client string, arrived time.Time, limit int) (time.Duration, bool) {
+	w := s.perClient[client]
+	at, _ := slices.BinarySearchFunc(w, arrived, time.Time.Compare)
+	w = slices.Insert(w, at, arrived)
+	cut := w[len(w)-1].Add(-time.Second)
+	i := 0
+	for i < len(w) && !w[i].After(cut) {
+		i++
+	}
+	w = w[i:]
+	s.perClient[client] = w
+	lo, _ := slices.BinarySearchFunc(w, arrived.Add(-time.Second), time.Time.Compare)
+	hi, _ := slices.BinarySearchFunc(w, arrived.Add(time.Nanosecond), time.Time.Compare)
+	if hi-lo <= limit {
+		return 0, false
+	}
+	// Room again once all but limit-1 of the window's requests left it.
+	return w[hi-limit].Add(time.Second).Sub(arrived), true
+}
+
+// clientOf names the client of a request for MaxRatePerClient: the user
+// its bearer token was issued to, else the token, else its address.
+func (s *Server) clientOf(r *http.Request) string {
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if user, ok := s.tokenUser[tok]; ok {
+			return "user:" + user
+		}
+		return "token:" + tok
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	return "addr:" + host
 }
 
 // inWindowLocked counts the requests that arrived in the second up to t.
@@ -143,6 +202,11 @@ func writeFault(w http.ResponseWriter, kind string) {
 	case "429":
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "TooManyRequests", "request rate above the limit")
+	default:
+		if after, ok := strings.CutPrefix(kind, "429:"); ok {
+			w.Header().Set("Retry-After", after)
+			writeError(w, http.StatusTooManyRequests, "TooManyRequests", "request rate of this client above the limit")
+		}
 	case "500":
 		writeError(w, http.StatusInternalServerError, "Internal", "injected server error")
 	case "502":
@@ -159,7 +223,7 @@ func (s *Server) serveWithFaults(key string, arrived time.Time, w http.ResponseW
 	s.mu.Lock()
 	s.requests[key]++
 	s.arrivals[key] = append(s.arrivals[key], arrived)
-	fault := s.admitLocked(key, arrived)
+	fault := s.admitLocked(key, s.clientOf(r), arrived)
 	if fault == "" && key == "POST /jobs" && s.opts.Faults.LostCreates > 0 {
 		s.opts.Faults.LostCreates--
 		s.injected["lost-create"]++

@@ -86,7 +86,8 @@ type Options struct {
 	// are accepted as "oidc/<id>/<token>".
 	OIDC *OIDCProvider
 	// AssetNames, when set, names the result assets (and overrides Assets),
-	// for instance to test hostile names such as "../x".
+	// for instance to test names with folders such as "data/b03.tif" (served
+	// at .../assets/<job>/data/b03.tif) or hostile ones such as "../x".
 	AssetNames []string
 	// AssetHost serves the result assets from a second server, on another
 	// port of 127.0.0.1 (another origin), as back-ends that keep results in
@@ -155,6 +156,10 @@ type Server struct {
 	arrivals  map[string][]time.Time
 	peak      int                  // most jobs active (created, queued, running) at once
 	tokens    map[string]time.Time // access token -> when issued
+	tokenUser map[string]string    // access token -> user it was issued to
+	// perClient holds each client's request arrivals of the last second
+	// (Faults.MaxRatePerClient), by clientOf.
+	perClient map[string][]time.Time
 	logins    int
 	rng       *rand.Rand
 	recent    []time.Time // arrival of the requests of the last second
@@ -191,6 +196,8 @@ func NewServer(opts Options) *Server {
 		requests:  map[string]int{},
 		arrivals:  map[string][]time.Time{},
 		tokens:    map[string]time.Time{},
+		tokenUser: map[string]string{},
+		perClient: map[string][]time.Time{},
 		processes: map[string]json.RawMessage{},
 		injected:  map[string]int{},
 	}
@@ -213,7 +220,7 @@ func NewServer(opts Options) *Server {
 	s.APIURL = s.URL + APIPath
 	if opts.AssetHost || opts.RedirectAssets {
 		amux := http.NewServeMux()
-		amux.HandleFunc("GET /assets/{job_id}/{name}", func(w http.ResponseWriter, r *http.Request) {
+		amux.HandleFunc("GET /assets/{job_id}/{name...}", func(w http.ResponseWriter, r *http.Request) {
 			s.asset("assets", w, r)
 		})
 		s.assetSrv = httptest.NewServer(amux)
@@ -364,7 +371,9 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request)
 
 func (s *Server) routes(mux *http.ServeMux) {
 	handle := func(method, path string, auth bool, h handlerFunc) {
-		key := method + " " + path
+		// {name...} wildcards are counted as {name}: a route's key does not
+		// depend on whether its last segment may hold slashes.
+		key := method + " " + strings.ReplaceAll(path, "...}", "}")
 		mux.HandleFunc(method+" "+APIPath+path, func(w http.ResponseWriter, r *http.Request) {
 			arrived := s.opts.Clock.Now() // before any lock: see admitLocked
 			s.serveWithFaults(key, arrived, w, r, func(w http.ResponseWriter, r *http.Request) {
@@ -404,13 +413,14 @@ func (s *Server) routes(mux *http.ServeMux) {
 	handle("PUT", "/process_graphs/{process_graph_id}", true, s.storeProcessGraph)
 	handle("DELETE", "/process_graphs/{process_graph_id}", true, s.deleteProcessGraph)
 	// Assets are pre-signed links: no openEO token needed, as on real back-ends.
-	handle("GET", "/assets/{job_id}/{name}", false, func(w http.ResponseWriter, r *http.Request) {
+	// Asset names may hold folders ("data/b03.tif"), as STAC keys do.
+	handle("GET", "/assets/{job_id}/{name...}", false, func(w http.ResponseWriter, r *http.Request) {
 		if s.opts.RedirectAssets {
 			s.mu.Lock()
 			s.assetLog = append(s.assetLog, assetRequest("api", r))
 			s.mu.Unlock()
 			http.Redirect(w, r, s.assetSrv.URL+"/assets/"+url.PathEscape(r.PathValue("job_id"))+"/"+
-				url.PathEscape(r.PathValue("name"))+queryOf(r), http.StatusFound)
+				assetURLPath(r.PathValue("name"))+queryOf(r), http.StatusFound)
 			return
 		}
 		s.asset("api", w, r)
@@ -433,6 +443,7 @@ func (s *Server) issueTokenLocked(user string) string {
 	sum := sha256.Sum256(fmt.Appendf(nil, "fake-openeo:%s:%d:%p", user, s.logins, s))
 	tok := base64.RawURLEncoding.EncodeToString(sum[:12])
 	s.tokens["basic//"+tok] = s.opts.Clock.Now()
+	s.tokenUser["basic//"+tok] = user
 	return tok
 }
 
@@ -795,7 +806,7 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 		base = s.assetSrv.URL
 	}
 	for _, name := range names {
-		href := fmt.Sprintf("%s/assets/%s/%s%s", base, j.id, url.PathEscape(name), expiry)
+		href := fmt.Sprintf("%s/assets/%s/%s%s", base, j.id, assetURLPath(name), expiry)
 		if s.opts.AssetHref != nil {
 			href = cmp.Or(s.opts.AssetHref(j.id, name), href)
 		}
@@ -809,6 +820,15 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 		"geometry": nil, "properties": map[string]any{"datetime": rfc3339(j.updated), "openeo:status": "finished"},
 		"assets": assets, "links": []any{},
 	})
+}
+
+// assetURLPath is an asset name as a URL path: each folder of it escaped.
+func assetURLPath(name string) string {
+	segs := strings.Split(name, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+	}
+	return strings.Join(segs, "/")
 }
 
 // AssetBytes returns the content the fake serves for asset name of job id.
@@ -846,9 +866,18 @@ func (s *Server) asset(host string, w http.ResponseWriter, r *http.Request) {
 		s.injected["drop"]++
 	}
 	version := s.assetVersion
+	failing, failStatus := s.opts.Faults.FailingAssets, s.opts.Faults.FailingAssetStatus
+	if slices.Contains(failing, r.PathValue("name")) {
+		s.injected["failing-asset"]++
+	}
 	s.mu.Unlock()
 	if !ok {
 		writeError(w, http.StatusNotFound, "NotFound", "no such asset")
+		return
+	}
+	if slices.Contains(failing, r.PathValue("name")) {
+		writeError(w, cmp.Or(failStatus, http.StatusInternalServerError), "AssetUnavailable",
+			"injected: asset "+r.PathValue("name")+" cannot be read")
 		return
 	}
 	if exp, ok := unixParam(r, "expires"); ok && now.After(exp) {
