@@ -69,6 +69,9 @@ func TestGeometryTextBad(t *testing.T) {
 	if _, err := geometryText([]byte("\x01\x63\x00\x00\x00")); err == nil || !strings.Contains(err.Error(), "no WKB") {
 		t.Errorf("bad WKB: %v", err)
 	}
+	if v, err := geometryText("0101000020E6100000000000000000F03F0000000000000040"); v != "POINT (1 2)" || err != nil {
+		t.Errorf("PostGIS hex EWKB: %v %v", v, err)
+	}
 	if v, err := geometryText(nil); v != nil || err != nil {
 		t.Errorf("nil: %v %v", v, err)
 	}

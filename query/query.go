@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	sqldriver "database/sql/driver"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -288,7 +289,8 @@ func isGeometry(typ string) bool {
 }
 
 // geometryText turns a GEOMETRY value, which DuckDB's database/sql driver
-// hands over as WKB (ISO, with Z and M where the geometry has them), into
+// hands over as WKB (ISO, with Z and M where the geometry has them; or
+// hex EWKB text, as PostGIS gives it), into
 // WKT as DuckDB's ST_AsText writes it ("POLYGON Z ((...))" in 3D; see
 // wkbToWKT). nil stays nil.
 func geometryText(v any) (any, error) {
@@ -299,7 +301,12 @@ func geometryText(v any) (any, error) {
 	case []byte:
 		b = x
 	case string:
-		b = []byte(x)
+		// PostGIS gives a geometry as hex EWKB text.
+		if h, err := hex.DecodeString(x); err == nil && len(h) > 0 && (h[0] == 0 || h[0] == 1) {
+			b = h
+		} else {
+			b = []byte(x)
+		}
 	default:
 		return nil, fmt.Errorf("a GEOMETRY value of Go type %T", v)
 	}
