@@ -250,11 +250,11 @@ func (m *Manager) admit(ctx context.Context, b *Backend, j driver.Job) (release 
 	// and leave the row to a later run.
 	wctx := context.WithoutCancel(ctx)
 	log := m.log.With("row", j.Key, "backend", b.Name, "job_id", j.ID)
-	if err := b.Client.DeleteJob(wctx, j.ID); err != nil {
+	if err := m.conn(b).DeleteJob(wctx, j.ID); err != nil {
 		log.WarnContext(ctx, "delete a job not started because of a limit", "err", err)
 	}
 	m.update(wctx, log, j.Key, j.Status, driver.Values{
-		driver.ColStatus: driver.NotStarted, driver.ColBackend: nil, driver.ColID: nil, driver.ColUpdatedAt: m.now(),
+		driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColID: nil, driver.ColUpdatedAt: m.now(),
 	})
 	return nil, false
 }
@@ -262,12 +262,16 @@ func (m *Manager) admit(ctx context.Context, b *Backend, j driver.Job) (release 
 // estimate asks b what job j will cost, where b's capabilities list the
 // estimate endpoint; nil when it does not say.
 func (m *Manager) estimate(ctx context.Context, b *Backend, j driver.Job) *float64 {
+	c := m.conn(b)
+	if c == nil {
+		return nil // not connected (yet): no job of b reaches here
+	}
 	l := m.lim
 	l.mu.Lock()
 	offers, known := l.estimate[b.Name]
 	l.mu.Unlock()
 	if !known {
-		caps, err := b.Client.Capabilities(ctx)
+		caps, err := c.Capabilities(ctx)
 		if err != nil {
 			m.log.DebugContext(ctx, "capabilities unreadable; no estimates asked", "backend", b.Name, "err", err)
 			return nil // asked again for the next job
@@ -280,7 +284,7 @@ func (m *Manager) estimate(ctx context.Context, b *Backend, j driver.Job) *float
 	if !offers {
 		return nil
 	}
-	e, err := b.Client.EstimateJob(ctx, j.ID)
+	e, err := c.EstimateJob(ctx, j.ID)
 	m.stats.add("job estimate", 1)
 	if err != nil {
 		m.log.DebugContext(ctx, "no estimate for job", "backend", b.Name, "row", j.Key, "job_id", j.ID, "err", err)
