@@ -30,7 +30,7 @@ func testTable(t *testing.T) *Table {
 		{"c", "POINT (1 2)", nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, "yesterday"},
 		{"d", "not a geometry", nil, nil, "paused", nil, nil, nil, nil, nil, nil, nil, nil},
 		{"e", nil, nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, nil},
-		// WKB handed over as text, as query.DB.Select gives a DuckDB table's GEOMETRY.
+		// WKB handed over as text, as some readers give a GEOMETRY column.
 		{"f", string(w), nil, nil, "not_started", nil, nil, nil, nil, nil, nil, nil, nil},
 	}}
 }

@@ -43,6 +43,13 @@ const (
 	ColTag              = "job_tag"
 	ColDownloadPending  = "download_pending"
 	ColWorker           = "worker_id"
+	// ColPinnedBackend is the back-end the user gave the row: its
+	// backend_name while it was not_started, which Claim records as it
+	// overwrites backend_name with the claiming back-end's. A row that
+	// goes back to not_started (a failed start, a recovery, a retry) gets
+	// it back as its backend_name, so it stays with that back-end;
+	// empty for a row any back-end may take. See Store.Claim.
+	ColPinnedBackend = "pinned_backend"
 )
 
 var managerColumns = []Column{
@@ -61,6 +68,7 @@ var managerColumns = []Column{
 	{ColTag, Text},
 	{ColDownloadPending, Bool},
 	{ColWorker, Text},
+	{ColPinnedBackend, Text},
 }
 
 // ManagerColumns returns the manager's columns in the order they follow the
@@ -243,6 +251,8 @@ func (j *Job) Assign(name string, v any) {
 		j.DownloadPending = b
 	case ColWorker:
 		j.Worker = s
+	case ColPinnedBackend:
+		j.PinnedBackend = s
 	}
 }
 
@@ -289,6 +299,8 @@ func (j *Job) Value(name string) any {
 		return j.DownloadPending
 	case ColWorker:
 		return str(j.Worker)
+	case ColPinnedBackend:
+		return str(j.PinnedBackend)
 	}
 	return nil
 }
@@ -347,3 +359,26 @@ func Assignments(set Values) ([]string, []any, error) {
 	}
 	return names, vals, nil
 }
+
+// ClaimValues returns set, the values a Claim assigns, with what the claim
+// records besides: pinned_backend becomes row's backend_name as it was
+// before the claim (nil when empty), unless set assigns pinned_backend
+// itself. row is the not_started row being claimed. Drivers that hold the
+// row in hand use it; SQL drivers set pinned_backend from backend_name in
+// the claiming statement instead.
+func ClaimValues(row Job, set Values) Values {
+	out := make(Values, len(set)+1)
+	for k, v := range set {
+		out[k] = v
+	}
+	if _, ok := out[ColPinnedBackend]; !ok {
+		out[ColPinnedBackend] = row.Value(ColBackend)
+	}
+	return out
+}
+
+// Unclaimed returns the backend_name of a row that goes back to
+// not_started: its pinned back-end, or nil (any back-end) when it has
+// none. Every path that frees a claimed row sets backend_name to it, so a
+// row the user gave to a back-end stays with it.
+func (j *Job) Unclaimed() any { return j.Value(ColPinnedBackend) }

@@ -8,7 +8,7 @@ func TestValueAssignRoundTrip(t *testing.T) {
 		ColID: "j-1", ColBackend: "vito", ColStatus: "finished", ColStartTime: "2024-01-01T00:00:00Z",
 		ColRunningStartTime: "2024-01-01T00:01:00Z", ColCPU: "1 cpu-seconds", ColMemory: "2 mb-seconds",
 		ColDuration: "3 seconds", ColCosts: 1.5, ColAttempts: int64(2), ColLastError: "x", ColUpdatedAt: "t",
-		ColTag: "tag", ColDownloadPending: true, ColWorker: "w",
+		ColTag: "tag", ColDownloadPending: true, ColWorker: "w", ColPinnedBackend: "vito",
 	}
 	if len(in) != len(ManagerColumns()) {
 		t.Fatalf("test covers %d of %d manager columns", len(in), len(ManagerColumns()))

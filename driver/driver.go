@@ -52,6 +52,10 @@ type Job struct {
 	Tag             string // marker put in the back-end job to find it again after a crash
 	DownloadPending bool   // results or error logs still to be written to disk
 	Worker          string // the process responsible for the row's next step
+	// PinnedBackend is the back-end the user gave the row (pinned_backend):
+	// its backend_name while not_started, recorded by Claim. Empty when
+	// any back-end may take it.
+	PinnedBackend string
 
 	// Data holds the user's columns: string, int64, float64, bool or nil.
 	Data map[string]any
@@ -133,6 +137,10 @@ type Store interface {
 	// same row. When set assigns a back-end (backend_name), only a row
 	// whose backend_name is empty or already that back-end's is taken: the
 	// user gave a not_started row with a back-end to that back-end alone.
+	// In the same step it records the row's backend_name as it was before
+	// the claim in pinned_backend (nil when empty; see ClaimValues), unless
+	// set assigns pinned_backend: whoever frees the row later gives it
+	// back to that back-end (Job.Unclaimed).
 	// It returns ErrNotFound when no row is not_started (for that back-end).
 	Claim(ctx context.Context, set Values) (Job, error)
 

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	sqldriver "database/sql/driver"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,10 +40,17 @@ import (
 // DB is a read-only snapshot of one job table, as an in-memory DuckDB
 // database whose one view or table, jobs, is the job table: user columns
 // then manager columns (see driver.ManagerColumns), in table order.
-// Parquet and DuckDB tables are read in place at each statement; SQLite
-// and CSV tables are copied in when the DB is opened (a CSV table's latest
-// changes, in its journal, included). Geometries are WKT text (GEOMETRY
-// in Parquet tables, where DuckDB's core ST_ functions work on them).
+// Parquet and DuckDB tables are read in place, from the version of the
+// file that Open found: a run that replaces the file meanwhile (it renames
+// a new one over it) changes nothing the DB reads, and its statements
+// never see part of one version and part of another. SQLite and CSV
+// tables are copied in when the DB is opened (a CSV table's latest
+// changes, in its journal, included). Open again to see later changes.
+// Geometries are WKT text in SQLite and CSV tables, and GEOMETRY in
+// Parquet and DuckDB tables, where DuckDB's core ST_ functions work on
+// them; Select and Write give a GEOMETRY value as WKT text (3D kept), not
+// the WKB that DuckDB's database/sql driver hands over (rows of Query
+// still have the WKB bytes).
 // Statements without ORDER BY see the rows in table order (DuckDB's
 // preserve_insertion_order, set on), so row_number() OVER () numbers them
 // as the table does. A DB runs one statement at a time on its one
@@ -57,6 +65,7 @@ type DB struct {
 	db       *sql.DB
 	location string
 	escaped  []Escaped
+	file     *pinned // the Parquet or DuckDB file read, nil for a copy
 
 	server  driver.Store // a store that is a driver.SQLReader, or nil
 	mu      sync.Mutex
@@ -95,11 +104,11 @@ func Open(ctx context.Context, location string) (*DB, error) {
 		}
 		store.Close()
 	}
-	duck, escaped, err := openJobs(ctx, location)
+	duck, escaped, file, err := openJobs(ctx, location)
 	if err != nil {
 		return nil, err
 	}
-	return &DB{db: duck, location: location, escaped: escaped}, nil
+	return &DB{db: duck, location: location, escaped: escaped, file: file}, nil
 }
 
 // Escaped returns the cells the DB shows escaped, in table order (see
@@ -113,7 +122,11 @@ func (d *DB) Close() error {
 		d.endPending()
 		return d.server.Close()
 	}
-	return d.db.Close()
+	err := d.db.Close()
+	if rerr := d.file.release(); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // endPending ends the server transactions of earlier statements, whose
@@ -168,8 +181,35 @@ func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, er
 	if err := d.Check(ctx, stmt); err != nil {
 		return nil, err
 	}
-	return d.db.QueryContext(ctx, stmt, args...)
+	rows, err := d.db.QueryContext(ctx, stmt, args...)
+	return rows, d.named(err)
 }
+
+// named returns err with the name of the copy DuckDB reads (see pinned)
+// replaced by the table's location in its text, which is what the user
+// knows; errors.Is and errors.As see err as it was.
+func (d *DB) named(err error) error {
+	if d.file == nil {
+		return err
+	}
+	return renamed(err, d.file.name, d.location)
+}
+
+// renamed returns err with name replaced by location in its text.
+func renamed(err error, name, location string) error {
+	if err == nil || !strings.Contains(err.Error(), name) {
+		return err
+	}
+	return &namedError{strings.ReplaceAll(err.Error(), name, location), err}
+}
+
+type namedError struct {
+	msg string
+	err error
+}
+
+func (e *namedError) Error() string { return e.msg }
+func (e *namedError) Unwrap() error { return e.err }
 
 // Result is the whole answer to a statement: the column names and the
 // rows, each as long as Columns. Values are as DuckDB's database/sql
@@ -203,25 +243,78 @@ func (d *DB) Select(ctx context.Context, stmt string, args ...any) (*Result, err
 		res.Rows = append(res.Rows, r)
 	})
 	if err != nil {
-		return nil, err
+		return nil, d.named(err)
 	}
 	return res, nil
 }
 
-// scanRows calls f with the values of each row; f must not keep vals.
+// scanRows calls f with the values of each row, GEOMETRY values as WKT
+// (see geometryText); f must not keep vals.
 func scanRows(rows *sql.Rows, n int, f func(vals []any)) error {
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	var geometry []int // the GEOMETRY columns
+	for i, t := range types {
+		if isGeometry(t.DatabaseTypeName()) {
+			geometry = append(geometry, i)
+		}
+	}
 	vals := make([]any, n)
 	ptrs := make([]any, n)
 	for i := range vals {
 		ptrs[i] = &vals[i]
 	}
-	for rows.Next() {
+	for row := 1; rows.Next(); row++ {
 		if err := rows.Scan(ptrs...); err != nil {
 			return err
+		}
+		for _, i := range geometry {
+			v, err := geometryText(vals[i])
+			if err != nil {
+				return fmt.Errorf("row %d, column %q: %w", row, types[i].Name(), err)
+			}
+			vals[i] = v
 		}
 		f(vals)
 	}
 	return rows.Err()
+}
+
+// isGeometry reports whether a DuckDB type name is GEOMETRY, with or
+// without a CRS ("GEOMETRY('OGC:CRS84')", as GeoParquet columns have).
+func isGeometry(typ string) bool {
+	return typ == "GEOMETRY" || strings.HasPrefix(typ, "GEOMETRY(")
+}
+
+// geometryText turns a GEOMETRY value, which DuckDB's database/sql driver
+// hands over as WKB (ISO, with Z and M where the geometry has them; or
+// hex EWKB text, as PostGIS gives it), into
+// WKT as DuckDB's ST_AsText writes it ("POLYGON Z ((...))" in 3D; see
+// wkbToWKT). nil stays nil.
+func geometryText(v any) (any, error) {
+	var b []byte
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case []byte:
+		b = x
+	case string:
+		// PostGIS gives a geometry as hex EWKB text.
+		if h, err := hex.DecodeString(x); err == nil && len(h) > 0 && (h[0] == 0 || h[0] == 1) {
+			b = h
+		} else {
+			b = []byte(x)
+		}
+	default:
+		return nil, fmt.Errorf("a GEOMETRY value of Go type %T", v)
+	}
+	t, err := wkbToWKT(b)
+	if err != nil {
+		return nil, fmt.Errorf("GEOMETRY value that is no WKB: %w", err)
+	}
+	return t, nil
 }
 
 // plain turns bytes into a string, as JSON and Result show them.
@@ -306,21 +399,26 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
 // the table at location, read on a snapshot, and locks it down (see
 // lockDown) so that the user's SQL reads nothing else and writes nothing.
-func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, error) {
+func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned, error) {
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	duck.SetMaxOpenConns(1) // one in-memory database, one connection
-	files, escaped, err := loadJobs(ctx, duck, location)
+	file, escaped, err := loadJobs(ctx, duck, location)
 	if err == nil {
+		var files []string
+		if file != nil {
+			files = []string{file.name}
+		}
 		err = lockDown(ctx, duck, files)
 	}
 	if err != nil {
 		duck.Close()
-		return nil, nil, err
+		file.release()
+		return nil, nil, nil, err
 	}
-	return duck, escaped, nil
+	return duck, escaped, file, nil
 }
 
 // lockDown closes DuckDB's doors to everything but the jobs table once it
@@ -354,30 +452,37 @@ func lockDown(ctx context.Context, duck *sql.DB, files []string) error {
 func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // loadJobs makes the table available to DuckDB as jobs, and returns the
-// files the jobs view reads when queried (none when it is a copy) and the
-// cells copied escaped.
-func loadJobs(ctx context.Context, duck *sql.DB, location string) ([]string, []Escaped, error) {
+// file the jobs view reads when queried (nil when it is a copy), which
+// the caller releases after DuckDB, and the cells copied escaped.
+func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Escaped, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
 	}
+	var stmts []string
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet":
-		abs, err := filepath.Abs(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		_, err = duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM read_parquet("+sqlString(abs)+", hive_partitioning = false)")
-		return []string{abs}, nil, err
+		stmts = []string{"CREATE VIEW jobs AS SELECT * FROM read_parquet(%s, hive_partitioning = false)"}
 	case ".duckdb", ".ddb":
-		if _, err := duck.ExecContext(ctx, "ATTACH "+sqlString(path)+" AS src (READ_ONLY)"); err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", location, err)
-		}
-		_, err := duck.ExecContext(ctx, "CREATE VIEW jobs AS SELECT * FROM src.jobs")
-		return nil, nil, err
+		stmts = []string{"ATTACH %s AS src (READ_ONLY)", "CREATE VIEW jobs AS SELECT * FROM src.jobs"}
+	default:
+		escaped, err := copyJobs(ctx, duck, location)
+		return nil, escaped, err
 	}
-	escaped, err := copyJobs(ctx, duck, location)
-	return nil, escaped, err
+	file, err := pin(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", location, err)
+	}
+	for _, q := range stmts {
+		if strings.Contains(q, "%s") {
+			q = fmt.Sprintf(q, sqlString(file.name))
+		}
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			file.release()
+			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
+		}
+	}
+	return file, nil, nil
 }
 
 // copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)

@@ -40,10 +40,11 @@ const Version = "1.1.0"
 
 // ResultsFile is the name of a job's results metadata (the STAC document
 // of GET /jobs/{id}/results) in its job folder, as the openEO Python
-// client's JobResults.download_files writes it. Export reads it when it is
-// there: the results' own geometry, datetime and asset media types win over
-// what the row says.
-const ResultsFile = "job-results.json"
+// client's JobResults.download_files writes it and worker.DownloadResults
+// too (worker.ResultsFile). Export reads it when it is there: the
+// results' own geometry, datetime and asset media types win over what the
+// row says.
+const ResultsFile = worker.ResultsFile
 
 // Options tune Export. The zero value (besides RootDir) is fine.
 type Options struct {
@@ -290,11 +291,40 @@ type jobMeta struct {
 		StartDatetime *string `json:"start_datetime"`
 		EndDatetime   *string `json:"end_datetime"`
 	} `json:"properties"`
-	Assets map[string]struct {
-		Type  string   `json:"type"`
-		Title string   `json:"title"`
-		Roles []string `json:"roles"`
-	} `json:"assets"`
+	Assets map[string]resultAsset `json:"assets"`
+}
+
+// resultAsset is what Export reads of an asset of job-results.json.
+type resultAsset struct {
+	Href  string   `json:"href"`
+	Type  string   `json:"type"`
+	Title string   `json:"title"`
+	Roles []string `json:"roles"`
+}
+
+// byFile keys the assets of results by the file each is saved as in the
+// job folder (worker.AssetPath: "data\b03.tif" is data/b03.tif). Assets
+// whose names are refused, or that would share a file, are left out: no
+// file is theirs.
+func (m *jobMeta) byFile() map[string]resultAsset {
+	if m == nil {
+		return nil
+	}
+	out, shared := map[string]resultAsset{}, map[string]bool{}
+	for key, a := range m.Assets {
+		p, err := worker.AssetPath(key, a.Href)
+		if err != nil {
+			continue
+		}
+		if _, dup := out[p]; dup {
+			shared[p] = true
+		}
+		out[p] = a
+	}
+	for p := range shared {
+		delete(out, p)
+	}
+	return out
 }
 
 // readMeta reads a metadata file: nil and an error (os.ErrNotExist when
@@ -408,6 +438,7 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 		return it, errors.Join(warn, fmt.Errorf("no job folder %s: results not downloaded; run worker download", jobDir)), nil
 	}
 	itemDir := filepath.Join(dir, row.ID)
+	resultAssets := results.byFile()
 	err = filepath.WalkDir(jobDir, func(path string, e os.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -426,21 +457,21 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			return err
 		}
 		a := asset{Href: relHref(rel), Title: key, Type: MediaType(name), Roles: []string{"data"}}
+		ra, isResult := resultAssets[key]
 		switch key {
 		case filepath.Base(metaPath), ResultsFile, filepath.Base(worker.ErrorLogPath(root, row.ID)):
 			a.Roles, a.Type = []string{"metadata"}, jsonType
+			isResult = false // the manager's file, whatever the back-end lists
 		}
-		if results != nil {
-			if ra, ok := results.Assets[key]; ok {
-				if ra.Type != "" {
-					a.Type = ra.Type
-				}
-				if len(ra.Roles) > 0 {
-					a.Roles = ra.Roles
-				}
-				if ra.Title != "" {
-					a.Title = ra.Title
-				}
+		if isResult {
+			if ra.Type != "" {
+				a.Type = ra.Type
+			}
+			if len(ra.Roles) > 0 {
+				a.Roles = ra.Roles
+			}
+			if ra.Title != "" {
+				a.Title = ra.Title
 			}
 		}
 		it.Assets[key] = a

@@ -79,7 +79,10 @@ func campaign(t *testing.T, base string) (driver.Store, string) {
 	write(t, filepath.Join(worker.JobDir(root, "j-b"), stac.ResultsFile), `{"type": "Feature", "stac_version": "1.0.0", "id": "j-b",
  "geometry": {"type": "Polygon", "coordinates": [[[6, 50], [7, 50], [7, 51], [6, 51], [6, 50]]]},
  "properties": {"datetime": null, "start_datetime": "2023-01-01T00:00:00+01:00", "end_datetime": "2023-12-31T00:00:00Z"},
- "assets": {"out.nc": {"href": "https://example.org/out.nc", "type": "application/netcdf", "roles": ["data"], "title": "NDVI cube"}}}`)
+ "assets": {"out.nc": {"href": "https://example.org/out.nc", "type": "application/netcdf", "roles": ["data"], "title": "NDVI cube"},
+  "bands\\b05.tif": {"href": "https://example.org/b05.tif?sig=abc", "type": "image/tiff; application=geotiff; profile=cloud-optimized"}}}`)
+	// The key with a backslash is saved in a folder (worker.AssetPath).
+	write(t, filepath.Join(worker.JobDir(root, "j-b"), "bands", "b05.tif"), "cog")
 	write(t, worker.MetadataPath(root, "j-b"), `{"id": "j-b", "status": "finished"}`)
 	// C: finished, but its results were never downloaded.
 	// F: no geometry at all.
@@ -128,8 +131,8 @@ func TestExportValidatesAndResolves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Items != 4 || len(rep.Assets) != 9 {
-		t.Errorf("checked %d items and %d assets, want 4 and 9: %v", rep.Items, len(rep.Assets), rep.Assets)
+	if rep.Items != 4 || len(rep.Assets) != 10 {
+		t.Errorf("checked %d items and %d assets, want 4 and 10: %v", rep.Items, len(rep.Assets), rep.Assets)
 	}
 
 	var a struct {
@@ -191,6 +194,12 @@ func TestExportValidatesAndResolves(t *testing.T) {
 	}
 	if nc := b.Assets["out.nc"]; nc.Type != "application/netcdf" || nc.Title != "NDVI cube" {
 		t.Errorf("B's asset does not take the results' media type and title: %+v", nc)
+	}
+	if cog := b.Assets["bands/b05.tif"]; cog.Type != "image/tiff; application=geotiff; profile=cloud-optimized" {
+		t.Errorf("B's asset saved under a cleaned key does not take the results' media type: %+v", cog)
+	}
+	if m := b.Assets[stac.ResultsFile]; m.Type != "application/json" {
+		t.Errorf("B's results metadata asset: %+v", m)
 	}
 
 	var f struct {

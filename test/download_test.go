@@ -93,7 +93,7 @@ func TestDownloadAssetsOneByOne(t *testing.T) {
 				t.Errorf("row %d: pending=%v last_error=%q", r.Key, r.DownloadPending, r.LastError)
 			}
 			jobDir := worker.JobDir(filepath.Join(dir, "res"), r.ID)
-			for _, f := range append(files, "job_"+r.ID+".json") {
+			for _, f := range append(files, "job_"+r.ID+".json", worker.ResultsFile) {
 				if _, err := os.Stat(filepath.Join(jobDir, filepath.FromSlash(f))); err != nil {
 					t.Errorf("row %d: %v", r.Key, err)
 				}

@@ -321,8 +321,9 @@ func TestLogsAndDownload(t *testing.T) {
 		t.Fatalf("download --dry-run: %v\n%s", err, out)
 	}
 	for _, r := range res.Rows {
-		if len(r.Missing) != 2 || r.Done {
-			t.Errorf("dry run, row %d: missing %v downloaded %v; want result.tif and the metadata, nothing done", r.Row, r.Missing, r.Done)
+		want := []string{"result.tif", "job_" + r.ID + ".json", worker.ResultsFile}
+		if !slices.Equal(r.Missing, want) || r.Done {
+			t.Errorf("dry run, row %d: missing %v downloaded %v; want %v (the result and both metadata files), nothing done", r.Row, r.Missing, r.Done, want)
 		}
 		if _, err := os.Stat(worker.JobDir(filepath.Join(dir, "res"), r.ID)); !os.IsNotExist(err) {
 			t.Errorf("dry run wrote the folder of job %s", r.ID)
@@ -338,7 +339,7 @@ func TestLogsAndDownload(t *testing.T) {
 		if r.DownloadPending {
 			t.Errorf("row %d: download_pending still set", r.Key)
 		}
-		for _, f := range []string{"result.tif", "job_" + r.ID + ".json"} {
+		for _, f := range []string{"result.tif", "job_" + r.ID + ".json", worker.ResultsFile} {
 			if _, err := os.Stat(filepath.Join(worker.JobDir(filepath.Join(dir, "res"), r.ID), f)); err != nil {
 				t.Errorf("row %d: %v", r.Key, err)
 			}

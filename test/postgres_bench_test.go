@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,11 @@ import (
 //     up.
 //
 //     WORKER_TEST_POSTGRES=... go test -run '^$' -bench PostgresWorkers -benchtime 1x ./test/
+//
+// WORKER_PG_BENCH_ROWS (default 2000) and WORKER_PG_BENCH_RPS (default 100)
+// change the table size and the rate of the rps scenario: on a small
+// machine, where PostgreSQL, the fake back-ends and the workers share the
+// cores, a lower rate shows how workers add up before the CPU runs out.
 func BenchmarkPostgresWorkers(b *testing.B) {
 	pgtest.Location(b)
 	dir := b.TempDir()
@@ -38,12 +44,21 @@ func BenchmarkPostgresWorkers(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/worker").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	rows := 2000
+	rows, rps := 2000, 100
+	for name, v := range map[string]*int{"WORKER_PG_BENCH_ROWS": &rows, "WORKER_PG_BENCH_RPS": &rps} {
+		if s := os.Getenv(name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				b.Fatalf("%s=%q: want a positive integer", name, s)
+			}
+			*v = n
+		}
+	}
 	for _, sc := range []struct {
 		name     string
 		backends int
 		opt      string
-	}{{"slots40", 2, "parallel=20,queue=20"}, {"rps", 1, "parallel=400,queue=400,rps=100"}} {
+	}{{"slots40", 2, "parallel=20,queue=20"}, {"rps", 1, fmt.Sprintf("parallel=400,queue=400,rps=%d", rps)}} {
 		for _, workers := range []int{1, 2, 4} {
 			b.Run(fmt.Sprintf("%s/workers=%d", sc.name, workers), func(b *testing.B) {
 				for range b.N {

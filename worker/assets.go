@@ -18,7 +18,7 @@ import (
 // ErrAssetRefused is matched (errors.Is) by the error of an asset that is
 // not saved because of its name: one that would leave the job folder (see
 // AssetPath), or one whose file would clash with another asset's file, its
-// partial download or job_<id>.json.
+// partial download, job_<id>.json or job-results.json (ResultsFile).
 var ErrAssetRefused = errors.New("refusing asset name")
 
 // AssetPath returns the path, relative to the job folder and with forward
@@ -96,17 +96,20 @@ func hrefBase(href string) string {
 // AssetPaths decides where each asset of job id is saved (paths, by asset
 // key, relative with forward slashes) and which are refused (by key, with
 // the reason): names AssetPath refuses, and names whose files clash, as
-// file, partial download or folder, with another asset's or with
-// job_<id>.json. Every asset of a clash is refused, so the outcome does not
-// depend on the order of the result document.
+// file, partial download or folder, with another asset's or with the
+// manager's own files, job_<id>.json and job-results.json. Every asset of
+// a clash is refused, so the outcome does not depend on the order of the
+// result document. (The Python client would overwrite such an asset with
+// its metadata file; refusing it says so instead.)
 func AssetPaths(id string, assets map[string]remote.Asset) (paths map[string]string, refused map[string]error) {
 	paths, refused = map[string]string{}, map[string]error{}
 	type use struct {
-		key  string // "" for the job's metadata
-		role string // "file", "partial download", "folder"
+		key  string // "" for the manager's own files
+		role string // "file", "partial download", "folder"; for key "", what the file is
 	}
 	uses := map[string][]use{} // file or folder path -> who needs it
-	uses["job_"+id+".json"] = []use{{"", "file"}}
+	uses["job_"+id+".json"] = []use{{"", "the job's metadata"}}
+	uses[ResultsFile] = []use{{"", "the results metadata"}}
 	for _, key := range slices.Sorted(maps.Keys(assets)) {
 		p, err := AssetPath(key, assets[key].Href)
 		if err != nil {
@@ -125,7 +128,7 @@ func AssetPaths(id string, assets map[string]remote.Asset) (paths map[string]str
 	}
 	describe := func(u use) string {
 		if u.key == "" {
-			return "the job's metadata"
+			return u.role
 		}
 		return fmt.Sprintf("the %s of asset %q", u.role, u.key)
 	}

@@ -76,7 +76,8 @@ func FuzzAssetPath(f *testing.F) {
 // FuzzAssetPaths: whatever the keys of a result document (one per line of
 // the input), the accepted assets get distinct files inside the job folder
 // that are neither another's folder, nor another's partial download, nor
-// job_<id>.json; every key is either accepted or refused.
+// job_<id>.json nor job-results.json; every key is either accepted or
+// refused.
 func FuzzAssetPaths(f *testing.F) {
 	f.Add("a.tif\ndata/b.tif\ndata/c.tif")
 	f.Add("data\ndata/b.tif")
@@ -92,7 +93,7 @@ func FuzzAssetPaths(f *testing.F) {
 		if len(paths)+len(refused) != len(assets) {
 			t.Fatalf("%d accepted and %d refused of %d assets", len(paths), len(refused), len(assets))
 		}
-		owner := map[string]string{"job_j-1.json": ""}
+		owner := map[string]string{"job_j-1.json": "", worker.ResultsFile: ""}
 		for k, p := range paths {
 			if _, ok := refused[k]; ok {
 				t.Fatalf("asset %q both accepted and refused", k)

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -325,5 +326,120 @@ func failedAssetStaysPending(t *testing.T) {
 		if strings.HasSuffix(req.Path, "/a.tif") {
 			t.Errorf("the rerun fetched a.tif again: %+v", req)
 		}
+	}
+}
+
+// The results metadata (GET /jobs/{id}/results) lands in
+// job_<id>/job-results.json, as the Python client's
+// JobResults.download_files(include_stac_metadata=True) writes it: the
+// back-end's document as sent, the result geometry, datetime and media
+// types in it, hrefs as the back-end wrote them (a relative, signed link
+// is not resolved nor stripped), and never our token.
+func TestResultsMetadataWritten(t *testing.T) { synctest.Test(t, resultsMetadataWritten) }
+
+func resultsMetadataWritten(t *testing.T) {
+	names := []string{"data/b03.tif", "out.nc"}
+	signed := func(id, name string) string { return "assets/" + id + "/" + name + "?X-Amz-Signature=abc123" }
+	f := newFixture(t, 2, remotetest.Options{AssetNames: names, AssetSize: 100, AssetHref: signed,
+		AssetTypes: map[string]string{"out.nc": "application/netcdf"}})
+	f.cfg.StartJob = func(ctx context.Context, row driver.Job, conn *remote.Client) (string, error) {
+		lon := 5 + float64(row.Key) // a triangle per row
+		return conn.CreateJob(ctx, &remote.JobRequest{
+			Title: fmt.Sprint(row.Data["title"]),
+			Process: remote.Process{ProcessGraph: map[string]any{
+				"stats": map[string]any{"process_id": "aggregate_spatial", "result": true, "arguments": map[string]any{
+					"geometries": map[string]any{"type": "Polygon", "coordinates": [][][]float64{{{lon, 51}, {lon + 1, 51}, {lon, 52.5}, {lon, 51}}}},
+				}},
+			}},
+		})
+	}
+	f.run(t)
+	srv := f.servers["a"]
+	c, err := remote.New(srv.APIURL, &remote.Options{HTTPClient: virtualClient(f.clock)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := srv.ValidToken()
+	c.SetToken(token)
+	for _, r := range f.rows(t) {
+		if r.Status != driver.Finished || r.DownloadPending || r.LastError != "" {
+			t.Errorf("row %d: %q pending=%v last_error=%q", r.Key, r.Status, r.DownloadPending, r.LastError)
+		}
+		path := worker.ResultsPath(f.root, r.ID)
+		if filepath.Dir(path) != worker.JobDir(f.root, r.ID) || filepath.Base(path) != "job-results.json" {
+			t.Fatalf("results metadata at %s, want job_%s/job-results.json", path, r.ID)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("row %d: %v", r.Key, err)
+		}
+		res, err := c.Results(t.Context(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, res.Raw) {
+			t.Errorf("row %d: job-results.json is not the back-end's document:\n%s\nwant\n%s", r.Key, got, res.Raw)
+		}
+		if bytes.Contains(got, []byte(token)) {
+			t.Errorf("row %d: job-results.json holds our token", r.Key)
+		}
+		var doc struct {
+			Geometry struct {
+				Type        string
+				Coordinates [][][]float64
+			}
+			BBox       []float64
+			Properties struct{ Datetime string }
+			Assets     map[string]struct{ Href, Type string }
+		}
+		if err := json.Unmarshal(got, &doc); err != nil {
+			t.Fatalf("row %d: %v", r.Key, err)
+		}
+		lon := 5 + float64(r.Key)
+		if doc.Geometry.Type != "Polygon" || fmt.Sprint(doc.BBox) != fmt.Sprint([]float64{lon, 51, lon + 1, 52.5}) {
+			t.Errorf("row %d: result geometry %+v bbox %v, want the job's extent", r.Key, doc.Geometry, doc.BBox)
+		}
+		if _, err := time.Parse(time.RFC3339, doc.Properties.Datetime); err != nil {
+			t.Errorf("row %d: result datetime %q: %v", r.Key, doc.Properties.Datetime, err)
+		}
+		if b03, nc := doc.Assets["data/b03.tif"], doc.Assets["out.nc"]; b03.Type != "image/tiff; application=geotiff" || nc.Type != "application/netcdf" {
+			t.Errorf("row %d: asset types %q and %q", r.Key, b03.Type, nc.Type)
+		}
+		for _, name := range names {
+			if h := doc.Assets[name].Href; h != signed(r.ID, name) {
+				t.Errorf("row %d: href of %s is %q, want the back-end's %q", r.Key, name, h, signed(r.ID, name))
+			}
+			b, err := os.ReadFile(filepath.Join(worker.JobDir(f.root, r.ID), filepath.FromSlash(name)))
+			if err != nil || !bytes.Equal(b, remotetest.AssetBytes(r.ID, name, 100)) {
+				t.Errorf("row %d asset %s: %d bytes, %v", r.Key, name, len(b), err)
+			}
+		}
+		if tmp, _ := filepath.Glob(filepath.Join(worker.JobDir(f.root, r.ID), ".*.tmp")); len(tmp) > 0 {
+			t.Errorf("row %d: temporary files left: %v", r.Key, tmp)
+		}
+	}
+}
+
+// An asset named job-results.json would be overwritten by the results
+// metadata (as the Python client does): it is refused with the reason,
+// the other assets and both metadata files are saved.
+func TestAssetNamedLikeResultsMetadata(t *testing.T) { synctest.Test(t, assetNamedLikeResultsMetadata) }
+
+func assetNamedLikeResultsMetadata(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{AssetNames: []string{"job-results.json", "ok.tif"}})
+	_, err := f.runErr(t)
+	if rows := missing(t, err); len(rows) != 1 || rows[0].Pending || !strings.Contains(rows[0].Err, `"job-results.json" would be the results metadata`) {
+		t.Fatalf("reported %+v, want the asset refused for good with the reason", rows)
+	}
+	r := f.rows(t)[0]
+	dir := worker.JobDir(f.root, r.ID)
+	for _, name := range []string{"ok.tif", "job_" + r.ID + ".json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Errorf("%s not saved: %v", name, err)
+		}
+	}
+	b, err := os.ReadFile(worker.ResultsPath(f.root, r.ID))
+	if err != nil || !bytes.Contains(b, []byte(`"assets"`)) {
+		t.Errorf("job-results.json is not the results metadata: %q, %v", b, err)
 	}
 }

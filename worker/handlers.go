@@ -30,6 +30,21 @@ func MetadataPath(root, jobID string) string {
 	return filepath.Join(JobDir(root, jobID), "job_"+jobID+".json")
 }
 
+// ResultsFile is the name of a job's results metadata in its job folder:
+// the document of GET /jobs/{id}/results (a STAC Item or Collection),
+// byte for byte as the back-end sent it, asset hrefs included (signed
+// links too; nothing of ours is added). It is the file the openEO Python
+// client's JobResults.download_files(target, include_stac_metadata=True)
+// writes (openeo.rest.job.DEFAULT_JOB_RESULTS_FILENAME), which its
+// MultiBackendJobManager calls for each finished job; the STAC export
+// reads it for the results' own geometry, time and media types.
+const ResultsFile = "job-results.json"
+
+// ResultsPath returns <root>/job_<id>/job-results.json (see ResultsFile).
+func ResultsPath(root, jobID string) string {
+	return filepath.Join(JobDir(root, jobID), ResultsFile)
+}
+
 // ErrorLogPath returns <root>/job_<id>/job_<id>_errors.json.
 func ErrorLogPath(root, jobID string) string {
 	return filepath.Join(JobDir(root, jobID), "job_"+jobID+"_errors.json")
@@ -37,16 +52,17 @@ func ErrorLogPath(root, jobID string) string {
 
 // DownloadResults is the default handler for finished jobs: it downloads
 // every result asset into ev.Dir (a few at a time, each checked against its
-// announced size and checksum) and writes the job's description to
-// job_<id>.json there, the layout of the Python client's
-// MultiBackendJobManager. Each asset is saved under its key (see
+// announced size and checksum), writes the job's description to
+// job_<id>.json there and the results metadata to job-results.json (see
+// ResultsFile), the layout of the Python client's MultiBackendJobManager. Each asset is saved under its key (see
 // AssetPath: "data/b03.tif" in ev.Dir/data/b03.tif). Expired result links
 // are renewed by asking for the results again; a download cut off, here or
 // by a kill, resumes from its <file>.part (see remote.Client.DownloadAsset),
 // and partial files left over are removed once the download is complete.
 //
 // Each asset is handled alone: one that is refused or fails costs no other,
-// and job_<id>.json is written whatever becomes of the assets. An asset
+// and job_<id>.json and job-results.json are written whatever becomes of
+// the assets (both atomically, so a reader never sees half a file). An asset
 // whose file is already on disk and matches the announced size and
 // checksum is not fetched again, so a later attempt fetches only what is
 // missing. When assets are missing the error is an *AssetsError naming
@@ -99,7 +115,7 @@ func DownloadResults(ctx context.Context, ev Event) error {
 	if err := ctx.Err(); err != nil {
 		return err // stopped: what is missing is fetched next time
 	}
-	merr := writeMetadata(ctx, ev)
+	merr := errors.Join(writeMetadata(ctx, ev), writeResults(ev.Dir, id, res.Raw))
 	if len(failures) == 0 {
 		if merr != nil {
 			return merr
@@ -167,6 +183,17 @@ func writeMetadata(ctx context.Context, ev Event) error {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+ev.Row.ID+".json"), meta.Raw, 0o644)
+}
+
+// writeResults writes job id's results metadata raw (GET
+// /jobs/{id}/results) to job-results.json in dir, as the back-end sent it:
+// the Python client writes the document it read (json.dumps of it), hrefs
+// unchanged, and so do we, byte for byte.
+func writeResults(dir, id string, raw []byte) error {
+	if len(raw) == 0 {
+		return fmt.Errorf("results of job %s: no document to write to %s", id, ResultsFile)
+	}
+	return atomicfile.WriteFile(filepath.Join(dir, ResultsFile), raw, 0o644)
 }
 
 // HandlerError is the last_error the manager records for a row in status

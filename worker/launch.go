@@ -167,7 +167,7 @@ func (m *Manager) create(ctx context.Context, b *Backend, j driver.Job) {
 	if id == "" {
 		m.stats.add("start_job skipped", 1)
 		m.update(wctx, log, j.Key, driver.QueuedForStart, driver.Values{
-			driver.ColStatus: driver.Skipped, driver.ColBackend: nil, driver.ColUpdatedAt: m.now(),
+			driver.ColStatus: driver.Skipped, driver.ColBackend: j.Unclaimed(), driver.ColUpdatedAt: m.now(),
 		})
 		return
 	}
@@ -204,12 +204,13 @@ func (m *Manager) start(ctx context.Context, b *Backend, j driver.Job) {
 		case slowDown, transient:
 			attempts-- // not the row's fault: it waits for the back-end
 		case unusable:
-			// The job cannot start there: give the row to another back-end.
+			// The job cannot start there: give the row to another back-end,
+			// unless the user gave it to this one (it then waits for it).
 			if derr := c.DeleteJob(wctx, j.ID); derr != nil {
 				log.WarnContext(ctx, "delete job that cannot start", "err", derr)
 			}
 			m.update(wctx, log, j.Key, j.Status, driver.Values{
-				driver.ColStatus: driver.NotStarted, driver.ColBackend: nil, driver.ColID: nil,
+				driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColID: nil,
 				driver.ColLastError: fmt.Sprintf("back-end %s: %v", b.Name, err), driver.ColUpdatedAt: m.now(),
 			})
 			return
@@ -235,7 +236,8 @@ func (m *Manager) startFailed(ctx context.Context, log *slog.Logger, j driver.Jo
 	case attempts >= m.cfg.MaxStartAttempts:
 		set[driver.ColStatus] = driver.StartFailed
 	case j.ID == "":
-		set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+		// Free for any back-end, or for the one the user gave it to.
+		set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, j.Unclaimed()
 	default:
 		set[driver.ColStatus] = driver.Created
 	}

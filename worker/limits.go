@@ -301,7 +301,7 @@ func (m *Manager) admit(ctx context.Context, b *Backend, j driver.Job) (release 
 		log.WarnContext(ctx, "delete a job not started because of a limit", "err", err)
 	}
 	m.update(wctx, log, j.Key, j.Status, driver.Values{
-		driver.ColStatus: driver.NotStarted, driver.ColBackend: nil, driver.ColID: nil, driver.ColUpdatedAt: m.now(),
+		driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColID: nil, driver.ColUpdatedAt: m.now(),
 	})
 	return nil, false
 }

@@ -291,7 +291,7 @@ func (m *Manager) done(ctx context.Context, counts []driver.Count) (bool, error)
 	}
 	if notStarted > 0 && !m.haltedWith(notStarted) {
 		if m.inFlight(m.launching) == 0 {
-			if err := m.errNoBackend(notStarted); err != nil {
+			if err := m.errNoBackend(counts); err != nil {
 				return false, err
 			}
 		}
@@ -365,7 +365,7 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 			// Created, maybe started: the tracker starts it if it is still created.
 			set[driver.ColStatus] = driver.Created
 		case j.Tag == "":
-			set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+			set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, j.Unclaimed()
 		default:
 			tags, ok := listings[b.Name]
 			if !ok {
@@ -401,7 +401,7 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 				set[driver.ColID], set[driver.ColStatus] = id, driver.Created
 				m.stats.add("job adopted", 1)
 			} else {
-				set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, nil
+				set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, j.Unclaimed()
 			}
 		}
 		err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{driver.QueuedForStart}, Set: set})

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 )
 
@@ -159,16 +160,40 @@ func (m *Manager) react(ctx context.Context, b *Backend, err error) pressure {
 const failuresBeforePause = 3
 
 // errNoBackend ends a run that has rows left but no back-end to take them:
-// each back-end stopped taking jobs, or failed its checks more than once.
-// The error names each back-end with its URL and why.
-func (m *Manager) errNoBackend(notStarted int) error {
+// each back-end a row left may go to (any, or the one the user gave it
+// to) stopped taking jobs, or failed its checks more than once. The error
+// names each such back-end with its URL and why. counts are the table's.
+func (m *Manager) errNoBackend(counts []driver.Count) error {
+	left := 0
+	waitFor := map[string]bool{} // back-ends the rows left wait for
+	for _, c := range counts {
+		if c.Status != driver.NotStarted || c.N == 0 {
+			continue
+		}
+		if c.Backend == "" {
+			for _, b := range m.backends {
+				waitFor[b.Name] = true
+			}
+		} else if m.byName[c.Backend] != nil {
+			waitFor[c.Backend] = true
+		} else {
+			continue // given to a back-end that is not configured: left as it is
+		}
+		left += c.N
+	}
 	var reasons []error
 	for _, b := range m.backends {
+		if !waitFor[b.Name] {
+			continue
+		}
 		r := m.unusableReason(b)
 		if r == "" {
-			return nil // one still takes jobs, or may soon
+			return nil // it still takes jobs, or may soon
 		}
 		reasons = append(reasons, errors.New(r))
 	}
-	return fmt.Errorf("%d rows left not_started: no back-end is usable: %w", notStarted, errors.Join(reasons...))
+	if len(reasons) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d rows left not_started: no back-end is usable for them: %w", left, errors.Join(reasons...))
 }

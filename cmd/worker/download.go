@@ -28,7 +28,8 @@ Usage: worker download --db TABLE --backend [NAME=]URL ... [--root-dir DIR] [--w
 Fetches the results of finished rows whose results are missing or
 incomplete on disk: for each finished row it asks the back-end for the
 job's assets and compares them with ROOT/job_<id>/ (each file present, with
-the size the back-end announces, and job_<id>.json there); what is missing
+the size the back-end announces, and job_<id>.json and job-results.json,
+the results metadata, there); what is missing
 is downloaded with the same code as worker run (sizes and checksums
 checked, expired links renewed), into the same layout: an asset key with
 folders (data/b03.tif) in the same folders under job_<id>/. Names that
@@ -196,9 +197,11 @@ func recordDownload(ctx context.Context, store driver.Store, j driver.Job, res f
 
 // missingResults returns the files of job id's results that are missing
 // under root, or whose size differs from what the back-end announces, the
-// assets DownloadResults refuses (with the reason), and job_<id>.json when
-// it is missing. Files are named by their path in the job folder, with
-// forward slashes ("data/b03.tif").
+// assets DownloadResults refuses (with the reason), and job_<id>.json and
+// job-results.json when they are missing (a folder of an earlier version,
+// or of the Python client with include_stac_metadata=False, lacks the
+// latter). Files are named by their path in the job folder, with forward
+// slashes ("data/b03.tif").
 func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]string, error) {
 	res, err := c.Results(ctx, id)
 	if err != nil {
@@ -223,9 +226,10 @@ func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]s
 		}
 	}
 	sort.Strings(missing)
-	meta := worker.MetadataPath(root, id)
-	if _, err := os.Stat(meta); errors.Is(err, os.ErrNotExist) {
-		missing = append(missing, filepath.Base(meta))
+	for _, meta := range []string{worker.MetadataPath(root, id), worker.ResultsPath(root, id)} {
+		if _, err := os.Stat(meta); errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, filepath.Base(meta))
+		}
 	}
 	return missing, nil
 }

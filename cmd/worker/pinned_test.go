@@ -86,3 +86,56 @@ func TestRowsGivenToABackend(t *testing.T) {
 		t.Errorf("counts %v", counts)
 	}
 }
+
+// A pinned row that ends start_failed on its back-end keeps the pin
+// through worker retry, and the next run runs it there, never on the
+// other back-end (issue 9, deliverable 8); a free row retried is free.
+func TestRetryKeepsPinnedBackend(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("name,year,geometry,backend_name\nr0,2000,POINT (5 1),b1\nr1,2001,POINT (5 2),\n"), 0o644)
+	def := filepath.Join(dir, "udp.json")
+	os.WriteFile(def, []byte(geomUDP), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
+		t.Fatal(out)
+	}
+	var servers []*remotetest.Server
+	run := []string{"run", "--db", "jobs.db", "--poll", "10ms", "--no-download", "--process", def, "--max-start-attempts", "1"}
+	for i := range 2 {
+		srv := remotetest.NewServer(remotetest.Options{})
+		defer srv.Close()
+		servers = append(servers, srv)
+		t.Setenv(fmt.Sprintf("OPENEO_B%d_TOKEN", i), srv.ValidToken())
+		run = append(run, "--backend", fmt.Sprintf("b%d=%s", i, srv.URL))
+	}
+	// b1 fails the creations of the first run: r0, given to b1, ends
+	// start_failed; r1 finishes on b0.
+	servers[1].SetFaults(remotetest.Faults{FailedCreates: 1})
+	if code, out := cli(t, dir, run...); code != exitUnfinished {
+		t.Fatalf("first run: exit %d, want %d\n%s", code, exitUnfinished, out)
+	}
+	rows := readRows(t, filepath.Join(dir, "jobs.db"))
+	if rows[0].Status != driver.StartFailed || rows[0].Backend != "b1" || rows[0].PinnedBackend != "b1" {
+		t.Fatalf("r0 after the first run: %s on %q pinned to %q", rows[0].Status, rows[0].Backend, rows[0].PinnedBackend)
+	}
+	if code, out := cli(t, dir, "retry", "--db", "jobs.db", "--status", "start_failed,finished"); code != 0 {
+		t.Fatalf("retry: exit %d\n%s", code, out)
+	}
+	rows = readRows(t, filepath.Join(dir, "jobs.db"))
+	if r := rows[0]; r.Status != driver.NotStarted || r.Backend != "b1" || r.PinnedBackend != "b1" {
+		t.Errorf("r0 retried: %s on %q pinned to %q, want not_started on b1", r.Status, r.Backend, r.PinnedBackend)
+	}
+	if r := rows[1]; r.Status != driver.NotStarted || r.Backend != "" || r.PinnedBackend != "" {
+		t.Errorf("r1 retried: %s on %q pinned to %q, want not_started for any back-end", r.Status, r.Backend, r.PinnedBackend)
+	}
+	b0Jobs := len(servers[0].Jobs())
+	if code, out := cli(t, dir, run...); code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	rows = readRows(t, filepath.Join(dir, "jobs.db"))
+	if rows[0].Status != driver.Finished || rows[0].Backend != "b1" {
+		t.Errorf("r0: %s on %q, want finished on b1", rows[0].Status, rows[0].Backend)
+	}
+	if n := len(servers[0].Jobs()) - b0Jobs; rows[1].Backend == "b0" && n != 1 || rows[1].Backend == "b1" && n != 0 {
+		t.Errorf("b0 got %d jobs in the second run, r1 ran on %q: r0 went to b0", n, rows[1].Backend)
+	}
+}

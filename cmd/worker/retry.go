@@ -33,7 +33,9 @@ table the first time:
 Their results and logs stay in ROOT/job_<id>/. The manager's columns of the
 attempt (id, backend_name, start_time, running_start_time, cpu, memory,
 duration, costs, attempts, last_error, job_tag, download_pending, worker_id)
-are cleared, as for a row never run.
+are cleared, as for a row never run, except that a row you gave to a
+back-end (backend_name set while not_started, which a run records in
+pinned_backend) keeps that backend_name: it goes to that back-end again.
 
 The table is rewritten in one atomic step, so retry refuses while a worker
 run holds the table, and says so: stop the run, retry, run again.
@@ -160,7 +162,7 @@ func previousIDs(v any) ([]string, error) {
 }
 
 // resetRow returns j as a row never run, with its history added to the
-// history columns.
+// history columns; a pinned row keeps its back-end.
 func resetRow(location string, j driver.Job, now string) (driver.Job, error) {
 	ids, err := previousIDs(j.Data[colPreviousIDs])
 	if err != nil {
@@ -196,5 +198,7 @@ func resetRow(location string, j driver.Job, now string) (driver.Job, error) {
 	if costs != 0 || j.Costs != nil {
 		data[colPreviousCosts] = costs
 	}
-	return driver.Job{Key: j.Key, Status: driver.NotStarted, UpdatedAt: now, Data: data}, nil
+	// A row the user gave to a back-end stays with it (issue 9).
+	return driver.Job{Key: j.Key, Status: driver.NotStarted, UpdatedAt: now, Data: data,
+		Backend: j.PinnedBackend, PinnedBackend: j.PinnedBackend}, nil
 }

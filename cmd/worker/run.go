@@ -39,8 +39,9 @@ are otherwise left out. Values are typed and checked by the parameter's
 JSON Schema. Every row's job is built before anything is sent: bad rows
 are listed and the run stops (exit 2, table unchanged) unless
 --skip-invalid marks them skipped. Rows go to whichever back-end has a
-free slot. Results land in ROOT/job_<id>/ with job_<id>.json; failed jobs
-get job_<id>_errors.json.
+free slot. Results land in ROOT/job_<id>/ with job_<id>.json (the job)
+and job-results.json (the results metadata); failed jobs get
+job_<id>_errors.json.
 When results cannot be written (a --root-dir that cannot be written, a
 back-end that does not serve them), the rows stay download_pending with
 the cause in last_error, the run lists them and exits with status 3, and

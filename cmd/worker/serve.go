@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -130,17 +129,11 @@ func loopbackHost(h http.Handler) http.Handler {
 
 // readSnapshot reads a snapshot of a table as worker query does (package
 // query), so it is safe while a run writes the table: Parquet and DuckDB
-// tables in place through DuckDB (query.Open), SQLite and CSV tables
+// tables through DuckDB (query.Open, which reads the version of the file
+// it found even when a run replaces it meanwhile), SQLite and CSV tables
 // through their store (tableconv.ReadStore, which query.Open copies into
 // DuckDB; the dashboard needs no SQL over them). Each read opens DuckDB
-// afresh: a kept database would show an attached DuckDB file as it was.
-//
-// A run replaces a Parquet table by renaming a new file over it, and a
-// DuckDB read that overlaps a replacement can fail (it seems to open the
-// file more than once per query) ("TProtocolException: Invalid data",
-// TestServeDuringRun). Such a read is tried again when the file is no
-// longer the one it started on, a few times; the error of a file that
-// did not change is returned as it is.
+// afresh, to see the table's latest version.
 func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
@@ -148,24 +141,13 @@ func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".parquet", ".geoparquet", ".duckdb", ".ddb":
-	default:
-		t, err := tableconv.ReadStore(ctx, location)
-		if err != nil {
-			return nil, err
-		}
-		return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
+		return selectSnapshot(ctx, location)
 	}
-	for attempt := 1; ; attempt++ {
-		before, _ := os.Stat(path)
-		t, err := selectSnapshot(ctx, location)
-		if err == nil {
-			return t, nil
-		}
-		after, _ := os.Stat(path)
-		if attempt == 5 || before == nil || after == nil || os.SameFile(before, after) {
-			return nil, err
-		}
+	t, err := tableconv.ReadStore(ctx, location)
+	if err != nil {
+		return nil, err
 	}
+	return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
 }
 
 // selectSnapshot reads every row of a table through query.Open.

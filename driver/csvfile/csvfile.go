@@ -566,8 +566,8 @@ func tryLock(name string) (*flock.Flock, bool) {
 //
 // The file is what the Python client resumes from, and it tracks every
 // active row by its job id: a row claimed whose job id is not known yet
-// (its job is being created) is written as not_started, with no back-end,
-// and stays claimed in the journal, which then holds only such rows.
+// (its job is being created) is written as not_started, with no back-end
+// but the one the user pinned it to (pinned_backend), and stays claimed in the journal, which then holds only such rows.
 func (s *Store) flushLocked() error {
 	s.stopPrompt()
 	var masked []entry
@@ -628,6 +628,8 @@ func (s *Store) flushLocked() error {
 					cells[s.col[c]] = ""
 				}
 				cells[s.col[driver.ColStatus]] = string(driver.NotStarted)
+				// As the row would be if freed: a pinned row shows its back-end.
+				cells[s.col[driver.ColBackend]] = cells[s.col[driver.ColPinnedBackend]]
 				next = next[1:]
 			}
 			if err := cw.Write(cells); err != nil {
@@ -1161,8 +1163,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if err := s.writable(); err != nil {
 		return driver.Job{}, err
 	}
-	cells, err := cellsOf(set)
-	if err != nil {
+	if _, err := cellsOf(set); err != nil {
 		return driver.Job{}, err
 	}
 	// A row the user gave to a back-end (backend_name set while
@@ -1182,6 +1183,11 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 		s.free = i + 1 // unless apply finds the row still not_started
 		if left >= 0 {
 			s.free = left
+		}
+		row := driver.Job{Backend: strings.TrimSpace(s.rows[i].cells[s.col[driver.ColBackend]])}
+		cells, err := cellsOf(driver.ClaimValues(row, set))
+		if err != nil {
+			return driver.Job{}, err
 		}
 		if err := s.apply([]entry{{K: int64(i + 1), S: cells}}); err != nil {
 			s.free = min(s.free, i)

@@ -196,6 +196,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("UpdateAtomic", h.testUpdateAtomic)
 	t.Run("Claim", h.testClaim)
 	t.Run("ClaimPinned", h.testClaimPinned)
+	t.Run("ClaimRecordsPin", h.testClaimRecordsPin)
 	t.Run("ClaimConcurrent", h.testClaimConcurrent)
 	t.Run("ClaimWithin", h.testClaimWithin)
 	t.Run("ClaimWithinConcurrent", h.testClaimWithinConcurrent)
@@ -621,6 +622,57 @@ func (h harness) testClaimPinned(t *testing.T) {
 	}
 	if got := claim("b"); got != "r1" {
 		t.Errorf("the row given back to b: claimed %s, want r1", got)
+	}
+}
+
+// testClaimRecordsPin checks that Claim records the back-end a row was
+// given to (pinned_backend), that the record survives a reopen, and that
+// a row freed with Job.Unclaimed as its backend_name is again for that
+// back-end only, while an unpinned row becomes free for any (issue 9).
+func (h harness) testClaimRecordsPin(t *testing.T) {
+	path := h.path(t)
+	s := h.openAt(t, path)
+	ctx := t.Context()
+	if err := s.Init(ctx, []string{"tile", driver.ColBackend}, Rows([][]any{{"r1", "b"}, {"r2", nil}})); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(s driver.Store, backend string) (driver.Job, bool) {
+		t.Helper()
+		j, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: backend})
+		if errors.Is(err, driver.ErrNotFound) {
+			return j, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j, true
+	}
+	pinned, _ := claim(s, "b")
+	free, _ := claim(s, "b")
+	if pinned.Data["tile"] != "r1" || pinned.PinnedBackend != "b" || free.Data["tile"] != "r2" || free.PinnedBackend != "" {
+		t.Fatalf("claims for b: %v pinned to %q, %v pinned to %q; want r1 pinned to b, r2 to none",
+			pinned.Data["tile"], pinned.PinnedBackend, free.Data["tile"], free.PinnedBackend)
+	}
+	if got, err := s.Get(ctx, pinned.Key); err != nil || got.PinnedBackend != "b" || got.Backend != "b" {
+		t.Errorf("Get of the claimed pinned row: pinned_backend %q, backend_name %q, %v", got.PinnedBackend, got.Backend, err)
+	}
+	// Both fail to start and are freed as the manager frees rows.
+	for _, j := range []driver.Job{pinned, free} {
+		mustUpdate(t, s, driver.Update{Key: j.Key, From: []driver.Status{driver.QueuedForStart}, Set: driver.Values{
+			driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColTag: nil}})
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = h.openAt(t, path)
+	if j, ok := claim(s, "a"); !ok || j.Data["tile"] != "r2" || j.PinnedBackend != "" {
+		t.Errorf("claim for a after the rows were freed: %v (ok %v, pinned to %q), want r2", j.Data["tile"], ok, j.PinnedBackend)
+	}
+	if j, ok := claim(s, "a"); ok {
+		t.Errorf("the row pinned to b was claimed for a after it was freed: %v", j.Data["tile"])
+	}
+	if j, ok := claim(s, "b"); !ok || j.Data["tile"] != "r1" || j.PinnedBackend != "b" {
+		t.Errorf("claim for b: %v (ok %v, pinned to %q), want r1 pinned to b", j.Data["tile"], ok, j.PinnedBackend)
 	}
 }
 

@@ -315,6 +315,7 @@ func (s *Store) Claim(ctx context.Context, set driver.Values) (driver.Job, error
 	if !ok {
 		return driver.Job{}, fmt.Errorf("no not_started row: %w", driver.ErrNotFound)
 	}
+	set = driver.ClaimValues(j, set)
 	if err := s.record([]journalEntry{{Key: j.Key, Set: set}}); err != nil {
 		return driver.Job{}, err
 	}

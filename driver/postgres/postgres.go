@@ -1036,6 +1036,11 @@ func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driv
 	if err != nil {
 		return driver.Job{}, err
 	}
+	if _, given := set[driver.ColPinnedBackend]; !given {
+		// The row's backend_name before the claim (SET reads the old row):
+		// see driver.ClaimValues.
+		clause += `, pinned_backend = NULLIF(backend_name, '')`
+	}
 	var live []driver.Cap
 	for _, c := range caps {
 		if len(c.Statuses) > 0 {

@@ -738,6 +738,11 @@ func (s *Store) ClaimWithin(ctx context.Context, set driver.Values, caps ...driv
 	if err != nil {
 		return driver.Job{}, err
 	}
+	if _, given := set[driver.ColPinnedBackend]; !given {
+		// The row's backend_name before the claim (SET reads the old row):
+		// see driver.ClaimValues.
+		clause += `, pinned_backend = NULLIF(backend_name, '')`
+	}
 	tx, err := s.w.BeginTxx(ctx, nil)
 	if err != nil {
 		return driver.Job{}, interpretError(err)

@@ -65,6 +65,10 @@ type Faults struct {
 	// LostCreates makes the next this many job creations (POST /jobs)
 	// create the job but answer 500, as when the answer is lost.
 	LostCreates int
+	// FailedCreates makes the next this many job creations (POST /jobs)
+	// answer 500 without creating a job, as a back-end that fails before
+	// it stores the job.
+	FailedCreates int
 	// LostStarts makes the next this many starts take effect but answer
 	// 500, as when the answer is lost on its way back.
 	LostStarts int
@@ -224,6 +228,11 @@ func (s *Server) serveWithFaults(key string, arrived time.Time, w http.ResponseW
 		s.opts.Faults.LostCreates--
 		s.injected["lost-create"]++
 		fault = "lost-500"
+	}
+	if fault == "" && key == "POST /jobs" && s.opts.Faults.FailedCreates > 0 {
+		s.opts.Faults.FailedCreates--
+		s.injected["failed-create"]++
+		fault = "500"
 	}
 	if fault == "" && key == "GET /jobs" && s.opts.Faults.ListError {
 		fault = "500"

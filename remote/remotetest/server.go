@@ -8,7 +8,9 @@
 // a ManualClock gives tests full control without sleeping. The server
 // follows the openEO API 1.2: version discovery at /.well-known/openeo, the
 // API under /openeo/1.2, basic and bearer authentication, paginated
-// listings, results with downloadable assets, logs, user-defined processes.
+// listings, results with downloadable assets (described as a STAC Item
+// with the job's extent as geometry, a datetime and media types), logs,
+// user-defined processes.
 package remotetest
 
 import (
@@ -99,6 +101,11 @@ type Options struct {
 	// IgnoreRange serves every asset whole, ignoring Range requests, as
 	// some servers do.
 	IgnoreRange bool
+	// AssetTypes gives the media type ("type") of result assets by name in
+	// result documents; one it lacks has the type of its extension
+	// (GeoTIFF for .tif, netCDF for .nc, ...; application/octet-stream for
+	// others).
+	AssetTypes map[string]string
 	// AssetHref, when set and returning a non-empty string, replaces the
 	// link of asset name of job id in result documents (for links such as
 	// file:///etc/passwd).
@@ -136,6 +143,10 @@ type job struct {
 	runningAt time.Time
 	failure   string
 	seq       int // start order
+	// extent is the bounding box (west, south, east, north) of the places
+	// the job names, the results' geometry; hasExtent is false for none.
+	extent    [4]float64
+	hasExtent bool
 }
 
 // Server is a running fake back-end.
@@ -546,6 +557,7 @@ func (s *Server) createJob(w http.ResponseWriter, r *http.Request) {
 	now := s.opts.Clock.Now()
 	s.mu.Lock()
 	j := &job{id: fmt.Sprintf("j-%06d", jobSeq.Add(1)), req: req, body: body, status: "created", created: now, updated: now}
+	j.extent, j.hasExtent = resultExtent(body)
 	s.jobs[j.id] = j
 	s.order = append(s.order, j)
 	s.advanceLocked()
@@ -811,15 +823,22 @@ func (s *Server) results(w http.ResponseWriter, r *http.Request, j *job) {
 			href = cmp.Or(s.opts.AssetHref(j.id, name), href)
 		}
 		assets[name] = map[string]any{
-			"href": href, "type": "image/tiff; application=geotiff",
+			"href": href, "type": s.opts.assetMediaType(name),
 			"roles": []string{"data"}, "title": name, "file:size": s.opts.AssetSize,
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	// A STAC Item, as back-ends describe results: the extent of the places
+	// the job names as its geometry (null when it names none), the time it
+	// finished as its datetime, each asset's media type.
+	doc := map[string]any{
 		"stac_version": "1.0.0", "type": "Feature", "id": j.id,
 		"geometry": nil, "properties": map[string]any{"datetime": rfc3339(j.updated), "openeo:status": "finished"},
 		"assets": assets, "links": []any{},
-	})
+	}
+	if j.hasExtent {
+		doc["geometry"], doc["bbox"] = resultGeometry(j.extent)
+	}
+	writeJSON(w, http.StatusOK, doc)
 }
 
 // assetURLPath is an asset name as a URL path: each folder of it escaped.
