@@ -16,7 +16,7 @@ var exportCmd = command{
 	name: "export",
 	usage: `
 Usage: worker export --db TABLE --to FILE
-       worker export --db TABLE --to DIR --stac [--root-dir DIR]
+       worker export --db TABLE --to DIR --stac [--root-dir DIR] [--allow-incomplete]
 
 Writes a job table, manager columns included, to another format picked from
 the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
@@ -32,10 +32,14 @@ DIR/collection.json and one Item per finished job (DIR/<job id>/<job id>.json)
 with the job's footprint (the results' own geometry, else the row's
 geometry column), its time (the results' datetime, else the interval from
 start_time to the job's last update), the row's columns as properties, and
-the files of ROOT/job_<id>/ as assets with their media types. Every link is
-relative: put DIR inside the --root-dir folder to move them together. DIR
-must not exist or be empty. Finished rows that get no Item, or whose
-results are not all on disk, are listed, and the exit status is 1.
+the files of ROOT/job_<id>/ as assets with their media types. ROOT is
+--root-dir, the folder worker run wrote the job folders to (the current
+folder by default, as for run); one that does not exist is bad usage (exit
+2). Every link is relative: put DIR inside ROOT to move them together. DIR
+must not exist or be empty. Finished rows that would get no Item, or whose
+results are not all on disk, are listed, one line each, and nothing is
+written (exit status 1): fetch the results with worker download, or give
+--allow-incomplete to write the catalogue anyway (exit status 0).
 
 Example:
   worker export --db jobs.db --to jobs.geojson
