@@ -404,7 +404,7 @@ func TestInitAppend(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "dup.csv"), []byte("year,title\n2003,row 3\n2001,again\n"), 0o644)
 			before, _ := os.ReadFile(filepath.Join(dir, db))
 			_, errOut, code := work(t, dir, nil, "init", "--append", "--from", "dup.csv", "--db", db, "--key", "year")
-			if code != 1 || !strings.Contains(errOut, "dup.csv") || !strings.Contains(errOut, "row 2 (year=2001)") || !strings.Contains(errOut, "nothing was added") {
+			if code != 2 || !strings.Contains(errOut, "dup.csv") || !strings.Contains(errOut, "row 2 (year=2001)") || !strings.Contains(errOut, "nothing was added") {
 				t.Errorf("append with a duplicate key: exit %d %q", code, errOut)
 			}
 			if after, _ := os.ReadFile(filepath.Join(dir, db)); !bytes.Equal(before, after) {

@@ -110,6 +110,22 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// inputError is invalid input: the content of a file the user names (an
+// area, a grid, a table to import or append) or a value read from it.
+// Exit 2, as for bad usage; nothing was changed.
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
+// badInput marks err, when not nil, as invalid input (exit 2).
+func badInput(err error) error {
+	if err == nil {
+		return nil
+	}
+	return inputError{err}
+}
+
 // command is one subcommand.
 type command struct {
 	name  string
@@ -150,6 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // the context's cause or context.Canceled.
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue usageError
+	var ie inputError
 	var es *exitStatus
 	var se signalError
 	var noTable *tableconv.NoTableError
@@ -164,7 +181,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &ie):
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
 	case errors.As(err, &noTable):

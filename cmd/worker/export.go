@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
@@ -73,6 +75,9 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if _, err := os.Stat(*to); err == nil {
 		return fmt.Errorf("%s exists already: choose another --to", *to)
 	}
+	if err := checkFolder("--to", *to); err != nil {
+		return err
+	}
 	if tableconv.IsGeoJSON(*to) {
 		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
 			return fmt.Errorf("%s: %w", *db, err)
@@ -83,6 +88,32 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.Rows), *db, *to)
 	return nil
+}
+
+// checkFolder refuses a file to write (location, given as the flag
+// flagName) whose folder is not there, naming the folder: bad usage, exit
+// 2. A table on a database server has no folder; a location no driver
+// takes is left to the writer to refuse.
+func checkFolder(flagName, location string) error {
+	path := location
+	if !tableconv.IsGeoJSON(location) {
+		d, p, err := driver.Lookup(location)
+		if err != nil || d.Exists != nil {
+			return nil
+		}
+		path = p
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && st.IsDir():
+		return nil
+	case err == nil:
+		return usagef("%s %s: %s is a file, not a folder", flagName, location, dir)
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef("%s %s: the folder %s does not exist", flagName, location, dir)
+	}
+	return fmt.Errorf("%s %s: %w", flagName, location, err)
 }
 
 // createTable writes t to a new store at location (tableconv.Create),

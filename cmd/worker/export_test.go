@@ -103,3 +103,45 @@ func TestExportSTACRootDir(t *testing.T) {
 		t.Errorf("complete results: exit %d, %q, %q", code, out, errOut)
 	}
 }
+
+// TestInitInputErrors: what is wrong with the input of init and init
+// --append (its content, a key it lacks or repeats, a file that is not
+// there) is invalid input, exit 2, and the table is left as it was.
+func TestInitInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(content), 0o644)
+		return p
+	}
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", write("in.csv", "a,b\n1,2\n3,4\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	before, _ := os.ReadFile(db)
+	dup := write("dup.csv", "a,b\n1,5\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "row 1 (a=1): already in"},
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "nope"}, `no key column "nope"`},
+		{[]string{"--append", "--from", write("empty.csv", "a,b\n"), "--db", db, "--key", "a"}, "no rows to add"},
+		{[]string{"--from", write("wkt.csv", "a,geometry\n1,\"POLYGON ((0 0\"\n"), "--db", filepath.Join(dir, "n1.db")}, `row 1, column "geometry": not WKT`},
+		{[]string{"--from", write("status.csv", "a,status\n1,done\n"), "--db", filepath.Join(dir, "n2.db")}, `row 1, column "status": unknown status "done"`},
+		{[]string{"--from", write("ragged.csv", "a,b\n1\n"), "--db", filepath.Join(dir, "n3.db")}, "ragged.csv"},
+		{[]string{"--from", filepath.Join(dir, "nowhere.csv"), "--db", filepath.Join(dir, "n4.db")}, "nowhere.csv"},
+		{[]string{"--from", dup, "--db", filepath.Join(dir, "nowhere", "n5.db")}, "the folder " + filepath.Join(dir, "nowhere") + " does not exist"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"init"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("init %v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+	if after, _ := os.ReadFile(db); !bytes.Equal(before, after) {
+		t.Error("a refused init --append changed the table")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "n*.db")); len(left) > 0 {
+		t.Errorf("refused inits left %v", left)
+	}
+}
