@@ -19,6 +19,16 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
+// writeFile writes content to dir/name and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // finishedTable writes dir/jobs.db with two finished rows, jobs j-1 and
 // j-2, as a Python client's table would have them.
 func finishedTable(t *testing.T, dir string) string {
@@ -109,11 +119,7 @@ func TestExportSTACRootDir(t *testing.T) {
 // there) is invalid input, exit 2, and the table is left as it was.
 func TestInitInputErrors(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(content), 0o644)
-		return p
-	}
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
 	db := filepath.Join(dir, "jobs.db")
 	if code, out, errOut := runCLI(t, "init", "--from", write("in.csv", "a,b\n1,2\n3,4\n"), "--db", db); code != 0 {
 		t.Fatalf("init: %d %s %s", code, out, errOut)

@@ -93,11 +93,7 @@ func TestSplitCommand(t *testing.T) {
 // exit 2, with a message that names it, and no file.
 func TestSplitInputErrors(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, []byte(content), 0o644)
-		return p
-	}
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
 	broken := write("broken.geojson", "{broken")
 	empty := write("empty.geojson", "")
 	point := write("point.geojson", `{"type": "Point", "coordinates": [4, 51]}`)
