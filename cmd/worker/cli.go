@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fs := flag.NewFlagSet("worker "+c.name, flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs.SetOutput(&heldOutput{to: stderr})
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
 			fs.PrintDefaults()
@@ -210,16 +211,35 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 // parseArgs is parse for a command that takes arguments besides its flags
-// (fs.Args after it).
+// (fs.Args after it). --help prints the command's usage; a mistake (an
+// unknown flag, a bad value) is a usageError of one line plus where to
+// read the flags, not the whole usage.
 func parseArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+	err := fs.Parse(flagsFirst(fs, args))
+	if h, ok := fs.Output().(*heldOutput); ok {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			h.to.Write(h.buf.Bytes())
 		}
-		return usageError{err.Error()}
+		fs.SetOutput(h.to)
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	case err != nil:
+		return usageError{fmt.Sprintf("%v\nRun '%s --help' for its flags.", err, fs.Name())}
 	}
 	return nil
 }
+
+// heldOutput is a flag set's output while it parses: the flag package
+// writes its error and the usage there on a mistake as on --help, and
+// parseArgs passes them on to the writer to only for --help.
+type heldOutput struct {
+	buf bytes.Buffer
+	to  io.Writer
+}
+
+func (h *heldOutput) Write(p []byte) (int, error) { return h.buf.Write(p) }
 
 // writeJSON prints v as indented JSON, as every --json output is, with
 // <, > and & as they are: the output is read by people and scripts, not
