@@ -345,6 +345,20 @@ func TestLogsAndDownload(t *testing.T) {
 		}
 	}
 
+	// With every result there, --json says so with an empty list, not null.
+	out = mustWork(t, dir, fakeEnv, "download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res", "--dry-run", "--json")
+	var raw struct {
+		Rows []map[string]json.RawMessage `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw.Rows) != 2 {
+		t.Fatalf("download --json with nothing missing: %v\n%s", err, out)
+	}
+	for _, r := range raw.Rows {
+		if string(r["missing"]) != "[]" {
+			t.Errorf("download --json with nothing missing: \"missing\": %s, want []\n%s", r["missing"], out)
+		}
+	}
+
 	// A file cut short is found and fetched again; complete ones are not.
 	cut := filepath.Join(worker.JobDir(filepath.Join(dir, "res"), ids[0]), "result.tif")
 	os.Truncate(cut, 10)

@@ -75,3 +75,16 @@ func TestBackendListedTwice(t *testing.T) {
 		t.Errorf("%d requests sent to the back-ends, want none", n)
 	}
 }
+
+// TestVersionWithoutVCS: a test binary has no VCS information, as a build
+// with -buildvcs=false has none; version says so, without claiming the
+// build was made outside a git checkout.
+func TestVersionWithoutVCS(t *testing.T) {
+	if readVersion().Commit != "" {
+		t.Skip("this binary has VCS information")
+	}
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.Contains(out, "no VCS information in the build (built outside a git checkout, or with -buildvcs=false)") {
+		t.Errorf("version: exit %d\n%s", code, out)
+	}
+}
