@@ -86,6 +86,7 @@ Commands:
   serve    a read-only web dashboard of a table: map, counts, progress, failures
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
+           (--serve starts the simulated back-ends for your own worker run)
   version  print the version, commit and main dependencies
 
 Example:
