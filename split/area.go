@@ -115,7 +115,11 @@ func ParseBBox(s string) (Area, error) {
 // (any other geometry type is an error naming the feature). Coordinates are
 // longitude/latitude (RFC 7946), unless the document has the older "crs"
 // member naming another CRS.
-func ParseGeoJSON(b []byte) (Area, error) {
+func ParseGeoJSON(b []byte) (Area, error) { return parseGeoJSON(b, 0) }
+
+// parseGeoJSON is ParseGeoJSON with the coordinates in EPSG code epsg
+// when it is not zero, whatever the document's "crs" member says.
+func parseGeoJSON(b []byte, epsg int) (Area, error) {
 	var head struct {
 		Type string `json:"type"`
 		CRS  *struct {
@@ -134,6 +138,9 @@ func ParseGeoJSON(b []byte) (Area, error) {
 			return Area{}, fmt.Errorf("crs: %w", err)
 		}
 		a.EPSG = n
+	}
+	if epsg != 0 {
+		a.EPSG = epsg
 	}
 	var geoms []orb.Geometry
 	var where []string

@@ -187,9 +187,11 @@ type GridFile struct {
 // of polygons, one feature per tile. The coordinates are
 // longitude/latitude unless the document's "crs" member, or epsg when not
 // zero, says otherwise. A tile must be a convex polygon without holes
-// (grid cells are); anything else is an error naming the feature.
+// (grid cells are); anything else is an error naming the feature. A file
+// that split wrote (see Tiling.Table) is a grid file: its tile_id, epsg,
+// west, south, east and north properties are those Table writes again.
 func ParseGridFile(b []byte, epsg int) (*GridFile, error) {
-	a, err := ParseGeoJSON(b) // checks rings and the crs member
+	a, err := parseGeoJSON(b, epsg) // checks rings and the crs member
 	if err != nil {
 		return nil, err
 	}
@@ -198,9 +200,6 @@ func ParseGridFile(b []byte, epsg int) (*GridFile, error) {
 		return nil, fmt.Errorf("want a FeatureCollection of tiles: %w", err)
 	}
 	g := &GridFile{EPSG: a.EPSG, Features: fc.Features}
-	if epsg != 0 {
-		g.EPSG = epsg
-	}
 	var raw struct {
 		Features []struct {
 			Properties json.RawMessage `json:"properties"`
@@ -248,6 +247,8 @@ func (g *GridFile) Split(area Area) (*Tiling, error) {
 		id := fmt.Sprint(i + 1)
 		if f.ID != nil {
 			id = fmt.Sprint(f.ID)
+		} else if v, ok := f.Properties[ColTileID]; ok && v != nil {
+			id = fmt.Sprint(tableValue(v)) // a tile_id property, as split writes it
 		}
 		t.Tiles = append(t.Tiles, Tile{ID: id, Polygon: p, Properties: f.Properties})
 	}
@@ -264,18 +265,33 @@ const (
 // Table returns the tiling as a table: tile_id, the grid file's
 // properties, epsg (the projection of the geometry), west, south, east
 // and north (the tile's bounds in that projection) and geometry (WKT in
-// that projection). A grid property named like one of these is an error.
+// that projection).
+//
+// A grid property named like one of these (as in a file split wrote) is
+// left out when every tile's value is the one Table writes (the tile's
+// id, the grid's EPSG code, its bounds to a billionth of their size), so
+// a split's output serves as a grid; else it is kept, as the column
+// grid_<name> (an error if the grid has a property of that name too).
 func (t *Tiling) Table() (columns []string, rows [][]any, err error) {
 	own := []string{ColTileID, ColEPSG, "west", "south", "east", "north", ColGeometry}
+	var props, names []string // the grid's properties kept, and their columns
 	for _, k := range t.Columns {
+		name := k
 		if slices.Contains(own, k) {
-			return nil, nil, fmt.Errorf("the grid's property %q has the name of a column split writes", k)
+			if t.redundant(k) {
+				continue
+			}
+			name = "grid_" + k
+			if slices.Contains(t.Columns, name) {
+				return nil, nil, fmt.Errorf("the grid's property %q has the name of a column split writes, and %q is taken too", k, name)
+			}
 		}
+		props, names = append(props, k), append(names, name)
 	}
-	columns = append(append([]string{ColTileID}, t.Columns...), own[1:]...)
+	columns = append(append([]string{ColTileID}, names...), own[1:]...)
 	for _, tile := range t.Tiles {
 		r := []any{tile.ID}
-		for _, k := range t.Columns {
+		for _, k := range props {
 			r = append(r, tableValue(tile.Properties[k]))
 		}
 		b := tile.Polygon.Bound()
@@ -283,6 +299,42 @@ func (t *Tiling) Table() (columns []string, rows [][]any, err error) {
 		rows = append(rows, r)
 	}
 	return columns, rows, nil
+}
+
+// redundant reports whether every tile's grid property k, one of the
+// columns Table writes, holds the value Table writes there anyway (or
+// none).
+func (t *Tiling) redundant(k string) bool {
+	for _, tile := range t.Tiles {
+		v, ok := tile.Properties[k]
+		if !ok || v == nil {
+			continue
+		}
+		f, isNum := v.(float64)
+		b := tile.Polygon.Bound()
+		near := func(want float64) bool {
+			return isNum && math.Abs(f-want) <= 1e-9*max(b.Max[0]-b.Min[0], b.Max[1]-b.Min[1])
+		}
+		var same bool
+		switch k {
+		case ColTileID:
+			same = fmt.Sprint(tableValue(v)) == tile.ID
+		case ColEPSG:
+			same = isNum && f == float64(t.EPSG)
+		case "west":
+			same = near(b.Min[0])
+		case "south":
+			same = near(b.Min[1])
+		case "east":
+			same = near(b.Max[0])
+		case "north":
+			same = near(b.Max[1])
+		}
+		if !same {
+			return false
+		}
+	}
+	return true
 }
 
 // polygonWKT writes a polygon as WKT the way shapely does, with plain

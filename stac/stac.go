@@ -63,6 +63,10 @@ type Options struct {
 	GeometryColumn string
 	// Logger receives a warning per row with a problem; none when nil.
 	Logger *slog.Logger
+	// RequireComplete makes Export write nothing (no folder either) when
+	// a finished row has a Problem: the Result lists them, with Items 0.
+	// Without it, the catalogue of the other rows is written.
+	RequireComplete bool
 }
 
 // Problem is a finished row whose Item is missing or incomplete.
@@ -73,12 +77,17 @@ type Problem struct {
 	// Item was written but something is missing (results not complete on
 	// disk).
 	Skipped bool
-	Err     string
+	// NoJobFolder is true when the row's job folder is not in RootDir at
+	// all: its results were never downloaded there, or RootDir is not the
+	// folder they were downloaded to.
+	NoJobFolder bool
+	Err         string // one line
 }
 
 // Result tells what Export wrote.
 type Result struct {
 	Dir      string // the Collection's folder
+	Finished int    // finished rows in the table
 	Items    int    // Items written
 	Problems []Problem
 }
@@ -135,11 +144,18 @@ func PropertyName(column string, value any) string {
 // A row that cannot be an Item (a job id that is no plain name, a
 // geometry that is not longitude/latitude WKT) is left out and reported
 // in Result.Problems, as is a row whose results are not complete on disk
-// (its Item is written with the files there). Errors reading the table or
-// writing the folder are returned.
+// (its Item is written with the files there, unless
+// Options.RequireComplete). A RootDir that is not a folder (an error
+// matching fs.ErrNotExist when it is not there), and errors reading the
+// table or writing the folder are returned; nothing is written then.
 func Export(ctx context.Context, store driver.Store, dir string, opts Options) (*Result, error) {
 	if opts.RootDir == "" {
 		return nil, errors.New("stac: no root folder of the job folders given")
+	}
+	if st, err := os.Stat(opts.RootDir); err != nil {
+		return nil, fmt.Errorf("the root folder of the job folders: %w", err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("the root folder of the job folders, %s, is a file", opts.RootDir)
 	}
 	opts = withDefaults(opts)
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
@@ -150,9 +166,6 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 	}
 	absDir, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(absDir), 0o755); err != nil {
 		return nil, err
 	}
 	absRoot, err := filepath.Abs(opts.RootDir)
@@ -168,7 +181,7 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 		return nil, err
 	}
 
-	res := &Result{Dir: dir}
+	res := &Result{Dir: dir, Finished: len(rows)}
 	var items []*item
 	seen := map[string]bool{}
 	for _, row := range rows {
@@ -180,16 +193,23 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 			err = fmt.Errorf("job id %q is that of an earlier row too", row.ID)
 		}
 		if err != nil {
-			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Skipped: true, Err: err.Error()})
+			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Skipped: true, Err: oneLine(err)})
 			opts.warn("row left out of the STAC collection", row, err)
 			continue
 		}
 		if warn != nil {
-			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Err: warn.Error()})
+			var nf noJobFolder
+			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, NoJobFolder: errors.As(warn, &nf), Err: oneLine(warn)})
 			opts.warn("row's Item is incomplete", row, warn)
 		}
 		seen[it.ID] = true
 		items = append(items, it)
+	}
+	if opts.RequireComplete && len(res.Problems) > 0 {
+		return res, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(absDir), 0o755); err != nil {
+		return nil, err
 	}
 
 	tmp, err := os.MkdirTemp(filepath.Dir(absDir), "."+filepath.Base(absDir)+".tmp-")
@@ -219,6 +239,14 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 	res.Items = len(items)
 	return res, nil
 }
+
+// noJobFolder is the Problem of a row whose job folder is not there.
+type noJobFolder struct{ dir string }
+
+func (e noJobFolder) Error() string { return "no job folder " + e.dir + ": its results are not there" }
+
+// oneLine is err's message on one line: errors.Join puts one per line.
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
 
 func withDefaults(o Options) Options {
 	if o.ID == "" {
@@ -351,7 +379,7 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	metaPath := worker.MetadataPath(root, row.ID)
 	job, err := readMeta(metaPath)
 	if errors.Is(err, os.ErrNotExist) {
-		warn = fmt.Errorf("%s is missing: the results are not (completely) downloaded; run worker download", metaPath)
+		warn = fmt.Errorf("%s is missing: the results are not (completely) downloaded", metaPath)
 	} else if err != nil {
 		warn = fmt.Errorf("%w: not used", err) // the back-end's document is at fault, not the row
 	}
@@ -435,7 +463,9 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	// Assets: the files of the job folder, sub-folders included (an asset
 	// key with folders, "data/b03.tif", is saved as such).
 	if _, err := os.Stat(jobDir); errors.Is(err, os.ErrNotExist) {
-		return it, errors.Join(warn, fmt.Errorf("no job folder %s: results not downloaded; run worker download", jobDir)), nil
+		// The folder's absence says it all: the metadata file in it is
+		// missing too.
+		return it, noJobFolder{jobDir}, nil
 	}
 	itemDir := filepath.Join(dir, row.ID)
 	resultAssets := results.byFile()

@@ -88,6 +88,26 @@ func CheckGeometries(ctx context.Context, from string, t *Table) error {
 	return nil
 }
 
+// CheckManagerValues makes sure every cell of t's manager columns (status,
+// costs, ...; see driver.ManagerColumns) is a value the stores take
+// (driver.Normalize): a status the tools know, a number where one is due.
+// A bad cell is an error naming from (the file t was read from), the row
+// (from 1) and the column. The stores check the same when t is written;
+// this tells the input's fault apart from the store's before anything is.
+func CheckManagerValues(from string, t *Table) error {
+	for i, c := range t.Columns {
+		if _, ok := driver.ManagerColumn(c); !ok {
+			continue
+		}
+		for r, row := range t.Rows {
+			if _, err := driver.Normalize(c, row[i]); err != nil {
+				return fmt.Errorf("%s: row %d, %w", from, r+1, err) // err names the column
+			}
+		}
+	}
+	return nil
+}
+
 // IsGeoJSON reports whether path names a GeoJSON file, by its ending
 // (.geojson or .json, in any case).
 func IsGeoJSON(path string) bool {
@@ -316,9 +336,21 @@ func jsonValue(v any) any {
 // other columns its properties. A cell of GeometryColumn that is not WKT
 // is an error naming the row (from 1) and the column, and nothing is
 // written.
-func WriteGeoJSON(path string, t *Table) error {
+func WriteGeoJSON(path string, t *Table) error { return WriteGeoJSONCRS(path, t, 0) }
+
+// WriteGeoJSONCRS is WriteGeoJSON for geometries in the projection EPSG
+// code epsg. Unless it is 0 or 4326 (longitude/latitude, what RFC 7946
+// GeoJSON holds), the FeatureCollection names it in the "crs" member of
+// the 2008 GeoJSON specification, "urn:ogc:def:crs:EPSG::<epsg>", as GDAL
+// and GeoPandas write it, so that readers do not take the coordinates for
+// longitude/latitude.
+func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 	g := slices.Index(t.Columns, GeometryColumn)
 	fc := geojson.NewFeatureCollection()
+	if epsg != 0 && epsg != 4326 {
+		fc.ExtraMembers = geojson.Properties{"crs": map[string]any{
+			"type": "name", "properties": map[string]any{"name": fmt.Sprintf("urn:ogc:def:crs:EPSG::%d", epsg)}}}
+	}
 	for i, r := range t.Rows {
 		f := geojson.NewFeature(nil)
 		if g >= 0 && r[g] != nil {

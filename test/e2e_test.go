@@ -272,8 +272,8 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("year,status\n2020,not_started\n2021,bogus\n"), 0o644)
 	out, err := cmd(t.Context(), dir, nil, "init", "--from", "bad.csv", "--db", "jobs.db").CombinedOutput()
-	if code := exitCode(err); code != 1 {
-		t.Errorf("exit %d, want 1", code)
+	if code := exitCode(err); code != 2 {
+		t.Errorf("exit %d, want 2 (invalid input)", code)
 	}
 	for _, want := range []string{"bad.csv", "row 2", "status", "bogus"} {
 		if !strings.Contains(string(out), want) {

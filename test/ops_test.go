@@ -346,6 +346,20 @@ func TestLogsAndDownload(t *testing.T) {
 		}
 	}
 
+	// With every result there, --json says so with an empty list, not null.
+	out = mustWork(t, dir, fakeEnv, "download", "--db", "jobs.db", "--backend", backend, "--root-dir", "res", "--dry-run", "--json")
+	var raw struct {
+		Rows []map[string]json.RawMessage `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw.Rows) != 2 {
+		t.Fatalf("download --json with nothing missing: %v\n%s", err, out)
+	}
+	for _, r := range raw.Rows {
+		if string(r["missing"]) != "[]" {
+			t.Errorf("download --json with nothing missing: \"missing\": %s, want []\n%s", r["missing"], out)
+		}
+	}
+
 	// A file cut short is found and fetched again; complete ones are not.
 	cut := filepath.Join(worker.JobDir(filepath.Join(dir, "res"), ids[0]), "result.tif")
 	os.Truncate(cut, 10)
@@ -405,7 +419,7 @@ func TestInitAppend(t *testing.T) {
 			os.WriteFile(filepath.Join(dir, "dup.csv"), []byte("year,title\n2003,row 3\n2001,again\n"), 0o644)
 			before, _ := os.ReadFile(filepath.Join(dir, db))
 			_, errOut, code := work(t, dir, nil, "init", "--append", "--from", "dup.csv", "--db", db, "--key", "year")
-			if code != 1 || !strings.Contains(errOut, "dup.csv") || !strings.Contains(errOut, "row 2 (year=2001)") || !strings.Contains(errOut, "nothing was added") {
+			if code != 2 || !strings.Contains(errOut, "dup.csv") || !strings.Contains(errOut, "row 2 (year=2001)") || !strings.Contains(errOut, "nothing was added") {
 				t.Errorf("append with a duplicate key: exit %d %q", code, errOut)
 			}
 			if after, _ := os.ReadFile(filepath.Join(dir, db)); !bytes.Equal(before, after) {

@@ -39,15 +39,12 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 	if err := mustExist(location); err != nil {
 		return err
 	}
-	t, err := tableconv.Read(ctx, from)
+	t, err := readInput(ctx, from)
 	if err != nil {
 		return err
 	}
-	if err := tableconv.CheckGeometries(ctx, from, t); err != nil {
-		return err
-	}
 	if len(t.Rows) == 0 {
-		return fmt.Errorf("%s: no rows to add", from)
+		return badInput(fmt.Errorf("%s: no rows to add", from))
 	}
 	var newCols []string
 	err = rewriteTable(ctx, location, "init --append", func(user []string, rows []driver.Job) (*tableconv.Table, error) {
@@ -57,11 +54,11 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 		}
 		for _, k := range key {
 			if _, ok := pos[k]; !ok {
-				return nil, fmt.Errorf("%s: no key column %q (it has %s)", from, k, strings.Join(t.Columns, ", "))
+				return nil, badInput(fmt.Errorf("%s: no key column %q (it has %s)", from, k, strings.Join(t.Columns, ", ")))
 			}
 			if !slices.Contains(user, k) {
 				if _, mgr := driver.ManagerColumn(k); !mgr {
-					return nil, fmt.Errorf("%s: no key column %q (it has %s)", location, k, strings.Join(user, ", "))
+					return nil, badInput(fmt.Errorf("%s: no key column %q (it has %s)", location, k, strings.Join(user, ", ")))
 				}
 			}
 		}
@@ -93,8 +90,8 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 				more = fmt.Sprintf("\n  and %d more", len(refused)-10)
 				refused = refused[:10]
 			}
-			return nil, fmt.Errorf("%s: %d rows have a key already there; nothing was added to %s:\n  %s%s",
-				from, total, location, strings.Join(refused, "\n  "), more)
+			return nil, badInput(fmt.Errorf("%s: %d rows have a key already there; nothing was added to %s:\n  %s%s",
+				from, total, location, strings.Join(refused, "\n  "), more))
 		}
 		for _, c := range t.Columns {
 			if _, mgr := driver.ManagerColumn(c); !mgr && !slices.Contains(user, c) {

@@ -109,18 +109,48 @@ func (f *jobFlags) creator(cmd string) (*udpjob.JobCreator, error) {
 		c.ParameterDefaults[name] = v
 	}
 	if f.jobOptions != "" {
-		b, err := os.ReadFile(f.jobOptions)
+		obj, err := readJobOptions(cmd, f.jobOptions)
 		if err != nil {
-			return nil, usagef("%s: --job-options: %v", cmd, err)
-		}
-		v, err := udpjob.DecodeDefault(string(b))
-		obj, ok := v.(map[string]any)
-		if err != nil || !ok {
-			return nil, usagef("%s: --job-options %s: want a JSON object", cmd, f.jobOptions)
+			return nil, err
 		}
 		c.JobOptions = obj
 	}
 	return c, nil
+}
+
+// readJobOptions reads a --job-options file: a JSON object (numbers as
+// written), else bad usage naming the file and what is wrong.
+func readJobOptions(cmd, path string) (map[string]any, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usagef("%s: --job-options: %v", cmd, err)
+	}
+	v, err := udpjob.DecodeDefault(string(b))
+	if err != nil {
+		return nil, usagef("%s: --job-options %s: want a JSON object: %v", cmd, path, err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, usagef("%s: --job-options %s: want a JSON object, not %s", cmd, path, jsonKind(v))
+	}
+	return obj, nil
+}
+
+// jsonKind names the JSON type of a decoded value.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case map[string]any:
+		return "an object"
+	}
+	return "a number"
 }
 
 // maxListed is how many bad rows the check lists before it counts.

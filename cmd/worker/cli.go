@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -85,6 +86,7 @@ Commands:
   serve    a read-only web dashboard of a table: map, counts, progress, failures
   login    log in to a back-end with OpenID Connect, once, for later runs
   demo     run a small table against a built-in simulated back-end
+           (--serve starts the simulated back-ends for your own worker run)
   version  print the version, commit and main dependencies
 
 Example:
@@ -110,6 +112,22 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
+// inputError is invalid input: the content of a file the user names (an
+// area, a grid, a table to import or append) or a value read from it.
+// Exit 2, as for bad usage; nothing was changed.
+type inputError struct{ err error }
+
+func (e inputError) Error() string { return e.err.Error() }
+func (e inputError) Unwrap() error { return e.err }
+
+// badInput marks err, when not nil, as invalid input (exit 2).
+func badInput(err error) error {
+	if err == nil {
+		return nil
+	}
+	return inputError{err}
+}
+
 // command is one subcommand.
 type command struct {
 	name  string
@@ -133,7 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		fs := flag.NewFlagSet("worker "+c.name, flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs.SetOutput(&heldOutput{to: stderr})
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), "%s\nFlags:\n", strings.TrimSpace(c.usage))
 			fs.PrintDefaults()
@@ -150,6 +168,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // the context's cause or context.Canceled.
 func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 	var ue usageError
+	var ie inputError
 	var es *exitStatus
 	var se signalError
 	var noTable *tableconv.NoTableError
@@ -164,7 +183,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &ie):
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
 	case errors.As(err, &noTable):
@@ -193,16 +212,35 @@ func parse(fs *flag.FlagSet, args []string) error {
 }
 
 // parseArgs is parse for a command that takes arguments besides its flags
-// (fs.Args after it).
+// (fs.Args after it). --help prints the command's usage; a mistake (an
+// unknown flag, a bad value) is a usageError of one line plus where to
+// read the flags, not the whole usage.
 func parseArgs(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(flagsFirst(fs, args)); err != nil {
+	err := fs.Parse(flagsFirst(fs, args))
+	if h, ok := fs.Output().(*heldOutput); ok {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			h.to.Write(h.buf.Bytes())
 		}
-		return usageError{err.Error()}
+		fs.SetOutput(h.to)
+	}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	case err != nil:
+		return usageError{fmt.Sprintf("%v\nRun '%s --help' for its flags.", err, fs.Name())}
 	}
 	return nil
 }
+
+// heldOutput is a flag set's output while it parses: the flag package
+// writes its error and the usage there on a mistake as on --help, and
+// parseArgs passes them on to the writer to only for --help.
+type heldOutput struct {
+	buf bytes.Buffer
+	to  io.Writer
+}
+
+func (h *heldOutput) Write(p []byte) (int, error) { return h.buf.Write(p) }
 
 // writeJSON prints v as indented JSON, as every --json output is, with
 // <, > and & as they are: the output is read by people and scripts, not

@@ -101,10 +101,11 @@ func TestConvertKeepsManagerColumns(t *testing.T) {
 func TestConvertBadInput(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "bad.csv"), []byte("name,geometry\na,POINT (1 2)\nb,\"POLYGON ((1 2, 3\"\nc,\"POINT Z (1 2 3)\"\n"), 0o644)
-	// A bad WKT cell is refused whatever the table's format, and nothing is written.
+	// A bad WKT cell is refused whatever the table's format, as invalid
+	// input (exit 2), and nothing is written.
 	for _, db := range []string{"t.db", "t.csv", "t.parquet", "t.duckdb"} {
 		code, out := cli(t, dir, "init", "--from", "bad.csv", "--db", db)
-		if code != 1 || !strings.Contains(out, "bad.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) {
+		if code != exitUsage || !strings.Contains(out, "bad.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) {
 			t.Errorf("init --db %s: exit %d: %s", db, code, out)
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
@@ -139,7 +140,7 @@ func TestConvertBadInput(t *testing.T) {
 	} {
 		os.WriteFile(filepath.Join(dir, name), []byte(doc), 0o644)
 		code, out := cli(t, dir, "init", "--from", name, "--db", name+".db")
-		if code != 1 || !strings.Contains(out, name) {
+		if code != exitUsage || !strings.Contains(out, name) {
 			t.Errorf("%s: exit %d: %s", name, code, out)
 		}
 		if _, err := os.Stat(filepath.Join(dir, name+".db")); !os.IsNotExist(err) {

@@ -24,6 +24,7 @@ var demoCmd = command{
 	name: "demo",
 	usage: `
 Usage: worker demo [--dir DIR] [--rows N]
+       worker demo --serve [--dir DIR] [--rows N]
 
 Runs the whole path on this machine, with no account and no network: starts
 two simulated openEO back-ends on 127.0.0.1 that both store a user-defined
@@ -34,9 +35,17 @@ GeoJSON geometry; one tile is made to fail, to show the error handling),
 shows progress, and prints a summary and where the results are. A second
 demo in the same DIR starts afresh.
 
+With --serve, it prepares DIR the same way (the areas, the table, a copy of
+the stored process) and starts the two simulated back-ends, but runs
+nothing: it prints their URLs, their credentials and the worker run command
+that runs the table on them, and serves until Ctrl-C, so that you can try
+run, status, serve, jobs, retry, logs or download yourself. The back-ends
+keep their jobs in memory: once they stop, start afresh.
+
 Example:
   worker demo --dir demo-output
   worker status --db demo-output/jobs.db
+  worker demo --serve --dir try     # then, in another terminal, the run it prints
 `,
 	run: runDemo,
 }
@@ -88,34 +97,44 @@ func writeDemoInput(path string, rows int) error {
 	return os.WriteFile(path, []byte(doc), 0o644)
 }
 
-func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	dir := fs.String("dir", "demo-output", "`folder` for the demo's table, inputs and results")
-	rows := fs.Int("rows", 12, "number of rows (jobs)")
-	if err := parse(fs, args); err != nil {
-		return err
+// demoFiles are the paths of a demo's folder.
+type demoFiles struct{ db, results, input, process string }
+
+// prepareDemo (re)creates the demo's folder dir: the areas of rows rows,
+// a copy of the stored process and the job table made from the areas;
+// earlier results and tables are removed.
+func prepareDemo(ctx context.Context, dir string, rows int, stderr io.Writer) (demoFiles, int, error) {
+	f := demoFiles{db: filepath.Join(dir, "jobs.db"), results: filepath.Join(dir, "results"),
+		input: filepath.Join(dir, "areas.geojson"), process: filepath.Join(dir, "ndvi_composite.json")}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return f, 0, err
 	}
-	if *rows < 1 || *rows > 10000 {
-		return usagef("demo: --rows must be between 1 and 10000")
-	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		return err
-	}
-	dbPath := filepath.Join(*dir, "jobs.db")
-	resultsDir := filepath.Join(*dir, "results")
-	for _, p := range []string{dbPath, dbPath + "-wal", dbPath + "-shm", resultsDir} {
+	for _, p := range []string{f.db, f.db + "-wal", f.db + "-shm", f.db + ".workers", f.results} {
 		if err := os.RemoveAll(p); err != nil {
-			return err
+			return f, 0, err
 		}
 	}
-	inputPath, processPath := filepath.Join(*dir, "areas.geojson"), filepath.Join(*dir, "ndvi_composite.json")
-	if err := writeDemoInput(inputPath, *rows); err != nil {
-		return err
+	if err := writeDemoInput(f.input, rows); err != nil {
+		return f, 0, err
 	}
-	if err := os.WriteFile(processPath, []byte(demoProcess), 0o644); err != nil {
-		return err
+	if err := os.WriteFile(f.process, []byte(demoProcess), 0o644); err != nil {
+		return f, 0, err
 	}
+	t, err := tableconv.ReadGeoJSON(f.input)
+	if err != nil {
+		return f, 0, err
+	}
+	if _, err := createTable(ctx, f.db, t); err != nil {
+		return f, 0, err
+	}
+	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", f.db, len(t.Rows), f.input)
+	return f, len(t.Rows), nil
+}
 
-	// Two simulated back-ends; one tile always fails, as real tiles sometimes do.
+// startDemoServers starts the demo's two simulated back-ends on
+// 127.0.0.1, which store the demo's process and fail the jobs of one tile,
+// as real tiles sometimes do. The caller closes them.
+func startDemoServers() []*remotetest.Server {
 	fail := func(j *remote.JobRequest) error {
 		if strings.Contains(j.Title, demoFailTile) {
 			return errors.New("no cloud-free observations over tile " + demoFailTile)
@@ -128,20 +147,38 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 			QueueTime: 300 * time.Millisecond, RunTime: 900 * time.Millisecond, MaxRunning: 2,
 			Outcome: fail, AssetSize: 64 << 10,
 		})
-		defer srv.Close()
 		srv.AddProcess("ndvi_composite", json.RawMessage(demoProcess))
 		servers = append(servers, srv)
 	}
-	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
+	return servers
+}
 
-	t, err := tableconv.ReadGeoJSON(inputPath)
+// demoEnv holds the credentials the simulated back-ends take.
+var demoEnv = map[string]string{"OPENEO_USERNAME": "user", "OPENEO_PASSWORD": "password"}
+
+func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	dir := fs.String("dir", "demo-output", "`folder` for the demo's table, inputs and results")
+	rows := fs.Int("rows", 12, "number of rows (jobs)")
+	serve := fs.Bool("serve", false, "only start the simulated back-ends, print how to run the table on them, and serve until Ctrl-C")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *rows < 1 || *rows > 10000 {
+		return usagef("demo: --rows must be between 1 and 10000")
+	}
+	files, nRows, err := prepareDemo(ctx, *dir, *rows, stderr)
 	if err != nil {
 		return err
 	}
-	if _, err := createTable(ctx, dbPath, t); err != nil {
-		return err
+	dbPath, resultsDir, inputPath, processPath := files.db, files.results, files.input, files.process
+	servers := startDemoServers()
+	for _, srv := range servers {
+		defer srv.Close()
 	}
-	fmt.Fprintf(stderr, "demo: created %s with %d rows from %s\n", dbPath, len(t.Rows), inputPath)
+	if *serve {
+		return serveDemo(ctx, files, servers, stdout)
+	}
+	fmt.Fprintf(stderr, "demo: simulated back-ends at %s and %s\n", servers[0].URL, servers[1].URL)
 	// Each job references the process stored on the back-ends, read once
 	// per back-end; the geometry column feeds its GeoJSON parameter.
 	creator := &udpjob.JobCreator{ProcessID: "ndvi_composite"}
@@ -151,7 +188,6 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	}
 	defer store.Close()
 
-	demoEnv := map[string]string{"OPENEO_USERNAME": "user", "OPENEO_PASSWORD": "password"}
 	var backends []worker.Backend
 	var conns []*remote.Client
 	for i, srv := range servers {
@@ -197,18 +233,53 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", len(t.Rows), time.Since(start).Seconds())
+	fmt.Fprintf(stdout, "Ran %d jobs on 2 simulated back-ends in %.1fs.\n\n", nRows, time.Since(start).Seconds())
 	printCounts(stdout, counts)
 	requests := 0
 	for _, s := range servers {
 		requests += s.TotalRequests()
 	}
 	st := m.Stats()
-	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(len(t.Rows)))
+	fmt.Fprintf(stdout, "\nRequests to the back-ends: %d (%.1f per job).\n", requests, float64(requests)/float64(nRows))
 	fmt.Fprintf(stdout, "Stats: %d started, %d finished, %d failed, %d result sets downloaded.\n",
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files, job_<id>.json and job-results.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
 	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
 	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
 	return nil
+}
+
+// serveDemo prints how to use the running simulated back-ends and serves
+// until ctx ends (Ctrl-C), which is no error.
+func serveDemo(ctx context.Context, f demoFiles, servers []*remotetest.Server, stdout io.Writer) error {
+	runArgs := []string{"worker", "run", "--db", f.db}
+	for i, srv := range servers {
+		runArgs = append(runArgs, "--backend", fmt.Sprintf("sim%d=%s,parallel=3", i+1, srv.URL))
+	}
+	runArgs = append(runArgs, "--process-id", "ndvi_composite", "--root-dir", f.results, "--poll", "1s")
+	var quoted []string
+	for _, a := range runArgs {
+		quoted = append(quoted, shellQuote(a))
+	}
+	fmt.Fprintf(stdout, "Simulated openEO back-ends (they store the process ndvi_composite; jobs of tile %s fail):\n", demoFailTile)
+	for i, srv := range servers {
+		fmt.Fprintf(stdout, "  sim%d  %s\n", i+1, srv.URL)
+	}
+	fmt.Fprintf(stdout, "Job table: %s; the process, a copy: %s\n\n", f.db, f.process)
+	fmt.Fprintf(stdout, "In another terminal, run the table on them:\n\n")
+	fmt.Fprintf(stdout, "  export OPENEO_USERNAME=%s OPENEO_PASSWORD=%s\n", demoEnv["OPENEO_USERNAME"], demoEnv["OPENEO_PASSWORD"])
+	fmt.Fprintf(stdout, "  %s\n\n", strings.Join(quoted, " "))
+	fmt.Fprintf(stdout, "Serving until Ctrl-C.\n")
+	<-ctx.Done()
+	fmt.Fprintf(stdout, "Stopped the simulated back-ends.\n")
+	return nil
+}
+
+// shellQuote quotes s for a POSIX shell when it holds more than letters,
+// digits and -_./:=,@+ .
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,@+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

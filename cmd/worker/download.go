@@ -54,7 +54,7 @@ Example:
 type fetched struct {
 	Row     int64    `json:"row"`
 	ID      string   `json:"id"`
-	Missing []string `json:"missing"` // files missing or incomplete before
+	Missing []string `json:"missing"` // files missing or incomplete before; [] when none, never null
 	Done    bool     `json:"downloaded"`
 	Error   string   `json:"error,omitempty"`
 }
@@ -100,10 +100,12 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 	for _, j := range rows {
 		c, _ := cl.get(ctx, j.Backend)
 		g.Go(func() error {
-			res := fetched{Row: j.Key, ID: j.ID}
+			res := fetched{Row: j.Key, ID: j.ID, Missing: []string{}}
 			err := func() error {
 				missing, err := missingResults(gctx, c, *root, j.ID)
-				res.Missing = missing
+				if missing != nil {
+					res.Missing = missing
+				}
 				if err != nil || len(missing) == 0 || *dryRun {
 					return err
 				}

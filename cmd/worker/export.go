@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
@@ -16,7 +18,7 @@ var exportCmd = command{
 	name: "export",
 	usage: `
 Usage: worker export --db TABLE --to FILE
-       worker export --db TABLE --to DIR --stac [--root-dir DIR]
+       worker export --db TABLE --to DIR --stac [--root-dir DIR] [--allow-incomplete]
 
 Writes a job table, manager columns included, to another format picked from
 the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
@@ -32,10 +34,14 @@ DIR/collection.json and one Item per finished job (DIR/<job id>/<job id>.json)
 with the job's footprint (the results' own geometry, else the row's
 geometry column), its time (the results' datetime, else the interval from
 start_time to the job's last update), the row's columns as properties, and
-the files of ROOT/job_<id>/ as assets with their media types. Every link is
-relative: put DIR inside the --root-dir folder to move them together. DIR
-must not exist or be empty. Finished rows that get no Item, or whose
-results are not all on disk, are listed, and the exit status is 1.
+the files of ROOT/job_<id>/ as assets with their media types. ROOT is
+--root-dir, the folder worker run wrote the job folders to (the current
+folder by default, as for run); one that does not exist is bad usage (exit
+2). Every link is relative: put DIR inside ROOT to move them together. DIR
+must not exist or be empty. Finished rows that would get no Item, or whose
+results are not all on disk, are listed, one line each, and nothing is
+written (exit status 1): fetch the results with worker download, or give
+--allow-incomplete to write the catalogue anyway (exit status 0).
 
 Example:
   worker export --db jobs.db --to jobs.geojson
@@ -69,6 +75,9 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if _, err := os.Stat(*to); err == nil {
 		return fmt.Errorf("%s exists already: choose another --to", *to)
 	}
+	if err := checkFolder("--to", *to); err != nil {
+		return err
+	}
 	if tableconv.IsGeoJSON(*to) {
 		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
 			return fmt.Errorf("%s: %w", *db, err)
@@ -79,6 +88,32 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.Rows), *db, *to)
 	return nil
+}
+
+// checkFolder refuses a file to write (location, given as the flag
+// flagName) whose folder is not there, naming the folder: bad usage, exit
+// 2. A table on a database server has no folder; a location no driver
+// takes is left to the writer to refuse.
+func checkFolder(flagName, location string) error {
+	path := location
+	if !tableconv.IsGeoJSON(location) {
+		d, p, err := driver.Lookup(location)
+		if err != nil || d.Exists != nil {
+			return nil
+		}
+		path = p
+	}
+	dir := filepath.Dir(path)
+	st, err := os.Stat(dir)
+	switch {
+	case err == nil && st.IsDir():
+		return nil
+	case err == nil:
+		return usagef("%s %s: %s is a file, not a folder", flagName, location, dir)
+	case errors.Is(err, fs.ErrNotExist):
+		return usagef("%s %s: the folder %s does not exist", flagName, location, dir)
+	}
+	return fmt.Errorf("%s %s: %w", flagName, location, err)
 }
 
 // createTable writes t to a new store at location (tableconv.Create),

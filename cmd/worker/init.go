@@ -6,9 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"strings"
 
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
 )
 
@@ -56,11 +58,11 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	if filepath.Clean(*from) == filepath.Clean(*db) {
 		return usagef("init: %v", errSameFile)
 	}
-	t, err := tableconv.Read(ctx, *from)
-	if err != nil {
+	if err := checkFolder("--db", *db); err != nil {
 		return err
 	}
-	if err := tableconv.CheckGeometries(ctx, *from, t); err != nil {
+	t, err := readInput(ctx, *from)
+	if err != nil {
 		return err
 	}
 	n, err := createTable(ctx, *db, t)
@@ -72,3 +74,28 @@ func runInit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 }
 
 var errSameFile = errors.New("--from and --db name the same file")
+
+// readInput reads and checks the table a user gives to import (init
+// --from, init --append --from): tableconv.Read, CheckGeometries and
+// CheckManagerValues. What is wrong with its content, an input that is not
+// there and a kind of file that cannot be read are invalid input (exit 2);
+// an error reading a file that is there (a store's lock, the disk) is not.
+func readInput(ctx context.Context, from string) (*tableconv.Table, error) {
+	t, err := tableconv.Read(ctx, from)
+	if err != nil {
+		var pe *fs.PathError
+		_, _, lookupErr := driver.Lookup(from)
+		content := tableconv.IsGeoJSON(from) || strings.EqualFold(filepath.Ext(from), ".csv")
+		if errors.Is(err, fs.ErrNotExist) || content && !errors.As(err, &pe) || !content && lookupErr != nil {
+			return nil, badInput(err)
+		}
+		return nil, err
+	}
+	if err := tableconv.CheckGeometries(ctx, from, t); err != nil {
+		return nil, badInput(err)
+	}
+	if err := tableconv.CheckManagerValues(from, t); err != nil {
+		return nil, badInput(err)
+	}
+	return t, nil
+}

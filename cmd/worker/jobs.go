@@ -159,13 +159,45 @@ func whereRows(ctx context.Context, location, where string) ([]int, int, error) 
 	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) AS t WHERE (" + where + "\n) ORDER BY n"
 	rows, err := snap.Select(ctx, q)
 	if err != nil {
-		return nil, 0, usagef("--where %q: %v", where, err)
+		return nil, 0, usagef("--where %q: %s", where, whereError(ctx, snap, where, err))
 	}
 	idx := make([]int, len(rows.Rows))
 	for i, r := range rows.Rows {
 		idx[i] = int(r[0].(int64))
 	}
 	return idx, n, nil
+}
+
+// whereError is DuckDB's message about the condition where, without the
+// SQL whereRows wraps it in: err, the failed query's error, would show
+// that (LINE 2: ) ORDER BY n). The condition is run again at the end of a
+// query of its own, on lines of its own, so that DuckDB's message says
+// "at end of input" for a condition cut short, and its context, when it
+// points into the condition, is shown as the condition's.
+func whereError(ctx context.Context, snap *query.DB, where string, err error) string {
+	if _, alone := snap.Select(ctx, "SELECT 1 FROM jobs WHERE\n"+where); alone != nil {
+		err = alone
+	}
+	msg, context, _ := strings.Cut(err.Error(), "\n\nLINE ")
+	// context is "N: text\n    ^", the caret under the text's column.
+	num, rest, ok := strings.Cut(context, ": ")
+	n, convErr := strconv.Atoi(num)
+	if !ok || convErr != nil || n < 2 {
+		return msg // about our SQL, not the condition
+	}
+	text, caret, _ := strings.Cut(rest, "\n")
+	label := "--where"
+	if strings.Contains(where, "\n") {
+		label = fmt.Sprintf("--where line %d", n-1)
+	}
+	label += ": "
+	shift := len(label) - len("LINE "+num+": ")
+	if shift > 0 {
+		caret = strings.Repeat(" ", shift) + caret
+	} else {
+		caret = caret[min(-shift, len(caret)-len(strings.TrimLeft(caret, " "))):]
+	}
+	return msg + "\n" + label + text + "\n" + caret
 }
 
 // columnValue is the value of column name in row j: "row" is the row's

@@ -6,18 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
+	"github.com/openeo-batch/worker/udpjob"
 )
 
 var retryCmd = command{
 	name: "retry",
 	usage: `
-Usage: worker retry --db TABLE [--status S[,S]] [--backend-name NAME] [--where SQL] [--json]
+Usage: worker retry --db TABLE [--status S[,S]] [--backend-name NAME] [--where SQL] [--job-options FILE.json] [--json]
 
 Puts rows back to not_started so that the next worker run runs them again
 with a new job: by default the rows in error, start_failed or canceled;
@@ -37,12 +39,21 @@ are cleared, as for a row never run, except that a row you gave to a
 back-end (backend_name set while not_started, which a run records in
 pinned_backend) keeps that backend_name: it goes to that back-end again.
 
+--job-options FILE.json changes what the retried rows run with: the file's
+JSON object is merged over each retried row's job_options column (a JSON
+object, which worker run merges over its own --job-options and sends as the
+job's job_options), key by key, so {"executor-memory": "4G"} gives the
+rows more memory and keeps their other options; the column is added when
+the table has none. A file that is no JSON object, or a row whose
+job_options is no JSON object, is an error naming it, and nothing changes.
+
 The table is rewritten in one atomic step, so retry refuses while a worker
 run holds the table, and says so: stop the run, retry, run again.
 
 Example:
   worker retry --db jobs.db
   worker retry --db jobs.db --status error --where "last_error like '%memory%'"
+  worker retry --db jobs.db --where "last_error like '%memory%'" --job-options more-memory.json
 `,
 	run: runRetry,
 }
@@ -62,6 +73,30 @@ type retried struct {
 	Status      string   `json:"previous_status"`
 	PreviousIDs []string `json:"previous_ids"`
 	Retries     int64    `json:"retries"`
+	// JobOptions is the row's new job_options column, with --job-options.
+	JobOptions json.RawMessage `json:"job_options,omitempty"`
+}
+
+// colJobOptions is the user column whose JSON object udpjob sends as a
+// row's job_options (merged over run's --job-options).
+const colJobOptions = "job_options"
+
+// mergeJobOptions returns a row's job_options cell with opts merged over
+// it, key by key, as JSON text. A cell that is not empty must be a JSON
+// object (as run reads it); else the error names the column.
+func mergeJobOptions(cell any, opts map[string]any) (string, error) {
+	merged := map[string]any{}
+	if s, ok := cell.(string); cell != nil && (!ok || strings.TrimSpace(s) != "") {
+		v, err := udpjob.DecodeDefault(s)
+		obj, isObj := v.(map[string]any)
+		if !ok || err != nil || !isObj {
+			return "", fmt.Errorf("column %s: %.60q is not a JSON object, so --job-options cannot be merged over it", colJobOptions, fmt.Sprint(cell))
+		}
+		merged = obj
+	}
+	maps.Copy(merged, opts)
+	b, err := json.Marshal(merged)
+	return string(b), err
 }
 
 func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
@@ -69,11 +104,19 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	db := fs.String("db", "", "job table (required)")
 	sel.flags(fs, "retry rows with this `status` (default error,start_failed,canceled); repeat, or give a comma list")
 	asJSON := fs.Bool("json", false, "print the rows retried as JSON")
+	optsFile := fs.String("job-options", "", "JSON `file` of job options merged over each retried row's job_options column (more memory, say)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *db == "" {
 		return usagef("retry: --db is required")
+	}
+	var jobOpts map[string]any
+	if *optsFile != "" {
+		var err error
+		if jobOpts, err = readJobOptions("retry", *optsFile); err != nil {
+			return err
+		}
 	}
 	if len(sel.statuses) == 0 {
 		sel.statuses = statusFlag{driver.Error, driver.StartFailed, driver.Canceled}
@@ -101,6 +144,9 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 				extra = append(extra, c)
 			}
 		}
+		if jobOpts != nil && !slices.Contains(user, colJobOptions) {
+			extra = append(extra, colJobOptions)
+		}
 		for i, j := range rows {
 			if !chosen[j.Key] {
 				continue
@@ -109,9 +155,17 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 			if err != nil {
 				return nil, err
 			}
+			var newOpts json.RawMessage
+			if jobOpts != nil {
+				text, err := mergeJobOptions(r.Data[colJobOptions], jobOpts)
+				if err != nil {
+					return nil, badInput(fmt.Errorf("%s: row %d: %w", *db, j.Key, err))
+				}
+				r.Data[colJobOptions], newOpts = text, json.RawMessage(text)
+			}
 			rows[i] = r
 			ids, _ := previousIDs(r.Data[colPreviousIDs])
-			done = append(done, retried{Row: j.Key, Status: string(j.Status), PreviousIDs: ids, Retries: r.Data[colRetries].(int64)})
+			done = append(done, retried{Row: j.Key, Status: string(j.Status), PreviousIDs: ids, Retries: r.Data[colRetries].(int64), JobOptions: newOpts})
 		}
 		if len(done) == 0 {
 			return nil, errNothing
@@ -138,7 +192,11 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	for _, r := range done {
 		keys = append(keys, fmt.Sprint(r.Row))
 	}
-	fmt.Fprintf(stdout, "%d rows back to not_started (rows %s); run the table again to run them\n", len(done), strings.Join(keys, ", "))
+	with := ""
+	if jobOpts != nil {
+		with = ", with the job options of " + *optsFile + " merged into their job_options"
+	}
+	fmt.Fprintf(stdout, "%d rows back to not_started (rows %s)%s; run the table again to run them\n", len(done), strings.Join(keys, ", "), with)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,6 +125,10 @@ func (b *backendFlag) Set(v string) error {
 	spec, err := parseBackend(v)
 	if err != nil {
 		return err
+	}
+	// Refused here, before any command connects to either.
+	if slices.ContainsFunc(*b, func(o backendSpec) bool { return o.name == spec.name }) {
+		return fmt.Errorf("back-end %s is listed twice: give each --backend its own NAME=", spec.name)
 	}
 	*b = append(*b, spec)
 	return nil

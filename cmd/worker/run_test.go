@@ -118,3 +118,25 @@ func TestConnectWithoutCredentials(t *testing.T) {
 		t.Errorf("after a login: %v", err)
 	}
 }
+
+// TestRunJSONListsMissingResults: run --json always has missing_results,
+// an empty list when every result is there, as the README says.
+func TestRunJSONListsMissingResults(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	t.Setenv("OPENEO_FAKE_TOKEN", srv.ValidToken())
+	dir := t.TempDir()
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "run", "--db", db, "--backend", "fake="+srv.URL, "--process", writeFile(t, dir, "p.json", doubleProcess),
+		"--root-dir", filepath.Join(dir, "res"), "--poll", "10ms", "--json")
+	var sum map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil {
+		t.Fatalf("run --json: exit %d, %v\n%s\n%s", code, err, out, errOut)
+	}
+	if got := string(sum["missing_results"]); got != "[]" {
+		t.Errorf("missing_results = %q, want []", got)
+	}
+}

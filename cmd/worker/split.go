@@ -29,6 +29,10 @@ utm picks the UTM zone of the area's centre. With --grid, the tiles are the
 polygons of a predefined grid (a GeoJSON FeatureCollection, whose properties
 become columns), kept whole when they overlap the area; its coordinates are
 longitude/latitude unless its "crs" member or --projection say otherwise.
+A .geojson that split wrote serves as a grid: its tile_id names the tiles,
+and its epsg, west, south, east and north are left out where they equal
+what split writes (a grid property of one of those names that differs is
+kept as grid_<name>).
 
 --area is a GeoJSON file (polygons, longitude/latitude) or a bounding box
 west,south,east,north[,crs] (longitude/latitude unless crs, an EPSG code, says
@@ -38,6 +42,11 @@ north and geometry: WKT in the grid's projection, as split_area returns it
 4326 then, or build a spatial_extent from west..north and epsg). TABLE's
 name picks its format, as for export (.geojson, .csv, .db, .parquet,
 .duckdb); it must not exist, and 'worker init --from' or '--db' take it.
+A job table (.csv, .db, .parquet, .duckdb) also has the manager's 15
+columns (id, backend_name, status, ...), as init gives them; a .geojson has
+the 7 above (a "crs" member names a projection other than 4326).
+Every fault of the inputs (area, grid, size, projection, --to folder) is
+invalid input: exit status 2, nothing written.
 
 Example:
   worker split --area 3.2,50.9,4.1,51.5 --tile-size 20000 --projection utm --to tiles.csv
@@ -57,17 +66,26 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	sizeGiven := false
+	fs.Visit(func(f *flag.Flag) { sizeGiven = sizeGiven || f.Name == "tile-size" })
 	switch {
 	case *areaArg == "" || *to == "":
 		return usagef("split: --area and --to are required")
-	case *gridFile == "" && (*size == 0 || *projection == ""):
-		return usagef("split: give --tile-size and --projection, or --grid")
-	case *gridFile != "" && *size != 0:
+	case *gridFile != "" && sizeGiven:
 		return usagef("split: --grid and --tile-size exclude each other")
+	case *gridFile == "" && sizeGiven && !(*size > 0):
+		return usagef("split: --tile-size must be a positive number, not %v", *size)
+	case *gridFile == "" && (!sizeGiven || *projection == ""):
+		return usagef("split: give --tile-size and --projection, or --grid")
 	}
 	if _, err := os.Stat(*to); err == nil {
 		return fmt.Errorf("%s exists already: choose another --to", *to)
 	}
+	if err := checkFolder("--to", *to); err != nil {
+		return err
+	}
+	// Every error from here on, up to the writing, is the inputs' fault:
+	// the area, the grid, the projection or size that do not fit them.
 	area, err := readArea(*areaArg)
 	if err != nil {
 		return err
@@ -75,7 +93,7 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	epsg := 0
 	if strings.EqualFold(*projection, "utm") {
 		if epsg, err = split.UTMZone(area); err != nil {
-			return fmt.Errorf("--area %s: %w", *areaArg, err)
+			return badInput(fmt.Errorf("split: --area %s: %w", *areaArg, err))
 		}
 	} else if *projection != "" {
 		if epsg, err = split.ParseEPSG(*projection); err != nil {
@@ -86,17 +104,17 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	var tiling *split.Tiling
 	if *gridFile != "" {
 		b, err := os.ReadFile(*gridFile)
-		if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return usagef("split: --grid %s does not exist", *gridFile)
+		} else if err != nil {
 			return err
 		}
 		g, err := split.ParseGridFile(b, epsg)
 		if err != nil {
-			return fmt.Errorf("%s: %w", *gridFile, err)
+			return badInput(fmt.Errorf("%s: %w", *gridFile, err))
 		}
-		if tiling, err = g.Split(area); errors.Is(err, split.ErrUnknownProjection) {
-			return usagef("split: %v", err)
-		} else if err != nil {
-			return err
+		if tiling, err = g.Split(area); err != nil {
+			return badInput(fmt.Errorf("split: %w", err))
 		}
 	} else {
 		grid := split.Grid{EPSG: epsg, Size: *size}
@@ -107,19 +125,17 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		default:
 			return usagef("split: --align is area or python, not %q", *align)
 		}
-		if tiling, err = grid.Split(area); errors.Is(err, split.ErrSize) || errors.Is(err, split.ErrUnknownProjection) {
-			return usagef("split: %v", err)
-		} else if err != nil {
-			return err
+		if tiling, err = grid.Split(area); err != nil {
+			return badInput(fmt.Errorf("split: %w", err))
 		}
 	}
 	columns, rows, err := tiling.Table()
 	if err != nil {
-		return err
+		return badInput(fmt.Errorf("split: %w", err))
 	}
 	t := &tableconv.Table{Columns: columns, Rows: rows}
 	if tableconv.IsGeoJSON(*to) {
-		err = tableconv.WriteGeoJSON(*to, t)
+		err = tableconv.WriteGeoJSONCRS(*to, t, tiling.EPSG)
 	} else {
 		_, err = createTable(ctx, *to, t)
 	}
@@ -140,7 +156,7 @@ func readArea(arg string) (split.Area, error) {
 		}
 		a, err := split.ParseGeoJSON(b)
 		if err != nil {
-			return split.Area{}, fmt.Errorf("%s: %w", arg, err)
+			return split.Area{}, badInput(fmt.Errorf("%s: %w", arg, err))
 		}
 		return a, nil
 	}

@@ -87,3 +87,78 @@ func TestSplitCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitInputErrors: every fault of split's inputs (the area file, the
+// grid, a projection or size that does not fit the area) is invalid input,
+// exit 2, with a message that names it, and no file.
+func TestSplitInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
+	broken := write("broken.geojson", "{broken")
+	empty := write("empty.geojson", "")
+	point := write("point.geojson", `{"type": "Point", "coordinates": [4, 51]}`)
+	to := filepath.Join(dir, "tiles.csv")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--area", broken, "--tile-size", "1", "--projection", "4326", "--to", to}, "broken.geojson: not GeoJSON"},
+		{[]string{"--area", empty, "--tile-size", "1", "--projection", "4326", "--to", to}, "empty.geojson: not GeoJSON"},
+		{[]string{"--area", point, "--tile-size", "1", "--projection", "4326", "--to", to}, "is a Point"},
+		{[]string{"--area", "3,50,4,51", "--grid", point, "--to", to}, "point.geojson"},
+		{[]string{"--area", "3,50,4,51", "--grid", filepath.Join(dir, "nowhere.geojson"), "--to", to}, "nowhere.geojson does not exist"},
+		{[]string{"--area", "3,50,4,51,99999", "--tile-size", "1000", "--projection", "utm", "--to", to}, "EPSG:99999: unknown projection"},
+		{[]string{"--area", "3,50,4,51,99999", "--tile-size", "1000", "--projection", "32631", "--to", to}, "EPSG:99999: unknown projection"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "0.00001", "--projection", "4326", "--to", to}, "choose a larger tile size"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "0", "--projection", "4326", "--to", to}, "--tile-size must be a positive number, not 0"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "1", "--projection", "4326", "--to", filepath.Join(dir, "nowhere", "x.csv")},
+			"--to " + filepath.Join(dir, "nowhere", "x.csv") + ": the folder " + filepath.Join(dir, "nowhere") + " does not exist"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"split"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("split %v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+		if _, err := os.Stat(to); err == nil {
+			t.Fatalf("split %v wrote %s", c.args, to)
+		}
+	}
+}
+
+// TestSplitOutputAsGrid: the tiles.geojson split writes serves as --grid
+// and gives the same tiles (split's own columns in the grid are not
+// repeated; a UTM file names its CRS), while a grid property that differs
+// from what split writes in a column of that name is kept as grid_<name>.
+func TestSplitOutputAsGrid(t *testing.T) {
+	dir := t.TempDir()
+	for _, proj := range []string{"utm", "4326"} {
+		size := map[string]string{"utm": "20000", "4326": "0.25"}[proj]
+		tiles := filepath.Join(dir, proj+"-tiles.geojson")
+		if code, out, errOut := runCLI(t, "split", "--area", "3.2,50.9,4.1,51.5", "--tile-size", size, "--projection", proj, "--to", tiles); code != 0 {
+			t.Fatalf("split: %d %s %s", code, out, errOut)
+		}
+		direct, again := filepath.Join(dir, proj+"-direct.csv"), filepath.Join(dir, proj+"-again.csv")
+		runCLI(t, "split", "--area", "3.2,50.9,4.1,51.5", "--tile-size", size, "--projection", proj, "--to", direct)
+		code, out, errOut := runCLI(t, "split", "--area", "3.2,50.9,4.1,51.5", "--grid", tiles, "--to", again)
+		if code != 0 {
+			t.Fatalf("%s tiles as --grid: exit %d, %s %s", proj, code, out, errOut)
+		}
+		a, _ := os.ReadFile(direct)
+		b, _ := os.ReadFile(again)
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s tiles through --grid differ from the split itself:\n%s\nvs\n%s", proj, a, b)
+		}
+	}
+
+	// A Sentinel-2 style grid: lon/lat tiles, each with the EPSG code of
+	// its UTM zone, which is not the grid's projection.
+	grid := filepath.Join(dir, "s2.geojson")
+	os.WriteFile(grid, []byte(`{"type": "FeatureCollection", "features": [
+	 {"type": "Feature", "properties": {"tile_id": "31UES", "epsg": 32631}, "geometry": {"type": "Polygon", "coordinates": [[[3, 50], [4, 50], [4, 51], [3, 51], [3, 50]]]}}]}`), 0o644)
+	out := filepath.Join(dir, "s2.csv")
+	if code, stdout, errOut := runCLI(t, "split", "--area", "3.2,50.2,3.8,50.8", "--grid", grid, "--to", out); code != 0 {
+		t.Fatalf("s2 grid: %d %s %s", code, stdout, errOut)
+	}
+	if b, _ := os.ReadFile(out); !strings.HasPrefix(string(b), "tile_id,grid_epsg,epsg,west,") || !strings.Contains(string(b), "\n31UES,32631,4326,3.0,") {
+		t.Errorf("s2 grid tiles:\n%s", b)
+	}
+}

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/openeo-batch/worker/stac"
@@ -12,14 +16,16 @@ import (
 
 // stacFlags are export's flags for a STAC catalogue.
 type stacFlags struct {
-	on   bool
-	opts stac.Options
+	on         bool
+	incomplete bool
+	opts       stac.Options
 }
 
 func addSTACFlags(fs *flag.FlagSet) *stacFlags {
 	f := &stacFlags{}
 	fs.BoolVar(&f.on, "stac", false, "write a STAC Collection of the finished jobs' results into the `folder` --to")
-	fs.StringVar(&f.opts.RootDir, "root-dir", ".", "with --stac: `folder` of the job folders, as given to worker run")
+	fs.StringVar(&f.opts.RootDir, "root-dir", ".", "with --stac: `folder` of the job folders, as given to worker run (whose default is the current folder too)")
+	fs.BoolVar(&f.incomplete, "allow-incomplete", false, "with --stac: write the catalogue even when finished rows' results are not all on disk (they are listed)")
 	fs.StringVar(&f.opts.ID, "collection-id", "", "with --stac: the Collection's `id` (default openeo-batch-results)")
 	fs.StringVar(&f.opts.Title, "title", "", "with --stac: the Collection's `title`")
 	fs.StringVar(&f.opts.Description, "description", "", "with --stac: the Collection's `text` (default: names the table)")
@@ -32,7 +38,7 @@ func (f *stacFlags) check(fs *flag.FlagSet) error {
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
-		case "root-dir", "collection-id", "title", "description", "license":
+		case "root-dir", "collection-id", "title", "description", "license", "allow-incomplete":
 			if !f.on && err == nil {
 				err = usagef("export: --%s goes with --stac", fl.Name)
 			}
@@ -42,31 +48,62 @@ func (f *stacFlags) check(fs *flag.FlagSet) error {
 }
 
 // exportSTAC writes the STAC Collection of db's finished rows into dir.
-// Rows that get no Item, or an incomplete one, are listed on stderr and
-// make the exit status 1; the catalogue of the others is written.
+// Finished rows that get no Item, or an incomplete one, are listed on
+// stderr, one line each; then nothing is written and the exit status is 1,
+// unless --allow-incomplete, which writes the catalogue of the others.
 func exportSTAC(ctx context.Context, db, dir string, f *stacFlags, stdout, stderr io.Writer) error {
 	s, err := openToRead(ctx, db)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
+	root := f.opts.RootDir
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		what := "does not exist"
+		if err == nil {
+			what = "is a file"
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			what = err.Error()
+		}
+		return usagef("export: --root-dir %s %s: give the folder worker run wrote the job folders (job_<id>/) to, its --root-dir", root, what)
+	}
 	f.opts.Table = db
+	f.opts.RequireComplete = !f.incomplete
 	res, err := stac.Export(ctx, s, dir, f.opts)
 	if err != nil {
 		return fmt.Errorf("export %s as STAC to %s: %w", db, dir, err)
 	}
-	fmt.Fprintf(stdout, "wrote a STAC collection of %d items from %s to %s/collection.json\n", res.Items, db, dir)
+	if len(res.Problems) == 0 || f.incomplete {
+		fmt.Fprintf(stdout, "wrote a STAC collection of %d items from %s to %s\n", res.Items, db, filepath.Join(dir, "collection.json"))
+	}
 	if len(res.Problems) == 0 {
 		return nil
 	}
 	var lines []string
+	noFolder := 0
 	for _, p := range res.Problems {
 		what := "item incomplete"
 		if p.Skipped {
 			what = "no item"
 		}
-		lines = append(lines, fmt.Sprintf("  row %d (job %s): %s: %s", p.Key, p.JobID, what, p.Err))
+		if p.NoJobFolder {
+			noFolder++
+		}
+		lines = append(lines, fmt.Sprintf("  row %d (job %s): %s: %s", p.Key, p.JobID, what, strings.ReplaceAll(p.Err, "\n", "; ")))
+	}
+	if noFolder == res.Finished {
+		// Not one job folder: the results are elsewhere, most likely.
+		abs, _ := filepath.Abs(root)
+		return fmt.Errorf("none of the %d finished row(s) of %s has its job folder (job_<id>/) in --root-dir %s (%s): "+
+			"give the folder worker run wrote them to (its --root-dir), or fetch them with worker download --db %s --backend NAME=URL --root-dir %s; nothing was written",
+			res.Finished, db, root, abs, db, root)
 	}
 	fmt.Fprintln(stderr, strings.Join(lines, "\n"))
-	return fmt.Errorf("%d finished row(s) of %s are missing from the collection or incomplete (listed above)", len(res.Problems), db)
+	if f.incomplete {
+		fmt.Fprintf(stderr, "worker: %d finished row(s) of %s are missing from the collection or incomplete (listed above)\n", len(res.Problems), db)
+		return nil
+	}
+	return fmt.Errorf("%d finished row(s) of %s are missing from the collection or incomplete (listed above); nothing was written: "+
+		"fetch missing results with worker download --db %s --backend NAME=URL --root-dir %s, or give --allow-incomplete to write the catalogue without them",
+		len(res.Problems), db, db, root)
 }

@@ -39,7 +39,7 @@ type runSummary struct {
 	// NotStartedLeft how many rows it left.
 	Halted         string          `json:"halted,omitempty"`
 	NotStartedLeft int             `json:"not_started_left,omitempty"`
-	Missing        []missingResult `json:"missing_results,omitempty"`
+	Missing        []missingResult `json:"missing_results"` // [] when none
 	ExitStatus     int             `json:"exit_status"`
 	Outcome        string          `json:"outcome"`
 
@@ -75,7 +75,7 @@ func summarize(ctx context.Context, store driver.Store, m *worker.Manager, conns
 	if err != nil {
 		return nil, err
 	}
-	s := &runSummary{ByStatus: map[string]int{}, Rows: []countRow{}, Requests: map[string]int64{},
+	s := &runSummary{ByStatus: map[string]int{}, Rows: []countRow{}, Requests: map[string]int64{}, Missing: []missingResult{},
 		WallTime: time.Since(start).Seconds(), Stats: m.Stats()}
 	for _, c := range counts {
 		s.Total += c.N

@@ -19,7 +19,8 @@ Usage: worker version [--json]
 Prints worker's version, the commit it was built from (with "+dirty" when
 the working tree had changes), the Go version and the versions of the main
 libraries it is built with (DuckDB, SQLite, ...). The commit is known when
-worker was built with go build from a git checkout.
+worker was built with go build from a git checkout, without
+-buildvcs=false (in GOFLAGS, say), which leaves the VCS information out.
 
 Example:
   worker version
@@ -92,7 +93,7 @@ func runVersion(ctx context.Context, fs *flag.FlagSet, args []string, stdout, st
 	}
 	commit := v.Commit
 	if commit == "" {
-		commit = "(unknown: not built from a git checkout)"
+		commit = "unknown: no VCS information in the build (built outside a git checkout, or with -buildvcs=false)"
 	} else if v.Modified {
 		commit += "+dirty"
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openeo-batch/worker/worker"
+)
+
+// runCLI runs the worker command line in this process and returns its exit
+// code, stdout and stderr.
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// writeFile writes content to dir/name and returns its path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// finishedTable writes dir/jobs.db with two finished rows, jobs j-1 and
+// j-2, as a Python client's table would have them.
+func finishedTable(t *testing.T, dir string) string {
+	t.Helper()
+	in := filepath.Join(dir, "in.csv")
+	os.WriteFile(in, []byte("title,status,id,start_time,geometry\n"+
+		"A,finished,j-1,2024-05-01T10:00:00Z,\"POLYGON ((5 51, 6 51, 6 52, 5 52, 5 51))\"\n"+
+		"B,finished,j-2,2024-05-01T10:00:00Z,\"POLYGON ((6 51, 7 51, 7 52, 6 52, 6 51))\"\n"), 0o644)
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", in, "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	return db
+}
+
+// writeJobFolder puts a job's metadata and one result file under root.
+func writeJobFolder(t *testing.T, root, id string) {
+	t.Helper()
+	if err := os.MkdirAll(worker.JobDir(root, id), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(worker.MetadataPath(root, id), []byte(`{"id": "`+id+`", "status": "finished"}`), 0o644)
+	os.WriteFile(filepath.Join(worker.JobDir(root, id), "result.tif"), []byte("tif"), 0o644)
+}
+
+// TestExportSTACRootDir: export --stac with a --root-dir that is not there,
+// or that holds none of the job folders (the default, the current folder,
+// when the results are elsewhere), says so and leaves no folder; rows
+// whose results are missing are listed one line each, nothing is written
+// (so the same command works once the results are there), and
+// --allow-incomplete writes the catalogue anyway.
+func TestExportSTACRootDir(t *testing.T) {
+	dir := t.TempDir()
+	db := finishedTable(t, dir)
+	stacDir := filepath.Join(dir, "out", "stac")
+	gone := func(what string) {
+		t.Helper()
+		for _, p := range []string{stacDir, filepath.Dir(stacDir)} {
+			if _, err := os.Stat(p); !os.IsNotExist(err) {
+				t.Errorf("%s: %s left behind (%v)", what, p, err)
+			}
+		}
+	}
+
+	code, _, errOut := runCLI(t, "export", "--db", db, "--to", stacDir, "--stac", "--root-dir", filepath.Join(dir, "nope"))
+	if code != exitUsage || !strings.Contains(errOut, "--root-dir "+filepath.Join(dir, "nope")+" does not exist") {
+		t.Errorf("a --root-dir not there: exit %d, %q; want 2 naming it", code, errOut)
+	}
+	gone("--root-dir not there")
+
+	// The default --root-dir is the current folder, as for worker run;
+	// the results are in dir/results.
+	t.Chdir(dir)
+	code, _, errOut = runCLI(t, "export", "--db", db, "--to", stacDir, "--stac")
+	if code != exitError || !strings.Contains(errOut, "none of the 2 finished row(s)") || !strings.Contains(errOut, "--root-dir .") ||
+		strings.Contains(errOut, "not (completely) downloaded") {
+		t.Errorf("results elsewhere: exit %d, %q; want 1 asking about --root-dir", code, errOut)
+	}
+	gone("results elsewhere")
+
+	root := filepath.Join(dir, "results")
+	writeJobFolder(t, root, "j-1")
+	code, _, errOut = runCLI(t, "export", "--db", db, "--to", stacDir, "--stac", "--root-dir", root)
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	if code != exitError || len(lines) != 2 || !strings.HasPrefix(lines[0], "  row 2 (job j-2): ") || !strings.Contains(lines[0], "job_j-2") ||
+		!strings.Contains(lines[1], "nothing was written") || !strings.Contains(lines[1], "--allow-incomplete") {
+		t.Errorf("one row's results missing: exit %d, stderr:\n%s\nwant 1, one line for row 2 and the error", code, errOut)
+	}
+	gone("one row's results missing")
+
+	code, out, errOut := runCLI(t, "export", "--db", db, "--to", stacDir, "--stac", "--root-dir", root, "--allow-incomplete")
+	if code != exitOK || !strings.Contains(out, "2 items") || !strings.Contains(errOut, "row 2 (job j-2)") {
+		t.Errorf("--allow-incomplete: exit %d, %q, %q; want 0, 2 items and row 2 listed", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(stacDir, "collection.json")); err != nil {
+		t.Errorf("--allow-incomplete wrote no catalogue: %v", err)
+	}
+
+	writeJobFolder(t, root, "j-2")
+	code, out, errOut = runCLI(t, "export", "--db", db, "--to", filepath.Join(dir, "stac2"), "--stac", "--root-dir", root)
+	if code != exitOK || !strings.Contains(out, "2 items") || errOut != "" {
+		t.Errorf("complete results: exit %d, %q, %q", code, out, errOut)
+	}
+}
+
+// TestInitInputErrors: what is wrong with the input of init and init
+// --append (its content, a key it lacks or repeats, a file that is not
+// there) is invalid input, exit 2, and the table is left as it was.
+func TestInitInputErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string { return writeFile(t, dir, name, content) }
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", write("in.csv", "a,b\n1,2\n3,4\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	before, _ := os.ReadFile(db)
+	dup := write("dup.csv", "a,b\n1,5\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "row 1 (a=1): already in"},
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "nope"}, `no key column "nope"`},
+		{[]string{"--append", "--from", write("empty.csv", "a,b\n"), "--db", db, "--key", "a"}, "no rows to add"},
+		{[]string{"--from", write("wkt.csv", "a,geometry\n1,\"POLYGON ((0 0\"\n"), "--db", filepath.Join(dir, "n1.db")}, `row 1, column "geometry": not WKT`},
+		{[]string{"--from", write("status.csv", "a,status\n1,done\n"), "--db", filepath.Join(dir, "n2.db")}, `row 1, column "status": unknown status "done"`},
+		{[]string{"--from", write("ragged.csv", "a,b\n1\n"), "--db", filepath.Join(dir, "n3.db")}, "ragged.csv"},
+		{[]string{"--from", filepath.Join(dir, "nowhere.csv"), "--db", filepath.Join(dir, "n4.db")}, "nowhere.csv"},
+		{[]string{"--from", dup, "--db", filepath.Join(dir, "nowhere", "n5.db")}, "the folder " + filepath.Join(dir, "nowhere") + " does not exist"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"init"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("init %v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+	if after, _ := os.ReadFile(db); !bytes.Equal(before, after) {
+		t.Error("a refused init --append changed the table")
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "n*.db")); len(left) > 0 {
+		t.Errorf("refused inits left %v", left)
+	}
+}
