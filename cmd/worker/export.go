@@ -38,10 +38,14 @@ the files of ROOT/job_<id>/ as assets with their media types. ROOT is
 --root-dir, the folder worker run wrote the job folders to (the current
 folder by default, as for run); one that does not exist is bad usage (exit
 2). Every link is relative: put DIR inside ROOT to move them together. DIR
-must not exist or be empty. Finished rows that would get no Item, or whose
-results are not all on disk, are listed, one line each, and nothing is
-written (exit status 1): fetch the results with worker download, or give
---allow-incomplete to write the catalogue anyway (exit status 0).
+must not exist or be empty. Finished rows that would get no Item (a
+geometry that is not longitude/latitude WKT), or whose results are not all
+on disk (no job folder, no job_<id>.json, or a file that job-results.json
+lists missing or of another size than its file:size, as worker download
+--dry-run reports them), are listed, one line each, and nothing is written
+(exit status 1): fetch missing results with worker download, correct the
+geometry in the table, or give --allow-incomplete to write the catalogue
+anyway (exit status 0).
 
 Example:
   worker export --db jobs.db --to jobs.geojson

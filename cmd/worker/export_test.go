@@ -151,3 +151,68 @@ func TestInitInputErrors(t *testing.T) {
 		t.Errorf("refused inits left %v", left)
 	}
 }
+
+// TestExportSTACResultFiles: export --stac compares the files that each
+// job's job-results.json lists (with their file:size) with those on disk,
+// as worker download --dry-run does: a missing and a truncated file each
+// make their row incomplete, nothing is written, exit 1, with the advice
+// to fetch them (the table quoted for the shell); a row refused for its
+// geometry gets advice of its own, not the download's.
+func TestExportSTACResultFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my campaign")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db := finishedTable(t, dir)
+	root := filepath.Join(dir, "results")
+	for _, id := range []string{"j-1", "j-2"} {
+		writeJobFolder(t, root, id)
+		os.WriteFile(worker.ResultsPath(root, id), []byte(`{"type": "Feature", "id": "`+id+`",
+ "assets": {"result.tif": {"href": "https://example.org/result.tif", "file:size": 3}, "data/b03.tif": {"href": "https://example.org/b03.tif"}}}`), 0o644)
+		os.MkdirAll(filepath.Join(worker.JobDir(root, id), "data"), 0o755)
+		os.WriteFile(filepath.Join(worker.JobDir(root, id), "data", "b03.tif"), []byte("band"), 0o644)
+	}
+	tif := func(id string) string { return filepath.Join(worker.JobDir(root, id), "result.tif") }
+	export := func(to string, extra ...string) (int, string, string) {
+		return runCLI(t, append([]string{"export", "--db", db, "--to", filepath.Join(dir, to), "--stac", "--root-dir", root}, extra...)...)
+	}
+	if code, out, errOut := export("stac0"); code != exitOK || !strings.Contains(out, "2 items") || errOut != "" {
+		t.Fatalf("complete results: exit %d, %q, %q", code, out, errOut)
+	}
+
+	os.Remove(tif("j-1"))
+	os.WriteFile(tif("j-2"), []byte("t"), 0o644)
+	code, _, errOut := export("stac1")
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	if code != exitError || len(lines) != 3 ||
+		!strings.HasPrefix(lines[0], "  row 1 (job j-1): item incomplete: ") || !strings.Contains(lines[0], "missing result.tif") ||
+		!strings.HasPrefix(lines[1], "  row 2 (job j-2): item incomplete: ") || !strings.Contains(lines[1], "result.tif (1 of 3 bytes)") ||
+		strings.Contains(lines[0]+lines[1], "b03") || !strings.Contains(lines[2], "nothing was written") ||
+		!strings.Contains(lines[2], "2 with results missing on disk: fetch them with worker download --db '"+db+"'") ||
+		strings.Contains(lines[2], "geometry") {
+		t.Errorf("a missing and a truncated file: exit %d, stderr:\n%s\nwant 1, both rows named, the download advice", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stac1")); !os.IsNotExist(err) {
+		t.Errorf("incomplete results: the catalogue was written (%v)", err)
+	}
+	code, out, errOut := export("stac2", "--allow-incomplete")
+	if code != exitOK || !strings.Contains(out, "2 items") || !strings.Contains(errOut, "row 2 (job j-2)") {
+		t.Errorf("--allow-incomplete: exit %d, %q, %q; want 0, 2 items, rows listed", code, out, errOut)
+	}
+
+	// Results complete again; row 2's geometry is projected.
+	os.WriteFile(tif("j-1"), []byte("tif"), 0o644)
+	os.WriteFile(tif("j-2"), []byte("tif"), 0o644)
+	in := writeFile(t, dir, "projected.csv", "title,status,id,start_time,geometry\n"+
+		"A,finished,j-1,2024-05-01T10:00:00Z,\"POLYGON ((5 51, 6 51, 6 52, 5 52, 5 51))\"\n"+
+		"B,finished,j-2,2024-05-01T10:00:00Z,\"POLYGON ((500000 5600000, 520000 5600000, 520000 5620000, 500000 5600000))\"\n")
+	db = filepath.Join(dir, "projected.db")
+	if code, out, errOut := runCLI(t, "init", "--from", in, "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, _, errOut = export("stac3")
+	if code != exitError || !strings.Contains(errOut, "row 2 (job j-2): no item") || !strings.Contains(errOut, "1 left out for their geometry column") ||
+		strings.Contains(errOut, "worker download") {
+		t.Errorf("a projected geometry: exit %d, %q; want 1, geometry advice and no download advice", code, errOut)
+	}
+}
