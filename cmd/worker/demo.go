@@ -281,7 +281,7 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files, job_<id>.json and job-results.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
 	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
-	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
+	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", shellQuote(dbPath), shellQuote(dbPath))
 	return nil
 }
 

@@ -25,7 +25,8 @@ the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
 WKT, becomes each feature's geometry), a CSV table as the Python client
 writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
 geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
-(.db). The target must not exist. A bad geometry is an error naming the
+(.db). A target that exists already, or whose ending is none of these, is
+bad usage (exit 2). A bad geometry is an error naming the
 row and column, and nothing is written.
 'worker init --from' reads the same formats back.
 
@@ -72,14 +73,11 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if stacOpts.on {
 		return exportSTAC(ctx, *db, *to, stacOpts, stdout, stderr)
 	}
-	t, err := tableconv.ReadStore(ctx, *db)
-	if err != nil {
+	if err := checkNewFile("export", "--to", *to); err != nil {
 		return err
 	}
-	if _, err := os.Stat(*to); err == nil {
-		return fmt.Errorf("%s exists already: choose another --to", *to)
-	}
-	if err := checkFolder("--to", *to); err != nil {
+	t, err := tableconv.ReadStore(ctx, *db)
+	if err != nil {
 		return err
 	}
 	if tableconv.IsGeoJSON(*to) {
@@ -92,6 +90,22 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.Rows), *db, *to)
 	return nil
+}
+
+// checkNewFile refuses, as bad usage (exit 2) of command cmd naming the
+// flag flagName, a file to write (location) that is there already, whose
+// ending names no format a table is written in (GeoJSON or a store
+// driver's), or whose folder is not there (checkFolder).
+func checkNewFile(cmd, flagName, location string) error {
+	if !tableconv.IsGeoJSON(location) {
+		if _, _, err := driver.Lookup(location); err != nil {
+			return usagef("%s: %s: %v", cmd, flagName, err)
+		}
+	}
+	if _, err := os.Stat(location); err == nil {
+		return usagef("%s: %s %s exists already: choose another", cmd, flagName, location)
+	}
+	return checkFolder(flagName, location)
 }
 
 // checkFolder refuses a file to write (location, given as the flag

@@ -216,3 +216,45 @@ func TestExportSTACResultFiles(t *testing.T) {
 		t.Errorf("a projected geometry: exit %d, %q; want 1, geometry advice and no download advice", code, errOut)
 	}
 }
+
+// TestTargetUsage: a file to write that is there already or whose ending
+// names no format, and an input with two columns equal but for case, are
+// bad usage (exit 2) naming the flag or file, with nothing written, for
+// every target format (PostgreSQL too: refused before connecting).
+func TestTargetUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := finishedTable(t, dir)
+	existing := writeFile(t, dir, "t2.csv", "a\n1\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "--db", db, "--to", existing}, "export: --to " + existing + " exists already"},
+		{[]string{"export", "--db", db, "--to", filepath.Join(dir, "out.txt")}, `export: --to: ` + filepath.Join(dir, "out.txt") + `: no store driver for files ending in ".txt"`},
+		{[]string{"split", "--area", "3,50,4,51", "--tile-size", "0.5", "--projection", "4326", "--to", existing}, "split: --to " + existing + " exists already"},
+	} {
+		code, _, errOut := runCLI(t, c.args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+	cols := writeFile(t, dir, "cols.csv", "Tile,year,tile\na,2020,b\n")
+	id := writeFile(t, dir, "id.csv", "tile,ID\na,b\n")
+	for _, to := range []string{"n.db", "n.csv", "n.parquet", "n.duckdb", "postgres://127.0.0.1:1/none?table=n"} {
+		target := to
+		if !strings.Contains(to, "://") {
+			target = filepath.Join(dir, to)
+		}
+		code, _, errOut := runCLI(t, "init", "--from", cols, "--db", target)
+		if code != exitUsage || !strings.Contains(errOut, cols+`: columns "Tile" and "tile" differ only in case`) {
+			t.Errorf("init --from cols.csv --db %s: exit %d, %q; want 2 naming the file and both columns", to, code, errOut)
+		}
+		code, _, errOut = runCLI(t, "init", "--from", id, "--db", target)
+		if code != exitUsage || !strings.Contains(errOut, id+`: column "ID" differs only in case from the manager's column "id"`) {
+			t.Errorf("init --from id.csv --db %s: exit %d, %q; want 2 naming the file and both columns", to, code, errOut)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "n.*")); len(left) > 0 {
+		t.Errorf("refused inits left %v", left)
+	}
+}
