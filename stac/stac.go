@@ -22,9 +22,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/encoding/wkt"
@@ -102,6 +104,58 @@ type Result struct {
 	Problems []Problem
 }
 
+// CheckOptions refuses a Collection id or license STAC 1.1 does not take,
+// naming the value:
+//   - ID: letters, digits, "-", "_" and "." only (not "." or ".."), so
+//     that it is safe in a file name and a URL path, as the STAC best
+//     practices advise for ids;
+//   - License: one SPDX license identifier ("CC-BY-4.0"), or "other" for
+//     any other license (STAC 1.1; "proprietary" and "various", which it
+//     deprecates in favour of "other", are still taken): the pattern
+//     ^[\w\-\.\+]+$ of STAC's licensing schema.
+//
+// Empty values are the defaults (see Options).
+// The error is an *OptionError.
+func CheckOptions(o Options) error {
+	if o.ID != "" && !safeID(o.ID) {
+		return &OptionError{"ID", o.ID, "use letters, digits, '-', '_' and '.' only, so that it is safe in a path or URL"}
+	}
+	if o.License != "" && !licensePattern.MatchString(o.License) {
+		return &OptionError{"License", o.License, "not an SPDX license identifier (such as CC-BY-4.0 or MIT, see https://spdx.org/licenses/): give one, or other"}
+	}
+	return nil
+}
+
+// OptionError is an Options field whose value STAC does not take.
+type OptionError struct {
+	Field string // "ID" or "License"
+	Value string
+	Why   string
+}
+
+func (e *OptionError) Error() string {
+	name := "license"
+	if e.Field == "ID" {
+		name = "collection id"
+	}
+	return fmt.Sprintf("%s %q: %s", name, e.Value, e.Why)
+}
+
+// licensePattern is the license pattern of STAC 1.1's licensing schema.
+var licensePattern = regexp.MustCompile(`^[\w\-\.\+]+$`)
+
+func safeID(id string) bool {
+	if id == "." || id == ".." {
+		return false
+	}
+	for _, r := range id {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("-_.", r) {
+			return false
+		}
+	}
+	return true
+}
+
 // ErrExists is returned when the target folder exists and is not empty.
 var ErrExists = errors.New("exists and is not empty")
 
@@ -120,9 +174,12 @@ var reserved = map[string]bool{
 
 // PropertyName returns the Item property a table column is written as,
 // given its value: the column's name, or "table:NAME" for a name STAC
-// reserves (see the package's rules).
+// reserves (see the package's rules) and for a name with a colon, which
+// STAC gives to the fields of an extension ("proj:epsg", "eo:cloud_cover"):
+// Export declares no extension (stac_extensions), so a column's value must
+// not pass for one's field, whose schema it need not meet.
 func PropertyName(column string, value any) string {
-	if !reserved[column] {
+	if !reserved[column] && !strings.Contains(column, ":") {
 		return column
 	}
 	if s, ok := value.(string); ok && s != "" && (column == "title" || column == "description") {
@@ -162,6 +219,9 @@ func PropertyName(column string, value any) string {
 func Export(ctx context.Context, store driver.Store, dir string, opts Options) (*Result, error) {
 	if opts.RootDir == "" {
 		return nil, errors.New("stac: no root folder of the job folders given")
+	}
+	if err := CheckOptions(opts); err != nil {
+		return nil, fmt.Errorf("stac: %w", err)
 	}
 	if st, err := os.Stat(opts.RootDir); err != nil {
 		return nil, fmt.Errorf("the root folder of the job folders: %w", err)

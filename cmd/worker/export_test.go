@@ -130,7 +130,9 @@ func TestInitInputErrors(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "1 row has a key already in the table or in an earlier row"},
 		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "row 1 (a=1): already in"},
+		{[]string{"--append", "--from", write("twice.csv", "a,b\n7,1\n7,2\n8,1\n8,2\n"), "--db", db, "--key", "a"}, "2 rows have keys already in the table or in an earlier row"},
 		{[]string{"--append", "--from", dup, "--db", db, "--key", "nope"}, `no key column "nope"`},
 		{[]string{"--append", "--from", write("empty.csv", "a,b\n"), "--db", db, "--key", "a"}, "no rows to add"},
 		{[]string{"--from", write("wkt.csv", "a,geometry\n1,\"POLYGON ((0 0\"\n"), "--db", filepath.Join(dir, "n1.db")}, `row 1, column "geometry": not WKT`},
@@ -256,5 +258,21 @@ func TestTargetUsage(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "n.*")); len(left) > 0 {
 		t.Errorf("refused inits left %v", left)
+	}
+}
+
+// TestExportSTACOptions: a --license that is no SPDX identifier and a
+// --collection-id unsafe in a path are bad usage naming the flag.
+func TestExportSTACOptions(t *testing.T) {
+	dir := t.TempDir()
+	db := finishedTable(t, dir)
+	for _, c := range []struct{ flag, value, want string }{
+		{"--license", "notalicense!", "export: --license 'notalicense!': not an SPDX license identifier"},
+		{"--collection-id", "a/b", "export: --collection-id a/b: use letters, digits"},
+	} {
+		code, _, errOut := runCLI(t, "export", "--db", db, "--to", filepath.Join(dir, "stac"), "--stac", "--root-dir", dir, c.flag, c.value)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s %s: exit %d, %q; want 2 and %q", c.flag, c.value, code, errOut, c.want)
+		}
 	}
 }

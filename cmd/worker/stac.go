@@ -26,14 +26,15 @@ func addSTACFlags(fs *flag.FlagSet) *stacFlags {
 	fs.BoolVar(&f.on, "stac", false, "write a STAC Collection of the finished jobs' results into the `folder` --to")
 	fs.StringVar(&f.opts.RootDir, "root-dir", ".", "with --stac: `folder` of the job folders, as given to worker run (whose default is the current folder too)")
 	fs.BoolVar(&f.incomplete, "allow-incomplete", false, "with --stac: write the catalogue even when finished rows' results are not all on disk (they are listed)")
-	fs.StringVar(&f.opts.ID, "collection-id", "", "with --stac: the Collection's `id` (default openeo-batch-results)")
+	fs.StringVar(&f.opts.ID, "collection-id", "", "with --stac: the Collection's `id`: letters, digits, '-', '_', '.' (default openeo-batch-results)")
 	fs.StringVar(&f.opts.Title, "title", "", "with --stac: the Collection's `title`")
 	fs.StringVar(&f.opts.Description, "description", "", "with --stac: the Collection's `text` (default: names the table)")
-	fs.StringVar(&f.opts.License, "license", "", "with --stac: the results' license, an SPDX `id` (default other)")
+	fs.StringVar(&f.opts.License, "license", "", "with --stac: the results' license, an SPDX license `id` such as CC-BY-4.0, or other (the default)")
 	return f
 }
 
-// check refuses the STAC flags without --stac, which would be ignored.
+// check refuses the STAC flags without --stac, which would be ignored,
+// and a --collection-id or --license STAC does not take.
 func (f *stacFlags) check(fs *flag.FlagSet) error {
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
@@ -44,7 +45,17 @@ func (f *stacFlags) check(fs *flag.FlagSet) error {
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	var oe *stac.OptionError
+	if err := stac.CheckOptions(f.opts); errors.As(err, &oe) {
+		flagName := map[string]string{"ID": "--collection-id", "License": "--license"}[oe.Field]
+		return usagef("export: %s %s: %s", flagName, shellQuote(oe.Value), oe.Why)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // exportSTAC writes the STAC Collection of db's finished rows into dir.
