@@ -114,11 +114,17 @@ func (c *Client) loginBasic(ctx context.Context, user, pass string) (string, err
 	h := http.Header{}
 	h.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(user+":"+pass)))
 	err := c.call(ctx, request{method: http.MethodGet, url: c.endpoint("credentials/basic"), header: h, noAuth: true, out: &out})
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Code == "" && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 &&
+		!errors.Is(err, ErrAuth) && apiErr.StatusCode != http.StatusTooManyRequests {
+		// A 404 page, not an openEO error document: not an openEO API.
+		return "", fmt.Errorf("basic authentication: %w (%w)", err, ErrNotOpenEO)
+	}
 	if err != nil {
 		return "", fmt.Errorf("basic authentication: %w", err)
 	}
 	if out.AccessToken == "" {
-		return "", errors.New("basic authentication: back-end sent no access_token")
+		return "", fmt.Errorf("basic authentication: GET %s answered without an access_token (%w)", redactURL(c.endpoint("credentials/basic")), ErrNotOpenEO)
 	}
 	return out.AccessToken, nil
 }

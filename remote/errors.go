@@ -118,11 +118,7 @@ func newAPIError(resp *http.Response, body []byte) *APIError {
 	if json.Unmarshal(body, &eb) == nil && (eb.Code != "" || eb.Message != "") {
 		e.Code, e.Message, e.ID = eb.Code, eb.Message, eb.ID
 	} else {
-		msg := strings.TrimSpace(string(body))
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		e.Message = msg
+		e.Message = Snippet(body, 200)
 	}
 	return e
 }
@@ -148,4 +144,20 @@ func redactURL(u string) string {
 		return u[:i] + "?..."
 	}
 	return u
+}
+
+// ErrNotOpenEO says that a back-end answered, but not as an openEO API
+// does (a web page where an openEO endpoint should be, a login answer
+// without an access_token): usually a wrong URL.
+var ErrNotOpenEO = errors.New("the answer is not openEO's: is this an openEO back-end?")
+
+// Snippet returns the start of an answer's body for a one-line message:
+// whitespace (newlines included) collapsed to single spaces, cut to at
+// most n characters (whole UTF-8 characters), "..." marking a cut.
+func Snippet(body []byte, n int) string {
+	s := strings.Join(strings.Fields(strings.ToValidUTF8(string(body), "\uFFFD")), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "..."
+	}
+	return s
 }

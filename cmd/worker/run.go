@@ -242,6 +242,11 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	// A back-end that cannot be reached or refuses the credentials at
 	// start-up does not stop the run: the manager connects to it again in
 	// the background, with backoff, while the others take the rows.
+	// All back-ends are connected at once, each bounded by
+	// worker.StartupTimeout; one that has not answered shortly after the
+	// first connected is connected in the background (worker.ConnectAll),
+	// so a back-end that accepts connections but never answers holds up
+	// none of the others.
 	var wbs []worker.Backend
 	var conns []*remote.Client
 	var unusable []error
@@ -255,23 +260,27 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 			c, err := connectBackend(ctx, b, os.Getenv)
 			if err == nil {
 				byName.add(b.name, c)
+				log.Info("connected", "backend", b.name, "api", c.URL())
 			}
 			return c, err
 		}
-		wb := worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue}
-		c, err := connect(remote.WithoutRetries(ctx))
+		wbs = append(wbs, worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue})
+	}
+	for i, err := range worker.ConnectAll(ctx, wbs) {
 		switch {
 		case err == nil:
-			log.Info("connected", "backend", b.name, "api", c.URL())
-			wb.Client = c
-			conns = append(conns, c)
-		case ctx.Err() != nil || !retryLater(err):
+			conns = append(conns, wbs[i].Client)
+		case errors.Is(err, worker.ErrStillConnecting):
+			// The manager takes the attempt's result at its first check,
+			// and warns (URL and cause) if it fails.
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !retryLater(err):
 			return err
 		default:
 			unusable = append(unusable, err)
-			failed = append(failed, b)
+			failed = append(failed, backends[i])
 		}
-		wbs = append(wbs, wb)
 	}
 	if len(conns) == 0 && len(failed) > 0 && allNoCredentials(unusable) {
 		// Nothing to run on, and nothing mends by itself: say for each
@@ -414,6 +423,7 @@ func retryLater(err error) bool {
 	var apiErr *remote.APIError
 	var noCreds *noCredentialsError
 	return remote.ConnectionFailed(err) || errors.Is(err, remote.ErrAuth) || errors.Is(err, remote.ErrUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, remote.ErrNotOpenEO) ||
 		errors.As(err, &apiErr) && apiErr.StatusCode >= 500 || errors.As(err, &noCreds)
 }
 
