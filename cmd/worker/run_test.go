@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -138,5 +141,55 @@ func TestRunJSONListsMissingResults(t *testing.T) {
 	}
 	if got := string(sum["missing_results"]); got != "[]" {
 		t.Errorf("missing_results = %q, want []", got)
+	}
+}
+
+// TestRunNotOpenEOBackendPaused: a back-end that is not openEO (a web
+// server's 404 page at /credentials/basic, or a 200 without access_token)
+// is paused like one answering 500, with a one-line message that asks
+// whether it is an openEO back-end; the run finishes on the other one.
+func TestRunNotOpenEOBackendPaused(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	pages := map[string]http.HandlerFunc{
+		"html404": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, "<!DOCTYPE HTML>\n<html>\n<head><title>Error response</title></head>\n<body>\n<h1>Error response</h1>\n"+strings.Repeat("<p>Nothing matches the given URI</p>\n", 20)+"</body></html>\n")
+		},
+		"json200": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"hello":"world"}`)
+		},
+	}
+	for name, page := range pages {
+		t.Run(name, func(t *testing.T) {
+			web := httptest.NewServer(page)
+			defer web.Close()
+			t.Setenv("OPENEO_USERNAME", "user")
+			t.Setenv("OPENEO_PASSWORD", "password")
+			dir := t.TempDir()
+			db := filepath.Join(dir, "jobs.db")
+			if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n2021,b\n"), "--db", db); code != 0 {
+				t.Fatalf("init: %d %s %s", code, out, errOut)
+			}
+			code, out, errOut := runCLI(t, "run", "--db", db, "--backend", "fake="+srv.URL, "--backend", "web="+web.URL,
+				"--process", writeFile(t, dir, "p.json", doubleProcess), "--root-dir", filepath.Join(dir, "res"), "--poll", "10ms")
+			if code != 0 {
+				t.Fatalf("run: exit %d, want 0 (finished on fake)\n%s\n%s", code, out, errOut)
+			}
+			var warn string
+			for line := range strings.Lines(errOut) {
+				if strings.Contains(line, "web") && strings.Contains(line, "WARN") {
+					warn = line
+				}
+			}
+			if !strings.Contains(warn, "is this an openEO back-end?") || !strings.Contains(warn, web.URL) {
+				t.Errorf("no warning asking whether %s is openEO:\n%s", web.URL, errOut)
+			}
+			if strings.Count(warn, "Nothing matches") > 5 || strings.Contains(errOut, "<html>\n") {
+				t.Errorf("the warning dumps the page:\n%s", errOut)
+			}
+		})
 	}
 }
