@@ -404,10 +404,17 @@ func (c *Client) LogsAfter(ctx context.Context, id, level, offset string) ([]Log
 
 // ProcessGraph returns a user-defined process (GET /process_graphs/{id}) as
 // the back-end sent it.
+//
+// Each attempt is bounded by DefinitionTimeout and retried at most
+// DefinitionRetries times: a process definition is small, and a back-end
+// that does not send it soon is better reported than waited for. A
+// failure of the network says so (ConnectionFailed stays true).
 func (c *Client) ProcessGraph(ctx context.Context, id string) (json.RawMessage, error) {
 	var raw json.RawMessage
-	if err := c.getJSON(ctx, c.endpoint("process_graphs/%s", id), &raw); err != nil {
-		return nil, err
+	u := c.endpoint("process_graphs/%s", id)
+	err := c.call(withMaxRetries(ctx, DefinitionRetries), request{method: http.MethodGet, url: u, timeout: DefinitionTimeout, out: &raw})
+	if err != nil {
+		return nil, networkSaid(err, DefinitionRetries)
 	}
 	return raw, nil
 }
@@ -419,7 +426,8 @@ type request struct {
 	header      http.Header
 	start       bool // a job start: subject to the start rate limit
 	noAuth      bool // send no token (logging in)
-	download    bool // DownloadTimeout instead of Timeout
+	download    bool          // DownloadTimeout instead of Timeout
+	timeout     time.Duration // bounds each attempt, when less than the Policy's
 	// prepare, when set, adjusts each attempt's request (a Range header).
 	prepare func(*http.Request)
 	// out receives the JSON answer; handle, when set, reads the answer
@@ -450,6 +458,9 @@ func (c *Client) attempt(ctx context.Context, r *request, permit func() error) e
 	timeout := c.state.pol.p.Timeout
 	if r.download {
 		timeout = c.state.pol.p.DownloadTimeout
+	}
+	if r.timeout > 0 && r.timeout < timeout {
+		timeout = r.timeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

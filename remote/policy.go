@@ -182,6 +182,9 @@ func retryable(err error, idempotent bool) bool {
 // being renewed) would leave together, above the rate.
 func (ps *policies) run(ctx context.Context, idempotent, start bool, method, url string, attempt func(ctx context.Context, permit func() error) error) error {
 	pols := []failsafe.Policy[any]{ps.retry(idempotent, method, url)}
+	if n, ok := ctx.Value(maxRetriesKey{}).(int); ok && n < ps.p.MaxRetries {
+		pols[0] = ps.retryAtMost(idempotent, method, url, n)
+	}
 	if ctx.Value(noRetriesKey{}) != nil {
 		// Sent once; a token the back-end refused and that could be
 		// renewed is still sent again at once: that is not a retry.
@@ -231,6 +234,16 @@ func (ps *policies) runOutside(ctx context.Context, idempotent bool, attempt fun
 	return failsafe.With[any](ps.retry(idempotent, "", "")).WithContext(ctx).Run(attempt)
 }
 
+// maxRetriesKey holds the retries allowed to a context's requests when
+// fewer than the Policy's (withMaxRetries).
+type maxRetriesKey struct{}
+
+// withMaxRetries returns a context whose requests are retried at most n
+// times (or the Policy's MaxRetries, if fewer).
+func withMaxRetries(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, maxRetriesKey{}, n)
+}
+
 // noRetriesKey marks a context whose requests are sent once (WithoutRetries).
 type noRetriesKey struct{}
 
@@ -246,10 +259,15 @@ func WithoutRetries(ctx context.Context) context.Context {
 // retry is the retry policy of one request (method and url name it in the
 // debug log of each retry; empty for requests to other servers).
 func (ps *policies) retry(idempotent bool, method, url string) failsafe.Policy[any] {
+	return ps.retryAtMost(idempotent, method, url, ps.p.MaxRetries)
+}
+
+// retryAtMost is retry with at most n retries.
+func (ps *policies) retryAtMost(idempotent bool, method, url string, n int) failsafe.Policy[any] {
 	log := ps.p.Logger
 	return retrypolicy.NewBuilder[any]().
 		HandleIf(func(_ any, err error) bool { return retryable(err, idempotent) }).
-		WithMaxRetries(max(ps.p.MaxRetries, 0)).
+		WithMaxRetries(max(n, 0)).
 		WithBackoff(ps.p.MinBackoff, ps.p.MaxBackoff).
 		WithJitterFactor(0.25).
 		WithDelayFunc(func(exec failsafe.ExecutionAttempt[any]) time.Duration {

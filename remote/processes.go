@@ -19,7 +19,9 @@ import (
 // another host than any back-end, and the openEO token must not leave its
 // back-end. opts gives the HTTP client, User-Agent and retry policy (the
 // rate limits and breaker of a Policy do not apply); nil means defaults.
-// The answer must be a JSON document of at most 64 MiB.
+// The answer must be a JSON document of at most 64 MiB. Without
+// opts.Policy each attempt is bounded by DefinitionTimeout and retried at
+// most DefinitionRetries times; a failure of the network says so.
 func FetchDefinition(ctx context.Context, rawURL string, opts *Options) (json.RawMessage, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -36,7 +38,11 @@ func FetchDefinition(ctx context.Context, rawURL string, opts *Options) (json.Ra
 	if ua == "" {
 		ua = "openeo-batch-worker"
 	}
-	pol := newPolicies(opts.Policy)
+	p := opts.Policy
+	if p == nil {
+		p = &Policy{Timeout: DefinitionTimeout, MaxRetries: DefinitionRetries}
+	}
+	pol := newPolicies(p)
 	var doc json.RawMessage
 	err = pol.runOutside(ctx, true, func() error {
 		actx, cancel := context.WithTimeout(ctx, pol.p.Timeout)
@@ -69,10 +75,40 @@ func FetchDefinition(ctx context.Context, rawURL string, opts *Options) (json.Ra
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("process definition at %s: %w", redactURL(rawURL), err)
+		return nil, fmt.Errorf("process definition at %s: %w", redactURL(rawURL), networkSaid(err, pol.p.MaxRetries))
 	}
 	return doc, nil
 }
+
+// DefinitionTimeout bounds one attempt to fetch a process definition
+// (FetchDefinition, Client.ProcessGraph); DefinitionRetries bounds the
+// retries after the first attempt.
+const (
+	DefinitionTimeout = 30 * time.Second
+	DefinitionRetries = 2
+)
+
+// networkSaid adds to a failure of the network (ConnectionFailed) that it
+// is one, and how many attempts were made; other errors are returned as
+// they are.
+func networkSaid(err error, retries int) error {
+	if !ConnectionFailed(err) {
+		return err
+	}
+	return &networkError{err: err, attempts: retries + 1}
+}
+
+// networkError is a request that failed for the network, after attempts.
+type networkError struct {
+	err      error
+	attempts int
+}
+
+func (e *networkError) Error() string {
+	return fmt.Sprintf("network failure after %d attempts: %v", e.attempts, e.err)
+}
+
+func (e *networkError) Unwrap() error { return e.err }
 
 // ValidationError is one error POST /validation reports.
 type ValidationError struct {

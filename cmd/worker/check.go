@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -187,7 +188,7 @@ type rowCheck struct {
 func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db string, conns []*remote.Client, rc rowCheck) (*checked, error) {
 	defs, err := c.Prepare(ctx, conns...)
 	if err != nil {
-		return nil, err
+		return nil, definitionError(err)
 	}
 	cols, err := store.Columns(ctx)
 	if err != nil {
@@ -396,4 +397,18 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// definitionError marks the failure to read a process definition as bad
+// input (exit 2) when the server says the request is wrong (a 4xx other
+// than refused credentials, 408 and 429: no definition at that URL or
+// with that id); a network failure or a server error stays an error
+// (exit 1).
+func definitionError(err error) error {
+	var apiErr *remote.APIError
+	if errors.As(err, &apiErr) && apiErr.StatusCode >= 400 && apiErr.StatusCode < 500 && !errors.Is(err, remote.ErrAuth) &&
+		apiErr.StatusCode != http.StatusRequestTimeout && apiErr.StatusCode != http.StatusTooManyRequests {
+		return badInput(err)
+	}
+	return err
 }

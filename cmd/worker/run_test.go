@@ -193,3 +193,25 @@ func TestRunNotOpenEOBackendPaused(t *testing.T) {
 		})
 	}
 }
+
+// TestNamespaceNotFoundIsBadInput: a --namespace URL that answers 404 is
+// the user's mistake: exit 2, naming the URL, in check as in run.
+func TestNamespaceNotFoundIsBadInput(t *testing.T) {
+	web := httptest.NewServer(http.NotFoundHandler())
+	defer web.Close()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	u := web.URL + "/p/ndvi.json"
+	code, _, errOut := runCLI(t, "check", "--db", db, "--namespace", u)
+	if code != exitUsage || !strings.Contains(errOut, u) || !strings.Contains(errOut, "404") {
+		t.Errorf("check --namespace (404): exit %d, want %d naming %s:\n%s", code, exitUsage, u, errOut)
+	}
+	t.Setenv("OPENEO_TOKEN", "t")
+	code, _, errOut = runCLI(t, "run", "--db", db, "--backend", "x="+web.URL, "--namespace", u)
+	if code != exitUsage || !strings.Contains(errOut, u) {
+		t.Errorf("run --namespace (404): exit %d, want %d naming %s:\n%s", code, exitUsage, u, errOut)
+	}
+}
