@@ -424,8 +424,8 @@ type request struct {
 	method, url string
 	body        []byte
 	header      http.Header
-	start       bool // a job start: subject to the start rate limit
-	noAuth      bool // send no token (logging in)
+	start       bool          // a job start: subject to the start rate limit
+	noAuth      bool          // send no token (logging in)
 	download    bool          // DownloadTimeout instead of Timeout
 	timeout     time.Duration // bounds each attempt, when less than the Policy's
 	// prepare, when set, adjusts each attempt's request (a Range header).
