@@ -202,7 +202,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		t.Errorf("final block %v (%d not started), status --json says %v (%d):\n%s", got, notStarted, want, wantNotStarted, screen)
 	}
 	for _, w := range []string{"6 of 6 rows done (finished 5, failed 1)", "recent events:", "failed", "wall time",
-		"worker: 1 rows ended in error", "worker retry runs them again"} {
+		"worker: 1 row ended in error", "worker retry runs them again"} {
 		if !strings.Contains(screen, w) {
 			t.Errorf("final screen lacks %q:\n%s", w, screen)
 		}
@@ -360,7 +360,7 @@ func TestExitStatuses(t *testing.T) {
 	dir = newTable(t, 3)
 	os.WriteFile(filepath.Join(dir, "in2.csv"), []byte("year,title\n1999,bad row\n"), 0o644)
 	mustWork(t, dir, nil, "init", "--append", "--from", "in2.csv", "--db", "jobs.db", "--key", "title")
-	if _, errOut, code := work(t, dir, fakeEnv, runArgs...); code != 3 || !strings.Contains(errOut, "1 rows ended in error") {
+	if _, errOut, code := work(t, dir, fakeEnv, runArgs...); code != 3 || !strings.Contains(errOut, "1 row ended in error") {
 		t.Errorf("a row in error: exit %d, want 3\n%s", code, errOut)
 	}
 

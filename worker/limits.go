@@ -31,7 +31,15 @@ type LimitError struct {
 }
 
 func (e *LimitError) Error() string {
-	return fmt.Sprintf("%s; %d rows left not_started", e.Reason, e.NotStarted)
+	return fmt.Sprintf("%s; %s left not_started", e.Reason, rowsN(e.NotStarted))
+}
+
+// rowsN is "1 row" or "N rows".
+func rowsN(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
 }
 
 // Is makes errors.Is(err, ErrLimitReached) true.

@@ -195,5 +195,5 @@ func (m *Manager) errNoBackend(counts []driver.Count) error {
 	if len(reasons) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%d rows left not_started: no back-end is usable for them: %w", left, errors.Join(reasons...))
+	return fmt.Errorf("%s left not_started: no back-end is usable for them: %w", rowsN(left), errors.Join(reasons...))
 }

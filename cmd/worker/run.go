@@ -369,15 +369,31 @@ func (c *connected) all() map[string]*remote.Client {
 func finishRun(ctx context.Context, store driver.Store, m *worker.Manager, runErr error, disp *display,
 	conns map[string]*remote.Client, start time.Time, stdout io.Writer, asJSON bool) error {
 	disp.stop()
+	// A run stopped by a signal still says where it stands (with --json
+	// too), with the signal's exit status.
+	var sig signalError
+	interrupted := errors.Is(runErr, context.Canceled) && errors.As(context.Cause(ctx), &sig)
 	var missing *worker.MissingResultsError
-	if runErr != nil && !errors.As(runErr, &missing) && !errors.Is(runErr, worker.ErrLimitReached) {
+	if runErr != nil && !interrupted && !errors.As(runErr, &missing) && !errors.Is(runErr, worker.ErrLimitReached) {
 		return runErr
 	}
 	// The summary reads the table even when ctx ended meanwhile.
 	ctx = context.WithoutCancel(ctx)
-	s, err := summarize(ctx, store, m, conns, start, runErr)
+	sumErr := runErr
+	if interrupted {
+		sumErr = nil
+	}
+	s, err := summarize(ctx, store, m, conns, start, sumErr)
 	if err != nil {
 		return err
+	}
+	if interrupted {
+		s.ExitStatus = sig.code()
+		left := s.Total - s.ByStatus[string(driver.Finished)] - s.ByStatus[string(driver.Skipped)]
+		for _, st := range failedStatuses {
+			left -= s.ByStatus[string(st)]
+		}
+		s.Outcome = fmt.Sprintf("%v: %s not ended yet; run the same command again to resume", sig, rowsN(left))
 	}
 	counts, err := store.Counts(ctx)
 	if err != nil {
@@ -385,6 +401,9 @@ func finishRun(ctx context.Context, store driver.Store, m *worker.Manager, runEr
 	}
 	if err := s.print(stdout, asJSON, counts); err != nil {
 		return err
+	}
+	if interrupted {
+		return sig
 	}
 	return s.exit()
 }

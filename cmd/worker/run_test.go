@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -8,7 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
@@ -213,5 +218,65 @@ func TestNamespaceNotFoundIsBadInput(t *testing.T) {
 	code, _, errOut = runCLI(t, "run", "--db", db, "--backend", "x="+web.URL, "--namespace", u)
 	if code != exitUsage || !strings.Contains(errOut, u) {
 		t.Errorf("run --namespace (404): exit %d, want %d naming %s:\n%s", code, exitUsage, u, errOut)
+	}
+}
+
+// notifyWriter collects what is written and closes seen once it contains
+// want.
+type notifyWriter struct {
+	mu   sync.Mutex
+	b    bytes.Buffer
+	want string
+	seen chan struct{}
+}
+
+func (w *notifyWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	had := strings.Contains(w.b.String(), w.want)
+	w.b.Write(p)
+	if !had && strings.Contains(w.b.String(), w.want) {
+		close(w.seen)
+	}
+	return len(p), nil
+}
+
+// TestRunInterruptedPrintsSummary: a run stopped by SIGINT or SIGTERM
+// still prints its summary, with --json the object with exit_status 130
+// or 143 and the outcome.
+func TestRunInterruptedPrintsSummary(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{QueueTime: time.Hour})
+	defer srv.Close()
+	t.Setenv("OPENEO_FAKE_TOKEN", srv.ValidToken())
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "jobs.db")
+			if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n2021,b\n"), "--db", db); code != 0 {
+				t.Fatalf("init: %d %s %s", code, out, errOut)
+			}
+			ctx, cancel := context.WithCancelCause(t.Context())
+			defer cancel(nil)
+			errOut := &notifyWriter{want: "job started", seen: make(chan struct{})}
+			go func() {
+				<-errOut.seen
+				cancel(signalError{sig})
+			}()
+			var out bytes.Buffer
+			code := run(ctx, []string{"run", "--db", db, "--backend", "fake=" + srv.URL, "--process", writeFile(t, dir, "p.json", doubleProcess),
+				"--root-dir", filepath.Join(dir, "res"), "--poll", "10ms", "--json"}, &out, errOut)
+			want := signalError{sig}.code()
+			var sum struct {
+				ExitStatus int    `json:"exit_status"`
+				Outcome    string `json:"outcome"`
+				Total      int    `json:"total"`
+			}
+			if err := json.Unmarshal(out.Bytes(), &sum); err != nil || code != want {
+				t.Fatalf("exit %d (want %d), summary %v:\n%s\n%s", code, want, err, out.String(), errOut.b.String())
+			}
+			if sum.ExitStatus != want || !strings.Contains(sum.Outcome, "resume") || sum.Total != 2 {
+				t.Errorf("summary %+v, want exit_status %d and an outcome that says how to resume", sum, want)
+			}
+		})
 	}
 }

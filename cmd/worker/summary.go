@@ -114,17 +114,17 @@ func summarize(ctx context.Context, store driver.Store, m *worker.Manager, conns
 			flag = "--max-jobs"
 		}
 		s.ExitStatus = exitLimit
-		s.Outcome = fmt.Sprintf("%s: %s; %d rows left not_started: run again (with a higher %s) to run them",
-			flag, limit.Reason, limit.NotStarted, flag)
+		s.Outcome = fmt.Sprintf("%s: %s; %s left not_started: run again (with a higher %s) to run them",
+			flag, limit.Reason, rowsN(limit.NotStarted), flag)
 	case failed > 0 || s.missing != nil:
 		s.ExitStatus = exitUnfinished
 		var parts []string
 		if failed > 0 {
-			parts = append(parts, fmt.Sprintf("%d rows ended in error, start_failed or canceled "+
-				"(worker jobs --status error,start_failed,canceled lists them; worker retry runs them again)", failed))
+			parts = append(parts, fmt.Sprintf("%s ended in error, start_failed or canceled "+
+				"(worker jobs --status error,start_failed,canceled lists them; worker retry runs them again)", rowsN(failed)))
 		}
 		if s.missing != nil {
-			parts = append(parts, fmt.Sprintf("results missing for %d rows (run again, or worker download, to fetch them)", len(s.missing.Rows)))
+			parts = append(parts, fmt.Sprintf("results missing for %s (run again, or worker download, to fetch them)", rowsN(len(s.missing.Rows))))
 		}
 		s.Outcome = strings.Join(parts, "; ")
 	default:
@@ -165,7 +165,7 @@ func (s *runSummary) print(w io.Writer, asJSON bool, counts []driver.Count) erro
 	fmt.Fprintf(tw, "wall time\t%s\t\n", time.Duration(s.WallTime*float64(time.Second)).Round(100*time.Millisecond))
 	tw.Flush()
 	if s.Halted != "" {
-		fmt.Fprintf(w, "\nLaunching stopped: %s; %d rows left not_started.\n", s.Halted, s.NotStartedLeft)
+		fmt.Fprintf(w, "\nLaunching stopped: %s; %s left not_started.\n", s.Halted, rowsN(s.NotStartedLeft))
 	}
 	if s.missing != nil {
 		printMissing(w, s.missing)
@@ -175,3 +175,6 @@ func (s *runSummary) print(w io.Writer, asJSON bool, counts []driver.Count) erro
 	} // else the outcome goes to stderr with the exit status (see exit)
 	return nil
 }
+
+// rowsN is "1 row" or "N rows".
+func rowsN(n int) string { return fmt.Sprintf("%d %s", n, plural(n, "row", "rows")) }
