@@ -192,13 +192,13 @@ func checkRows(ctx context.Context, c *udpjob.JobCreator, store driver.Store, db
 	}
 	cols, err := store.Columns(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", db, err)
+		return nil, tableError(db, err)
 	}
 	out := &checked{}
 	for after := int64(0); ; {
 		rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}, Limit: checkPage, After: after})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", db, err)
+			return nil, tableError(db, err)
 		}
 		if len(rows) == 0 {
 			break

@@ -96,6 +96,7 @@ Example:
 
 Run 'worker <command> --help' for the flags of a command. Flags may come
 before or after a command's other arguments.
+
 Exit status:
   0    done: every row finished or was skipped
   1    error (a message says which)

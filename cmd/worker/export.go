@@ -82,7 +82,7 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	}
 	if tableconv.IsGeoJSON(*to) {
 		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
-			return fmt.Errorf("%s: %w", *db, err)
+			return tableError(*db, err)
 		}
 	} else if _, err := createTable(ctx, *to, t); err != nil {
 		// Rows are numbered as in the table read.

@@ -101,7 +101,7 @@ func (s *selection) pick(ctx context.Context, store driver.Store, location strin
 	}
 	rows, err := store.Select(ctx, f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
+		return nil, tableError(location, err)
 	}
 	return s.filter(ctx, rows, location, s.where != "")
 }
@@ -153,7 +153,7 @@ func whereRows(ctx context.Context, location, where string) ([]int, int, error) 
 	defer snap.Close()
 	count, err := snap.Select(ctx, "SELECT count(*) FROM jobs")
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", location, err)
+		return nil, 0, tableError(location, err)
 	}
 	n := int(count.Rows[0][0].(int64))
 	q := "SELECT n FROM (SELECT row_number() OVER () - 1 AS n, * FROM jobs) AS t WHERE (" + where + "\n) ORDER BY n"
@@ -282,7 +282,7 @@ func runJobs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 	defer store.Close()
 	user, err := store.Columns(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *db, err)
+		return tableError(*db, err)
 	}
 	cols, err := chooseColumns(*columns, user)
 	if err != nil {

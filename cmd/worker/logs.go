@@ -108,7 +108,7 @@ func findRow(ctx context.Context, location, arg string) (driver.Job, error) {
 	}
 	rows, err := store.Select(ctx, driver.Filter{})
 	if err != nil {
-		return driver.Job{}, fmt.Errorf("%s: %w", location, err)
+		return driver.Job{}, tableError(location, err)
 	}
 	for _, j := range rows {
 		if j.ID == arg {

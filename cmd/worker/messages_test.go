@@ -88,3 +88,47 @@ func TestVersionWithoutVCS(t *testing.T) {
 		t.Errorf("version: exit %d\n%s", code, out)
 	}
 }
+
+// TestRunFlagMistakes: a --backend option given twice and a --max-costs
+// that is not a finite, non-negative number are bad usage (exit 2) naming
+// the flag or option.
+func TestRunFlagMistakes(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--backend", "a=http://127.0.0.1:1,parallel=3,parallel=4"}, "parallel"},
+		{[]string{"--backend", "a=http://127.0.0.1:1", "--max-costs", "NaN"}, "--max-costs"},
+		{[]string{"--backend", "a=http://127.0.0.1:1", "--max-costs", "Inf"}, "--max-costs"},
+		{[]string{"--backend", "a=http://127.0.0.1:1", "--max-costs", "-1"}, "--max-costs"},
+	} {
+		args := append([]string{"run", "--db", "jobs.db", "--process-id", "p"}, c.args...)
+		code, _, errOut := runCLI(t, args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("worker %q: exit %d, stderr %q; want 2 naming %s", args, code, errOut, c.want)
+		}
+	}
+}
+
+// TestMessagesTidy: the table's name is said once ("k.db: no job table",
+// not "k.db: k.db: ..."), and worker --help has a blank line before
+// "Exit status:".
+func TestMessagesTidy(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "k.db")
+	if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year\n2020\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	empty := filepath.Join(dir, "empty.csv")
+	writeFile(t, dir, "empty.csv", "")
+	for _, loc := range []string{empty} {
+		_, _, errOut := runCLI(t, "status", "--db", loc)
+		if strings.Contains(errOut, loc+": "+loc) {
+			t.Errorf("status: the table is named twice: %q", errOut)
+		}
+	}
+	_, out, _ := runCLI(t, "--help")
+	if !strings.Contains(out, "\n\nExit status:") {
+		t.Errorf("worker --help: no blank line before Exit status:\n%s", out)
+	}
+}

@@ -73,7 +73,7 @@ func runningWorkers(location string) ([]string, error) {
 func refuseIfRunning(location, what string) error {
 	live, err := runningWorkers(location)
 	if err != nil {
-		return fmt.Errorf("%s: %w", location, err)
+		return tableError(location, err)
 	}
 	if len(live) > 0 {
 		d, path, _ := driver.Lookup(location)
@@ -126,11 +126,11 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 	}
 	user, err := store.Columns(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: %w", location, err)
+		return tableError(location, err)
 	}
 	rows, err := store.Select(ctx, driver.Filter{})
 	if err != nil {
-		return fmt.Errorf("%s: %w", location, err)
+		return tableError(location, err)
 	}
 	t, err := build(user, rows)
 	if err != nil {

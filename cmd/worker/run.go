@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -144,8 +145,13 @@ func parseBackend(v string) (backendSpec, error) {
 	}
 	parts := strings.Split(rest, ",")
 	spec := backendSpec{name: name, url: parts[0]}
+	seen := map[string]bool{}
 	for _, p := range parts[1:] {
 		k, val, _ := strings.Cut(p, "=")
+		if seen[k] {
+			return backendSpec{}, fmt.Errorf("back-end %s: option %s is given twice: give it once", name, k)
+		}
+		seen[k] = true
 		if k == "rps" {
 			f, err := strconv.ParseFloat(val, 64)
 			if err != nil || !(f > 0) || f > 1e6 {
@@ -199,8 +205,8 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	if *attempts < 1 || *cancelAfter < 0 {
 		return usagef("run: --max-start-attempts must be at least 1, and --cancel-running-job-after not negative")
 	}
-	if *maxCosts < 0 || *maxJobs < 0 {
-		return usagef("run: --max-costs and --max-jobs must not be negative")
+	if *maxCosts < 0 || *maxJobs < 0 || math.IsNaN(*maxCosts) || math.IsInf(*maxCosts, 0) {
+		return usagef("run: --max-costs must be a finite number of credits and --max-jobs a whole number, neither negative (got %v and %d)", *maxCosts, *maxJobs)
 	}
 	start := time.Now()
 	log := slog.New(lf.handler())
@@ -305,7 +311,7 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 	}
 	owner, err := newOwner(ctx, *db, store)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *db, err)
+		return tableError(*db, err)
 	}
 	defer owner.Close()
 	// A worker that lost its place among the others (its heartbeat went
@@ -576,4 +582,14 @@ func openExisting(ctx context.Context, location string) (driver.Store, error) {
 		return nil, err
 	}
 	return driver.Open(ctx, location)
+}
+
+// tableError prefixes err with the table's location, unless its message
+// already starts with it (the drivers name their file themselves): one
+// "k.db: ", never "k.db: k.db: ".
+func tableError(location string, err error) error {
+	if strings.HasPrefix(err.Error(), location+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", location, err)
 }

@@ -212,7 +212,7 @@ func selectSnapshot(ctx context.Context, location string) (*dashboard.Table, err
 	defer db.Close()
 	res, err := db.Select(ctx, "SELECT * FROM jobs")
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", location, err)
+		return nil, tableError(location, err)
 	}
 	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
 }

@@ -38,7 +38,7 @@ func runStatus(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	defer store.Close()
 	counts, err := store.Counts(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *db, err)
+		return tableError(*db, err)
 	}
 	if *asJSON {
 		return printCountsJSON(stdout, counts)
