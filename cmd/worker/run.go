@@ -97,8 +97,9 @@ start_failed or canceled, or results are missing; 4 --max-costs or
 usage or invalid input; 130 stopped by Ctrl-C (SIGINT), 143 by SIGTERM.
 
 Stop with Ctrl-C (or kill): the same command resumes. Several workers may
-run on one table at once (on one machine): they share the rows, and one
-takes over the work of another that was killed.
+run on one SQLite table at once (on one machine; PostgreSQL: on several):
+they share the rows, and one takes over the work of another that was
+killed. A CSV, Parquet or DuckDB table allows one run at a time.
 
 Example:
   export OPENEO_VITO_USERNAME=me OPENEO_VITO_PASSWORD=secret
@@ -219,6 +220,13 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		return err
 	}
 	defer store.Close()
+	if wc, ok := store.(driver.WriteChecker); ok && wc.Writable() != nil {
+		// A CSV, Parquet or DuckDB table opened while another process
+		// writes it: said before any request is sent.
+		return fmt.Errorf("%s: another worker run (or another program) is writing this table, and a CSV, Parquet or DuckDB "+
+			"table allows one run at a time: wait for it to end, or keep the table in SQLite or PostgreSQL "+
+			"to share it between runs", *db)
+	}
 	// Every not_started row's job is built before anything is spent: bad
 	// rows stop the run (or, with --skip-invalid, are skipped) before the
 	// first job request. A definition stored on the back-ends is read

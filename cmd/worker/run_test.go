@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/remote/remotetest"
 )
@@ -276,6 +277,36 @@ func TestRunInterruptedPrintsSummary(t *testing.T) {
 			}
 			if sum.ExitStatus != want || !strings.Contains(sum.Outcome, "resume") || sum.Total != 2 {
 				t.Errorf("summary %+v, want exit_status %d and an outcome that says how to resume", sum, want)
+			}
+		})
+	}
+}
+
+// TestSecondRunOnFileTableSaysWhy: a second run on a CSV or Parquet table
+// that another process writes is refused, saying that the format allows
+// one run at a time and which formats may be shared.
+func TestSecondRunOnFileTableSaysWhy(t *testing.T) {
+	for _, ext := range []string{"csv", "parquet"} {
+		t.Run(ext, func(t *testing.T) {
+			dir := t.TempDir()
+			db := filepath.Join(dir, "jobs."+ext)
+			if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n"), "--db", db); code != 0 {
+				t.Fatalf("init: %d %s %s", code, out, errOut)
+			}
+			first, err := driver.Open(t.Context(), db) // the first run's writer
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			t.Setenv("OPENEO_TOKEN", "t")
+			code, _, errOut := runCLI(t, "run", "--db", db, "--backend", "a=http://127.0.0.1:1", "--process", writeFile(t, dir, "p.json", doubleProcess))
+			for _, want := range []string{"one run at a time", "SQLite or PostgreSQL"} {
+				if code != exitError || !strings.Contains(errOut, want) {
+					t.Errorf("second run: exit %d, want 1 saying %q:\n%s", code, want, errOut)
+				}
+			}
+			if strings.Contains(errOut, "opened read-only") {
+				t.Errorf("second run says it opened the table read-only:\n%s", errOut)
 			}
 		})
 	}
