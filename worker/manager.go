@@ -328,16 +328,50 @@ func (m *Manager) checkConfigured(ctx context.Context) error {
 		return fmt.Errorf("select active rows: %w", err)
 	}
 	unknown := map[string]int{}
+	var noBackend []string
 	for _, j := range active {
-		if m.byName[j.Backend] == nil {
+		if m.byName[j.Backend] != nil {
+			continue
+		}
+		switch {
+		case j.ID == "" && j.Tag == "" && j.Worker == "":
+			// No job to follow and no claim of a worker: a row the
+			// Python client left queued_for_start (or the like) when
+			// its job was never created. It goes back to not_started,
+			// as recoverRows does for a configured back-end.
+			note := fmt.Sprintf("was %s without a job id (on back-end %q): no job was created; back to not_started", j.Status, j.Backend)
+			err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: driver.Values{
+				driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColLastError: note,
+				driver.ColUpdatedAt: m.now()}})
+			if err != nil && !errors.Is(err, driver.ErrConflict) {
+				return fmt.Errorf("row %d: %w", j.Key, err)
+			}
+			m.log.InfoContext(ctx, "row without a job back to not_started", "row", j.Key, "status", j.Status, "backend", j.Backend)
+		case j.Backend == "":
+			if len(noBackend) < 10 {
+				noBackend = append(noBackend, fmt.Sprintf("row %d (job %s, %s)", j.Key, j.ID, j.Status))
+			} else if len(noBackend) == 10 {
+				noBackend = append(noBackend, "...")
+			}
+		default:
 			unknown[j.Backend]++
 		}
 	}
-	if len(unknown) > 0 {
-		names := slices.Sorted(maps.Keys(unknown))
-		return fmt.Errorf("the table has active jobs on back-ends that are not configured: %q (%v rows); add them with --backend NAME=URL", names, unknown)
+	var errs []error
+	if len(noBackend) > 0 {
+		errs = append(errs, fmt.Errorf("active rows with a job id but no backend_name, so no back-end to follow their jobs on: %s; "+
+			"set each row's backend_name to the NAME of a --backend NAME=URL", strings.Join(noBackend, ", ")))
 	}
-	return nil
+	if len(unknown) > 0 {
+		var parts, flags []string
+		for _, name := range slices.Sorted(maps.Keys(unknown)) {
+			parts = append(parts, fmt.Sprintf("%s (%s)", name, rowsN(unknown[name])))
+			flags = append(flags, "--backend "+name+"=URL")
+		}
+		errs = append(errs, fmt.Errorf("the table has active jobs on back-ends that are not configured: %s; add them with %s",
+			strings.Join(parts, ", "), strings.Join(flags, " ")))
+	}
+	return errors.Join(errs...)
 }
 
 // recoverRows resolves what a stopped manager left half done on back-end
