@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,4 +78,21 @@ func TestActiveJobWithoutBackendSaysWhichRow(t *testing.T) {
 			t.Errorf("error %q shows Go values", msg)
 		}
 	})
+}
+
+// TestOneLine: what goes to last_error has no line breaks.
+func TestOneLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"write a: no space left on device":         "write a: no space left on device",
+		"asset a: disk full\nasset b: disk full\n": "asset a: disk full; asset b: disk full",
+		"x\r\n\r\n  y  \n":                         "x; y",
+		"  plain  ":                                "plain",
+	} {
+		if got := worker.OneLine(in); got != want {
+			t.Errorf("OneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := worker.HandlerError(driver.Finished, errors.New("a: full\nb: full")); strings.Contains(got, "\n") {
+		t.Errorf("HandlerError keeps a newline: %q", got)
+	}
 }

@@ -199,7 +199,7 @@ func writeResults(dir, id string, raw []byte) error {
 // HandlerError is the last_error the manager records for a row in status
 // whose handler failed with err: "handling <status> job: <err>".
 func HandlerError(status driver.Status, err error) string {
-	return handlerErrPrefix + string(status) + " job: " + err.Error()
+	return OneLine(handlerErrPrefix + string(status) + " job: " + err.Error())
 }
 
 // IsHandlerError reports whether lastError was recorded for a failed

@@ -242,7 +242,7 @@ func (m *Manager) startFailed(ctx context.Context, log *slog.Logger, j driver.Jo
 		set[driver.ColStatus] = driver.Created
 	}
 	log.WarnContext(ctx, "job start failed", "attempt", attempts, "next_status", set[driver.ColStatus], "err", cause)
-	if err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: set}); err != nil {
+	if err := m.storeUpdate(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: set}); err != nil {
 		log.WarnContext(ctx, "record failed start", "err", err)
 	}
 }

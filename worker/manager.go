@@ -340,7 +340,7 @@ func (m *Manager) checkConfigured(ctx context.Context) error {
 			// its job was never created. It goes back to not_started,
 			// as recoverRows does for a configured back-end.
 			note := fmt.Sprintf("was %s without a job id (on back-end %q): no job was created; back to not_started", j.Status, j.Backend)
-			err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: driver.Values{
+			err := m.storeUpdate(ctx, driver.Update{Key: j.Key, From: []driver.Status{j.Status}, Set: driver.Values{
 				driver.ColStatus: driver.NotStarted, driver.ColBackend: j.Unclaimed(), driver.ColLastError: note,
 				driver.ColUpdatedAt: m.now()}})
 			if err != nil && !errors.Is(err, driver.ErrConflict) {
@@ -438,7 +438,7 @@ func (m *Manager) recoverRows(ctx context.Context, b *Backend) error {
 				set[driver.ColStatus], set[driver.ColBackend] = driver.NotStarted, j.Unclaimed()
 			}
 		}
-		err := m.cfg.Store.Update(ctx, driver.Update{Key: j.Key, From: []driver.Status{driver.QueuedForStart}, Set: set})
+		err := m.storeUpdate(ctx, driver.Update{Key: j.Key, From: []driver.Status{driver.QueuedForStart}, Set: set})
 		if err != nil && !errors.Is(err, driver.ErrConflict) {
 			return fmt.Errorf("recover row %d: %w", j.Key, err)
 		}
@@ -473,7 +473,7 @@ func newTag() string {
 // whether it did. A conflict means another actor moved the row on: logged,
 // not an error.
 func (m *Manager) update(ctx context.Context, log *slog.Logger, key int64, from driver.Status, set driver.Values) bool {
-	err := m.cfg.Store.Update(ctx, driver.Update{Key: key, From: []driver.Status{from}, Set: set})
+	err := m.storeUpdate(ctx, driver.Update{Key: key, From: []driver.Status{from}, Set: set})
 	if err != nil {
 		log.WarnContext(ctx, "update row", "row", key, "err", err)
 		return false
@@ -553,4 +553,33 @@ func (s *stats) snapshot() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.m)
+}
+
+// storeUpdate is Store.Update with every last_error on one line (see
+// OneLine): an OS error or a joined error may hold newlines, which would
+// break the table's lines and the listings that show it.
+func (m *Manager) storeUpdate(ctx context.Context, updates ...driver.Update) error {
+	for _, u := range updates {
+		if v, ok := u.Set[driver.ColLastError].(string); ok {
+			u.Set[driver.ColLastError] = OneLine(v)
+		}
+	}
+	return m.cfg.Store.Update(ctx, updates...)
+}
+
+// OneLine returns s with each run of line breaks (and the blanks around
+// them) replaced by "; ", and surrounding blanks trimmed: the form in
+// which errors are recorded in last_error.
+func OneLine(s string) string {
+	if !strings.ContainsAny(s, "\r\n") {
+		return strings.TrimSpace(s)
+	}
+	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	out := lines[:0]
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "; ")
 }

@@ -290,7 +290,7 @@ func (m *Manager) apply(ctx, rctx context.Context, b *Backend, row driver.Job, r
 		}
 		set[driver.ColDownloadPending] = m.handler(status) != nil
 	}
-	err = m.cfg.Store.Update(ctx, driver.Update{Key: row.Key, From: []driver.Status{row.Status}, Set: set})
+	err = m.storeUpdate(ctx, driver.Update{Key: row.Key, From: []driver.Status{row.Status}, Set: set})
 	if errors.Is(err, driver.ErrConflict) {
 		return nil // another worker recorded this change first: it handles it
 	}
@@ -531,7 +531,7 @@ func (m *Manager) giveUp(row driver.Job, cause string, pending bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.missing[row.Key] = MissingResult{Key: row.Key, JobID: row.ID, Backend: row.Backend, Status: row.Status,
-		Err: cause, Pending: pending}
+		Err: OneLine(cause), Pending: pending}
 }
 
 // pendingLeft reports whether a row's handler is still to run in this
