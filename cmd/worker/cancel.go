@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/openeo-batch/worker/driver"
@@ -23,7 +24,10 @@ canceled in their rows: the rows given by number (as worker jobs shows
 them), else all active rows (created, queued, running, and
 queued_for_start rows that have a job), narrowed by --status,
 --backend-name and --where (a DuckDB SQL condition, as in worker query).
-Rows that are not active are left alone.
+Rows that are not active are left alone. Each job's status is asked
+first: a job that already ended on the back-end (the table may not show it
+yet while a run holds it) is not canceled, and the output says which rows
+those were (already_ended in --json).
 
 --backend gives each back-end that the rows are on, with the credentials
 worker run uses (see worker run --help); a URL alone is named after its
@@ -47,8 +51,12 @@ type canceled struct {
 	Backend string `json:"backend_name"`
 	// Recorded says whether the table holds canceled now (false while a
 	// run holds a CSV, Parquet or DuckDB table: the run records it).
-	Recorded bool   `json:"recorded"`
-	Error    string `json:"error,omitempty"`
+	Recorded bool `json:"recorded"`
+	// Ended is the job's final status on the back-end (finished, error,
+	// canceled) when it had ended before the cancel: nothing was
+	// canceled, and a run records that status.
+	Ended string `json:"already_ended,omitempty"`
+	Error string `json:"error,omitempty"`
 }
 
 // rowKeys parses positional row numbers.
@@ -124,11 +132,22 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 		return err
 	}
 	var out []canceled
+	var ended []int64 // rows whose job had ended: not canceled
 	failed := 0
 	for _, j := range rows {
 		res := canceled{Row: j.Key, ID: j.ID, Backend: j.Backend}
 		c, err := cl.get(ctx, j.Backend)
 		if err == nil {
+			// The row may be stale (a run holds the table and records the
+			// job's end at its next poll): ask the back-end first, and
+			// cancel only a job that has not ended.
+			if job, gerr := c.GetJob(ctx, j.ID); gerr == nil && finalJobStatus(job.Status) {
+				res.Ended = job.Status
+				log.Info("not canceled: the job had already ended", "row", j.Key, "id", j.ID, "backend", j.Backend, "status", job.Status)
+				out = append(out, res)
+				ended = append(ended, j.Key)
+				continue
+			}
 			err = c.CancelJob(ctx, j.ID)
 		}
 		if err == nil && writable {
@@ -166,10 +185,29 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "%d of %d jobs canceled\n", len(out)-failed, len(out))
+		fmt.Fprintf(stdout, "%d of %d jobs canceled", len(out)-failed-len(ended), len(out))
+		if len(ended) > 0 {
+			fmt.Fprintf(stdout, "; %d had already ended (%s %s): not canceled", len(ended), plural(len(ended), "row", "rows"), joinKeys(ended))
+		}
+		fmt.Fprintln(stdout)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d jobs could not be canceled (see above)", failed)
 	}
 	return nil
+}
+
+// finalJobStatus reports whether an openEO job status is final: the job
+// ran to its end, failed or was canceled already.
+func finalJobStatus(status string) bool {
+	return status == string(driver.Finished) || status == string(driver.Error) || status == string(driver.Canceled)
+}
+
+// joinKeys lists row numbers as "1, 2, 3".
+func joinKeys(keys []int64) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = strconv.FormatInt(k, 10)
+	}
+	return strings.Join(parts, ", ")
 }

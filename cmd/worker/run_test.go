@@ -311,3 +311,53 @@ func TestSecondRunOnFileTableSaysWhy(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelSkipsEndedJobs: cancel asks each job's status first: a job
+// that already ended (the table, held by a run, did not show it yet) is
+// neither canceled nor counted, and the output says which rows it was.
+func TestCancelSkipsEndedJobs(t *testing.T) {
+	fast := remotetest.NewServer(remotetest.Options{}) // jobs end at once
+	defer fast.Close()
+	slow := remotetest.NewServer(remotetest.Options{QueueTime: time.Hour})
+	defer slow.Close()
+	t.Setenv("OPENEO_FAST_TOKEN", fast.ValidToken())
+	t.Setenv("OPENEO_SLOW_TOKEN", slow.ValidToken())
+	start := func(srv *remotetest.Server) string {
+		c, err := remote.New(srv.APIURL, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetToken(srv.ValidToken())
+		id, err := c.CreateJob(t.Context(), &remote.JobRequest{Process: remote.Process{ProcessGraph: map[string]any{
+			"a": map[string]any{"process_id": "add", "arguments": map[string]any{"x": 1, "y": 1}, "result": true}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.StartJob(t.Context(), id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetJob(t.Context(), id); err != nil { // the fake moves jobs on when asked
+			t.Fatal(err)
+		}
+		return id
+	}
+	done, queued := start(fast), start(slow)
+	dir := t.TempDir()
+	db := filepath.Join(dir, "jobs.db")
+	in := writeFile(t, dir, "in.csv", "title,status,id,backend_name\na,running,"+done+",fast\nb,queued,"+queued+",slow\n")
+	if code, out, errOut := runCLI(t, "init", "--from", in, "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "cancel", "--db", db, "--backend", "fast="+fast.URL, "--backend", "slow="+slow.URL)
+	if code != 0 || !strings.Contains(out, "1 of 2 jobs canceled; 1 had already ended (row 1)") {
+		t.Errorf("cancel: exit %d, %q, want 1 of 2 canceled and row 1 already ended\n%s", code, out, errOut)
+	}
+	for route, n := range fast.Requests() {
+		if strings.HasPrefix(route, "DELETE") && n > 0 {
+			t.Errorf("the ended job was sent %s", route)
+		}
+	}
+	if strings.Contains(errOut, "msg=canceled row=1") {
+		t.Errorf("row 1 logged as canceled:\n%s", errOut)
+	}
+}
