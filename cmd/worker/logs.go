@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/remote"
 )
 
 var logsCmd = command{
@@ -19,7 +21,9 @@ Usage: worker logs ROW-or-JOB-ID --db TABLE --backend [NAME=]URL ... [--level er
 
 Prints the logs of a job from its back-end (GET /jobs/{id}/logs, every
 page): the job of row ROW of the table (its number as worker jobs shows
-it), or the job with that id. --level keeps the entries at that level and
+it), or the job with that id, also an earlier job of a retried row (in
+its previous_ids: asked of the row's back-end, then of the other
+back-ends given). --level keeps the entries at that level and
 above (default info). --backend gives the row's back-end with the
 credentials worker run uses; a URL alone is named after its host. Without
 --db, give one --backend and a job id.
@@ -62,16 +66,37 @@ func runLogs(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		return usagef("logs: without --db, give one --backend: the job's")
 	}
 	cl := newClients(backends)
-	if err := cl.check([]driver.Job{row}); err != nil {
+	// The row's back-end; for an earlier job of a retried row (found in
+	// previous_ids, whose back-end the table does not keep) that one
+	// first, then the other back-ends given, until one knows the job.
+	tries := []string{row.Backend}
+	if row.ID != "" && row.Status == "" {
+		tries = nil
+		if row.Backend != "" && slices.ContainsFunc(backends, func(b backendSpec) bool { return b.name == row.Backend }) {
+			tries = append(tries, row.Backend)
+		}
+		for _, b := range backends {
+			if b.name != row.Backend {
+				tries = append(tries, b.name)
+			}
+		}
+	} else if err := cl.check([]driver.Job{row}); err != nil {
 		return err
 	}
-	c, err := cl.get(ctx, row.Backend)
-	if err != nil {
-		return err
-	}
-	logs, err := c.Logs(ctx, row.ID, *level)
-	if err != nil {
-		return fmt.Errorf("logs of job %s on %s: %w", row.ID, row.Backend, err)
+	var logs []remote.LogEntry
+	for i, name := range tries {
+		c, err := cl.get(ctx, name)
+		if err != nil {
+			return err
+		}
+		logs, err = c.Logs(ctx, row.ID, *level)
+		if errors.Is(err, remote.ErrJobNotFound) && i < len(tries)-1 {
+			continue // an earlier job: maybe on another back-end
+		}
+		if err != nil {
+			return fmt.Errorf("logs of job %s on %s: %w", row.ID, name, err)
+		}
+		break
 	}
 	if *asJSON {
 		if logs == nil {
@@ -115,5 +140,13 @@ func findRow(ctx context.Context, location, arg string) (driver.Job, error) {
 			return j, nil
 		}
 	}
-	return driver.Job{}, fmt.Errorf("%s: no row numbered %s and no row with job id %s", location, arg, arg)
+	// An earlier job of a retried row: its id is in previous_ids. The
+	// result has that id, the row's back-end and no status (see runLogs).
+	for _, j := range rows {
+		ids, err := previousIDs(j.Data[colPreviousIDs])
+		if err == nil && slices.Contains(ids, arg) {
+			return driver.Job{Key: j.Key, ID: arg, Backend: j.Backend}, nil
+		}
+	}
+	return driver.Job{}, fmt.Errorf("%s: no row numbered %s and no row with job id %s (current, or in %s)", location, arg, arg, colPreviousIDs)
 }

@@ -361,3 +361,43 @@ func TestCancelSkipsEndedJobs(t *testing.T) {
 		t.Errorf("row 1 logged as canceled:\n%s", errOut)
 	}
 }
+
+// TestLogsOfEarlierJob: worker logs JOB-ID finds a job id in a row's
+// previous_ids (a retried row's earlier job) and reads its logs from the
+// row's back-end.
+func TestLogsOfEarlierJob(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	t.Setenv("OPENEO_FAKE_TOKEN", srv.ValidToken())
+	c, err := remote.New(srv.APIURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(srv.ValidToken())
+	var ids []string
+	for range 2 {
+		id, err := c.CreateJob(t.Context(), &remote.JobRequest{Process: remote.Process{ProcessGraph: map[string]any{
+			"a": map[string]any{"process_id": "add", "arguments": map[string]any{"x": 1, "y": 1}, "result": true}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "jobs.db")
+	in := writeFile(t, dir, "in.csv", "title,status,id,backend_name,previous_ids\na,finished,"+ids[1]+",fake,\"[\"\""+ids[0]+"\"\"]\"\n")
+	if code, out, errOut := runCLI(t, "init", "--from", in, "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "logs", ids[0], "--db", db, "--backend", "fake="+srv.URL, "--json")
+	if code != 0 || !strings.HasPrefix(out, "[") {
+		t.Errorf("logs of the earlier job %s: exit %d\n%s\n%s", ids[0], code, out, errOut)
+	}
+	if n := srv.Requests()["GET /jobs/{job_id}/logs"]; n != 1 {
+		t.Errorf("%d log requests, want 1: %v", n, srv.Requests())
+	}
+	code, _, errOut = runCLI(t, "logs", "j-nowhere", "--db", db, "--backend", "fake="+srv.URL)
+	if code == 0 || !strings.Contains(errOut, "previous_ids") {
+		t.Errorf("logs of an unknown job: exit %d, %q", code, errOut)
+	}
+}
