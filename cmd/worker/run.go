@@ -59,7 +59,10 @@ default; CDSE allows 12 starts a minute).
 Requests that fail in a way that is safe to repeat (5xx on reads, 429, 503,
 broken connections) are retried with backoff, honouring Retry-After; a job
 creation is never repeated blindly. A back-end that keeps failing is paused
-while the others go on. Expired tokens are renewed.
+while the others go on. At start-up all back-ends are connected at once,
+each attempt bounded to 30 s; one that has not answered a second after the
+first connected (it accepts connections but does not answer) is connected
+in the background, its rows waiting. Expired tokens are renewed.
 
 Credentials, in this order, per back-end NAME (upper-cased, other
 characters than letters and digits as _), else shared by all back-ends:

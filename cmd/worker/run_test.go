@@ -401,3 +401,36 @@ func TestLogsOfEarlierJob(t *testing.T) {
 		t.Errorf("logs of an unknown job: exit %d, %q", code, errOut)
 	}
 }
+
+// TestRunBesideHangingBackend: worker run with a back-end that accepts
+// connections but never answers runs the rows on the other one, without
+// waiting for the hanging one's start-up timeout (worker.ConnectAll; the
+// virtual-time test of the waiting is in package worker).
+func TestRunBesideHangingBackend(t *testing.T) {
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer hang.Close()
+	defer hang.CloseClientConnections()
+	defer close(release)
+	t.Setenv("OPENEO_TOKEN", srv.ValidToken())
+	dir := t.TempDir()
+	db := filepath.Join(dir, "jobs.db")
+	if code, out, errOut := runCLI(t, "init", "--from", writeFile(t, dir, "in.csv", "year,title\n2020,a\n2021,b\n"), "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "run", "--db", db, "--backend", "fake="+srv.URL, "--backend", "hang="+hang.URL,
+		"--process", writeFile(t, dir, "p.json", doubleProcess), "--root-dir", filepath.Join(dir, "res"), "--poll", "10ms", "--json")
+	var sum struct {
+		ByStatus map[string]int `json:"by_status"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil || sum.ByStatus["finished"] != 2 {
+		t.Fatalf("run: exit %d, %v, want both rows finished on fake\n%s\n%s", code, err, out, errOut)
+	}
+}
