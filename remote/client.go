@@ -117,7 +117,12 @@ func Connect(ctx context.Context, rawURL string, opts *Options) (*Client, error)
 		if ConnectionFailed(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return nil, err
 		}
-		return c, nil // not an error: the URL is the API root itself
+		// Not an error: the URL may be the API root itself, whose
+		// capabilities say so.
+		if err := c.checkCapabilities(ctx); err != nil {
+			return nil, err
+		}
+		return c, nil
 	}
 	best, bestProd := "", false
 	var bestVer []int
@@ -132,6 +137,9 @@ func Connect(ctx context.Context, rawURL string, opts *Options) (*Client, error)
 		}
 	}
 	if best == "" {
+		if err := c.checkCapabilities(ctx); err != nil {
+			return nil, err
+		}
 		return c, nil
 	}
 	nc, err := New(best, &Options{HTTPClient: c.http, UserAgent: c.userAgent})
@@ -222,6 +230,29 @@ func JobTag(description string) string {
 		return ""
 	}
 	return rest[:j]
+}
+
+// checkCapabilities asks for the capabilities at the client's root (GET /)
+// and returns an error wrapping ErrNotOpenEO when the answer is not an
+// openEO capabilities document (no api_version): a web page, another API.
+// Failures of the network or of the server (5xx) are returned as they are.
+func (c *Client) checkCapabilities(ctx context.Context) error {
+	var caps struct {
+		APIVersion string `json:"api_version"`
+	}
+	err := c.getJSON(ctx, c.root.String(), &caps)
+	var apiErr *APIError
+	switch {
+	case err == nil && caps.APIVersion != "":
+		return nil
+	case err == nil:
+		return fmt.Errorf("GET %s: the answer has no api_version (%w)", redactURL(c.root.String()), ErrNotOpenEO)
+	case ConnectionFailed(err) || errors.Is(err, ErrUnavailable) || ctx.Err() != nil ||
+		errors.As(err, &apiErr) && (apiErr.StatusCode >= 500 || apiErr.StatusCode == http.StatusTooManyRequests || errors.Is(err, ErrAuth)):
+		return err
+	default:
+		return fmt.Errorf("%w (%w)", err, ErrNotOpenEO)
+	}
 }
 
 // Capabilities returns the back-end's capabilities (GET /).

@@ -2,9 +2,12 @@ package remote_test
 
 import (
 	"context"
+	"errors"
+	"github.com/openeo-batch/worker/remote/remotetest"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -61,4 +64,44 @@ func TestDefinitionFetchBounded(t *testing.T) {
 			t.Errorf("ProcessGraph: %v, want the URL and a network failure", err)
 		}
 	})
+}
+
+// TestConnectNotOpenEO: a server that is no openEO API (a web page, a
+// JSON document without api_version) fails Connect with ErrNotOpenEO and
+// a one-line message; an openEO API root without discovery connects.
+func TestConnectNotOpenEO(t *testing.T) {
+	pages := map[string]http.HandlerFunc{
+		"html": func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, "<!DOCTYPE HTML>\n<html>\n<body>\n<ul><li>a</li>\n<li>b</li></ul>\n</body></html>\n")
+		},
+		"json": func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"hello":"world"}`)
+		},
+		"html404": func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusNotFound)
+			io.WriteString(w, "<html>\n<h1>Not Found</h1>\n</html>")
+		},
+	}
+	for name, page := range pages {
+		t.Run(name, func(t *testing.T) {
+			srv := httptest.NewServer(page)
+			defer srv.Close()
+			_, err := remote.Connect(t.Context(), srv.URL, nil)
+			if !errors.Is(err, remote.ErrNotOpenEO) || strings.Contains(err.Error(), "\n") ||
+				!strings.Contains(err.Error(), "is this an openEO back-end?") {
+				t.Errorf("Connect: %v, want ErrNotOpenEO on one line", err)
+			}
+		})
+	}
+	api := remotetest.NewServer(remotetest.Options{})
+	defer api.Close()
+	if _, err := remote.Connect(t.Context(), api.APIURL, nil); err != nil {
+		t.Errorf("Connect to an API root without discovery: %v", err)
+	}
 }
