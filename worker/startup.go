@@ -36,7 +36,11 @@ var ErrStillConnecting = errors.New("still connecting")
 // call takes that attempt's result (waiting for it at most until the
 // call's ctx ends) and later calls connect anew. A back-end slow to
 // answer thus never holds up the others' rows.
-func ConnectAll(ctx context.Context, bs []Backend) []error {
+//
+// waiting, when not nil, is called once if no back-end has connected
+// StartupGrace after the start while some are still connecting, with
+// their names: the caller says what the run waits for.
+func ConnectAll(ctx context.Context, bs []Backend, waiting func(names []string)) []error {
 	errs := make([]error, len(bs))
 	type result struct {
 		i   int
@@ -66,8 +70,20 @@ func ConnectAll(ctx context.Context, bs []Backend) []error {
 		}()
 	}
 	var grace <-chan time.Time
+	notice := time.NewTimer(StartupGrace)
+	defer notice.Stop()
 	for pending > 0 && ctx.Err() == nil {
 		select {
+		case <-notice.C:
+			if grace == nil && waiting != nil {
+				var names []string
+				for i, a := range attempts {
+					if a != nil {
+						names = append(names, bs[i].Name)
+					}
+				}
+				waiting(names)
+			}
 		case r := <-results:
 			pending--
 			attempts[r.i] = nil

@@ -70,7 +70,7 @@ func TestHangingBackendHoldsNothingAtStart(t *testing.T) {
 				return c, c.CheckAccess(ctx)
 			}})
 		start := time.Now()
-		errs := worker.ConnectAll(t.Context(), f.cfg.Backends)
+		errs := worker.ConnectAll(t.Context(), f.cfg.Backends, func([]string) { t.Error("waiting reported with a back-end connected") })
 		if errs[0] != nil || !errors.Is(errs[1], worker.ErrStillConnecting) {
 			t.Fatalf("ConnectAll: %v, want a connected and hang still connecting", errs)
 		}
@@ -110,7 +110,11 @@ func TestConnectAllBoundsEveryAttempt(t *testing.T) {
 			return remote.Connect(ctx, "http://127.0.0.1:9/", &remote.Options{HTTPClient: hc})
 		}}}
 		start := time.Now()
-		errs := worker.ConnectAll(t.Context(), bs)
+		var waited []string
+		errs := worker.ConnectAll(t.Context(), bs, func(names []string) { waited = names })
+		if len(waited) != 1 || waited[0] != "hang" {
+			t.Errorf("waiting reported %q, want [hang]", waited)
+		}
 		if took := time.Since(start); took != worker.StartupTimeout {
 			t.Errorf("ConnectAll took %v, want the start-up timeout %v", took, worker.StartupTimeout)
 		}

@@ -283,7 +283,10 @@ func runRun(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stderr
 		}
 		wbs = append(wbs, worker.Backend{Name: b.name, URL: b.url, Connect: connect, ParallelJobs: b.parallel, QueueingLimit: b.queue})
 	}
-	for i, err := range worker.ConnectAll(ctx, wbs) {
+	waiting := func(names []string) {
+		log.Warn("waiting for back-ends to answer", "backends", strings.Join(names, ","), "at_most", worker.StartupTimeout)
+	}
+	for i, err := range worker.ConnectAll(ctx, wbs, waiting) {
 		switch {
 		case err == nil:
 			conns = append(conns, wbs[i].Client)
