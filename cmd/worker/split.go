@@ -46,7 +46,9 @@ A job table (.csv, .db, .parquet, .duckdb) also has the manager's 15
 columns (id, backend_name, status, ...), as init gives them; a .geojson has
 the 7 above (a "crs" member names a projection other than 4326).
 Every fault of the inputs (area, grid, size, projection, --to folder) is
-invalid input: exit status 2, nothing written.
+invalid input: exit status 2, nothing written. The projection must be a 2D
+horizontal CRS (geographic 2D or projected), and an area must not cross the
+antimeridian (split it in two at longitude 180).
 
 Example:
   worker split --area 3.2,50.9,4.1,51.5 --tile-size 20000 --projection utm --to tiles.csv
