@@ -162,8 +162,8 @@ func CheckHorizontal(n int) error {
 
 // EPSGOfPROJJSON returns the EPSG code a PROJJSON definition names in its
 // "id" (or first of "ids"), as PROJ writes it for a CRS from the EPSG
-// registry; 0 when it names none. Text that is no JSON object is an
-// error.
+// registry (4326 for OGC:CRS84, longitude/latitude); 0 when it names
+// none. Text that is no JSON object is an error.
 func EPSGOfPROJJSON(s string) (int, error) {
 	type id struct {
 		Authority string          `json:"authority"`
@@ -181,10 +181,14 @@ func EPSGOfPROJJSON(s string) (int, error) {
 		ids = append([]id{*doc.ID}, ids...)
 	}
 	for _, x := range ids {
+		code := strings.Trim(string(x.Code), `"`)
+		if strings.EqualFold(x.Authority, "OGC") && strings.EqualFold(code, "CRS84") {
+			return WGS84, nil // longitude/latitude, as GeoParquet's default
+		}
 		if !strings.EqualFold(x.Authority, "EPSG") {
 			continue
 		}
-		n, err := strconv.Atoi(strings.Trim(string(x.Code), `"`))
+		n, err := strconv.Atoi(code)
 		if err == nil && n > 0 {
 			return n, nil
 		}

@@ -40,7 +40,7 @@ func TestLookupCRS(t *testing.T) {
 	if _, err := crs.LookupCRS(999999); !errors.Is(err, crs.ErrUnknownProjection) {
 		t.Errorf("unknown code: %v", err)
 	}
-	if n, err := crs.EPSGOfPROJJSON(`{"type":"GeographicCRS","id":{"authority":"OGC","code":"CRS84"}}`); n != 0 || err != nil {
+	if n, err := crs.EPSGOfPROJJSON(`{"type":"GeographicCRS","id":{"authority":"OGC","code":"CRS84"}}`); n != 4326 || err != nil {
 		t.Errorf("OGC:CRS84: %d %v", n, err)
 	}
 	if _, err := crs.EPSGOfPROJJSON(`not json`); err == nil {

@@ -230,3 +230,16 @@ type Replacer interface {
 type SQLReader interface {
 	ReadSQL(ctx context.Context, stmt string, args ...any) (rows *sql.Rows, done func(), err error)
 }
+
+// CRSKeeper is a Store that records the coordinate reference system of
+// its geometry columns in the table itself (GeoParquet's "crs", a DuckDB
+// GEOMETRY column's CRS). Other stores keep it, if at all, in a column
+// such as the epsg column worker split writes.
+type CRSKeeper interface {
+	// GeometryCRS returns the CRS of column c as the table names it
+	// (PROJJSON text), "" when it names none (longitude/latitude).
+	GeometryCRS(c string) string
+	// SetGeometryCRS gives column c's CRS (PROJJSON text) before Init,
+	// which records it; after Init it fails.
+	SetGeometryCRS(c, projjson string) error
+}

@@ -135,7 +135,7 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if err != nil {
 		return badInput(fmt.Errorf("split: %w", err))
 	}
-	t := &tableconv.Table{Columns: columns, Rows: rows}
+	t := &tableconv.Table{Columns: columns, Rows: rows, EPSG: tiling.EPSG}
 	if tableconv.IsGeoJSON(*to) {
 		err = tableconv.WriteGeoJSONCRS(*to, t, tiling.EPSG)
 	} else {

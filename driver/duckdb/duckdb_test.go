@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
 	"github.com/openeo-batch/worker/driver/duckdb"
@@ -591,5 +592,52 @@ func TestForeignKeyColumn(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
 		t.Errorf("left %v", left)
+	}
+}
+
+// TestGeometryCRS: a CRS given before Init makes the geometry column's
+// CRS, which the GeoParquet metadata carries and every later open reads
+// back, also after a run rewrote the table.
+func TestGeometryCRS(t *testing.T) {
+	utm, err := crs.LookupCRS(32631)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{".parquet", ".duckdb"} {
+		t.Run(ext, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "j"+ext)
+			s, err := duckdb.Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err != nil {
+				t.Fatal(err)
+			}
+			rows := func(yield func([]any, error) bool) { yield([]any{"a", "POINT (500000 5600000)"}, nil) }
+			if err := s.Init(t.Context(), []string{"tile", "geometry"}, rows); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err == nil {
+				t.Error("SetGeometryCRS after Init: no error")
+			}
+			if err := s.Update(t.Context(), driver.Update{Key: 1, Set: driver.Values{driver.ColStatus: driver.Finished, driver.ColID: "j-1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := duckdb.OpenReader(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if n, err := crs.EPSGOfPROJJSON(r.GeometryCRS("geometry")); n != 32631 || err != nil {
+				t.Errorf("CRS read back: %d %v (%.80s)", n, err, r.GeometryCRS("geometry"))
+			}
+			got, err := r.Select(t.Context(), driver.Filter{})
+			if err != nil || len(got) != 1 || got[0].Data["geometry"] != "POINT (500000 5600000)" || got[0].Status != driver.Finished {
+				t.Errorf("rows read back: %+v %v", got, err)
+			}
+		})
 	}
 }
