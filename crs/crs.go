@@ -163,8 +163,13 @@ func CheckHorizontal(n int) error {
 // EPSGOfPROJJSON returns the EPSG code a PROJJSON definition names in its
 // "id" (or first of "ids"), as PROJ writes it for a CRS from the EPSG
 // registry (4326 for OGC:CRS84, longitude/latitude); 0 when it names
-// none. Text that is no JSON object is an error.
+// none. A definition that is no JSON object is read by ParseEPSG
+// ("EPSG:32631", "OGC:CRS84", as DuckDB names a CRS), and is an error when
+// that cannot read it.
 func EPSGOfPROJJSON(s string) (int, error) {
+	if t := strings.TrimSpace(s); t != "" && t[0] != '{' {
+		return ParseEPSG(t)
+	}
 	type id struct {
 		Authority string          `json:"authority"`
 		Code      json.RawMessage `json:"code"`
@@ -194,4 +199,22 @@ func EPSGOfPROJJSON(s string) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// OfGeometryType returns the CRS definition in a DuckDB GEOMETRY type
+// name, as DuckDB names the type of a GeoParquet column with a "crs":
+// GEOMETRY('<PROJJSON>') gives the PROJJSON text; false for a GEOMETRY
+// without CRS, for GEOMETRY('OGC:CRS84') (longitude/latitude, which a
+// GeoParquet without "crs" is, so DuckDB names its columns so) and for
+// another type.
+func OfGeometryType(typ string) (string, bool) {
+	def, ok := strings.CutPrefix(typ, "GEOMETRY('")
+	if !ok || !strings.HasSuffix(def, "')") {
+		return "", false
+	}
+	def = strings.ReplaceAll(strings.TrimSuffix(def, "')"), "''", "'")
+	if strings.EqualFold(def, "OGC:CRS84") {
+		return "", false
+	}
+	return def, true
 }

@@ -46,6 +46,19 @@ func TestLookupCRS(t *testing.T) {
 	if _, err := crs.EPSGOfPROJJSON(`not json`); err == nil {
 		t.Error("no error for text that is no PROJJSON")
 	}
+	if n, err := crs.EPSGOfPROJJSON("EPSG:32631"); n != 32631 || err != nil {
+		t.Errorf("EPSG:32631 as DuckDB names it: %d %v", n, err)
+	}
+	for typ, want := range map[string]string{
+		"GEOMETRY('OGC:CRS84')":     "",
+		"GEOMETRY":                  "",
+		"VARCHAR":                   "",
+		`GEOMETRY('{"a": "b''c"}')`: `{"a": "b'c"}`,
+	} {
+		if got, _ := crs.OfGeometryType(typ); got != want {
+			t.Errorf("OfGeometryType(%s) = %q, want %q", typ, got, want)
+		}
+	}
 }
 
 // TestToLonLat: a UTM 31N position goes to the longitude/latitude PROJ

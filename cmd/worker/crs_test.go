@@ -92,6 +92,10 @@ func TestGeoParquetCRS(t *testing.T) {
 	if got := crsID(t, geoMetadata(t, p("n.parquet")).Columns["geometry"].CRS); got != "EPSG:32631" {
 		t.Errorf("GeoParquet from a GeoJSON with crs names crs %q, want EPSG:32631", got)
 	}
+	// The dashboard reads the CRS a GeoParquet names (review 3, item 5).
+	if snap, err := readSnapshot(t.Context(), p("n.parquet")); err != nil || snap.EPSG != 32631 {
+		t.Errorf("dashboard snapshot of n.parquet: EPSG %v, %v; want 32631", snap, err)
+	}
 	must("export", "--db", p("n.parquet"), "--to", p("n.db"))
 	code, out, errOut := runCLI(t, "query", "--db", p("n.db"), "--format", "csv", "select z, a, epsg from jobs")
 	if code != 0 || !strings.Contains(out, "1,x,32631") {

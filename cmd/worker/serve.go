@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/dashboard"
 	"github.com/openeo-batch/worker/query"
 	"github.com/openeo-batch/worker/tableconv"
@@ -147,7 +149,7 @@ func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error
 	if err != nil {
 		return nil, err
 	}
-	return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
+	return &dashboard.Table{Columns: t.Columns, Rows: t.Rows, EPSG: t.EPSG}, nil
 }
 
 // selectSnapshot reads every row of a table through query.Open.
@@ -161,5 +163,20 @@ func selectSnapshot(ctx context.Context, location string) (*dashboard.Table, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", location, err)
 	}
-	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
+	t := &dashboard.Table{Columns: res.Columns, Rows: res.Rows}
+	if slices.Contains(res.Columns, tableconv.GeometryColumn) && len(res.Rows) > 0 {
+		// The CRS a GeoParquet names is in its GEOMETRY column's type.
+		typ, err := db.Select(ctx, "SELECT typeof("+tableconv.GeometryColumn+") FROM jobs LIMIT 1")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", location, err)
+		}
+		if s, ok := typ.Rows[0][0].(string); ok {
+			if def, ok := crs.OfGeometryType(s); ok {
+				if t.EPSG, err = crs.EPSGOfPROJJSON(def); err != nil {
+					return nil, fmt.Errorf("%s: column %q: the CRS of its geometries: %w", location, tableconv.GeometryColumn, err)
+				}
+			}
+		}
+	}
+	return t, nil
 }

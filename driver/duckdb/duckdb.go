@@ -34,6 +34,7 @@ import (
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
+	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
@@ -564,8 +565,8 @@ func (s *Store) loadSchema(ctx context.Context) error {
 		s.user = append(s.user, name)
 		if strings.HasPrefix(strings.ToUpper(typ), "GEOMETRY") {
 			s.geometry[name] = true
-			if def, ok := strings.CutPrefix(typ, "GEOMETRY('"); ok {
-				s.crs[name] = strings.ReplaceAll(strings.TrimSuffix(def, "')"), "''", "'")
+			if def, ok := crs.OfGeometryType(typ); ok {
+				s.crs[name] = def
 			}
 		}
 	}
