@@ -30,6 +30,7 @@ import (
 	"github.com/paulmach/orb/encoding/wkt"
 	"github.com/paulmach/orb/geojson"
 
+	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/worker"
@@ -58,8 +59,12 @@ type Options struct {
 	ID, Title, Description, License string
 	// Table names the job table in the default description.
 	Table string
-	// GeometryColumn is the column holding each row's footprint as WKT in
-	// longitude/latitude (EPSG:4326); "geometry" when empty.
+	// GeometryColumn is the column holding each row's footprint as WKT;
+	// "geometry" when empty. Footprints in another CRS than
+	// longitude/latitude (the one the table names, as a GeoParquet "crs",
+	// else the row's epsg column, as worker split writes it; see
+	// crs.FootprintEPSG) are reprojected to longitude/latitude (EPSG:4326),
+	// which STAC requires.
 	GeometryColumn string
 	// Logger receives a warning per row with a problem; none when nil.
 	Logger *slog.Logger
@@ -67,6 +72,8 @@ type Options struct {
 	// a finished row has a Problem: the Result lists them, with Items 0.
 	// Without it, the catalogue of the other rows is written.
 	RequireComplete bool
+
+	tableEPSG int // the CRS the table names for GeometryColumn; 0 for none
 }
 
 // Problem is a finished row whose Item is missing or incomplete.
@@ -175,6 +182,13 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 	columns, err := store.Columns(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if k, ok := store.(driver.CRSKeeper); ok {
+		if def := k.GeometryCRS(opts.GeometryColumn); def != "" {
+			if opts.tableEPSG, err = crs.EPSGOfPROJJSON(def); err != nil {
+				return nil, fmt.Errorf("column %q: the CRS of its geometries: %w", opts.GeometryColumn, err)
+			}
+		}
 	}
 	rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.Finished}})
 	if err != nil {
@@ -422,6 +436,13 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			g, err := wkt.Unmarshal(s)
 			if err != nil {
 				return nil, nil, fmt.Errorf("column %q: not WKT: %w", opts.GeometryColumn, err)
+			}
+			n, err := crs.FootprintEPSG(opts.tableEPSG, row.Data["epsg"], g.Bound())
+			if err == nil {
+				g, err = crs.ToLonLat(g, n)
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("column %q: %w; STAC requires longitude/latitude (EPSG:4326)", opts.GeometryColumn, err)
 			}
 			if err := checkGeometry(g); err != nil {
 				return nil, nil, fmt.Errorf("column %q: %w", opts.GeometryColumn, err)
