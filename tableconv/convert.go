@@ -438,7 +438,8 @@ func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 // The CRS of t's geometries (Table.GeometryEPSG), unless
 // longitude/latitude, goes with them: into the table's own metadata
 // where the store keeps one (GeoParquet's "crs"), else, when t.EPSG named
-// it and t has no epsg column, into a new epsg column after the geometry.
+// it and t has no epsg column, into a new epsg column after the geometry,
+// which t then has too.
 func Create(ctx context.Context, location string, t *Table) (int, error) {
 	d, path, err := driver.Lookup(location)
 	if err != nil {
@@ -452,8 +453,7 @@ func Create(ctx context.Context, location string, t *Table) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	t, err = withCRS(s, t)
-	if err == nil {
+	if err = withCRS(s, t); err == nil {
 		err = s.Init(ctx, t.Columns, t.All())
 	}
 	if cerr := s.Close(); err == nil {

@@ -88,32 +88,32 @@ func StoreEPSG(s driver.Store) (int, error) {
 // withCRS prepares t for the new store s: a store that keeps the CRS
 // (driver.CRSKeeper) is given the one of t's geometries (GeometryEPSG),
 // unless it is longitude/latitude; for another store a table whose CRS
-// came from its source (t.EPSG) and that has no epsg column gets one, the
-// EPSG code in each row with a geometry, so the CRS is not lost. t itself
-// is not changed.
-func withCRS(s driver.Store, t *Table) (*Table, error) {
+// came from its source (t.EPSG) and that has no epsg column gets one
+// (in t itself), after the geometry column, the EPSG code in each row
+// with a geometry, so the CRS is not lost.
+func withCRS(s driver.Store, t *Table) error {
 	n, _ := t.GeometryEPSG()
 	if n == 0 || n == crs.WGS84 {
-		return t, nil
+		return nil
 	}
 	if k, ok := s.(driver.CRSKeeper); ok {
 		c, err := crs.LookupCRS(n)
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", GeometryColumn, err)
+			return fmt.Errorf("column %q: %w", GeometryColumn, err)
 		}
-		return t, k.SetGeometryCRS(GeometryColumn, c.PROJJSON)
+		return k.SetGeometryCRS(GeometryColumn, c.PROJJSON)
 	}
 	g := slices.Index(t.Columns, GeometryColumn)
 	if t.EPSG == 0 || slices.Contains(t.Columns, EPSGColumn) || g < 0 {
-		return t, nil
+		return nil
 	}
-	out := &Table{Columns: slices.Insert(slices.Clone(t.Columns), g+1, EPSGColumn), EPSG: t.EPSG}
-	for _, r := range t.Rows {
+	t.Columns = slices.Insert(t.Columns, g+1, EPSGColumn)
+	for i, r := range t.Rows {
 		var v any
 		if r[g] != nil {
 			v = int64(n)
 		}
-		out.Rows = append(out.Rows, slices.Insert(slices.Clone(r), g+1, v))
+		t.Rows[i] = slices.Insert(r, g+1, v)
 	}
-	return out, nil
+	return nil
 }

@@ -97,6 +97,9 @@ func TestGeoParquetCRS(t *testing.T) {
 		t.Errorf("dashboard snapshot of n.parquet: EPSG %v, %v; want 32631", snap, err)
 	}
 	must("export", "--db", p("n.parquet"), "--to", p("n.db"))
+	if code, out, errOut := runCLI(t, "init", "--from", p("n.geojson"), "--db", p("n.csv")); code != 0 || !strings.Contains(out, "columns z, a, geometry, epsg") {
+		t.Errorf("init of a CSV from a GeoJSON with crs: exit %d, %q %s; want the epsg column named", code, out, errOut)
+	}
 	code, out, errOut := runCLI(t, "query", "--db", p("n.db"), "--format", "csv", "select z, a, epsg from jobs")
 	if code != 0 || !strings.Contains(out, "1,x,32631") {
 		t.Errorf("SQLite from a GeoParquet in EPSG:32631: exit %d, %q %s; want an epsg column", code, out, errOut)
