@@ -12,8 +12,8 @@ import (
 	"github.com/paulmach/orb/encoding/wkb"
 	"github.com/paulmach/orb/geojson"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/udpjob"
 )
 

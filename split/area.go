@@ -23,7 +23,7 @@ import (
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
 
-	"github.com/openeo-batch/worker/crs"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // WGS84 is the EPSG code of longitude/latitude on WGS 84, the CRS of

@@ -8,7 +8,7 @@ import (
 	"github.com/paulmach/orb"
 	"github.com/twpayne/go-proj/v11"
 
-	"github.com/openeo-batch/worker/crs"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // ErrUnknownProjection is matched (errors.Is) when PROJ does not know an

@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/duckdb"
 	"github.com/openeo-batch/worker/driver/sqlite"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/stac"
 	"github.com/openeo-batch/worker/worker"
 )

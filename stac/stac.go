@@ -30,9 +30,9 @@ import (
 	"github.com/paulmach/orb/encoding/wkt"
 	"github.com/paulmach/orb/geojson"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/worker"
 )
 

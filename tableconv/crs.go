@@ -7,8 +7,8 @@ import (
 
 	"github.com/paulmach/orb/encoding/wkt"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // EPSGColumn is the column worker split writes the CRS of each row's

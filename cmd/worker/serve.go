@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/dashboard"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/query"
 	"github.com/openeo-batch/worker/tableconv"
 )

@@ -34,12 +34,12 @@ import (
 
 	duckdbgo "github.com/duckdb/duckdb-go/v2" // also registers the "duckdb" database/sql driver
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/internal/crashpoint"
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 func init() {

@@ -11,10 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/openeo-batch/worker/crs"
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
 	"github.com/openeo-batch/worker/driver/duckdb"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 func TestConformanceParquet(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"math"
 	"testing"
 
-	"github.com/openeo-batch/worker/crs"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // FuzzDefinitions feeds CRS definitions as GeoParquet files and DuckDB

@@ -8,7 +8,7 @@ import (
 
 	"github.com/paulmach/orb"
 
-	"github.com/openeo-batch/worker/crs"
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 func TestLookupCRS(t *testing.T) {
