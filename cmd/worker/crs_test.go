@@ -78,6 +78,12 @@ func TestGeoParquetCRS(t *testing.T) {
 	if got := crsID(t, geoMetadata(t, p("again.parquet")).Columns["geometry"].CRS); got != "EPSG:32631" {
 		t.Errorf("after a rewrite, the GeoParquet names crs %q, want EPSG:32631", got)
 	}
+	// A CSV knows the CRS from its epsg column only, as split writes it.
+	must("split", "--area", "3,50,4,51", "--tile-size", "20000", "--projection", "utm", "--to", p("s.csv"))
+	must("init", "--from", p("s.csv"), "--db", p("fromcsv.parquet"))
+	if got := crsID(t, geoMetadata(t, p("fromcsv.parquet")).Columns["geometry"].CRS); got != "EPSG:32631" {
+		t.Errorf("GeoParquet from split's CSV names crs %q, want EPSG:32631", got)
+	}
 	// Longitude/latitude names no crs (OGC:CRS84 by GeoParquet's rule).
 	must("split", "--area", "3,50,4,51", "--tile-size", "0.5", "--projection", "4326", "--to", p("ll.parquet"))
 	if got := geoMetadata(t, p("ll.parquet")).Columns["geometry"].CRS; len(got) != 0 {
