@@ -374,6 +374,11 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 			return &RefusedError{Multiple: true}
 		}
 		if err != nil {
+			// DuckDB cannot bind a change of a view (the jobs of a
+			// Parquet or DuckDB table): its words tell what it is.
+			if what := changeKeyword(stmt); what != "" {
+				return &RefusedError{What: what}
+			}
 			return err
 		}
 		defer st.Close()
@@ -394,6 +399,68 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 		}
 		return &RefusedError{What: what}
 	})
+}
+
+// changeKeyword tells from its words what a statement that DuckDB could
+// not prepare is, when it is a change ("an INSERT", "a DELETE", ...), or
+// "" otherwise: its first keyword, after comments and parentheses, or
+// after WITH the first one outside the common table expressions'
+// parentheses. Quoted text and names are skipped.
+func changeKeyword(stmt string) string {
+	what := map[string]string{"INSERT": "an INSERT", "UPDATE": "an UPDATE", "DELETE": "a DELETE",
+		"TRUNCATE": "a DELETE", "MERGE": "a MERGE", "CREATE": "a CREATE", "DROP": "a DROP", "ALTER": "an ALTER",
+		"COPY": "a COPY"}
+	depth, with := 0, false
+	for i := 0; i < len(stmt); {
+		c := stmt[i]
+		switch {
+		case strings.HasPrefix(stmt[i:], "--"):
+			if j := strings.IndexByte(stmt[i:], '\n'); j >= 0 {
+				i += j + 1
+			} else {
+				i = len(stmt)
+			}
+		case strings.HasPrefix(stmt[i:], "/*"):
+			if j := strings.Index(stmt[i+2:], "*/"); j >= 0 {
+				i += j + 4
+			} else {
+				i = len(stmt)
+			}
+		case c == '\'' || c == '"':
+			j := strings.IndexByte(stmt[i+1:], c)
+			if j < 0 {
+				return ""
+			}
+			i += j + 2
+		case c == '(':
+			depth++
+			i++
+		case c == ')':
+			depth--
+			i++
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			j := i
+			for j < len(stmt) && (stmt[j] == '_' || stmt[j] >= 'a' && stmt[j] <= 'z' || stmt[j] >= 'A' && stmt[j] <= 'Z' || stmt[j] >= '0' && stmt[j] <= '9') {
+				j++
+			}
+			word := strings.ToUpper(stmt[i:j])
+			i = j
+			if !with && word == "WITH" {
+				with = true
+				continue
+			}
+			if with && depth > 0 {
+				continue
+			}
+			if with && what[word] == "" && word != "SELECT" && word != "FROM" && word != "VALUES" && word != "TABLE" {
+				continue // the names of the expressions, AS, RECURSIVE, ...
+			}
+			return what[word]
+		default:
+			i++
+		}
+	}
+	return ""
 }
 
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is

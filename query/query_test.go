@@ -202,3 +202,38 @@ func TestNotUTF8(t *testing.T) {
 		db.Close()
 	}
 }
+
+func TestChangeKeyword(t *testing.T) {
+	for stmt, want := range map[string]string{
+		"delete from jobs":                           "a DELETE",
+		"  -- note\n/* x */ (UPDATE jobs SET a = 1)": "an UPDATE",
+		"WITH x AS (SELECT 1), y(a) AS (SELECT 2) INSERT INTO jobs SELECT * FROM x": "an INSERT",
+		"WITH RECURSIVE x AS (DELETE FROM t) SELECT 1":                              "",
+		"with x as materialized (select 1) select * from x":                         "",
+		"select 'delete' from jobs":                                                 "",
+		`"delete" from jobs`:                                                        "",
+		"truncate jobs":                                                             "a DELETE",
+		"COPY jobs TO 'x.csv'":                                                      "a COPY",
+		"selct 1":                                                                   "",
+		"":                                                                          "",
+		"/* open":                                                                   "",
+	} {
+		if got := changeKeyword(stmt); got != want {
+			t.Errorf("changeKeyword(%q) = %q, want %q", stmt, got, want)
+		}
+	}
+}
+
+// FuzzChangeKeyword: any text, however broken, gets an answer and no panic.
+func FuzzChangeKeyword(f *testing.F) {
+	for _, s := range []string{"delete from jobs", "with x as (select 1) update jobs set a=1", "'", "--", "/*", "(((", ")))"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, stmt string) {
+		switch changeKeyword(stmt) {
+		case "", "an INSERT", "an UPDATE", "a DELETE", "a MERGE", "a CREATE", "a DROP", "an ALTER", "a COPY":
+		default:
+			t.Fatalf("changeKeyword(%q): unknown answer", stmt)
+		}
+	})
+}

@@ -86,16 +86,32 @@ func TestQueryRefusesChanges(t *testing.T) {
 	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
 		t.Fatal(out)
 	}
-	for _, q := range []string{"DELETE FROM jobs", "UPDATE jobs SET status = 'x'", "CREATE TABLE t (a INT)",
-		"DROP VIEW jobs", "INSERT INTO jobs (year) VALUES (1)", "DELETE FROM jobs; SELECT count(*) FROM jobs"} {
-		if code, out := cli(t, dir, "query", "--db", "jobs.db", q); code != exitUsage || strings.Contains(out, "Count") {
-			t.Errorf("%s: exit %d, want %d:\n%s", q, code, exitUsage, out)
+	// Parquet and DuckDB tables are views DuckDB cannot even prepare a
+	// change of: they get the same message as a copied table.
+	for _, to := range []string{"jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		if code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", to); code != 0 {
+			t.Fatalf("export %s: %s", to, out)
 		}
 	}
-	for _, q := range []string{"SELECT count(*) AS n FROM jobs", "DESCRIBE jobs", "SUMMARIZE jobs", "SHOW TABLES",
-		"PRAGMA table_info('jobs')", "WITH x AS (SELECT 1) SELECT * FROM x"} {
-		if code, out := cli(t, dir, "query", "--db", "jobs.db", q); code != 0 {
-			t.Errorf("%s: exit %d:\n%s", q, code, out)
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		for _, q := range []string{"DELETE FROM jobs", "UPDATE jobs SET status = 'x'", "CREATE TABLE t (a INT)",
+			"DROP VIEW jobs", "INSERT INTO jobs (year) VALUES (1)", "insert into jobs select * from jobs",
+			"/* c */ update jobs set year = 1 where year > 2020", "WITH x AS (SELECT 1) DELETE FROM jobs",
+			"TRUNCATE jobs", "DELETE FROM jobs; SELECT count(*) FROM jobs"} {
+			code, out := cli(t, dir, "query", "--db", db, q)
+			if code != exitUsage || strings.Contains(out, "Count") || !(strings.Contains(out, "only reads the table") || strings.Contains(out, "one statement")) {
+				t.Errorf("%s: %s: exit %d, want %d:\n%s", db, q, code, exitUsage, out)
+			}
+		}
+		for _, q := range []string{"SELECT count(*) AS n FROM jobs", "DESCRIBE jobs", "SUMMARIZE jobs", "SHOW TABLES",
+			"PRAGMA table_info('jobs')", "WITH x AS (SELECT 1) SELECT * FROM x"} {
+			if code, out := cli(t, dir, "query", "--db", db, q); code != 0 {
+				t.Errorf("%s: %s: exit %d:\n%s", db, q, code, out)
+			}
+		}
+		// SQL that is wrong keeps DuckDB's own message.
+		if code, out := cli(t, dir, "query", "--db", db, "SELECT nosuch FROM jobs"); code == 0 || !strings.Contains(out, "nosuch") {
+			t.Errorf("%s: bad column: exit %d:\n%s", db, code, out)
 		}
 	}
 }
