@@ -657,15 +657,34 @@ func duckType(t *tableconv.Table, col int) string {
 
 // Cell is the text of a value of a Result or a table cell, as the table
 // and CSV formats show it: "" for nil, RFC 3339 in UTC for a time, the
-// bytes as text, and fmt's %v for anything else.
+// bytes as text, a DECIMAL with the digits of its scale (DecimalText), an
+// INTERVAL as ISO 8601 duration (IntervalText), lists, structs and MAPs
+// as their JSON (see JSONValue), and fmt's %v for anything else (NaN,
+// +Inf and -Inf for such floats).
 func Cell(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return ""
+	case string:
+		return x
 	case []byte:
 		return string(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339)
+	case duckdbgo.Decimal:
+		return DecimalText(x)
+	case duckdbgo.Interval:
+		return IntervalText(x)
+	case duckdbgo.UUID:
+		return x.String()
+	case duckdbgo.Union:
+		return Cell(x.Value)
+	case []any, map[string]any, duckdbgo.OrderedMap, duckdbgo.Map:
+		b, err := json.Marshal(JSONValue(x))
+		if err != nil {
+			return fmt.Sprint(v)
+		}
+		return string(b)
 	}
 	return fmt.Sprint(v)
 }
@@ -680,8 +699,10 @@ const (
 	Table Format = "table"
 	// CSV is RFC 4180 CSV with a header line, cells as Cell gives them.
 	CSV Format = "csv"
-	// JSON is an array of objects, one per row, keyed by column name,
-	// indented by two spaces.
+	// JSON is an array of objects, one per row, keyed by column name in
+	// the statement's order, indented by two spaces; values as JSONValue
+	// gives them (DECIMAL as a number with its digits, NaN and ±Inf as
+	// the strings "NaN", "Infinity" and "-Infinity").
 	JSON Format = "json"
 )
 
@@ -706,9 +727,17 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 	if err != nil {
 		return err
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	typeNames := make([]string, len(types))
+	for i, t := range types {
+		typeNames[i] = t.DatabaseTypeName()
+	}
 	var tw *tabwriter.Writer
 	var cw *csv.Writer
-	var objs []map[string]any
+	var objs []Object
 	switch format {
 	case Table:
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -717,9 +746,12 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 		cw = csv.NewWriter(w)
 		cw.Write(cols)
 	case JSON:
-		objs = []map[string]any{}
+		objs = []Object{}
 	}
 	err = scanRows(rows, len(cols), func(vals []any) {
+		for i, v := range vals {
+			vals[i] = typed(v, typeNames[i])
+		}
 		switch format {
 		case Table:
 			cells := make([]string, len(vals))
@@ -734,9 +766,9 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 			}
 			cw.Write(cells)
 		case JSON:
-			o := make(map[string]any, len(cols))
-			for i, c := range cols {
-				o[c] = plain(vals[i])
+			o := Object{Keys: cols, Values: make([]any, len(vals))}
+			for i, v := range vals {
+				o.Values[i] = JSONValue(v)
 			}
 			objs = append(objs, o)
 		}

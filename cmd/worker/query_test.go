@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,4 +116,48 @@ func TestQueryRefusesChanges(t *testing.T) {
 			t.Errorf("%s: bad column: exit %d:\n%s", db, code, out)
 		}
 	}
+}
+
+// NaN and ±Inf cells print in --json as the strings "NaN", "Infinity" and
+// "-Infinity" (JSON has no number for them) instead of failing the
+// command, on every table format; DECIMAL and INTERVAL print as numbers
+// and ISO 8601 durations, not Go structs; keys keep the SELECT's order.
+func TestJSONNonFinite(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("tile,x\na,1.5\nb,nan\nc,inf\nd,-inf\n"), 0o644)
+	for _, db := range []string{"t.csv", "t.parquet", "t.duckdb"} {
+		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
+			t.Fatalf("init %s: %s", db, out)
+		}
+		code, out := cli(t, dir, "query", "--db", db, "--json", "select x, tile from jobs")
+		want := `[{"x":1.5,"tile":"a"},{"x":"NaN","tile":"b"},{"x":"Infinity","tile":"c"},{"x":"-Infinity","tile":"d"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: query --json: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		code, out = cli(t, dir, "jobs", "--db", db, "--json", "--columns", "x,tile,status")
+		want = `[{"row":1,"x":1.5,"tile":"a","status":"not_started"},{"row":2,"x":"NaN","tile":"b","status":"not_started"},` +
+			`{"row":3,"x":"Infinity","tile":"c","status":"not_started"},{"row":4,"x":"-Infinity","tile":"d","status":"not_started"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: jobs --json: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		code, out = cli(t, dir, "query", "--db", db, "--json",
+			"select (sum(x) filter (where tile = 'a'))::decimal(10,2) as s, interval '1 month 2 days 3.5 seconds' as i from jobs")
+		want = `[{"s":1.50,"i":"P1M2DT3.5S"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: query --json of DECIMAL and INTERVAL: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		code, out = cli(t, dir, "query", "--db", db, "--format", "csv", "select 1.5::decimal(3,2) as d, interval '1 day' as i")
+		if want := "d,i\n1.50,P1D\n"; code != 0 || out != want {
+			t.Errorf("%s: query csv of DECIMAL and INTERVAL: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+	}
+}
+
+func compactJSON(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		return "not JSON: " + s
+	}
+	return b.String()
 }
