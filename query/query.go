@@ -549,7 +549,62 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Es
 			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
 		}
 	}
+	if err := addManagerColumns(ctx, duck); err != nil {
+		file.release()
+		return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
+	}
 	return file, nil, nil
+}
+
+// addManagerColumns gives the jobs view of a table another program wrote
+// (pandas, DuckDB) the manager columns it lacks, as the store would read
+// them before a run adopts the table: status not_started, attempts 0,
+// download_pending false, the others NULL. The file is not changed.
+func addManagerColumns(ctx context.Context, duck *sql.DB) error {
+	rows, err := duck.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'jobs'")
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return err
+		}
+		have[c] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var extra []string
+	for _, c := range driver.ManagerColumns() {
+		if have[c.Name] {
+			continue
+		}
+		v := map[driver.Kind]string{driver.Text: "NULL::VARCHAR", driver.Integer: "NULL::BIGINT",
+			driver.Real: "NULL::DOUBLE", driver.Bool: "NULL::BOOLEAN"}[c.Kind]
+		switch c.Name {
+		case driver.ColStatus:
+			v = "'" + string(driver.NotStarted) + "'"
+		case driver.ColAttempts:
+			v = "0::BIGINT"
+		case driver.ColDownloadPending:
+			v = "false"
+		}
+		extra = append(extra, v+` AS "`+c.Name+`"`)
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	for _, q := range []string{"ALTER VIEW jobs RENAME TO jobs_file",
+		"CREATE VIEW jobs AS SELECT *, " + strings.Join(extra, ", ") + " FROM jobs_file"} {
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
