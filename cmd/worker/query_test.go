@@ -125,7 +125,7 @@ func TestQueryRefusesChanges(t *testing.T) {
 func TestJSONNonFinite(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("tile,x\na,1.5\nb,nan\nc,inf\nd,-inf\n"), 0o644)
-	for _, db := range []string{"t.csv", "t.parquet", "t.duckdb"} {
+	for _, db := range []string{"t.db", "t.csv", "t.parquet", "t.duckdb"} {
 		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
 			t.Fatalf("init %s: %s", db, out)
 		}
@@ -145,6 +145,13 @@ func TestJSONNonFinite(t *testing.T) {
 		want = `[{"s":1.50,"i":"P1M2DT3.5S"}]`
 		if got := compactJSON(t, out); code != 0 || got != want {
 			t.Errorf("%s: query --json of DECIMAL and INTERVAL: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		// NaN is a value, not a missing one: export gives it back (SQLite
+		// would store it as NULL, an empty cell).
+		code, out = cli(t, dir, "export", "--db", db, "--to", "back-"+strings.ReplaceAll(db, ".", "-")+".csv")
+		back, _ := os.ReadFile(filepath.Join(dir, "back-"+strings.ReplaceAll(db, ".", "-")+".csv"))
+		if code != 0 || !strings.HasPrefix(string(back), "tile,x,") || !strings.Contains(string(back), "\nb,nan,") || !strings.Contains(string(back), "\nc,inf,") {
+			t.Errorf("%s: export: exit %d: %s\n%s", db, code, out, back)
 		}
 		code, out = cli(t, dir, "query", "--db", db, "--format", "csv", "select 1.5::decimal(3,2) as d, interval '1 day' as i")
 		if want := "d,i\n1.50,P1D\n"; code != 0 || out != want {

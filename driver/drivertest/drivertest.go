@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -193,6 +194,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	}
 	t.Run("Init", h.testInit)
 	t.Run("InitManagerColumns", h.testInitManagerColumns)
+	t.Run("NonFinite", h.testNonFinite)
 	t.Run("InitBadInput", h.testInitBadInput)
 	t.Run("NoTable", h.testNoTable)
 	t.Run("Counts", h.testCounts)
@@ -258,6 +260,44 @@ func (h harness) testInit(t *testing.T) {
 	if !errors.Is(err, driver.ErrExists) {
 		t.Errorf("second Init: err = %v, want ErrExists", err)
 	}
+}
+
+// testNonFinite: floats that are no number (NaN, ±Inf) come back as they
+// went in, never as NULL or text, also after the store is opened again;
+// a text "NaN" stays text.
+func (h harness) testNonFinite(t *testing.T) {
+	ctx := t.Context()
+	path := h.path(t)
+	s := h.openAt(t, path)
+	rows := [][]any{{"a", 1.5}, {"b", math.NaN()}, {"c", math.Inf(1)}, {"d", math.Inf(-1)}, {"NaN", nil}}
+	if err := s.Init(ctx, []string{"tile", "x"}, Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s driver.Store, when string) {
+		jobs, err := s.Select(ctx, driver.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) != len(rows) {
+			t.Fatalf("%s: %d rows, want %d", when, len(jobs), len(rows))
+		}
+		for i, j := range jobs {
+			want, _ := rows[i][1].(float64)
+			got, ok := j.Data["x"].(float64)
+			same := ok && (got == want || math.IsNaN(got) && math.IsNaN(want))
+			if rows[i][1] == nil {
+				same = j.Data["x"] == nil
+			}
+			if !same || j.Data["tile"] != rows[i][0] {
+				t.Errorf("%s: row %d = %#v, want %#v", when, i+1, j.Data, rows[i])
+			}
+		}
+	}
+	check(s, "after Init")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(h.openAt(t, path), "opened again")
 }
 
 func (h harness) testInitManagerColumns(t *testing.T) {

@@ -4,16 +4,22 @@
 // The table is called jobs. The user's columns are real SQL columns, followed
 // by the manager's columns (driver.ManagerColumns) and a hidden-by-convention
 // row key _key, so `sqlite3 jobs.db 'select year, status from jobs'` works.
+// A NaN float, which SQLite stores as NULL, is stored as the three-byte
+// BLOB 'NaN' (typeof blob; the sqlite3 shell shows NaN; it sorts after
+// every number, as DuckDB sorts NaN) and read back as NaN; infinities are
+// SQLite REALs. A text 'NaN' stays text.
 // The database runs in WAL mode with a busy timeout: several processes may
 // share one file, and a killed process leaves every committed change behind.
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -537,7 +543,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 					continue
 				}
 			}
-			args[pos[c]] = v
+			args[pos[c]] = storedValue(v)
 		}
 		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("row %d: %w", rowNum, interpretError(err))
@@ -801,8 +807,24 @@ func (s *Store) foreignCounts(ctx context.Context) ([]driver.Count, error) {
 	return out, nil
 }
 
+// nanBlob is how the table holds a NaN float (see the package comment).
+var nanBlob = []byte("NaN")
+
+// storedValue is v as the table holds it: a NaN as nanBlob.
+func storedValue(v any) any {
+	if f, ok := v.(float64); ok && math.IsNaN(f) {
+		return nanBlob
+	}
+	return v
+}
+
+// userValue is a value read from the table as the store gives it: nanBlob
+// is NaN, other bytes are text.
 func userValue(v any) any {
 	if b, ok := v.([]byte); ok {
+		if bytes.Equal(b, nanBlob) {
+			return math.NaN()
+		}
 		return string(b)
 	}
 	return v
