@@ -24,7 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -671,7 +673,11 @@ func escapeBytes(s string) string {
 	return b.String()
 }
 
-// duckType picks a column type for a loaded table from its values.
+// duckType picks a column type for a loaded table from its values. A
+// column whose values have several types that no number type holds (a
+// SQLite column with whole numbers and text, which SQLite allows) is
+// VARCHAR, its other values turned into text as DuckDB casts them
+// (2020, 2020.5, true).
 func duckType(t *tableconv.Table, col int) string {
 	typ := ""
 	for _, r := range t.Rows {
@@ -686,18 +692,34 @@ func duckType(t *tableconv.Table, col int) string {
 		case bool:
 			k = "BOOLEAN"
 		default:
-			return "VARCHAR"
+			k = "VARCHAR"
 		}
 		if typ == "" || typ == k {
 			typ = k
 		} else if (typ == "BIGINT" || typ == "DOUBLE") && (k == "BIGINT" || k == "DOUBLE") {
 			typ = "DOUBLE"
 		} else {
-			return "VARCHAR"
+			typ = "VARCHAR"
+			break
 		}
 	}
-	if typ == "" {
+	switch typ {
+	case "":
 		return "VARCHAR"
+	case "VARCHAR":
+		for _, r := range t.Rows {
+			switch v := r[col].(type) {
+			case nil, string:
+			case float64:
+				r[col] = strconv.FormatFloat(v, 'g', -1, 64)
+				if !math.IsNaN(v) && !math.IsInf(v, 0) && !strings.ContainsAny(r[col].(string), ".e") {
+					r[col] = r[col].(string) + ".0"
+				}
+			default:
+				r[col] = Cell(v)
+			}
+		}
+		return typ
 	}
 	if typ == "DOUBLE" {
 		// An int64 in a DOUBLE column: make the appender get floats.
