@@ -770,17 +770,7 @@ func (s *Store) foreignSelect(ctx context.Context, f driver.Filter) ([]driver.Jo
 	if err != nil {
 		return nil, err
 	}
-	out := jobs[:0]
-	for _, j := range jobs {
-		if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, j.Status)) && (f.Backend == "" || j.Backend == f.Backend) &&
-			(!f.DownloadPending || j.DownloadPending) && j.Key > f.After {
-			out = append(out, j)
-		}
-		if f.Limit > 0 && len(out) == f.Limit {
-			break
-		}
-	}
-	return out, nil
+	return f.Apply(jobs), nil
 }
 
 // foreignCounts is Counts for a reader of a table another program made.
@@ -789,22 +779,7 @@ func (s *Store) foreignCounts(ctx context.Context) ([]driver.Count, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := map[driver.Count]int{}
-	for _, j := range jobs {
-		n[driver.Count{Backend: j.Backend, Status: j.Status}]++
-	}
-	var out []driver.Count
-	for c, k := range n {
-		c.N = k
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b driver.Count) int {
-		if c := strings.Compare(a.Backend, b.Backend); c != 0 {
-			return c
-		}
-		return strings.Compare(string(a.Status), string(b.Status))
-	})
-	return out, nil
+	return driver.CountJobs(jobs), nil
 }
 
 // nanBlob is how the table holds a NaN float (see the package comment).
