@@ -184,7 +184,8 @@ func IntervalText(i duckdbgo.Interval) string {
 }
 
 // typed turns a value of a column whose DuckDB type the Go value does not
-// tell into what it shows: a UUID, which DuckDB's database/sql driver
+// tell into what it shows: a PostgreSQL NUMERIC, which comes as text, as
+// a json.Number; a UUID, which DuckDB's database/sql driver
 // hands over as 16 bytes like a BLOB, as its 36 characters; a DATE (a
 // time.Time) as 2006-01-02, a TIME as 15:04:05 with its fraction.
 func typed(v any, typ string) any {
@@ -202,6 +203,12 @@ func typed(v any, typ string) any {
 			u[23] = '-'
 			hex.Encode(u[24:], x[10:])
 			return string(u[:])
+		}
+	case string:
+		// PostgreSQL's NUMERIC comes as its text: a number, with its
+		// digits, like DuckDB's DECIMAL ("NaN" stays text).
+		if typ == "NUMERIC" && x != "" && (x[0] == '-' || x[0] >= '0' && x[0] <= '9') && json.Valid([]byte(x)) {
+			return json.Number(x)
 		}
 	case time.Time:
 		switch typ {
