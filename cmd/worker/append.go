@@ -168,8 +168,8 @@ func checkKinds(from, location string, t *tableconv.Table, user []string, rows [
 			if !ok || k == "" || k == want || want == "number" && k == "whole number" {
 				continue
 			}
-			bad = append(bad, fmt.Sprintf("row %d, column %q: %s is not a %s, as column %s of %s holds",
-				i+1, c, quoteCell(r[p]), want, c, location))
+			bad = append(bad, fmt.Sprintf("row %d, column %q: %s is not a %s, as the table's values of %s are",
+				i+1, c, quoteCell(r[p]), want, c))
 		}
 	}
 	if len(bad) == 0 {
@@ -180,8 +180,12 @@ func checkKinds(from, location string, t *tableconv.Table, user []string, rows [
 		more = fmt.Sprintf("\n  and %d more", len(bad)-10)
 		bad = bad[:10]
 	}
-	return badInput(fmt.Errorf("%s: %d cells do not fit their column; nothing was added to %s:\n  %s%s",
-		from, total, location, strings.Join(bad, "\n  "), more))
+	cells := fmt.Sprintf("%d cells do not fit their column's type", total)
+	if total == 1 {
+		cells = "1 cell does not fit its column's type"
+	}
+	return badInput(fmt.Errorf("%s: %s in the table; nothing was added to %s:\n  %s%s",
+		from, cells, location, strings.Join(bad, "\n  "), more))
 }
 
 // valueKind is the kind of a cell, for checkKinds: "" for nil, "whole
