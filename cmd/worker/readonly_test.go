@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openeo-batch/worker/driver/postgres"
+	"github.com/openeo-batch/worker/driver/postgres/pgtest"
 )
 
 // The commands that only read (query, status, jobs, export, serve) leave a
@@ -89,5 +92,60 @@ func TestReadersLeaveForeignTables(t *testing.T) {
 		if sum() != before {
 			t.Errorf("serve changed %s", db)
 		}
+	}
+}
+
+// The same on PostgreSQL, where the table's columns are the schema: after
+// the readers, the table psql made has its three columns still; then
+// init --append, a writer, adopts it and adds its rows.
+func TestReadersLeaveForeignPostgresTable(t *testing.T) {
+	loc := pgtest.Location(t)
+	conn, table, err := postgres.ParseLocation(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("pgx", conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q := `"` + table + `"`
+	for _, s := range []string{"CREATE TABLE " + q + " (tile text, year int, geometry text)",
+		"INSERT INTO " + q + " VALUES ('A', 2020, 'POINT (5 51)'), ('B', 2021, NULL)"} {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	columns := func() int {
+		var n int
+		if err := db.QueryRow("SELECT count(*) FROM information_schema.columns WHERE table_name = $1", table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"query", "--db", loc, "--format", "csv", "select tile, status, attempts from jobs"},
+		{"status", "--db", loc, "--json"},
+		{"jobs", "--db", loc, "--where", "year > 2020"},
+		{"export", "--db", loc, "--to", "out.csv"},
+	} {
+		code, out := cli(t, dir, args...)
+		if code != 0 {
+			t.Errorf("%s: exit %d: %s", args[0], code, out)
+		}
+		if args[0] == "query" && out != "tile,status,attempts\nA,not_started,0\nB,not_started,0\n" {
+			t.Errorf("query: %q", out)
+		}
+		if n := columns(); n != 3 {
+			t.Fatalf("%s gave the table %d columns", args[0], n)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "more.csv"), []byte("tile,year\nC,2022\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--append", "--from", "more.csv", "--db", loc, "--key", "tile"); code != 0 {
+		t.Errorf("init --append: exit %d: %s", code, out)
+	}
+	if code, out := cli(t, dir, "query", "--db", loc, "--format", "csv", "select tile, year from jobs"); code != 0 || out != "tile,year\nA,2020\nB,2021\nC,2022\n" {
+		t.Errorf("after the append: exit %d: %q", code, out)
 	}
 }
