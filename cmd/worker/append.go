@@ -93,8 +93,12 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 				more = fmt.Sprintf("\n  and %d more", len(refused)-10)
 				refused = refused[:10]
 			}
-			return nil, badInput(fmt.Errorf("%s: %d rows have a key already there; nothing was added to %s:\n  %s%s",
-				from, total, location, strings.Join(refused, "\n  "), more))
+			rows := fmt.Sprintf("%d rows have keys", total)
+			if total == 1 {
+				rows = "1 row has a key"
+			}
+			return nil, badInput(fmt.Errorf("%s: %s already in the table or in an earlier row; nothing was added to %s:\n  %s%s",
+				from, rows, location, strings.Join(refused, "\n  "), more))
 		}
 		if err := checkKinds(from, location, t, user, rows); err != nil {
 			return nil, err
