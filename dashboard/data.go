@@ -14,6 +14,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/jsoncell"
 	"github.com/openeo-batch/worker/udpjob"
 )
 
@@ -404,16 +405,14 @@ func cellText(v any) string {
 }
 
 // jsonCell is a cell as JSON: numbers and booleans stay themselves
-// (non-finite floats become text, which JSON cannot hold), the rest is text.
+// (non-finite floats become text, which JSON cannot hold, spelt as in
+// worker query --json: see jsoncell), the rest is text.
 func jsonCell(v any) any {
 	switch x := v.(type) {
 	case nil, bool, int64, int32, int:
 		return x
 	case float64:
-		if math.IsInf(x, 0) || math.IsNaN(x) {
-			return fmt.Sprint(x)
-		}
-		return x
+		return jsoncell.Float(x)
 	}
 	return cellText(v)
 }

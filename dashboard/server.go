@@ -45,7 +45,8 @@ type Options struct {
 	Read func(ctx context.Context) (*Table, error)
 	// RootDir is the folder of the jobs' files (<root>/job_<id>/, as
 	// worker run --root-dir writes them), served read-only under /files/
-	// and confined to it; "" serves no files.
+	// and confined to it; "" serves no files. A folder that is not there
+	// yet (a dashboard started before the run) is opened once it is.
 	RootDir string
 	// GeometryColumn names the column of the footprints; "" is "geometry".
 	GeometryColumn string
@@ -66,13 +67,16 @@ type Server struct {
 	opts  Options
 	mux   *http.ServeMux
 	group singleflight.Group
-	root  *os.Root
+
+	rootMu sync.Mutex
+	root   *os.Root // nil until RootDir is there
 
 	mu    sync.Mutex
 	geoms map[string]json.RawMessage // footprints of the last read, by cell text
 }
 
-// New returns the dashboard. It fails when RootDir cannot be opened.
+// New returns the dashboard. It fails when RootDir is there but cannot be
+// opened (a file, say); one that is not there yet is opened once it is.
 func New(opts Options) (*Server, error) {
 	if opts.Read == nil {
 		return nil, errors.New("dashboard: no Read function")
@@ -91,18 +95,20 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, mux: http.NewServeMux()}
 	if opts.RootDir != "" {
-		root, err := os.OpenRoot(opts.RootDir)
-		if err != nil {
-			return nil, fmt.Errorf("dashboard: root directory: %w", err)
+		if _, err := s.openRoot(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
 		}
-		s.root = root
-		// os.Root refuses every path leaving the folder, ".." and
-		// symbolic links out of it included.
-		files := http.StripPrefix("/files", http.FileServerFS(root.FS()))
 		s.mux.Handle("GET /files/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// A downloaded HTML file must not run scripts in the page's origin.
 			w.Header().Set("Content-Security-Policy", "sandbox")
-			files.ServeHTTP(w, r)
+			root, err := s.openRoot()
+			if err != nil {
+				http.Error(w, "the results folder is not there (yet)", http.StatusNotFound)
+				return
+			}
+			// os.Root refuses every path leaving the folder, ".." and
+			// symbolic links out of it included.
+			http.StripPrefix("/files", http.FileServerFS(confined{root.FS(), s.opts.Logger})).ServeHTTP(w, r)
 		}))
 	}
 	static, _ := fs.Sub(web, "web")
@@ -114,8 +120,43 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// openRoot returns the root directory, opening it when it is not open
+// yet: an error matching fs.ErrNotExist while it is not there.
+func (s *Server) openRoot() (*os.Root, error) {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
+	if s.root != nil {
+		return s.root, nil
+	}
+	root, err := os.OpenRoot(s.opts.RootDir)
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: root directory: %w", err)
+	}
+	s.root = root
+	return root, nil
+}
+
+// confined is the root directory's file system as the file server sees it:
+// a path os.Root refuses (a symbolic link out of the folder, a loop) is
+// forbidden (403), not a server error; the cause is logged.
+type confined struct {
+	fsys fs.FS
+	log  *slog.Logger
+}
+
+func (c confined) Open(name string) (fs.File, error) {
+	f, err := c.fsys.Open(name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrPermission) {
+		c.log.Warn("dashboard: file refused", "path", name, "err", err)
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrPermission}
+	}
+	return f, err
+}
+
 // Close releases the root directory.
 func (s *Server) Close() error {
+	s.rootMu.Lock()
+	defer s.rootMu.Unlock()
 	if s.root != nil {
 		return s.root.Close()
 	}
@@ -203,9 +244,12 @@ func (s *Server) Data(ctx context.Context) (*Data, error) {
 	s.geoms = geoms
 	s.mu.Unlock()
 	d.IntervalMS = s.opts.Interval.Milliseconds()
-	if s.root != nil {
+	if s.opts.RootDir != "" {
+		// Until the folder is there, no row has files to link.
 		d.HasRoot = true
-		s.files(d)
+		if root, err := s.openRoot(); err == nil {
+			s.files(d, root)
+		}
 	}
 	d.Tiles = s.opts.Tiles
 	return d, nil
@@ -213,7 +257,7 @@ func (s *Server) Data(ctx context.Context) (*Data, error) {
 
 // files links each row with a job id to its folder, error log and
 // metadata under the root directory, when they are there.
-func (s *Server) files(d *Data) {
+func (s *Server) files(d *Data, root *os.Root) {
 	idCol := -1
 	for i, c := range d.Columns {
 		if c == "id" {
@@ -223,7 +267,7 @@ func (s *Server) files(d *Data) {
 	if idCol < 0 {
 		return
 	}
-	entries, err := fs.ReadDir(s.root.FS(), ".")
+	entries, err := fs.ReadDir(root.FS(), ".")
 	if err != nil {
 		s.opts.Logger.Warn("dashboard: listing the root directory", "err", err)
 		return
@@ -245,7 +289,7 @@ func (s *Server) files(d *Data) {
 			file string
 			to   *string
 		}{{dir + "_errors.json", &f.ErrorLog}, {dir + ".json", &f.Metadata}} {
-			if _, err := s.root.Stat(path.Join(dir, name.file)); err == nil {
+			if _, err := root.Stat(path.Join(dir, name.file)); err == nil {
 				*name.to = f.Dir + url.PathEscape(name.file)
 			}
 		}

@@ -305,26 +305,60 @@ func (j *Job) Value(name string) any {
 	return nil
 }
 
-// SplitColumns checks the column names given to Store.Init (none empty,
-// none twice, none reserved by the driver) and returns the user's columns,
-// those that are not manager columns, in order.
-func SplitColumns(columns []string, reserved ...string) ([]string, error) {
-	seen := map[string]bool{}
-	var user []string
+// CheckColumnNames refuses column names a table cannot have: an empty
+// one, one given twice, and two that differ only in case ("Tile" and
+// "tile"), or one that differs only in case from a manager column ("ID"
+// and "id"): SQLite, DuckDB and PostgreSQL (unquoted) take such names for
+// one, so a table with both could not be written in every format. The
+// error names the columns; the caller names the file.
+func CheckColumnNames(columns []string) error {
+	seen := map[string]string{} // lower case -> the name as given
+	for _, m := range managerColumns {
+		seen[strings.ToLower(m.Name)] = m.Name
+	}
+	user := map[string]bool{}
 	for i, c := range columns {
-		switch {
-		case c == "":
-			return nil, fmt.Errorf("column %d has no name", i+1)
-		case seen[c]:
-			return nil, fmt.Errorf("column %q appears twice", c)
+		if c == "" {
+			return fmt.Errorf("column %d has no name", i+1)
 		}
+		if user[c] {
+			return fmt.Errorf("column %q appears twice", c)
+		}
+		user[c] = true
+		first, ok := seen[strings.ToLower(c)]
+		switch {
+		case !ok:
+			seen[strings.ToLower(c)] = c
+		case first == c: // a manager column, by its own name
+		case isManager(first):
+			return fmt.Errorf("column %q differs only in case from the manager's column %q, which SQLite, DuckDB and PostgreSQL take for the same name: rename it", c, first)
+		default:
+			return fmt.Errorf("columns %q and %q differ only in case, which SQLite, DuckDB and PostgreSQL take for the same name: rename one", first, c)
+		}
+	}
+	return nil
+}
+
+func isManager(name string) bool {
+	_, ok := ManagerColumn(name)
+	return ok
+}
+
+// SplitColumns checks the column names given to Store.Init (see
+// CheckColumnNames; none reserved by the driver either) and returns the
+// user's columns, those that are not manager columns, in order.
+func SplitColumns(columns []string, reserved ...string) ([]string, error) {
+	if err := CheckColumnNames(columns); err != nil {
+		return nil, err
+	}
+	var user []string
+	for _, c := range columns {
 		for _, r := range reserved {
 			if c == r {
 				return nil, fmt.Errorf("column %q: name is reserved for the row key", c)
 			}
 		}
-		seen[c] = true
-		if _, ok := ManagerColumn(c); !ok {
+		if !isManager(c) {
 			user = append(user, c)
 		}
 	}

@@ -9,10 +9,13 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"iter"
+	"slices"
+	"strings"
 )
 
 // Sentinel errors. Drivers wrap them; callers test with errors.Is.
@@ -74,11 +77,46 @@ type Filter struct {
 	After int64
 }
 
+// Apply returns the rows of jobs, which are in table order, that f
+// selects, for a store that cannot select them in its own query language
+// (a reader of a table another program wrote). It reuses jobs' array.
+func (f Filter) Apply(jobs []Job) []Job {
+	out := jobs[:0]
+	for _, j := range jobs {
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+		if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, j.Status)) && (f.Backend == "" || j.Backend == f.Backend) &&
+			(!f.DownloadPending || j.DownloadPending) && j.Key > f.After {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
 // Count is the number of rows with one status on one back-end.
 type Count struct {
 	Backend string
 	Status  Status
 	N       int
+}
+
+// CountJobs counts jobs per back-end and status, as Store.Counts does,
+// ordered by back-end, then status.
+func CountJobs(jobs []Job) []Count {
+	n := map[Count]int{}
+	for _, j := range jobs {
+		n[Count{Backend: j.Backend, Status: j.Status}]++
+	}
+	out := []Count{}
+	for c, k := range n {
+		c.N = k
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Count) int {
+		return cmp.Or(strings.Compare(a.Backend, b.Backend), strings.Compare(string(a.Status), string(b.Status)))
+	})
+	return out
 }
 
 // Values assigns manager columns by name (see ManagerColumns). A nil value

@@ -22,9 +22,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/encoding/wkt"
@@ -33,6 +35,7 @@ import (
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/worker"
 )
 
@@ -88,7 +91,16 @@ type Problem struct {
 	// all: its results were never downloaded there, or RootDir is not the
 	// folder they were downloaded to.
 	NoJobFolder bool
-	Err         string // one line
+	// ResultsMissing is true when results are not all on disk: no job
+	// folder, no job_<id>.json, or files that job-results.json lists
+	// missing or short of their file:size (as `worker download --dry-run`
+	// reports them). Fetching them again may complete the Item.
+	ResultsMissing bool
+	// Geometry is true when the row is left out for its geometry column
+	// (not WKT, or not longitude/latitude as STAC requires): the table is
+	// at fault, not the results.
+	Geometry bool
+	Err      string // one line
 }
 
 // Result tells what Export wrote.
@@ -97,6 +109,58 @@ type Result struct {
 	Finished int    // finished rows in the table
 	Items    int    // Items written
 	Problems []Problem
+}
+
+// CheckOptions refuses a Collection id or license STAC 1.1 does not take,
+// naming the value:
+//   - ID: letters, digits, "-", "_" and "." only (not "." or ".."), so
+//     that it is safe in a file name and a URL path, as the STAC best
+//     practices advise for ids;
+//   - License: one SPDX license identifier ("CC-BY-4.0"), or "other" for
+//     any other license (STAC 1.1; "proprietary" and "various", which it
+//     deprecates in favour of "other", are still taken): the pattern
+//     ^[\w\-\.\+]+$ of STAC's licensing schema.
+//
+// Empty values are the defaults (see Options).
+// The error is an *OptionError.
+func CheckOptions(o Options) error {
+	if o.ID != "" && !safeID(o.ID) {
+		return &OptionError{"ID", o.ID, "use letters, digits, '-', '_' and '.' only, so that it is safe in a path or URL"}
+	}
+	if o.License != "" && !licensePattern.MatchString(o.License) {
+		return &OptionError{"License", o.License, "not an SPDX license identifier (such as CC-BY-4.0 or MIT, see https://spdx.org/licenses/): give one, or other"}
+	}
+	return nil
+}
+
+// OptionError is an Options field whose value STAC does not take.
+type OptionError struct {
+	Field string // "ID" or "License"
+	Value string
+	Why   string
+}
+
+func (e *OptionError) Error() string {
+	name := "license"
+	if e.Field == "ID" {
+		name = "collection id"
+	}
+	return fmt.Sprintf("%s %q: %s", name, e.Value, e.Why)
+}
+
+// licensePattern is the license pattern of STAC 1.1's licensing schema.
+var licensePattern = regexp.MustCompile(`^[\w\-\.\+]+$`)
+
+func safeID(id string) bool {
+	if id == "." || id == ".." {
+		return false
+	}
+	for _, r := range id {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("-_.", r) {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrExists is returned when the target folder exists and is not empty.
@@ -117,9 +181,12 @@ var reserved = map[string]bool{
 
 // PropertyName returns the Item property a table column is written as,
 // given its value: the column's name, or "table:NAME" for a name STAC
-// reserves (see the package's rules).
+// reserves (see the package's rules) and for a name with a colon, which
+// STAC gives to the fields of an extension ("proj:epsg", "eo:cloud_cover"):
+// Export declares no extension (stac_extensions), so a column's value must
+// not pass for one's field, whose schema it need not meet.
 func PropertyName(column string, value any) string {
-	if !reserved[column] {
+	if !reserved[column] && !strings.Contains(column, ":") {
 		return column
 	}
 	if s, ok := value.(string); ok && s != "" && (column == "title" || column == "description") {
@@ -151,13 +218,17 @@ func PropertyName(column string, value any) string {
 // A row that cannot be an Item (a job id that is no plain name, a
 // geometry that is not longitude/latitude WKT) is left out and reported
 // in Result.Problems, as is a row whose results are not complete on disk
-// (its Item is written with the files there, unless
-// Options.RequireComplete). A RootDir that is not a folder (an error
+// (a file that job-results.json lists missing or short of its file:size,
+// see worker.MissingAssetFiles; its Item is written with the files there,
+// unless Options.RequireComplete). A RootDir that is not a folder (an error
 // matching fs.ErrNotExist when it is not there), and errors reading the
 // table or writing the folder are returned; nothing is written then.
 func Export(ctx context.Context, store driver.Store, dir string, opts Options) (*Result, error) {
 	if opts.RootDir == "" {
 		return nil, errors.New("stac: no root folder of the job folders given")
+	}
+	if err := CheckOptions(opts); err != nil {
+		return nil, fmt.Errorf("stac: %w", err)
 	}
 	if st, err := os.Stat(opts.RootDir); err != nil {
 		return nil, fmt.Errorf("the root folder of the job folders: %w", err)
@@ -207,13 +278,17 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 			err = fmt.Errorf("job id %q is that of an earlier row too", row.ID)
 		}
 		if err != nil {
-			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Skipped: true, Err: oneLine(err)})
+			var ge geometryError
+			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, Skipped: true, Geometry: errors.As(err, &ge), Err: oneLine(err)})
 			opts.warn("row left out of the STAC collection", row, err)
 			continue
 		}
 		if warn != nil {
 			var nf noJobFolder
-			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, NoJobFolder: errors.As(warn, &nf), Err: oneLine(warn)})
+			var mr missingResults
+			noFolder := errors.As(warn, &nf)
+			res.Problems = append(res.Problems, Problem{Key: row.Key, JobID: row.ID, NoJobFolder: noFolder,
+				ResultsMissing: noFolder || errors.As(warn, &mr), Err: oneLine(warn)})
 			opts.warn("row's Item is incomplete", row, warn)
 		}
 		seen[it.ID] = true
@@ -258,6 +333,22 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 type noJobFolder struct{ dir string }
 
 func (e noJobFolder) Error() string { return "no job folder " + e.dir + ": its results are not there" }
+
+// missingResults is the Problem of a row whose results are not all in its
+// job folder.
+type missingResults struct{ msg string }
+
+func (e missingResults) Error() string { return e.msg }
+
+// geometryError is the Problem of a row whose geometry column cannot be
+// an Item's geometry.
+type geometryError struct {
+	column string
+	err    error
+}
+
+func (e geometryError) Error() string { return fmt.Sprintf("column %q: %v", e.column, e.err) }
+func (e geometryError) Unwrap() error { return e.err }
 
 // oneLine is err's message on one line: errors.Join puts one per line.
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
@@ -334,6 +425,8 @@ type jobMeta struct {
 		EndDatetime   *string `json:"end_datetime"`
 	} `json:"properties"`
 	Assets map[string]resultAsset `json:"assets"`
+
+	raw []byte // the file's content
 }
 
 // resultAsset is what Export reads of an asset of job-results.json.
@@ -380,6 +473,7 @@ func readMeta(path string) (*jobMeta, error) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	m.raw = b
 	return &m, nil
 }
 
@@ -393,7 +487,7 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	metaPath := worker.MetadataPath(root, row.ID)
 	job, err := readMeta(metaPath)
 	if errors.Is(err, os.ErrNotExist) {
-		warn = fmt.Errorf("%s is missing: the results are not (completely) downloaded", metaPath)
+		warn = missingResults{metaPath + " is missing: the results are not (completely) downloaded"}
 	} else if err != nil {
 		warn = fmt.Errorf("%w: not used", err) // the back-end's document is at fault, not the row
 	}
@@ -435,17 +529,17 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 		if s, ok := row.Data[opts.GeometryColumn].(string); ok && strings.TrimSpace(s) != "" {
 			g, err := wkt.Unmarshal(s)
 			if err != nil {
-				return nil, nil, fmt.Errorf("column %q: not WKT: %w", opts.GeometryColumn, err)
+				return nil, nil, geometryError{opts.GeometryColumn, fmt.Errorf("not WKT: %w", err)}
 			}
 			n, err := crs.FootprintEPSG(opts.tableEPSG, row.Data["epsg"], g.Bound())
 			if err == nil {
 				g, err = crs.ToLonLat(g, n)
 			}
 			if err != nil {
-				return nil, nil, fmt.Errorf("column %q: %w; STAC requires longitude/latitude (EPSG:4326)", opts.GeometryColumn, err)
+				return nil, nil, geometryError{opts.GeometryColumn, fmt.Errorf("%w; STAC requires longitude/latitude (EPSG:4326)", err)}
 			}
 			if err := checkGeometry(g); err != nil {
-				return nil, nil, fmt.Errorf("column %q: %w", opts.GeometryColumn, err)
+				return nil, nil, geometryError{opts.GeometryColumn, err}
 			}
 			geom, rowGeometry = g, true
 		}
@@ -530,6 +624,21 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	// The files job-results.json lists must all be there, whole, as
+	// `worker download` checks them.
+	if results != nil {
+		var listed remote.Results
+		if err := json.Unmarshal(results.raw, &listed); err == nil {
+			missing, err := worker.MissingAssetFiles(jobDir, row.ID, listed.Assets)
+			if err != nil {
+				return nil, nil, err
+			}
+			if len(missing) > 0 {
+				warn = errors.Join(warn, missingResults{fmt.Sprintf("%s lists results not on disk: missing %s",
+					ResultsFile, strings.Join(missing, ", "))})
+			}
+		}
 	}
 	return it, warn, nil
 }

@@ -284,3 +284,28 @@ func TestCheckerRefuses(t *testing.T) {
 		t.Error("a Collection without license and extent is accepted")
 	}
 }
+
+// A Collection id unsafe in a path or URL and a license that is no SPDX
+// identifier (nor other) are refused; a column named like an extension's
+// field ("proj:epsg") is written under table:, as no extension is declared.
+func TestOptionsAndExtensionNames(t *testing.T) {
+	for _, o := range []stac.Options{{ID: "a/b"}, {ID: ".."}, {ID: "a b"}, {ID: "x?y"}, {License: "notalicense!"}, {License: "MIT OR Apache-2.0"}} {
+		var oe *stac.OptionError
+		if err := stac.CheckOptions(o); !errors.As(err, &oe) {
+			t.Errorf("%+v: %v, want an OptionError", o, err)
+		}
+	}
+	for _, o := range []stac.Options{{}, {ID: "ndvi-2024_v1.0", License: "CC-BY-4.0"}, {License: "other"}, {License: "proprietary"}, {License: "GPL-3.0+"}} {
+		if err := stac.CheckOptions(o); err != nil {
+			t.Errorf("%+v: %v", o, err)
+		}
+	}
+	if _, err := stac.Export(t.Context(), nil, t.TempDir(), stac.Options{RootDir: t.TempDir(), ID: "a/b"}); err == nil || !strings.Contains(err.Error(), `"a/b"`) {
+		t.Errorf("Export with id a/b: %v", err)
+	}
+	for col, want := range map[string]string{"proj:epsg": "table:proj:epsg", "eo:cloud_cover": "table:eo:cloud_cover", "epsg": "epsg", "platform": "table:platform"} {
+		if got := stac.PropertyName(col, int64(1)); got != want {
+			t.Errorf("column %s is property %s, want %s", col, got, want)
+		}
+	}
+}

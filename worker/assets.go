@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"slices"
@@ -233,4 +234,36 @@ func (e *AssetsError) permanent() bool {
 // sortFailures orders failures by asset key.
 func sortFailures(fs []AssetFailure) {
 	slices.SortFunc(fs, func(a, b AssetFailure) int { return cmp.Compare(a.Key, b.Key) })
+}
+
+// MissingAssetFiles compares the assets of job id's results, as the
+// back-end lists them (GET /jobs/{id}/results, saved as job-results.json),
+// with the files in the job folder dir. It returns, sorted, the file of
+// each asset (its path in the job folder, forward slashes, see AssetPath)
+// that is not there, the file of each whose size differs from its
+// announced file:size ("data/b03.tif (100 of 65536 bytes)"), and each
+// asset AssetPaths refuses, with the reason: what `worker download` would
+// fetch, or could not. A file that cannot be examined (other than not
+// being there) is an error. The manager's own files, job_<id>.json and
+// job-results.json, are not among the assets: callers check them.
+func MissingAssetFiles(dir, id string, assets map[string]remote.Asset) ([]string, error) {
+	var missing []string
+	paths, refused := AssetPaths(id, assets)
+	for key, err := range refused {
+		missing = append(missing, fmt.Sprintf("%s (%v)", key, err))
+	}
+	for key, file := range paths {
+		a := assets[key]
+		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file)))
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			missing = append(missing, file)
+		case err != nil:
+			return nil, err
+		case a.FileSize != nil && fi.Size() != *a.FileSize:
+			missing = append(missing, fmt.Sprintf("%s (%d of %d bytes)", file, fi.Size(), *a.FileSize))
+		}
+	}
+	slices.Sort(missing)
+	return missing, nil
 }

@@ -187,7 +187,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
 	case errors.As(err, &noTable):
-		fmt.Fprintf(stderr, "worker: %v; create it with: worker init --from FILE.csv --db %s\n", err, noTable.Location)
+		fmt.Fprintf(stderr, "worker: %v; create it with: worker init --from FILE.csv --db %s\n", err, shellQuote(noTable.Location))
 		return exitError
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(stderr, "worker: stopped; run the same command again to resume")

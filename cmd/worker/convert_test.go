@@ -147,8 +147,8 @@ func TestConvertBadInput(t *testing.T) {
 			t.Errorf("%s: a table was left behind", name)
 		}
 	}
-	if code, _ := cli(t, dir, "export", "--db", "jobs.db", "--to", "bad.csv"); code != 1 {
-		t.Error("export over an existing file succeeded")
+	if code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "bad.csv"); code != exitUsage || !strings.Contains(out, "--to bad.csv exists already") {
+		t.Errorf("export over an existing file: exit %d, %s; want 2 naming it", code, out)
 	}
 }
 

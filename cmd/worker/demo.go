@@ -32,10 +32,15 @@ process with a GeoJSON parameter, writes a GeoJSON file of areas into DIR,
 creates the job table DIR/jobs.db from it, runs every area as a batch job
 of the stored process (each job references it and carries its area as a
 GeoJSON geometry; one tile is made to fail, to show the error handling),
-shows progress, and prints a summary and where the results are. A second
-demo in the same DIR starts afresh.
+shows progress, and prints a summary and where the results are.
 
-With --serve, it prepares DIR the same way (the areas, the table, a copy of
+DIR must be new, empty or a demo's folder: the demo marks the folders it
+creates with a file named .worker-demo, and a second demo in such a folder
+starts afresh, removing the earlier demo's table and results. A folder
+that holds other files and no marker is refused (exit 2): nothing in it is
+touched.
+
+With --serve, it prepares DIR the same way (and on the same terms) (the areas, the table, a copy of
 the stored process) and starts the two simulated back-ends, but runs
 nothing: it prints their URLs, their credentials and the worker run command
 that runs the table on them, and serves until Ctrl-C, so that you can try
@@ -100,13 +105,44 @@ func writeDemoInput(path string, rows int) error {
 // demoFiles are the paths of a demo's folder.
 type demoFiles struct{ db, results, input, process string }
 
-// prepareDemo (re)creates the demo's folder dir: the areas of rows rows,
-// a copy of the stored process and the job table made from the areas;
-// earlier results and tables are removed.
+// demoMarker is the file that marks a folder as a demo's: the demo
+// removes and rewrites its files only in a folder that has it (or that is
+// new or empty, where it writes it first).
+const demoMarker = ".worker-demo"
+
+// claimDemoDir makes sure dir is the demo's to change: it creates dir, or
+// marks it when empty, and accepts it when marked. A folder with other
+// content and no marker is bad usage: nothing in it is touched.
+func claimDemoDir(dir string) error {
+	marker := filepath.Join(dir, demoMarker)
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	case err != nil:
+		if st, serr := os.Stat(dir); serr == nil && !st.IsDir() {
+			return usagef("demo: --dir %s is a file, not a folder", dir)
+		}
+		return err
+	case len(entries) > 0:
+		return usagef("demo: --dir %s holds files and is no demo's folder (it has no %s file): "+
+			"the demo replaces jobs.db, areas.geojson and results/ in its folder, so give a new or empty folder", dir, demoMarker)
+	}
+	return os.WriteFile(marker, []byte("This folder was created by worker demo, which may remove and rewrite its files.\n"), 0o644)
+}
+
+// prepareDemo (re)creates the demo's folder dir (see claimDemoDir): the
+// areas of rows rows, a copy of the stored process and the job table made
+// from the areas; an earlier demo's results and tables are removed.
 func prepareDemo(ctx context.Context, dir string, rows int, stderr io.Writer) (demoFiles, int, error) {
 	f := demoFiles{db: filepath.Join(dir, "jobs.db"), results: filepath.Join(dir, "results"),
 		input: filepath.Join(dir, "areas.geojson"), process: filepath.Join(dir, "ndvi_composite.json")}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := claimDemoDir(dir); err != nil {
 		return f, 0, err
 	}
 	for _, p := range []string{f.db, f.db + "-wal", f.db + "-shm", f.db + ".workers", f.results} {
@@ -245,7 +281,7 @@ func runDemo(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stder
 		st["job start"], st["job finished"], st["job failed"], st["job download"])
 	fmt.Fprintf(stdout, "\nJob table:  %s\nResults:    %s/job_<id>/ (result files, job_<id>.json and job-results.json; job_<id>_errors.json for failed jobs)\n", dbPath, resultsDir)
 	fmt.Fprintf(stdout, "Inputs:     %s; the stored process (a copy): %s\n", inputPath, processPath)
-	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", dbPath, dbPath)
+	fmt.Fprintf(stdout, "\nTry:  worker status --db %s\n      sqlite3 %s 'select tile, year, status, id, cpu, last_error from jobs'\n", shellQuote(dbPath), shellQuote(dbPath))
 	return nil
 }
 

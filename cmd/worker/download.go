@@ -209,25 +209,10 @@ func missingResults(ctx context.Context, c *remote.Client, root, id string) ([]s
 	if err != nil {
 		return nil, fmt.Errorf("results of job %s: %w", id, err)
 	}
-	dir := worker.JobDir(root, id)
-	var missing []string
-	paths, refused := worker.AssetPaths(id, res.Assets)
-	for key, err := range refused {
-		missing = append(missing, fmt.Sprintf("%s (%v)", key, err))
+	missing, err := worker.MissingAssetFiles(worker.JobDir(root, id), id, res.Assets)
+	if err != nil {
+		return nil, err
 	}
-	for key, file := range paths {
-		a := res.Assets[key]
-		fi, err := os.Stat(filepath.Join(dir, filepath.FromSlash(file)))
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-			missing = append(missing, file)
-		case err != nil:
-			return nil, err
-		case a.FileSize != nil && fi.Size() != *a.FileSize:
-			missing = append(missing, fmt.Sprintf("%s (%d of %d bytes)", file, fi.Size(), *a.FileSize))
-		}
-	}
-	sort.Strings(missing)
 	for _, meta := range []string{worker.MetadataPath(root, id), worker.ResultsPath(root, id)} {
 		if _, err := os.Stat(meta); errors.Is(err, os.ErrNotExist) {
 			missing = append(missing, filepath.Base(meta))

@@ -25,7 +25,8 @@ the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
 WKT, becomes each feature's geometry), a CSV table as the Python client
 writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
 geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
-(.db). The target must not exist. A bad geometry is an error naming the
+(.db). A target that exists already, or whose ending is none of these, is
+bad usage (exit 2). A bad geometry is an error naming the
 row and column, and nothing is written.
 'worker init --from' reads the same formats back.
 
@@ -38,10 +39,14 @@ the files of ROOT/job_<id>/ as assets with their media types. ROOT is
 --root-dir, the folder worker run wrote the job folders to (the current
 folder by default, as for run); one that does not exist is bad usage (exit
 2). Every link is relative: put DIR inside ROOT to move them together. DIR
-must not exist or be empty. Finished rows that would get no Item, or whose
-results are not all on disk, are listed, one line each, and nothing is
-written (exit status 1): fetch the results with worker download, or give
---allow-incomplete to write the catalogue anyway (exit status 0).
+must not exist or be empty. Finished rows that would get no Item (a
+geometry that is not longitude/latitude WKT), or whose results are not all
+on disk (no job folder, no job_<id>.json, or a file that job-results.json
+lists missing or of another size than its file:size, as worker download
+--dry-run reports them), are listed, one line each, and nothing is written
+(exit status 1): fetch missing results with worker download, correct the
+geometry in the table, or give --allow-incomplete to write the catalogue
+anyway (exit status 0).
 
 Example:
   worker export --db jobs.db --to jobs.geojson
@@ -68,14 +73,11 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if stacOpts.on {
 		return exportSTAC(ctx, *db, *to, stacOpts, stdout, stderr)
 	}
-	t, err := tableconv.ReadStore(ctx, *db)
-	if err != nil {
+	if err := checkNewFile("export", "--to", *to); err != nil {
 		return err
 	}
-	if _, err := os.Stat(*to); err == nil {
-		return fmt.Errorf("%s exists already: choose another --to", *to)
-	}
-	if err := checkFolder("--to", *to); err != nil {
+	t, err := tableconv.ReadStore(ctx, *db)
+	if err != nil {
 		return err
 	}
 	if tableconv.IsGeoJSON(*to) {
@@ -88,6 +90,22 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	}
 	fmt.Fprintf(stdout, "wrote %d rows from %s to %s\n", len(t.Rows), *db, *to)
 	return nil
+}
+
+// checkNewFile refuses, as bad usage (exit 2) of command cmd naming the
+// flag flagName, a file to write (location) that is there already, whose
+// ending names no format a table is written in (GeoJSON or a store
+// driver's), or whose folder is not there (checkFolder).
+func checkNewFile(cmd, flagName, location string) error {
+	if !tableconv.IsGeoJSON(location) {
+		if _, _, err := driver.Lookup(location); err != nil {
+			return usagef("%s: %s: %v", cmd, flagName, err)
+		}
+	}
+	if _, err := os.Stat(location); err == nil {
+		return usagef("%s: %s %s exists already: choose another", cmd, flagName, location)
+	}
+	return checkFolder(flagName, location)
 }
 
 // checkFolder refuses a file to write (location, given as the flag

@@ -130,7 +130,9 @@ func TestInitInputErrors(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "1 row has a key already in the table or in an earlier row"},
 		{[]string{"--append", "--from", dup, "--db", db, "--key", "a"}, "row 1 (a=1): already in"},
+		{[]string{"--append", "--from", write("twice.csv", "a,b\n7,1\n7,2\n8,1\n8,2\n"), "--db", db, "--key", "a"}, "2 rows have keys already in the table or in an earlier row"},
 		{[]string{"--append", "--from", dup, "--db", db, "--key", "nope"}, `no key column "nope"`},
 		{[]string{"--append", "--from", write("empty.csv", "a,b\n"), "--db", db, "--key", "a"}, "no rows to add"},
 		{[]string{"--from", write("wkt.csv", "a,geometry\n1,\"POLYGON ((0 0\"\n"), "--db", filepath.Join(dir, "n1.db")}, `row 1, column "geometry": not WKT`},
@@ -149,5 +151,128 @@ func TestInitInputErrors(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "n*.db")); len(left) > 0 {
 		t.Errorf("refused inits left %v", left)
+	}
+}
+
+// TestExportSTACResultFiles: export --stac compares the files that each
+// job's job-results.json lists (with their file:size) with those on disk,
+// as worker download --dry-run does: a missing and a truncated file each
+// make their row incomplete, nothing is written, exit 1, with the advice
+// to fetch them (the table quoted for the shell); a row refused for its
+// geometry gets advice of its own, not the download's.
+func TestExportSTACResultFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "my campaign")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	db := finishedTable(t, dir)
+	root := filepath.Join(dir, "results")
+	for _, id := range []string{"j-1", "j-2"} {
+		writeJobFolder(t, root, id)
+		os.WriteFile(worker.ResultsPath(root, id), []byte(`{"type": "Feature", "id": "`+id+`",
+ "assets": {"result.tif": {"href": "https://example.org/result.tif", "file:size": 3}, "data/b03.tif": {"href": "https://example.org/b03.tif"}}}`), 0o644)
+		os.MkdirAll(filepath.Join(worker.JobDir(root, id), "data"), 0o755)
+		os.WriteFile(filepath.Join(worker.JobDir(root, id), "data", "b03.tif"), []byte("band"), 0o644)
+	}
+	tif := func(id string) string { return filepath.Join(worker.JobDir(root, id), "result.tif") }
+	export := func(to string, extra ...string) (int, string, string) {
+		return runCLI(t, append([]string{"export", "--db", db, "--to", filepath.Join(dir, to), "--stac", "--root-dir", root}, extra...)...)
+	}
+	if code, out, errOut := export("stac0"); code != exitOK || !strings.Contains(out, "2 items") || errOut != "" {
+		t.Fatalf("complete results: exit %d, %q, %q", code, out, errOut)
+	}
+
+	os.Remove(tif("j-1"))
+	os.WriteFile(tif("j-2"), []byte("t"), 0o644)
+	code, _, errOut := export("stac1")
+	lines := strings.Split(strings.TrimRight(errOut, "\n"), "\n")
+	if code != exitError || len(lines) != 3 ||
+		!strings.HasPrefix(lines[0], "  row 1 (job j-1): item incomplete: ") || !strings.Contains(lines[0], "missing result.tif") ||
+		!strings.HasPrefix(lines[1], "  row 2 (job j-2): item incomplete: ") || !strings.Contains(lines[1], "result.tif (1 of 3 bytes)") ||
+		strings.Contains(lines[0]+lines[1], "b03") || !strings.Contains(lines[2], "nothing was written") ||
+		!strings.Contains(lines[2], "2 with results missing on disk: fetch them with worker download --db '"+db+"'") ||
+		strings.Contains(lines[2], "geometry") {
+		t.Errorf("a missing and a truncated file: exit %d, stderr:\n%s\nwant 1, both rows named, the download advice", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stac1")); !os.IsNotExist(err) {
+		t.Errorf("incomplete results: the catalogue was written (%v)", err)
+	}
+	code, out, errOut := export("stac2", "--allow-incomplete")
+	if code != exitOK || !strings.Contains(out, "2 items") || !strings.Contains(errOut, "row 2 (job j-2)") {
+		t.Errorf("--allow-incomplete: exit %d, %q, %q; want 0, 2 items, rows listed", code, out, errOut)
+	}
+
+	// Results complete again; row 2's geometry is projected.
+	os.WriteFile(tif("j-1"), []byte("tif"), 0o644)
+	os.WriteFile(tif("j-2"), []byte("tif"), 0o644)
+	in := writeFile(t, dir, "projected.csv", "title,status,id,start_time,geometry\n"+
+		"A,finished,j-1,2024-05-01T10:00:00Z,\"POLYGON ((5 51, 6 51, 6 52, 5 52, 5 51))\"\n"+
+		"B,finished,j-2,2024-05-01T10:00:00Z,\"POLYGON ((500000 5600000, 520000 5600000, 520000 5620000, 500000 5600000))\"\n")
+	db = filepath.Join(dir, "projected.db")
+	if code, out, errOut := runCLI(t, "init", "--from", in, "--db", db); code != 0 {
+		t.Fatalf("init: %d %s %s", code, out, errOut)
+	}
+	code, _, errOut = export("stac3")
+	if code != exitError || !strings.Contains(errOut, "row 2 (job j-2): no item") || !strings.Contains(errOut, "1 left out for their geometry column") ||
+		strings.Contains(errOut, "worker download") {
+		t.Errorf("a projected geometry: exit %d, %q; want 1, geometry advice and no download advice", code, errOut)
+	}
+}
+
+// TestTargetUsage: a file to write that is there already or whose ending
+// names no format, and an input with two columns equal but for case, are
+// bad usage (exit 2) naming the flag or file, with nothing written, for
+// every target format (PostgreSQL too: refused before connecting).
+func TestTargetUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := finishedTable(t, dir)
+	existing := writeFile(t, dir, "t2.csv", "a\n1\n")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "--db", db, "--to", existing}, "export: --to " + existing + " exists already"},
+		{[]string{"export", "--db", db, "--to", filepath.Join(dir, "out.txt")}, `export: --to: ` + filepath.Join(dir, "out.txt") + `: no store driver for files ending in ".txt"`},
+		{[]string{"split", "--area", "3,50,4,51", "--tile-size", "0.5", "--projection", "4326", "--to", existing}, "split: --to " + existing + " exists already"},
+	} {
+		code, _, errOut := runCLI(t, c.args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+	cols := writeFile(t, dir, "cols.csv", "Tile,year,tile\na,2020,b\n")
+	id := writeFile(t, dir, "id.csv", "tile,ID\na,b\n")
+	for _, to := range []string{"n.db", "n.csv", "n.parquet", "n.duckdb", "postgres://127.0.0.1:1/none?table=n"} {
+		target := to
+		if !strings.Contains(to, "://") {
+			target = filepath.Join(dir, to)
+		}
+		code, _, errOut := runCLI(t, "init", "--from", cols, "--db", target)
+		if code != exitUsage || !strings.Contains(errOut, cols+`: columns "Tile" and "tile" differ only in case`) {
+			t.Errorf("init --from cols.csv --db %s: exit %d, %q; want 2 naming the file and both columns", to, code, errOut)
+		}
+		code, _, errOut = runCLI(t, "init", "--from", id, "--db", target)
+		if code != exitUsage || !strings.Contains(errOut, id+`: column "ID" differs only in case from the manager's column "id"`) {
+			t.Errorf("init --from id.csv --db %s: exit %d, %q; want 2 naming the file and both columns", to, code, errOut)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "n.*")); len(left) > 0 {
+		t.Errorf("refused inits left %v", left)
+	}
+}
+
+// TestExportSTACOptions: a --license that is no SPDX identifier and a
+// --collection-id unsafe in a path are bad usage naming the flag.
+func TestExportSTACOptions(t *testing.T) {
+	dir := t.TempDir()
+	db := finishedTable(t, dir)
+	for _, c := range []struct{ flag, value, want string }{
+		{"--license", "notalicense!", "export: --license 'notalicense!': not an SPDX license identifier"},
+		{"--collection-id", "a/b", "export: --collection-id a/b: use letters, digits"},
+	} {
+		code, _, errOut := runCLI(t, "export", "--db", db, "--to", filepath.Join(dir, "stac"), "--stac", "--root-dir", dir, c.flag, c.value)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s %s: exit %d, %q; want 2 and %q", c.flag, c.value, code, errOut, c.want)
+		}
 	}
 }

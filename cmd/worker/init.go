@@ -91,6 +91,9 @@ func readInput(ctx context.Context, from string) (*tableconv.Table, error) {
 		}
 		return nil, err
 	}
+	if err := driver.CheckColumnNames(t.Columns); err != nil {
+		return nil, badInput(fmt.Errorf("%s: %w", from, err))
+	}
 	if err := tableconv.CheckGeometries(ctx, from, t); err != nil {
 		return nil, badInput(err)
 	}

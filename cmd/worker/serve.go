@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/openeo-batch/worker/dashboard"
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/query"
 	"github.com/openeo-batch/worker/tableconv"
@@ -35,6 +38,12 @@ table format. Everything the page needs is in the binary; it loads nothing
 from the internet unless --tiles names a tile server, and without one (or
 while it cannot be reached) it draws the footprints on a plain background
 with a graticule.
+
+--root-dir may name a folder that is not there yet (a dashboard started
+before the run): the rows' files show once it is. A symbolic link out of
+it is refused (403). --interval is at least 500ms. A --geometry-column the
+table does not have, an --addr that is not host:port and a --db that is
+not there or no table format are bad usage (exit 2).
 
 The dashboard listens on loopback by default. It has no login: listen on
 another address only on a network you trust.
@@ -60,12 +69,24 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if *db == "" {
 		return usagef("serve: --db is required")
 	}
-	if *interval <= 0 {
-		return usagef("serve: --interval must be positive, not %s", *interval)
+	if *interval < minServeInterval {
+		return usagef("serve: --interval must be at least %s, not %s: every page reads the whole table that often", minServeInterval, *interval)
 	}
-	if err := mustExist(*db); err != nil {
+	if err := checkListenAddr(*addr); err != nil {
 		return err
 	}
+	if _, _, err := driver.Lookup(*db); err != nil {
+		return usagef("serve: --db: %v", err)
+	}
+	if err := mustExist(*db); err != nil {
+		var noTable *tableconv.NoTableError
+		if errors.As(err, &noTable) {
+			return usagef("serve: --db %v; create it with: worker init --from FILE.csv --db %s", err, shellQuote(*db))
+		}
+		return err
+	}
+	geometryGiven := false
+	fs.Visit(func(f *flag.Flag) { geometryGiven = geometryGiven || f.Name == "geometry-column" })
 	log := logger()
 	srv, err := dashboard.New(dashboard.Options{
 		Read:           func(ctx context.Context) (*dashboard.Table, error) { return readSnapshot(ctx, *db) },
@@ -81,11 +102,25 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	defer srv.Close()
 	// Read once before listening: a table that cannot be read is an error
 	// now, not a page that says so later.
-	if _, err := srv.Data(ctx); err != nil {
+	d, err := srv.Data(ctx)
+	if err != nil {
 		return err
+	}
+	if geometryGiven && !slices.Contains(d.Columns, *geometry) {
+		return usagef("serve: --geometry-column %q is not a column of %s (its columns: %s)", *geometry, *db, strings.Join(d.Columns, ", "))
+	}
+	if *rootDir != "" {
+		if _, err := os.Stat(*rootDir); errors.Is(err, os.ErrNotExist) {
+			log.Info("serve: --root-dir is not there yet; the rows' files show once worker run creates it", "root_dir", *rootDir)
+		}
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
+		var ae *net.AddrError
+		var de *net.DNSError
+		if errors.As(err, &ae) || errors.As(err, &de) {
+			return usagef("serve: --addr %s: %v", *addr, err)
+		}
 		return fmt.Errorf("serve: %w", err)
 	}
 	var handler http.Handler = srv
@@ -107,6 +142,23 @@ func runServe(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	defer cancel()
 	if err := hs.Shutdown(shut); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	return nil
+}
+
+// minServeInterval is the shortest --interval serve takes: each page
+// reads the whole table that often.
+const minServeInterval = 500 * time.Millisecond
+
+// checkListenAddr refuses, as bad usage, a --addr that is not host:port
+// with a port from 0 to 65535.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("serve: --addr %s: %v (want host:port, such as 127.0.0.1:8080)", addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usagef("serve: --addr %s: port %q is not a number from 0 to 65535", addr, port)
 	}
 	return nil
 }

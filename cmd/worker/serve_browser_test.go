@@ -52,7 +52,7 @@ func TestServeBrowser(t *testing.T) {
 	jobDir := filepath.Join(root, fmt.Sprintf("job_j-%d", clicked))
 	os.MkdirAll(jobDir, 0o755)
 	os.WriteFile(filepath.Join(jobDir, fmt.Sprintf("job_j-%d_errors.json", clicked)), []byte(`[{"message":"out of memory"}]`), 0o644)
-	// The page reads the table again every 300ms, so that the live update
+	// The page reads the table again every 500ms (serve's shortest), so that the live update
 	// below comes soon; the test waits for it, not for a time.
 	// A tile server that fails every tile: the page must still show the
 	// footprints, on a plain background with a graticule.
@@ -62,7 +62,7 @@ func TestServeBrowser(t *testing.T) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 	}))
 	defer tiles.Close()
-	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "300ms", "--tiles", tiles.URL+"/{z}/{x}/{y}.png")
+	base := startServe(t, "--db", db, "--root-dir", root, "--interval", "500ms", "--tiles", tiles.URL+"/{z}/{x}/{y}.png")
 
 	// A guard against a hung browser, not a timed assertion.
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

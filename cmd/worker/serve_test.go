@@ -198,6 +198,9 @@ func TestServeFilesConfined(t *testing.T) {
 	if err := os.Symlink(dir, filepath.Join(root, "up")); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Symlink(filepath.Join(root, "loop"), filepath.Join(root, "loop")); err != nil {
+		t.Fatal(err)
+	}
 	base := startServe(t, "--db", db, "--root-dir", root)
 
 	get := func(path string) (int, string) {
@@ -219,9 +222,11 @@ func TestServeFilesConfined(t *testing.T) {
 		t.Errorf("error log: %d %q", code, body)
 	}
 	for _, p := range []string{"/files/../secret.txt", "/files/%2e%2e/secret.txt", "/files/job_j-1/..%2f..%2fsecret.txt",
-		"/files/..%5csecret.txt", "/files/job_j-1/link.txt", "/files/up/secret.txt", "/../secret.txt", "/files/up/jobs.db"} {
-		if code, body := get(p); code == 200 || strings.Contains(body, "hunter2") {
-			t.Errorf("GET %s: %d %q, want a refusal", p, code, body)
+		"/files/..%5csecret.txt", "/files/job_j-1/link.txt", "/files/up/secret.txt", "/../secret.txt", "/files/up/jobs.db",
+		"/files/loop", "/files/loop/x"} {
+		// Refused as forbidden or not found, never as a server error.
+		if code, body := get(p); code != http.StatusForbidden && code != http.StatusNotFound || strings.Contains(body, "hunter2") {
+			t.Errorf("GET %s: %d %q, want 403 or 404", p, code, body)
 		}
 	}
 	for _, m := range []string{"POST", "PUT", "DELETE"} {
@@ -375,4 +380,62 @@ func TestServeDuringRun(t *testing.T) {
 // read reads the table at location as worker serve does.
 func read(location string) func(context.Context) (*dashboard.Table, error) {
 	return func(ctx context.Context) (*dashboard.Table, error) { return readSnapshot(ctx, location) }
+}
+
+// A --root-dir that is not there yet (a dashboard started before the run)
+// is no error: its files are served once it is there.
+func TestServeRootDirLater(t *testing.T) {
+	dir := t.TempDir()
+	db := writeServeTable(t, dir, 3)
+	root := filepath.Join(dir, "results")
+	base := startServe(t, "--db", db, "--root-dir", root)
+	get := func(path string) (int, string) {
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := get("/files/job_j-1/job_j-1_errors.json"); code != http.StatusNotFound {
+		t.Errorf("before the folder is there: %d %q, want 404", code, body)
+	}
+	os.MkdirAll(filepath.Join(root, "job_j-1"), 0o755)
+	os.WriteFile(filepath.Join(root, "job_j-1", "job_j-1_errors.json"), []byte(`[{"message":"boom"}]`), 0o644)
+	if code, body := get("/files/job_j-1/job_j-1_errors.json"); code != 200 || body != `[{"message":"boom"}]` {
+		t.Errorf("once the folder is there: %d %q", code, body)
+	}
+	var d dashboard.Data
+	_, body := get("/api/data")
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.Files[1]; !d.HasRoot || f.ErrorLog != "files/job_j-1/job_j-1_errors.json" {
+		t.Errorf("row 1 files %+v (has_root %v)", f, d.HasRoot)
+	}
+}
+
+// TestServeUsage: each wrong flag of serve is bad usage (exit 2) with one
+// line naming the flag, before anything listens.
+func TestServeUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := writeServeTable(t, dir, 3)
+	geojson := writeFile(t, dir, "x.geojson", `{"type": "FeatureCollection", "features": []}`)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--db", db, "--addr", "nonsense"}, "--addr nonsense"},
+		{[]string{"--db", db, "--addr", "127.0.0.1:99999"}, "--addr 127.0.0.1:99999"},
+		{[]string{"--db", filepath.Join(dir, "nonexist.db")}, "--db " + filepath.Join(dir, "nonexist.db") + ": no such job table"},
+		{[]string{"--db", geojson}, "--db: " + geojson + ": no store driver"},
+		{[]string{"--db", db, "--geometry-column", "nosuch"}, `--geometry-column "nosuch" is not a column`},
+		{[]string{"--db", db, "--interval", "1ns"}, "--interval must be at least 500ms"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"serve"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("serve %v: exit %d, %q; want 2 and one line with %q", c.args, code, errOut, c.want)
+		}
+	}
 }

@@ -45,10 +45,11 @@ name picks its format, as for export (.geojson, .csv, .db, .parquet,
 A job table (.csv, .db, .parquet, .duckdb) also has the manager's 15
 columns (id, backend_name, status, ...), as init gives them; a .geojson has
 the 7 above (a "crs" member names a projection other than 4326).
-Every fault of the inputs (area, grid, size, projection, --to folder) is
-invalid input: exit status 2, nothing written. The projection must be a 2D
-horizontal CRS (geographic 2D or projected), and an area must not cross the
-antimeridian (split it in two at longitude 180).
+Every fault of the inputs (area, grid, size, projection, a --to that is
+there already or whose folder is not, a grid none of whose tiles overlaps
+the area) is invalid input: exit status 2, nothing written. The projection
+must be a 2D horizontal CRS (geographic 2D or projected), and an area must
+not cross the antimeridian (split it in two at longitude 180).
 
 Example:
   worker split --area 3.2,50.9,4.1,51.5 --tile-size 20000 --projection utm --to tiles.csv
@@ -80,10 +81,7 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	case *gridFile == "" && (!sizeGiven || *projection == ""):
 		return usagef("split: give --tile-size and --projection, or --grid")
 	}
-	if _, err := os.Stat(*to); err == nil {
-		return fmt.Errorf("%s exists already: choose another --to", *to)
-	}
-	if err := checkFolder("--to", *to); err != nil {
+	if err := checkNewFile("split", "--to", *to); err != nil {
 		return err
 	}
 	// Every error from here on, up to the writing, is the inputs' fault:
@@ -134,6 +132,14 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	columns, rows, err := tiling.Table()
 	if err != nil {
 		return badInput(fmt.Errorf("split: %w", err))
+	}
+	if len(rows) == 0 {
+		// A table of no jobs is no use; the inputs do not meet.
+		what := "the grid"
+		if *gridFile != "" {
+			what = "--grid " + *gridFile
+		}
+		return badInput(fmt.Errorf("split: no tile of %s overlaps --area %s: nothing written (are both where you expect, in the CRS they say?)", what, *areaArg))
 	}
 	t := &tableconv.Table{Columns: columns, Rows: rows, EPSG: tiling.EPSG}
 	if tableconv.IsGeoJSON(*to) {

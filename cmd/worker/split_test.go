@@ -120,6 +120,9 @@ func TestSplitInputErrors(t *testing.T) {
 		// not taken as a ring around the world.
 		{[]string{"--area", antimeridian, "--tile-size", "0.5", "--projection", "4326", "--to", to}, "crosses the antimeridian"},
 		{[]string{"--area", "3,50,4,51", "--tile-size", "0", "--projection", "4326", "--to", to}, "--tile-size must be a positive number, not 0"},
+		{[]string{"--area", "10,40,11,41", "--grid", write("grid.geojson", `{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"tile_id": "31UFS"},
+ "geometry": {"type": "Polygon", "coordinates": [[[4, 50], [5, 50], [5, 51], [4, 51], [4, 50]]]}}]}`), "--to", to},
+			"no tile of --grid " + filepath.Join(dir, "grid.geojson") + " overlaps --area 10,40,11,41"},
 		{[]string{"--area", "3,50,4,51", "--tile-size", "1", "--projection", "4326", "--to", filepath.Join(dir, "nowhere", "x.csv")},
 			"--to " + filepath.Join(dir, "nowhere", "x.csv") + ": the folder " + filepath.Join(dir, "nowhere") + " does not exist"},
 	} {

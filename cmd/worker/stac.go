@@ -26,14 +26,15 @@ func addSTACFlags(fs *flag.FlagSet) *stacFlags {
 	fs.BoolVar(&f.on, "stac", false, "write a STAC Collection of the finished jobs' results into the `folder` --to")
 	fs.StringVar(&f.opts.RootDir, "root-dir", ".", "with --stac: `folder` of the job folders, as given to worker run (whose default is the current folder too)")
 	fs.BoolVar(&f.incomplete, "allow-incomplete", false, "with --stac: write the catalogue even when finished rows' results are not all on disk (they are listed)")
-	fs.StringVar(&f.opts.ID, "collection-id", "", "with --stac: the Collection's `id` (default openeo-batch-results)")
+	fs.StringVar(&f.opts.ID, "collection-id", "", "with --stac: the Collection's `id`: letters, digits, '-', '_', '.' (default openeo-batch-results)")
 	fs.StringVar(&f.opts.Title, "title", "", "with --stac: the Collection's `title`")
 	fs.StringVar(&f.opts.Description, "description", "", "with --stac: the Collection's `text` (default: names the table)")
-	fs.StringVar(&f.opts.License, "license", "", "with --stac: the results' license, an SPDX `id` (default other)")
+	fs.StringVar(&f.opts.License, "license", "", "with --stac: the results' license, an SPDX license `id` such as CC-BY-4.0, or other (the default)")
 	return f
 }
 
-// check refuses the STAC flags without --stac, which would be ignored.
+// check refuses the STAC flags without --stac, which would be ignored,
+// and a --collection-id or --license STAC does not take.
 func (f *stacFlags) check(fs *flag.FlagSet) error {
 	var err error
 	fs.Visit(func(fl *flag.Flag) {
@@ -44,7 +45,17 @@ func (f *stacFlags) check(fs *flag.FlagSet) error {
 			}
 		}
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	var oe *stac.OptionError
+	if err := stac.CheckOptions(f.opts); errors.As(err, &oe) {
+		flagName := map[string]string{"ID": "--collection-id", "License": "--license"}[oe.Field]
+		return usagef("export: %s %s: %s", flagName, shellQuote(oe.Value), oe.Why)
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // exportSTAC writes the STAC Collection of db's finished rows into dir.
@@ -80,7 +91,7 @@ func exportSTAC(ctx context.Context, db, dir string, f *stacFlags, stdout, stder
 		return nil
 	}
 	var lines []string
-	noFolder := 0
+	noFolder, missing, geometry := 0, 0, 0
 	for _, p := range res.Problems {
 		what := "item incomplete"
 		if p.Skipped {
@@ -89,21 +100,41 @@ func exportSTAC(ctx context.Context, db, dir string, f *stacFlags, stdout, stder
 		if p.NoJobFolder {
 			noFolder++
 		}
+		if p.ResultsMissing {
+			missing++
+		}
+		if p.Geometry {
+			geometry++
+		}
 		lines = append(lines, fmt.Sprintf("  row %d (job %s): %s: %s", p.Key, p.JobID, what, strings.ReplaceAll(p.Err, "\n", "; ")))
 	}
+	download := fmt.Sprintf("worker download --db %s --backend NAME=URL --root-dir %s", shellQuote(db), shellQuote(root))
 	if noFolder == res.Finished {
 		// Not one job folder: the results are elsewhere, most likely.
 		abs, _ := filepath.Abs(root)
 		return fmt.Errorf("none of the %d finished row(s) of %s has its job folder (job_<id>/) in --root-dir %s (%s): "+
-			"give the folder worker run wrote them to (its --root-dir), or fetch them with worker download --db %s --backend NAME=URL --root-dir %s; nothing was written",
-			res.Finished, db, root, abs, db, root)
+			"give the folder worker run wrote them to (its --root-dir), or fetch them with %s; nothing was written",
+			res.Finished, db, root, abs, download)
 	}
 	fmt.Fprintln(stderr, strings.Join(lines, "\n"))
+	// Advice for each kind of problem there is, and only for those.
+	var advice []string
+	if missing > 0 {
+		advice = append(advice, fmt.Sprintf("%d with results missing on disk: fetch them with %s", missing, download))
+	}
+	if geometry > 0 {
+		advice = append(advice, fmt.Sprintf("%d left out for their geometry column, which STAC needs as WKT in longitude/latitude (EPSG:4326): "+
+			"correct or clear it in the table", geometry))
+	}
+	if other := len(res.Problems) - missing - geometry; other > 0 {
+		advice = append(advice, fmt.Sprintf("%d for another reason given above", other))
+	}
 	if f.incomplete {
-		fmt.Fprintf(stderr, "worker: %d finished row(s) of %s are missing from the collection or incomplete (listed above)\n", len(res.Problems), db)
+		fmt.Fprintf(stderr, "worker: %d finished row(s) of %s are missing from the collection or incomplete (listed above): %s\n",
+			len(res.Problems), db, strings.Join(advice, "; "))
 		return nil
 	}
 	return fmt.Errorf("%d finished row(s) of %s are missing from the collection or incomplete (listed above); nothing was written: "+
-		"fetch missing results with worker download --db %s --backend NAME=URL --root-dir %s, or give --allow-incomplete to write the catalogue without them",
-		len(res.Problems), db, db, root)
+		"%s; or give --allow-incomplete to write the catalogue without them",
+		len(res.Problems), db, strings.Join(advice, "; "))
 }

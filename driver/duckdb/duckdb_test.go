@@ -20,13 +20,17 @@ import (
 func TestConformanceParquet(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".parquet", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
+	}, ".parquet", drivertest.SingleWriter(), drivertest.Foreign(writeForeign), drivertest.Reader(openReader))
 }
 
 func TestConformanceDuckDB(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".duckdb", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
+	}, ".duckdb", drivertest.SingleWriter(), drivertest.Foreign(writeForeign), drivertest.Reader(openReader))
+}
+
+func openReader(ctx context.Context, path string) (driver.Store, error) {
+	return duckdb.OpenReader(ctx, path)
 }
 
 // writeForeign writes a table as pandas or another DuckDB user would: a
