@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -643,5 +644,66 @@ func TestGeometryCRS(t *testing.T) {
 				t.Errorf("rows read back: %+v %v", got, err)
 			}
 		})
+	}
+}
+
+// TestGeometryCRSAfterKill: a run killed after a change leaves the work
+// file, whose DuckDB storage forgets a column's CRS; the next open resumes
+// it and the table it publishes still names the CRS (kept in _crs).
+func TestGeometryCRSAfterKill(t *testing.T) {
+	if dir := os.Getenv("DUCKDB_TEST_KILLED_DIR"); dir != "" {
+		// The child: make the table, change a row, and end without Close,
+		// as a killed run does.
+		utm, err := crs.LookupCRS(32631)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := duckdb.Open(t.Context(), filepath.Join(dir, "j.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err != nil {
+			t.Fatal(err)
+		}
+		rows := func(yield func([]any, error) bool) { yield([]any{"a", "POINT (500000 5600000)"}, nil) }
+		if err := s.Init(t.Context(), []string{"tile", "geometry"}, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(t.Context(), driver.Update{Key: 1, Set: driver.Values{driver.ColStatus: driver.Finished, driver.ColID: "j-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestGeometryCRSAfterKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "DUCKDB_TEST_KILLED_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "j.parquet")
+	if _, err := os.Stat(path + ".work.duckdb"); err != nil {
+		t.Fatalf("the killed run left no work file: %v", err)
+	}
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := crs.EPSGOfPROJJSON(s.GeometryCRS("geometry")); n != 32631 || err != nil {
+		t.Errorf("CRS after the resume: %d %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := duckdb.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := crs.EPSGOfPROJJSON(r.GeometryCRS("geometry")); n != 32631 || err != nil {
+		t.Errorf("CRS of the table published after the resume: %d %v", n, err)
+	}
+	got, err := r.Select(t.Context(), driver.Filter{})
+	if err != nil || len(got) != 1 || got[0].Status != driver.Finished {
+		t.Errorf("rows after the resume: %+v %v", got, err)
 	}
 }
