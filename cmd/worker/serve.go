@@ -37,7 +37,10 @@ worker query does: it writes nothing and never disturbs a run, on every
 table format. Everything the page needs is in the binary; it loads nothing
 from the internet unless --tiles names a tile server, and without one (or
 while it cannot be reached) it draws the footprints on a plain background
-with a graticule.
+with a graticule. Footprints in a projected CRS (the one a GeoParquet
+names, else the row's epsg column as worker split writes it) are drawn in
+longitude/latitude; a row whose CRS is not known and whose coordinates are
+not longitude/latitude is listed under the map with the reason.
 
 --root-dir may name a folder that is not there yet (a dashboard started
 before the run): the rows' files show once it is. A symbolic link out of
