@@ -36,6 +36,7 @@ import (
 	duckdbgo "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/pin"
 	"github.com/openeo-batch/worker/tableconv"
 )
 
@@ -67,7 +68,7 @@ type DB struct {
 	db       *sql.DB
 	location string
 	escaped  []Escaped
-	file     *pinned // the Parquet or DuckDB file read, nil for a copy
+	file     *pin.File // the Parquet or DuckDB file read, nil for a copy
 
 	server  driver.Store // a store that is a driver.SQLReader, or nil
 	mu      sync.Mutex
@@ -125,7 +126,7 @@ func (d *DB) Close() error {
 		return d.server.Close()
 	}
 	err := d.db.Close()
-	if rerr := d.file.release(); err == nil {
+	if rerr := d.file.Release(); err == nil {
 		err = rerr
 	}
 	return err
@@ -187,14 +188,14 @@ func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, er
 	return rows, d.named(err)
 }
 
-// named returns err with the name of the copy DuckDB reads (see pinned)
+// named returns err with the name of the copy DuckDB reads (see package pin)
 // replaced by the table's location in its text, which is what the user
 // knows; errors.Is and errors.As see err as it was.
 func (d *DB) named(err error) error {
 	if d.file == nil {
 		return err
 	}
-	return renamed(err, d.file.name, d.location)
+	return renamed(err, d.file.Name, d.location)
 }
 
 // renamed returns err with name replaced by location in its text.
@@ -468,7 +469,7 @@ func changeKeyword(stmt string) string {
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
 // the table at location, read on a snapshot, and locks it down (see
 // lockDown) so that the user's SQL reads nothing else and writes nothing.
-func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned, error) {
+func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pin.File, error) {
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
 		return nil, nil, nil, err
@@ -478,13 +479,13 @@ func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned
 	if err == nil {
 		var files []string
 		if file != nil {
-			files = []string{file.name}
+			files = []string{file.Name}
 		}
 		err = lockDown(ctx, duck, files)
 	}
 	if err != nil {
 		duck.Close()
-		file.release()
+		file.Release()
 		return nil, nil, nil, err
 	}
 	return duck, escaped, file, nil
@@ -523,7 +524,7 @@ func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") 
 // loadJobs makes the table available to DuckDB as jobs, and returns the
 // file the jobs view reads when queried (nil when it is a copy), which
 // the caller releases after DuckDB, and the cells copied escaped.
-func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Escaped, error) {
+func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pin.File, []Escaped, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
@@ -538,22 +539,22 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Es
 		escaped, err := copyJobs(ctx, duck, location)
 		return nil, escaped, err
 	}
-	file, err := pin(path)
+	file, err := pin.Pin(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", location, err)
 	}
 	for _, q := range stmts {
 		if strings.Contains(q, "%s") {
-			q = fmt.Sprintf(q, sqlString(file.name))
+			q = fmt.Sprintf(q, sqlString(file.Name))
 		}
 		if _, err := duck.ExecContext(ctx, q); err != nil {
-			file.release()
-			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
+			file.Release()
+			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.Name, path))
 		}
 	}
 	if err := addManagerColumns(ctx, duck); err != nil {
-		file.release()
-		return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
+		file.Release()
+		return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.Name, path))
 	}
 	return file, nil, nil
 }

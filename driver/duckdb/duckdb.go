@@ -40,6 +40,7 @@ import (
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/pin"
 )
 
 func init() {
@@ -425,14 +426,30 @@ func sqlType(k driver.Kind) string {
 
 // importTable copies the published table, if any, into the work database,
 // with the manager columns in their types and a row key in file order.
-func (s *Store) importTable(ctx context.Context) error {
+func (s *Store) importTable(ctx context.Context) (err error) {
 	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	file := s.path
+	if s.readOnly {
+		// A writer may rename a new version over the file while this
+		// reads it: read one version, whole (see package pin).
+		p, err := pin.Pin(s.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
+		defer p.Release()
+		file = p.Name
+		defer func() {
+			if err != nil {
+				err = errors.New(strings.ReplaceAll(err.Error(), p.Name, s.path))
+			}
+		}()
+	}
 	// No hive partitioning: a folder named like key=value is not a column.
-	source := "read_parquet(" + literal(s.path) + ", hive_partitioning = false)"
+	source := "read_parquet(" + literal(file) + ", hive_partitioning = false)"
 	if !s.parquet {
-		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(s.path)+" AS pub (READ_ONLY)"); err != nil {
+		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(file)+" AS pub (READ_ONLY)"); err != nil {
 			return fmt.Errorf("%s: %w", s.path, err)
 		}
 		defer s.db.ExecContext(ctx, "DETACH pub")

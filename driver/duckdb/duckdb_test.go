@@ -16,6 +16,7 @@ import (
 	"github.com/openeo-batch/worker/driver/drivertest"
 	"github.com/openeo-batch/worker/driver/duckdb"
 	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/pin"
 )
 
 func TestConformanceParquet(t *testing.T) {
@@ -597,6 +598,42 @@ func TestForeignKeyColumn(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
 		t.Errorf("left %v", left)
+	}
+}
+
+// A reader reads one version of the table whole while a writer renames a
+// new one over it: the version it opened, never the footer of one and the
+// data of another ("TProtocolException: Invalid data").
+func TestReaderReadsOneVersion(t *testing.T) {
+	for _, ext := range []string{".parquet", ".duckdb"} {
+		t.Run(ext, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "jobs"+ext)
+			oneClaim(t, path).Close()
+			replaced := false
+			pin.BeforeCopy = func(p string) {
+				// What a writer's publish does: a new file renamed over.
+				tmp := p + ".new"
+				if err := os.WriteFile(tmp, []byte("not the table any more"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, p); err != nil {
+					t.Fatal(err)
+				}
+				replaced = true
+			}
+			defer func() { pin.BeforeCopy = nil }()
+			r, err := duckdb.OpenReader(t.Context(), path)
+			if err != nil {
+				t.Fatalf("reader, with the file replaced during its open: %v", err)
+			}
+			defer r.Close()
+			if !replaced {
+				t.Fatal("the reader read the file by its name, not one opened version")
+			}
+			if rows, _ := r.Select(t.Context(), driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}}); len(rows) != 1 {
+				t.Errorf("reader sees %d claimed rows, want 1", len(rows))
+			}
+		})
 	}
 }
 
