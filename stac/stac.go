@@ -35,7 +35,6 @@ import (
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/internal/crs"
-	"github.com/openeo-batch/worker/remote"
 	"github.com/openeo-batch/worker/worker"
 )
 
@@ -628,16 +627,16 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	// The files job-results.json lists must all be there, whole, as
 	// `worker download` checks them.
 	if results != nil {
-		var listed remote.Results
-		if err := json.Unmarshal(results.raw, &listed); err == nil {
-			missing, err := worker.MissingAssetFiles(jobDir, row.ID, listed.Assets)
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(missing) > 0 {
-				warn = errors.Join(warn, missingResults{fmt.Sprintf("%s lists results not on disk: missing %s",
-					ResultsFile, strings.Join(missing, ", "))})
-			}
+		missing, err := worker.MissingResultFiles(jobDir, row.ID, results.raw)
+		var bad worker.BadResultsError
+		switch {
+		case errors.As(err, &bad):
+			warn = errors.Join(warn, fmt.Errorf("%w: its asset list is not checked", err))
+		case err != nil:
+			return nil, nil, err
+		case len(missing) > 0:
+			warn = errors.Join(warn, missingResults{fmt.Sprintf("%s lists results not on disk: missing %s",
+				ResultsFile, strings.Join(missing, ", "))})
 		}
 	}
 	return it, warn, nil
