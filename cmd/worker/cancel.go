@@ -192,7 +192,7 @@ func runCancel(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 		fmt.Fprintln(stdout)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d jobs could not be canceled (see above)", failed)
+		return fmt.Errorf("%d %s could not be canceled (see above)", failed, plural(failed, "job", "jobs"))
 	}
 	return nil
 }

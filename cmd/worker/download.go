@@ -163,7 +163,7 @@ func runDownload(ctx context.Context, fs *flag.FlagSet, args []string, stdout, s
 		fmt.Fprintf(stdout, "%d finished rows, %d with results missing, %d downloaded, %d failed\n", len(out), missing, done, failed)
 	}
 	if failed > 0 {
-		return fmt.Errorf("%d rows could not be checked or downloaded (see above)", failed)
+		return fmt.Errorf("%s could not be checked or downloaded (see above)", rowsN(failed))
 	}
 	return nil
 }

@@ -196,7 +196,7 @@ func runRetry(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 	if jobOpts != nil {
 		with = ", with the job options of " + *optsFile + " merged into their job_options"
 	}
-	fmt.Fprintf(stdout, "%d rows back to not_started (rows %s)%s; run the table again to run them\n", len(done), strings.Join(keys, ", "), with)
+	fmt.Fprintf(stdout, "%s back to not_started (%s %s)%s; run the table again to run them\n", rowsN(len(done)), plural(len(done), "row", "rows"), strings.Join(keys, ", "), with)
 	return nil
 }
 
