@@ -37,7 +37,7 @@ func TestQueryDuringRun(t *testing.T) {
 			// A second run on the table is refused, clearly, and does no harm.
 			second, err := cmd(t.Context(), dir, []string{"OPENEO_USERNAME=user", "OPENEO_PASSWORD=password"},
 				"run", "--db", db, "--backend", "fake="+srv.URL+",parallel=8", "--process", "p.json", "--poll", "50ms", "--root-dir", "res").CombinedOutput()
-			if err == nil || !strings.Contains(string(second), "open for writing elsewhere") {
+			if err == nil || !strings.Contains(string(second), "allows one run at a time") {
 				t.Errorf("second run on %s: %v\n%.3000s", db, err, second)
 			}
 			for _, args := range [][]string{
