@@ -36,6 +36,7 @@ func (f *fixture) pythonTable(t *testing.T, rows [][]any) {
 func TestPythonQueuedWithoutJobRuns(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFixture(t, 0, cadenceOpts, "a")
+		f.cfg.PollInterval = cadencePoll
 		f.pythonTable(t, [][]any{
 			{int64(2020), "a", nil, "", "queued_for_start"},
 			{int64(2021), "b", nil, "elsewhere", "queued_for_start"},
