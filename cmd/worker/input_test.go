@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/openeo-batch/worker/remote/remotetest"
+)
+
+// A CSV column with numbers written with leading zeros ("007") is text in
+// every store init writes, in init --append, and when the CSV file is the
+// table: "007" is never turned into 7 or 7.0.
+func TestLeadingZerosStayText(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "z.csv"), []byte("tile,code,n\nA,007,1\nB,010,2\nC,123,3\n"), 0o644)
+	for _, db := range []string{"z.db", "z.parquet", "z.duckdb", "z.csv.out.csv"} {
+		if code, out := cli(t, dir, "init", "--from", "z.csv", "--db", db); code != 0 {
+			t.Fatalf("init --db %s: exit %d\n%s", db, code, out)
+		}
+		rows := readRows(t, filepath.Join(dir, db))
+		for i, want := range []string{"007", "010", "123"} {
+			if got := rows[i].Data["code"]; got != want {
+				t.Errorf("%s row %d: code = %#v, want %q", db, i+1, got, want)
+			}
+			if got := rows[i].Data["n"]; got != int64(i+1) {
+				t.Errorf("%s row %d: n = %#v, want the integer %d", db, i+1, got, i+1)
+			}
+		}
+		code, out := cli(t, dir, "export", "--db", db, "--to", db+".export.csv")
+		b, _ := os.ReadFile(filepath.Join(dir, db+".export.csv"))
+		if code != 0 || !strings.HasPrefix(string(b), "tile,code,n,") || !strings.Contains(string(b), "\nA,007,1,") {
+			t.Errorf("export of %s: exit %d %s\n%s", db, code, out, b)
+		}
+	}
+
+	// --append: "007" is a new key beside a stored "7".
+	os.WriteFile(filepath.Join(dir, "seven.csv"), []byte("tile,code,n\nS,7,9\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "seven.csv", "--db", "a.db"); code != 0 {
+		t.Fatal(out)
+	}
+	os.WriteFile(filepath.Join(dir, "more.csv"), []byte("tile,code,n\nZ,007,10\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--append", "--from", "more.csv", "--db", "a.db", "--key", "code"); code != 0 {
+		t.Fatalf("--append 007 beside 7: exit %d\n%s", code, out)
+	}
+	rows := readRows(t, filepath.Join(dir, "a.db"))
+	if len(rows) != 2 || rows[1].Data["code"] != "007" {
+		t.Errorf("after --append: %+v", rows)
+	}
+	if code, out := cli(t, dir, "init", "--append", "--from", "more.csv", "--db", "a.db", "--key", "code"); code != exitUsage || !strings.Contains(out, "code=007") {
+		t.Errorf("--append of 007 again: exit %d\n%s", code, out)
+	}
+}
+
+// worker run with the CSV file itself as the table sends "007" for a
+// string parameter, as written.
+func TestRunCSVLeadingZeros(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "run.csv"), []byte("tile,code\nA,007\nB,010\n"), 0o644)
+	def := `{"id":"x","parameters":[{"name":"code","schema":{"type":"string"}}],
+	 "process_graph":{"a":{"process_id":"text_concat","arguments":{"data":[{"from_parameter":"code"}]},"result":true}}}`
+	os.WriteFile(filepath.Join(dir, "pc.json"), []byte(def), 0o644)
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+	code, out := cli(t, dir, "run", "--db", "run.csv", "--backend", "b0="+srv.URL, "--process", "pc.json", "--poll", "10ms", "--no-download")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var bodies []string
+	for _, j := range srv.Jobs() {
+		bodies = append(bodies, string(j.Body))
+	}
+	all := strings.Join(bodies, "\n")
+	if len(bodies) != 2 || !strings.Contains(all, `"data":["007"]`) || !strings.Contains(all, `"data":["010"]`) {
+		t.Errorf("job bodies:\n%s", all)
+	}
+}
