@@ -17,7 +17,6 @@ package tableconv
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,62 +27,59 @@ import (
 	"strconv"
 	"strings"
 
-	_ "github.com/duckdb/duckdb-go/v2" // CheckGeometries: WKT with Z and M
 	"github.com/paulmach/orb/encoding/wkt"
 	"github.com/paulmach/orb/geojson"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/internal/jsonkeys"
+	"github.com/openeo-batch/worker/internal/wktgeo"
 )
 
 // GeometryColumn is where geometries live in a table, as WKT text: the
 // name the Python client gives a GeoDataFrame's geometry.
 const GeometryColumn = "geometry"
 
-// CheckGeometries makes sure every cell of t's GeometryColumn is WKT
-// (OGC Simple Features, 2D, Z or M), or empty, before a table is written
-// to any store: SQLite and CSV keep text as it comes, so a bad cell would
-// otherwise surface only in a job. A bad cell is an error naming from (the
-// file t was read from), the row (from 1) and the column. A table without
-// a geometry column passes. orb reads 2D WKT quickly; a cell it refuses
-// goes to an in-memory DuckDB database, which also reads Z and M
-// coordinates.
+// CheckGeometries makes sure every cell of t's GeometryColumn is a WKT
+// geometry (OGC Simple Features, 2D, Z or M) that every store keeps as it
+// is and a run sends unchanged, or empty, before a table is written to any
+// store: SQLite and CSV would keep bad text as it comes (and a run refuse
+// it later), Parquet and DuckDB would read what they can of it (dropping
+// trailing text, a second geometry or an EWKT SRID). The rules are
+// internal/wktgeo's, the same a run applies: no text after the geometry,
+// no "SRID=n;" prefix, finite coordinates, no EMPTY geometry, closed
+// rings of at least 4 positions. A bad cell is an error naming from (the
+// file t was read from), the row (from 1), the column and the reason. A
+// table without a geometry column passes. ctx is unused; it is kept for
+// callers.
 func CheckGeometries(ctx context.Context, from string, t *Table) error {
 	i := slices.Index(t.Columns, GeometryColumn)
 	if i < 0 {
 		return nil
 	}
-	var duck *sql.DB
-	defer func() {
-		if duck != nil {
-			duck.Close()
-		}
-	}()
 	for r, row := range t.Rows {
-		if row[i] == nil {
-			continue
+		if err := checkGeometryCell(row[i]); err != nil {
+			return fmt.Errorf("%s: row %d, %w", from, r+1, err)
 		}
-		s, ok := row[i].(string)
-		if ok && strings.TrimSpace(s) == "" {
-			continue
-		}
-		if ok {
-			if _, err := wkt.Unmarshal(s); err == nil {
-				continue
-			}
-			if duck == nil {
-				var err error
-				if duck, err = sql.Open("duckdb", ""); err != nil {
-					return err
-				}
-			}
-			var g any
-			if duck.QueryRowContext(ctx, "SELECT CAST(? AS GEOMETRY)", s).Scan(&g) == nil {
-				continue
-			}
-		}
-		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, GeometryColumn, fmt.Sprint(row[i]))
+	}
+	return nil
+}
+
+// checkGeometryCell checks one cell of GeometryColumn (see
+// CheckGeometries); the error names the column.
+func checkGeometryCell(v any) error {
+	if v == nil {
+		return nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("column %q: not WKT: a %T (%v)", GeometryColumn, v, v)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	if err := wktgeo.Check(s); err != nil {
+		return fmt.Errorf("column %q: not WKT: %w: %.60q", GeometryColumn, err, s)
 	}
 	return nil
 }
@@ -354,6 +350,9 @@ func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 	for i, r := range t.Rows {
 		f := geojson.NewFeature(nil)
 		if g >= 0 && r[g] != nil {
+			if err := checkGeometryCell(r[g]); err != nil {
+				return fmt.Errorf("row %d, %w", i+1, err)
+			}
 			s, _ := r[g].(string)
 			geom, err := wkt.Unmarshal(s)
 			if err != nil {

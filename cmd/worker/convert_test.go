@@ -117,7 +117,8 @@ func TestConvertBadInput(t *testing.T) {
 	if code, out := cli(t, dir, "init", "--from", "z.csv", "--db", "z.db"); code != 0 {
 		t.Errorf("init of a 3D point: exit %d: %s", code, out)
 	}
-	// A table written by another program can still hold bad WKT: export names the row.
+	// A table written by another program can still hold bad WKT: export
+	// names the row, as invalid input (exit 2).
 	s, err := sqlite.Open(t.Context(), filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func TestConvertBadInput(t *testing.T) {
 	}
 	s.Close()
 	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.geojson")
-	if code != 1 || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
+	if code != exitUsage || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
 		t.Errorf("bad WKT: exit %d: %s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.geojson")); !os.IsNotExist(err) {

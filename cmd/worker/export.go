@@ -80,6 +80,12 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if err != nil {
 		return err
 	}
+	// A geometry another tool wrote that the target would change (Parquet
+	// drops trailing text) or cannot hold (GeoJSON has no NaN) is the
+	// table's fault, named as init names it.
+	if err := tableconv.CheckGeometries(ctx, *db, t); err != nil {
+		return badInput(err)
+	}
 	if tableconv.IsGeoJSON(*to) {
 		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
 			return fmt.Errorf("%s: %w", *db, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,5 +76,62 @@ func TestRunCSVLeadingZeros(t *testing.T) {
 	all := strings.Join(bodies, "\n")
 	if len(bodies) != 2 || !strings.Contains(all, `"data":["007"]`) || !strings.Contains(all, `"data":["010"]`) {
 		t.Errorf("job bodies:\n%s", all)
+	}
+}
+
+// init refuses, in every format alike, a geometry cell that a store would
+// change or a run refuse: exit 2 naming file, row, column and reason,
+// nothing written.
+func TestInitStrictWKT(t *testing.T) {
+	dir := t.TempDir()
+	for name, c := range map[string]struct{ cell, why string }{
+		"ewkt":     {"SRID=3857;POLYGON((0 0, 1 0, 1 1, 0 0))", "EPSG code in a column"},
+		"trail":    {"POLYGON((0 0, 1 0, 1 1, 0 0)) trailing", "after the geometry"},
+		"two":      {"POLYGON((0 0, 1 0, 1 1, 0 0)),POINT(5 5)", "several geometries"},
+		"nan":      {"POLYGON((0 0, NaN 0, 1 1, 0 0))", "not a finite number"},
+		"unclosed": {"POLYGON((0 0, 1 0, 1 2, 0 1))", "not closed"},
+		"short":    {"POLYGON((0 0, 1 0, 0 0))", "at least 4 positions"},
+		"empty":    {"POLYGON EMPTY", "EMPTY"},
+	} {
+		in := "g_" + name + ".csv"
+		os.WriteFile(filepath.Join(dir, in), []byte("tile,geometry\nA,POINT (1 2)\nB,\""+c.cell+"\"\n"), 0o644)
+		for _, db := range []string{"t.db", "t.csv", "t.parquet", "t.duckdb"} {
+			code, out := cli(t, dir, "init", "--from", in, "--db", db)
+			if code != exitUsage || !strings.Contains(out, in+": row 2, column \"geometry\"") || !strings.Contains(out, c.why) {
+				t.Errorf("%s to %s: exit %d, want 2 naming row 2 and %q:\n%s", in, db, code, c.why, out)
+			}
+			if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
+				t.Fatalf("%s to %s left %v", in, db, left)
+			}
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "ok.csv"), []byte("tile,geometry\nA,\"POLYGON Z((0 0 1, 1 0 1, 1 1 1, 0 0 1))\"\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "ok.csv", "--db", "ok.parquet"); code != 0 {
+		t.Errorf("a 3D polygon: exit %d\n%s", code, out)
+	}
+}
+
+// export to GeoJSON of a table holding a NaN coordinate (written by
+// another tool) names the row and column instead of a JSON encoder's error.
+func TestExportGeoJSONNaN(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("tile,geometry\nA,POINT (1 2)\nB,POINT (3 4)\n"), 0o644)
+	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "t.db"); code != 0 {
+		t.Fatal(out)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "t.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("update jobs set geometry = 'POLYGON((0 0, NaN 0, 1 1, 0 0))' where tile = 'B'"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out := cli(t, dir, "export", "--db", "t.db", "--to", "t.geojson")
+	if code != exitUsage || !strings.Contains(out, `t.db: row 2, column "geometry"`) || !strings.Contains(out, "not a finite number") || strings.Contains(out, "MarshalJSON") {
+		t.Errorf("exit %d, want 2 naming row 2:\n%s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "t.geojson")); err == nil {
+		t.Error("t.geojson was written")
 	}
 }
