@@ -24,7 +24,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/paulmach/orb/encoding/wkt"
@@ -224,11 +223,13 @@ func inTable(location string, err error) error {
 // ReadGeoJSON reads a GeoJSON FeatureCollection (RFC 7946) into a table
 // with one row per feature: a column per property, in the order the
 // properties first appear, and last GeometryColumn, the feature's geometry
-// as WKT (nil for a null geometry). Whole numbers become int64, other
-// numbers float64, objects and arrays their JSON text. A document that is
-// not a FeatureCollection, a geometry that WKT would change (see
-// CheckGeoJSONGeometry) or a property called "geometry" is an error naming
-// the file and the feature (from 1).
+// as WKT (nil for a null geometry). Whole numbers become int64 (beyond
+// int64, their text as written), other numbers float64, objects and arrays
+// their JSON text. A document that is not a FeatureCollection, text that
+// is not UTF-8 (RFC 8259), a number beyond float64's range, a geometry
+// that WKT would change (see CheckGeoJSONGeometry) or a property called
+// "geometry" is an error naming the file and the feature (from 1), and the
+// property where it is one's.
 func ReadGeoJSON(path string) (*Table, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -244,6 +245,9 @@ func ReadGeoJSON(path string) (*Table, error) {
 	if doc.Type != "FeatureCollection" {
 		return nil, fmt.Errorf("%s: want a GeoJSON FeatureCollection, got type %q", path, doc.Type)
 	}
+	if err := checkUTF8(path, b, doc.Features); err != nil {
+		return nil, err
+	}
 	t := &Table{}
 	index := map[string]int{}
 	var props []map[string]any
@@ -254,10 +258,6 @@ func ReadGeoJSON(path string) (*Table, error) {
 		}
 		json.Unmarshal(raw, &g)
 		if err := CheckGeoJSONGeometry(g.Geometry); err != nil {
-			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
-		}
-		f, err := geojson.UnmarshalFeature(raw)
-		if err != nil {
 			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
 		}
 		var p map[string]any
@@ -277,6 +277,15 @@ func ReadGeoJSON(path string) (*Table, error) {
 				index[k] = len(t.Columns)
 				t.Columns = append(t.Columns, k)
 			}
+			if v, ok := p[k]; ok {
+				if p[k], err = jsonValue(v); err != nil {
+					return nil, fmt.Errorf("%s: feature %d, property %q: %w", path, i+1, k, err)
+				}
+			}
+		}
+		f, err := geojson.UnmarshalFeature(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
 		}
 		props = append(props, p)
 		if f.Geometry == nil {
@@ -289,7 +298,7 @@ func ReadGeoJSON(path string) (*Table, error) {
 	for i, p := range props {
 		r := make([]any, len(t.Columns))
 		for k, v := range p {
-			r[index[k]] = jsonValue(v)
+			r[index[k]] = v
 		}
 		r[len(r)-1] = geoms[i]
 		t.Rows = append(t.Rows, r)
@@ -307,23 +316,6 @@ func propertyKeys(feature json.RawMessage) []string {
 		return nil
 	}
 	return jsonkeys.Object(f.Properties)
-}
-
-// jsonValue turns a JSON property into a table value: whole numbers int64,
-// other numbers float64, objects and arrays their JSON text.
-func jsonValue(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any, []any:
-		b, _ := json.Marshal(x)
-		return string(b)
-	}
-	return v
 }
 
 // WriteGeoJSON writes t to path as a FeatureCollection, replacing the file
