@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
@@ -334,6 +336,9 @@ func (c *JobCreator) build(d *Definition, row driver.Job) (*remote.JobRequest, e
 	if err != nil {
 		return nil, &RowError{Key: row.Key, Err: err}
 	}
+	if err := checkJobText(row); err != nil {
+		return nil, err
+	}
 	opts, err := c.jobOptions(row)
 	if err != nil {
 		return nil, err
@@ -398,6 +403,25 @@ func (c *JobCreator) jobOptions(row driver.Job) (map[string]any, error) {
 	}
 	maps.Copy(out, obj)
 	return out, nil
+}
+
+// errNotUTF8 is the reason a text cell that is not UTF-8 (a Latin-1 CSV
+// file kept as it is in a SQLite or CSV table) cannot be sent: JSON
+// carries UTF-8 only, and the bytes would reach the back-end as U+FFFD.
+func errNotUTF8(s string) error {
+	return fmt.Errorf("%s is not UTF-8 text, which a job cannot carry unchanged (convert the table's text to UTF-8)", shorten(strconv.Quote(s)))
+}
+
+// checkJobText makes sure the cells a job carries as they are (title,
+// description, job_options) are UTF-8 text: a *RowError names the first
+// that is not.
+func checkJobText(row driver.Job) error {
+	for _, col := range []string{"title", "description", "job_options"} {
+		if s, ok := row.Data[col].(string); ok && !utf8.ValidString(s) {
+			return &RowError{Key: row.Key, Column: col, Err: errNotUTF8(s)}
+		}
+	}
+	return nil
 }
 
 // nodeID names the single node as the Python client does: the process id

@@ -282,6 +282,9 @@ func substitute(v any, vals map[string]any) any {
 // Job builds the batch job for a row. Its title is the row's "title"
 // column when there is one, else "<id> row <key>".
 func (d *Definition) Job(row driver.Job) (*remote.JobRequest, error) {
+	if err := checkJobText(row); err != nil {
+		return nil, err
+	}
 	vals, _, err := d.arguments(row, nil, nil, true)
 	if err != nil {
 		return nil, err

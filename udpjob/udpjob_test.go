@@ -2,6 +2,7 @@ package udpjob_test
 
 import (
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,4 +149,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the graph")
 		}
 	})
+}
+
+// A text cell that is not UTF-8 (Latin-1 kept by a SQLite or CSV table)
+// is the row's error naming the column, never sent as U+FFFD.
+func TestCellNotUTF8(t *testing.T) {
+	d := load(t)
+	for _, c := range []struct {
+		data map[string]any
+		col  string
+	}{
+		{map[string]any{"year": int64(2020), "title": "caf\xe9-l1"}, "title"},
+		{map[string]any{"year": int64(2020), "spatial_extent": "{\"west\": \"\xe9\"}"}, "spatial_extent"},
+	} {
+		_, err := d.Job(driver.Job{Key: 7, Data: c.data})
+		var re *udpjob.RowError
+		if !errors.As(err, &re) || re.Column != c.col || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("%v: err = %v, want a row error naming column %q", c.data, err, c.col)
+		}
+	}
+	c := &udpjob.JobCreator{Definition: d}
+	bad, err := c.Check([]*udpjob.Definition{d}, []string{"year", "description"},
+		[]driver.Job{{Key: 1, Data: map[string]any{"year": int64(1)}}, {Key: 2, Data: map[string]any{"year": int64(1), "description": "\xff"}}})
+	if err != nil || len(bad) != 1 || bad[0].Key != 2 || bad[0].Column != "description" {
+		t.Errorf("Check: %v, %v", bad, err)
+	}
 }

@@ -135,3 +135,29 @@ func TestExportGeoJSONNaN(t *testing.T) {
 		t.Error("t.geojson was written")
 	}
 }
+
+// A Latin-1 title kept by a SQLite table is a bad row found before the
+// run, naming row and column, not a job titled with U+FFFD.
+func TestRunRefusesTextNotUTF8(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("title,code\ncafe,a\ncaf\xe9-l1,b\n"), 0o644)
+	def := `{"id":"x","parameters":[{"name":"code","schema":{"type":"string"}}],
+	 "process_graph":{"a":{"process_id":"text_concat","arguments":{"data":[{"from_parameter":"code"}]},"result":true}}}`
+	os.WriteFile(filepath.Join(dir, "pc.json"), []byte(def), 0o644)
+	for _, db := range []string{"t.db", "t.csv"} {
+		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
+			t.Fatal(out)
+		}
+		code, out := cli(t, dir, "check", "--db", db, "--process", "pc.json")
+		if code != exitUsage || !strings.Contains(out, `row 2, column "title"`) || !strings.Contains(out, "not UTF-8") {
+			t.Errorf("check %s: exit %d\n%s", db, code, out)
+		}
+		srv := remotetest.NewServer(remotetest.Options{})
+		defer srv.Close()
+		t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+		code, out = cli(t, dir, "run", "--db", db, "--backend", "b0="+srv.URL, "--process", "pc.json", "--poll", "10ms", "--no-download")
+		if code != exitUsage || !strings.Contains(out, `row 2, column "title"`) || len(srv.Jobs()) != 0 {
+			t.Errorf("run %s: exit %d, %d jobs\n%s", db, code, len(srv.Jobs()), out)
+		}
+	}
+}
