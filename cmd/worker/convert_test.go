@@ -206,7 +206,7 @@ func TestInitNonUTF8(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "latin1.csv"), []byte("name,year\ncafe,2020\ncaf\xe9,2021\n"), 0o644)
 	for _, db := range []string{"t.parquet", "t.duckdb"} {
 		code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", db)
-		if code != 1 || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		if code != exitUsage || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
 			t.Errorf("init --db %s: exit %d: %s", db, code, out)
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
@@ -240,7 +240,7 @@ func TestInitNonUTF8(t *testing.T) {
 		t.Errorf("query --json by the escaped text: exit %d: %s", code, out)
 	}
 	code, out = cli(t, dir, "export", "--db", "t.db", "--to", "out.parquet")
-	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+	if code != exitUsage || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
 		t.Errorf("export to Parquet: exit %d: %s", code, out)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "out.*")); len(left) > 0 {

@@ -145,7 +145,7 @@ func checkFolder(flagName, location string) error {
 func createTable(ctx context.Context, location string, t *tableconv.Table) (int, error) {
 	n, err := tableconv.Create(ctx, location, t)
 	if errors.Is(err, driver.ErrExists) {
-		return 0, fmt.Errorf("%s already holds a job table: run it, or choose another --db", location)
+		return 0, badInput(fmt.Errorf("%s already holds a job table: run it, or choose another --db", location))
 	}
 	return n, err
 }

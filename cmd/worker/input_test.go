@@ -161,3 +161,52 @@ func TestRunRefusesTextNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// Invalid input exits 2 (bad usage or invalid input), whatever command
+// meets it, with a message of one line where a library would say more.
+func TestInvalidInputExits2(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) { os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644) }
+	write("ok.csv", "title,code\na,x\n")
+	write("dup.csv", "tile,tile\nA,B\n")
+	write("noname.csv", ",year\nA,2019\n")
+	write("empty.parquet", "")
+	write("garbage.db", "garbage\n")
+	write("garbage.duckdb", "garbage, and more garbage\n")
+	write("latin1.csv", "name\ncaf\xe9\n")
+	write("p_arr.json", "[1, 2]")
+	write("p_text.json", "nope")
+	write("p_nograph.json", `{"id": "x"}`)
+	if code, out := cli(t, dir, "init", "--from", "ok.csv", "--db", "have.db"); code != 0 {
+		t.Fatal(out)
+	}
+	srv := remotetest.NewServer(remotetest.Options{})
+	defer srv.Close()
+	t.Setenv("OPENEO_B0_TOKEN", srv.ValidToken())
+	docs := remotetest.NewDocServer(map[string][]byte{})
+	defer docs.Close()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "--db", "dup.csv"}, `column "tile" appears twice`},
+		{[]string{"status", "--db", "noname.csv"}, "column 1 has no name"},
+		{[]string{"check", "--db", "ok.csv", "--process", "nonexist.json"}, "nonexist.json: no such file"},
+		{[]string{"check", "--db", "ok.csv", "--process", "p_text.json"}, "p_text.json: not a JSON process definition"},
+		{[]string{"check", "--db", "ok.csv", "--process", "p_nograph.json"}, "p_nograph.json: process_graph"},
+		{[]string{"check", "--db", "ok.csv", "--process", "p_arr.json"}, "p_arr.json: not a process definition: want a JSON object with process_graph"},
+		{[]string{"check", "--db", "ok.csv", "--namespace", docs.URL + "/nope.json"}, "404"},
+		{[]string{"check", "--db", "ok.csv", "--process-id", "nope", "--backend", "b0=" + srv.URL}, `user-defined process "nope"`},
+		{[]string{"status", "--db", "empty.parquet"}, "empty.parquet: not a readable Parquet file: Invalid Input Error"},
+		{[]string{"init", "--from", "empty.parquet", "--db", "x.db"}, "not a readable Parquet file"},
+		{[]string{"status", "--db", "garbage.db"}, "not a SQLite database"},
+		{[]string{"init", "--from", "garbage.duckdb", "--db", "x.db"}, "not a DuckDB database file"},
+		{[]string{"init", "--from", "latin1.csv", "--db", "x.parquet"}, "not UTF-8"},
+		{[]string{"init", "--from", "ok.csv", "--db", "have.db"}, "have.db already holds a job table"},
+	} {
+		code, out := cli(t, dir, c.args...)
+		if code != exitUsage || !strings.Contains(out, c.want) || strings.Contains(out, "LINE 1") || strings.Contains(out, "Go value") {
+			t.Errorf("%v: exit %d, want 2 saying %q:\n%s", c.args, code, c.want, out)
+		}
+	}
+}

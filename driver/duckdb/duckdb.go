@@ -24,6 +24,7 @@ import (
 	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 	"path/filepath"
@@ -398,6 +399,33 @@ func configure(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// firstLine is the first line of a DuckDB error: the rest repeats our
+// SQL with a caret under the spot, which says nothing to a user.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+// duckDBMagic is what a DuckDB database file holds at byte 8 (DuckDB's
+// storage format, MainHeader::MAGIC_BYTES).
+const duckDBMagic = "DUCK"
+
+// checkDuckDBFile refuses, as an *driver.InvalidError, a file that is not
+// a DuckDB database (too short, or without the magic bytes): DuckDB's own
+// error for it is an IO error like that of a lock or a permission.
+func checkDuckDBFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 12)
+	if n, _ := io.ReadFull(f, head); n < len(head) || string(head[8:12]) != duckDBMagic {
+		return driver.Invalid(fmt.Errorf("%s: not a DuckDB database file", path))
+	}
+	return nil
+}
+
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func sqlType(k driver.Kind) string {
@@ -421,15 +449,27 @@ func (s *Store) importTable(ctx context.Context) error {
 	// No hive partitioning: a folder named like key=value is not a column.
 	source := "read_parquet(" + literal(s.path) + ", hive_partitioning = false)"
 	if !s.parquet {
+		if err := checkDuckDBFile(s.path); err != nil {
+			return err
+		}
 		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(s.path)+" AS pub (READ_ONLY)"); err != nil {
-			return fmt.Errorf("%s: %w", s.path, err)
+			return fmt.Errorf("%s: %s", s.path, firstLine(err))
 		}
 		defer s.db.ExecContext(ctx, "DETACH pub")
 		source = "pub.jobs"
 	}
 	rows, err := s.db.QueryContext(ctx, "SELECT column_name FROM (DESCRIBE SELECT * FROM "+source+")")
 	if err != nil {
-		return fmt.Errorf("%s: not a readable table: %w", s.path, err)
+		var de *duckdbgo.Error
+		switch {
+		case !errors.As(err, &de):
+			return fmt.Errorf("%s: %w", s.path, err)
+		case s.parquet && de.Type == duckdbgo.ErrorTypeInvalidInput:
+			return driver.Invalid(fmt.Errorf("%s: not a readable Parquet file: %s", s.path, firstLine(err)))
+		case !s.parquet && de.Type == duckdbgo.ErrorTypeCatalog:
+			return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+		}
+		return fmt.Errorf("%s: not a readable table: %s", s.path, firstLine(err))
 	}
 	var cols []string
 	for rows.Next() {
@@ -791,7 +831,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	for i, c := range columns {
 		if !utf8.ValidString(c) {
-			return fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c)
+			return driver.Invalid(fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c))
 		}
 	}
 	var data [][]any
@@ -808,7 +848,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 			// DuckDB would store NULL in place of text that is not UTF-8,
 			// and the value would be lost for good.
 			if str, ok := v.(string); ok && !utf8.ValidString(str) {
-				return fmt.Errorf("row %d, column %q: %.40q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", n, columns[i], str)
+				return driver.Invalid(fmt.Errorf("row %d, column %q: %.40q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", n, columns[i], str))
 			}
 		}
 		data = append(data, r)
