@@ -106,6 +106,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad param name", `{"parameters": [{"name": "a b"}], "process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}}`, "parameters[0].name"},
 		{"duplicate param", `{"parameters": [{"name": "a"}, {"name": "a"}], "process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}}`, "twice"},
 		{"trailing data", `{"process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}} {}`, "after the document"},
+		{"array", ` [1, 2]`, "not a process definition: want a JSON object with process_graph"},
+		{"id a number", `{"id": 7, "process_graph": {}}`, "id: want a JSON string, got a JSON number"},
+		{"parameter a string", `{"parameters": ["a"], "process_graph": {}}`, "parameters[0]: want a JSON object, got a JSON string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,8 +119,9 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 	_, err := udpjob.Load("testdata/missing.json")
-	if err == nil {
-		t.Error("Load of a missing file succeeded")
+	var de *udpjob.DefinitionError
+	if !errors.As(err, &de) || err.Error() != "testdata/missing.json: no such file or directory" {
+		t.Errorf("Load of a missing file: %v", err)
 	}
 }
 
