@@ -310,6 +310,12 @@ func (s *Store) commitWork(ctx context.Context) error {
 	if err := atomicfile.Commit(tmp, s.work); err != nil {
 		return err
 	}
+	// The folder DuckDB spills to beside the file built (tmp.tmp): DuckDB
+	// leaves it when it was there before, as after a kill during an
+	// earlier build, and the file it served is gone now.
+	if err := os.RemoveAll(tmp + ".tmp"); err != nil {
+		return err
+	}
 	s.building = ""
 	crashpoint.Hit("duckdb: renamed")
 	if _, err := s.openDB(ctx, s.work); err != nil {

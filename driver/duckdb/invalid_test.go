@@ -50,3 +50,36 @@ func TestOpenInvalidFile(t *testing.T) {
 		t.Errorf("a DuckDB file without a jobs table: err = %v", err)
 	}
 }
+
+// The spill folder of a work file being built, which an init killed
+// during its build leaves (X.parquet.work.duckdb.new.tmp/), is gone once
+// the next build has committed.
+func TestBuildRemovesSpillFolder(t *testing.T) {
+	for _, name := range []string{"t.parquet", "t.duckdb"} {
+		dir := t.TempDir()
+		path := filepath.Join(dir, name)
+		spill := path + ".work.duckdb.new.tmp"
+		if err := os.Mkdir(spill, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s, err := duckdb.Open(t.Context(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Init(t.Context(), []string{"title"}, func(yield func([]any, error) bool) { yield([]any{"a"}, nil) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(spill); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: spill folder after Init: %v", name, err)
+		}
+		s.Close()
+		os.Mkdir(spill, 0o755) // a kill while the next open built its work file
+		if s, err = duckdb.Open(t.Context(), path); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if _, err := os.Stat(spill); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s: spill folder after an open: %v", name, err)
+		}
+	}
+}
