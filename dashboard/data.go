@@ -13,6 +13,8 @@ import (
 	"github.com/paulmach/orb/geojson"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/jsoncell"
 	"github.com/openeo-batch/worker/udpjob"
 )
 
@@ -23,6 +25,11 @@ import (
 type Table struct {
 	Columns []string
 	Rows    [][]any
+	// EPSG is the CRS the table names for its geometry column (a
+	// GeoParquet "crs"), as an EPSG code; 0 when it names none. Without
+	// one, a row's epsg column says the CRS of coordinates that are not
+	// longitude/latitude (see crs.FootprintEPSG).
+	EPSG int
 }
 
 // StatusColors maps each status (driver.Statuses) to the CSS colour of its
@@ -172,6 +179,7 @@ func build(t *Table, geometryCol string, now time.Time, cache map[string]json.Ra
 	if i, ok := col[geometryCol]; ok {
 		geo, d.GeometryColumn = i, geometryCol
 	}
+	epsgCol, hasEPSG := col["epsg"]
 	text := func(r []any, name string) string {
 		i, ok := col[name]
 		if !ok || r[i] == nil {
@@ -201,10 +209,14 @@ func build(t *Table, geometryCol string, now time.Time, cache map[string]json.Ra
 		}
 		d.Rows[n] = out
 		if geo >= 0 {
-			key, cacheable := geometryKey(r[geo])
+			var epsg any
+			if hasEPSG {
+				epsg = r[epsgCol]
+			}
+			key, cacheable := geometryKey(r[geo], epsg)
 			g, err := cache[key], error(nil)
 			if !cacheable || g == nil {
-				g, err = geometryJSON(r[geo])
+				g, err = footprint(r[geo], t.EPSG, epsg)
 			}
 			if err == nil && cacheable {
 				next[key] = g
@@ -281,15 +293,47 @@ func build(t *Table, geometryCol string, now time.Time, cache map[string]json.Ra
 	return d, next
 }
 
-// geometryKey is the cache key of a geometry cell: its text or bytes.
-func geometryKey(v any) (string, bool) {
+// geometryKey is the cache key of a geometry cell: its text or bytes,
+// and the row's epsg cell, which says the CRS of its coordinates.
+func geometryKey(v, epsg any) (string, bool) {
+	e := "\x00" + fmt.Sprint(epsg)
 	switch x := v.(type) {
 	case string:
-		return x, true
+		return x + e, true
 	case []byte:
-		return "b:" + string(x), true
+		return "b:" + string(x) + e, true
 	}
 	return "", false
+}
+
+// decimals is the precision of the map's longitudes and latitudes: 1e-6
+// degrees is about 0.1 m, far below what a footprint on the map shows,
+// and keeps the payload small.
+const decimals = 1e6
+
+// footprint turns a geometry cell into a GeoJSON geometry in
+// longitude/latitude, as the map draws it: coordinates in another CRS
+// (the table's, else the row's epsg cell; see crs.FootprintEPSG) are
+// reprojected through PROJ; all are rounded to 6 decimals. Coordinates
+// that are not longitude/latitude and whose CRS nobody names are an error
+// saying so.
+func footprint(cell any, tableEPSG int, epsgCell any) (json.RawMessage, error) {
+	g, err := geometryJSON(cell)
+	if err != nil {
+		return nil, err
+	}
+	b, ok := crs.PositionsBound(g)
+	if !ok {
+		return g, nil // an empty geometry
+	}
+	n, err := crs.FootprintEPSG(tableEPSG, epsgCell, b)
+	if err != nil {
+		return nil, err
+	}
+	return crs.MapPositions(g, func(x, y float64) (float64, float64, error) {
+		x, y, err := crs.Transform(n, x, y)
+		return math.Round(x*decimals) / decimals, math.Round(y*decimals) / decimals, err
+	})
 }
 
 // geometryJSON turns a geometry cell into a GeoJSON geometry: WKT text (CSV,
@@ -361,16 +405,14 @@ func cellText(v any) string {
 }
 
 // jsonCell is a cell as JSON: numbers and booleans stay themselves
-// (non-finite floats become text, which JSON cannot hold), the rest is text.
+// (non-finite floats become text, which JSON cannot hold, spelt as in
+// worker query --json: see jsoncell), the rest is text.
 func jsonCell(v any) any {
 	switch x := v.(type) {
 	case nil, bool, int64, int32, int:
 		return x
 	case float64:
-		if math.IsInf(x, 0) || math.IsNaN(x) {
-			return fmt.Sprint(x)
-		}
-		return x
+		return jsoncell.Float(x)
 	}
 	return cellText(v)
 }

@@ -9,10 +9,13 @@
 package driver
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"iter"
+	"slices"
+	"strings"
 )
 
 // Sentinel errors. Drivers wrap them; callers test with errors.Is.
@@ -74,11 +77,46 @@ type Filter struct {
 	After int64
 }
 
+// Apply returns the rows of jobs, which are in table order, that f
+// selects, for a store that cannot select them in its own query language
+// (a reader of a table another program wrote). It reuses jobs' array.
+func (f Filter) Apply(jobs []Job) []Job {
+	out := jobs[:0]
+	for _, j := range jobs {
+		if f.Limit > 0 && len(out) == f.Limit {
+			break
+		}
+		if (len(f.Statuses) == 0 || slices.Contains(f.Statuses, j.Status)) && (f.Backend == "" || j.Backend == f.Backend) &&
+			(!f.DownloadPending || j.DownloadPending) && j.Key > f.After {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
 // Count is the number of rows with one status on one back-end.
 type Count struct {
 	Backend string
 	Status  Status
 	N       int
+}
+
+// CountJobs counts jobs per back-end and status, as Store.Counts does,
+// ordered by back-end, then status.
+func CountJobs(jobs []Job) []Count {
+	n := map[Count]int{}
+	for _, j := range jobs {
+		n[Count{Backend: j.Backend, Status: j.Status}]++
+	}
+	out := []Count{}
+	for c, k := range n {
+		c.N = k
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Count) int {
+		return cmp.Or(strings.Compare(a.Backend, b.Backend), strings.Compare(string(a.Status), string(b.Status)))
+	})
+	return out
 }
 
 // Values assigns manager columns by name (see ManagerColumns). A nil value
@@ -229,4 +267,17 @@ type Replacer interface {
 // and closed.
 type SQLReader interface {
 	ReadSQL(ctx context.Context, stmt string, args ...any) (rows *sql.Rows, done func(), err error)
+}
+
+// CRSKeeper is a Store that records the coordinate reference system of
+// its geometry columns in the table itself (GeoParquet's "crs", a DuckDB
+// GEOMETRY column's CRS). Other stores keep it, if at all, in a column
+// such as the epsg column worker split writes.
+type CRSKeeper interface {
+	// GeometryCRS returns the CRS of column c as the table names it
+	// (PROJJSON text), "" when it names none (longitude/latitude).
+	GeometryCRS(c string) string
+	// SetGeometryCRS gives column c's CRS (PROJJSON text) before Init,
+	// which records it; after Init it fails.
+	SetGeometryCRS(c, projjson string) error
 }

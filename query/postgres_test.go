@@ -1,6 +1,8 @@
 package query
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 
@@ -47,5 +49,19 @@ func TestPostgres(t *testing.T) {
 	res, err = db.Select(ctx, "SELECT count(*) FROM jobs WHERE status = 'not_started'")
 	if err != nil || res.Rows[0][0] != int64(2) {
 		t.Errorf("after the refusals: %v, %v", res, err)
+	}
+	// NUMERIC is a number with its digits, NaN and infinities are text,
+	// keys in the SELECT's order.
+	rows, err := db.Query(ctx, "SELECT title, 12.30::numeric(6,2) AS d, 'NaN'::numeric AS nn, 'NaN'::float8 AS n, '-Infinity'::float8 AS i FROM jobs WHERE year = 2020")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = Write(&out, rows, JSON)
+	rows.Close()
+	var compact bytes.Buffer
+	json.Compact(&compact, out.Bytes())
+	if want := `[{"title":"a","d":12.30,"nn":"NaN","n":"NaN","i":"-Infinity"}]`; err != nil || compact.String() != want {
+		t.Errorf("JSON: %v\n%s\nwant\n%s", err, out.String(), want)
 	}
 }

@@ -24,7 +24,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -34,6 +36,7 @@ import (
 	duckdbgo "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/pin"
 	"github.com/openeo-batch/worker/tableconv"
 )
 
@@ -65,7 +68,7 @@ type DB struct {
 	db       *sql.DB
 	location string
 	escaped  []Escaped
-	file     *pinned // the Parquet or DuckDB file read, nil for a copy
+	file     *pin.File // the Parquet or DuckDB file read, nil for a copy
 
 	server  driver.Store // a store that is a driver.SQLReader, or nil
 	mu      sync.Mutex
@@ -123,7 +126,7 @@ func (d *DB) Close() error {
 		return d.server.Close()
 	}
 	err := d.db.Close()
-	if rerr := d.file.release(); err == nil {
+	if rerr := d.file.Release(); err == nil {
 		err = rerr
 	}
 	return err
@@ -185,14 +188,14 @@ func (d *DB) Query(ctx context.Context, stmt string, args ...any) (*sql.Rows, er
 	return rows, d.named(err)
 }
 
-// named returns err with the name of the copy DuckDB reads (see pinned)
+// named returns err with the name of the copy DuckDB reads (see package pin)
 // replaced by the table's location in its text, which is what the user
 // knows; errors.Is and errors.As see err as it was.
 func (d *DB) named(err error) error {
 	if d.file == nil {
 		return err
 	}
-	return renamed(err, d.file.name, d.location)
+	return renamed(err, d.file.Name, d.location)
 }
 
 // renamed returns err with name replaced by location in its text.
@@ -374,6 +377,11 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 			return &RefusedError{Multiple: true}
 		}
 		if err != nil {
+			// DuckDB cannot bind a change of a view (the jobs of a
+			// Parquet or DuckDB table): its words tell what it is.
+			if what := changeKeyword(stmt); what != "" {
+				return &RefusedError{What: what}
+			}
 			return err
 		}
 		defer st.Close()
@@ -396,10 +404,72 @@ func (d *DB) Check(ctx context.Context, stmt string) error {
 	})
 }
 
+// changeKeyword tells from its words what a statement that DuckDB could
+// not prepare is, when it is a change ("an INSERT", "a DELETE", ...), or
+// "" otherwise: its first keyword, after comments and parentheses, or
+// after WITH the first one outside the common table expressions'
+// parentheses. Quoted text and names are skipped.
+func changeKeyword(stmt string) string {
+	what := map[string]string{"INSERT": "an INSERT", "UPDATE": "an UPDATE", "DELETE": "a DELETE",
+		"TRUNCATE": "a DELETE", "MERGE": "a MERGE", "CREATE": "a CREATE", "DROP": "a DROP", "ALTER": "an ALTER",
+		"COPY": "a COPY"}
+	depth, with := 0, false
+	for i := 0; i < len(stmt); {
+		c := stmt[i]
+		switch {
+		case strings.HasPrefix(stmt[i:], "--"):
+			if j := strings.IndexByte(stmt[i:], '\n'); j >= 0 {
+				i += j + 1
+			} else {
+				i = len(stmt)
+			}
+		case strings.HasPrefix(stmt[i:], "/*"):
+			if j := strings.Index(stmt[i+2:], "*/"); j >= 0 {
+				i += j + 4
+			} else {
+				i = len(stmt)
+			}
+		case c == '\'' || c == '"':
+			j := strings.IndexByte(stmt[i+1:], c)
+			if j < 0 {
+				return ""
+			}
+			i += j + 2
+		case c == '(':
+			depth++
+			i++
+		case c == ')':
+			depth--
+			i++
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			j := i
+			for j < len(stmt) && (stmt[j] == '_' || stmt[j] >= 'a' && stmt[j] <= 'z' || stmt[j] >= 'A' && stmt[j] <= 'Z' || stmt[j] >= '0' && stmt[j] <= '9') {
+				j++
+			}
+			word := strings.ToUpper(stmt[i:j])
+			i = j
+			if !with && word == "WITH" {
+				with = true
+				continue
+			}
+			if with && depth > 0 {
+				continue
+			}
+			if with && what[word] == "" && word != "SELECT" && word != "FROM" && word != "VALUES" && word != "TABLE" {
+				continue // the names of the expressions, AS, RECURSIVE, ...
+			}
+			return what[word]
+		default:
+			i++
+		}
+	}
+	return ""
+}
+
 // openJobs opens an in-memory DuckDB database whose one view, jobs, is
 // the table at location, read on a snapshot, and locks it down (see
 // lockDown) so that the user's SQL reads nothing else and writes nothing.
-func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned, error) {
+func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pin.File, error) {
 	duck, err := sql.Open("duckdb", "")
 	if err != nil {
 		return nil, nil, nil, err
@@ -409,13 +479,13 @@ func openJobs(ctx context.Context, location string) (*sql.DB, []Escaped, *pinned
 	if err == nil {
 		var files []string
 		if file != nil {
-			files = []string{file.name}
+			files = []string{file.Name}
 		}
 		err = lockDown(ctx, duck, files)
 	}
 	if err != nil {
 		duck.Close()
-		file.release()
+		file.Release()
 		return nil, nil, nil, err
 	}
 	return duck, escaped, file, nil
@@ -454,7 +524,7 @@ func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") 
 // loadJobs makes the table available to DuckDB as jobs, and returns the
 // file the jobs view reads when queried (nil when it is a copy), which
 // the caller releases after DuckDB, and the cells copied escaped.
-func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Escaped, error) {
+func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pin.File, []Escaped, error) {
 	_, path, _ := strings.Cut(location, "://")
 	if path == "" {
 		path = location
@@ -469,20 +539,75 @@ func loadJobs(ctx context.Context, duck *sql.DB, location string) (*pinned, []Es
 		escaped, err := copyJobs(ctx, duck, location)
 		return nil, escaped, err
 	}
-	file, err := pin(path)
+	file, err := pin.Pin(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", location, err)
 	}
 	for _, q := range stmts {
 		if strings.Contains(q, "%s") {
-			q = fmt.Sprintf(q, sqlString(file.name))
+			q = fmt.Sprintf(q, sqlString(file.Name))
 		}
 		if _, err := duck.ExecContext(ctx, q); err != nil {
-			file.release()
-			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.name, path))
+			file.Release()
+			return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.Name, path))
 		}
 	}
+	if err := addManagerColumns(ctx, duck); err != nil {
+		file.Release()
+		return nil, nil, fmt.Errorf("%s: %w", location, renamed(err, file.Name, path))
+	}
 	return file, nil, nil
+}
+
+// addManagerColumns gives the jobs view of a table another program wrote
+// (pandas, DuckDB) the manager columns it lacks, as the store would read
+// them before a run adopts the table: status not_started, attempts 0,
+// download_pending false, the others NULL. The file is not changed.
+func addManagerColumns(ctx context.Context, duck *sql.DB) error {
+	rows, err := duck.QueryContext(ctx, "SELECT column_name FROM duckdb_columns() WHERE table_name = 'jobs'")
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			rows.Close()
+			return err
+		}
+		have[c] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var extra []string
+	for _, c := range driver.ManagerColumns() {
+		if have[c.Name] {
+			continue
+		}
+		v := map[driver.Kind]string{driver.Text: "NULL::VARCHAR", driver.Integer: "NULL::BIGINT",
+			driver.Real: "NULL::DOUBLE", driver.Bool: "NULL::BOOLEAN"}[c.Kind]
+		switch c.Name {
+		case driver.ColStatus:
+			v = "'" + string(driver.NotStarted) + "'"
+		case driver.ColAttempts:
+			v = "0::BIGINT"
+		case driver.ColDownloadPending:
+			v = "false"
+		}
+		extra = append(extra, v+` AS "`+c.Name+`"`)
+	}
+	if len(extra) == 0 {
+		return nil
+	}
+	for _, q := range []string{"ALTER VIEW jobs RENAME TO jobs_file",
+		"CREATE VIEW jobs AS SELECT *, " + strings.Join(extra, ", ") + " FROM jobs_file"} {
+		if _, err := duck.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyJobs loads a table that DuckDB cannot read in place (SQLite, CSV)
@@ -549,7 +674,11 @@ func escapeBytes(s string) string {
 	return b.String()
 }
 
-// duckType picks a column type for a loaded table from its values.
+// duckType picks a column type for a loaded table from its values. A
+// column whose values have several types that no number type holds (a
+// SQLite column with whole numbers and text, which SQLite allows) is
+// VARCHAR, its other values turned into text as DuckDB casts them
+// (2020, 2020.5, true).
 func duckType(t *tableconv.Table, col int) string {
 	typ := ""
 	for _, r := range t.Rows {
@@ -564,18 +693,34 @@ func duckType(t *tableconv.Table, col int) string {
 		case bool:
 			k = "BOOLEAN"
 		default:
-			return "VARCHAR"
+			k = "VARCHAR"
 		}
 		if typ == "" || typ == k {
 			typ = k
 		} else if (typ == "BIGINT" || typ == "DOUBLE") && (k == "BIGINT" || k == "DOUBLE") {
 			typ = "DOUBLE"
 		} else {
-			return "VARCHAR"
+			typ = "VARCHAR"
+			break
 		}
 	}
-	if typ == "" {
+	switch typ {
+	case "":
 		return "VARCHAR"
+	case "VARCHAR":
+		for _, r := range t.Rows {
+			switch v := r[col].(type) {
+			case nil, string:
+			case float64:
+				r[col] = strconv.FormatFloat(v, 'g', -1, 64)
+				if !math.IsNaN(v) && !math.IsInf(v, 0) && !strings.ContainsAny(r[col].(string), ".e") {
+					r[col] = r[col].(string) + ".0"
+				}
+			default:
+				r[col] = Cell(v)
+			}
+		}
+		return typ
 	}
 	if typ == "DOUBLE" {
 		// An int64 in a DOUBLE column: make the appender get floats.
@@ -590,15 +735,34 @@ func duckType(t *tableconv.Table, col int) string {
 
 // Cell is the text of a value of a Result or a table cell, as the table
 // and CSV formats show it: "" for nil, RFC 3339 in UTC for a time, the
-// bytes as text, and fmt's %v for anything else.
+// bytes as text, a DECIMAL with the digits of its scale (DecimalText), an
+// INTERVAL as ISO 8601 duration (IntervalText), lists, structs and MAPs
+// as their JSON (see JSONValue), and fmt's %v for anything else (NaN,
+// +Inf and -Inf for such floats).
 func Cell(v any) string {
 	switch x := v.(type) {
 	case nil:
 		return ""
+	case string:
+		return x
 	case []byte:
 		return string(x)
 	case time.Time:
 		return x.UTC().Format(time.RFC3339)
+	case duckdbgo.Decimal:
+		return DecimalText(x)
+	case duckdbgo.Interval:
+		return IntervalText(x)
+	case duckdbgo.UUID:
+		return x.String()
+	case duckdbgo.Union:
+		return Cell(x.Value)
+	case []any, map[string]any, duckdbgo.OrderedMap, duckdbgo.Map:
+		b, err := json.Marshal(JSONValue(x))
+		if err != nil {
+			return fmt.Sprint(v)
+		}
+		return string(b)
 	}
 	return fmt.Sprint(v)
 }
@@ -613,8 +777,10 @@ const (
 	Table Format = "table"
 	// CSV is RFC 4180 CSV with a header line, cells as Cell gives them.
 	CSV Format = "csv"
-	// JSON is an array of objects, one per row, keyed by column name,
-	// indented by two spaces.
+	// JSON is an array of objects, one per row, keyed by column name in
+	// the statement's order, indented by two spaces; values as JSONValue
+	// gives them (DECIMAL as a number with its digits, NaN and ±Inf as
+	// the strings "NaN", "Infinity" and "-Infinity").
 	JSON Format = "json"
 )
 
@@ -639,9 +805,17 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 	if err != nil {
 		return err
 	}
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return err
+	}
+	typeNames := make([]string, len(types))
+	for i, t := range types {
+		typeNames[i] = t.DatabaseTypeName()
+	}
 	var tw *tabwriter.Writer
 	var cw *csv.Writer
-	var objs []map[string]any
+	var objs []Object
 	switch format {
 	case Table:
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -650,9 +824,12 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 		cw = csv.NewWriter(w)
 		cw.Write(cols)
 	case JSON:
-		objs = []map[string]any{}
+		objs = []Object{}
 	}
 	err = scanRows(rows, len(cols), func(vals []any) {
+		for i, v := range vals {
+			vals[i] = typed(v, typeNames[i])
+		}
 		switch format {
 		case Table:
 			cells := make([]string, len(vals))
@@ -667,9 +844,9 @@ func Write(w io.Writer, rows *sql.Rows, format Format) error {
 			}
 			cw.Write(cells)
 		case JSON:
-			o := make(map[string]any, len(cols))
-			for i, c := range cols {
-				o[c] = plain(vals[i])
+			o := Object{Keys: cols, Values: make([]any, len(vals))}
+			for i, v := range vals {
+				o.Values[i] = JSONValue(v)
 			}
 			objs = append(objs, o)
 		}

@@ -2,6 +2,7 @@ package query
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
@@ -157,7 +158,8 @@ func TestWrite(t *testing.T) {
 	for f, want := range map[Format]string{
 		Table: "title  year  cover\na      2020  0.5\nb      2021  \n",
 		CSV:   "title,year,cover\na,2020,0.5\nb,2021,\n",
-		JSON:  "[\n  {\n    \"cover\": 0.5,\n    \"title\": \"a\",\n    \"year\": 2020\n  },\n  {\n    \"cover\": null,\n    \"title\": \"b\",\n    \"year\": 2021\n  }\n]\n",
+		// The keys stand in the statement's order, not sorted.
+		JSON: "[\n  {\n    \"title\": \"a\",\n    \"year\": 2020,\n    \"cover\": 0.5\n  },\n  {\n    \"title\": \"b\",\n    \"year\": 2021,\n    \"cover\": null\n  }\n]\n",
 	} {
 		rows, err := db.Query(t.Context(), "SELECT title, year, cover FROM jobs ORDER BY title")
 		if err != nil {
@@ -200,5 +202,88 @@ func TestNotUTF8(t *testing.T) {
 			t.Errorf("%s: Escaped() = %v", name, esc)
 		}
 		db.Close()
+	}
+}
+
+func TestChangeKeyword(t *testing.T) {
+	for stmt, want := range map[string]string{
+		"delete from jobs":                           "a DELETE",
+		"  -- note\n/* x */ (UPDATE jobs SET a = 1)": "an UPDATE",
+		"WITH x AS (SELECT 1), y(a) AS (SELECT 2) INSERT INTO jobs SELECT * FROM x": "an INSERT",
+		"WITH RECURSIVE x AS (DELETE FROM t) SELECT 1":                              "",
+		"with x as materialized (select 1) select * from x":                         "",
+		"select 'delete' from jobs":                                                 "",
+		`"delete" from jobs`:                                                        "",
+		"truncate jobs":                                                             "a DELETE",
+		"COPY jobs TO 'x.csv'":                                                      "a COPY",
+		"selct 1":                                                                   "",
+		"":                                                                          "",
+		"/* open":                                                                   "",
+	} {
+		if got := changeKeyword(stmt); got != want {
+			t.Errorf("changeKeyword(%q) = %q, want %q", stmt, got, want)
+		}
+	}
+}
+
+// FuzzChangeKeyword: any text, however broken, gets an answer and no panic.
+func FuzzChangeKeyword(f *testing.F) {
+	for _, s := range []string{"delete from jobs", "with x as (select 1) update jobs set a=1", "'", "--", "/*", "(((", ")))"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, stmt string) {
+		switch changeKeyword(stmt) {
+		case "", "an INSERT", "an UPDATE", "a DELETE", "a MERGE", "a CREATE", "a DROP", "an ALTER", "a COPY":
+		default:
+			t.Fatalf("changeKeyword(%q): unknown answer", stmt)
+		}
+	})
+}
+
+// DuckDB's values that are no plain Go values (DECIMAL, INTERVAL, UUID,
+// HUGEINT, lists, structs, MAPs, UNIONs, DATE, TIME) print as DuckDB shows
+// them, never as a Go struct; floats JSON has no number for print as
+// strings, and JSON keys keep the statement's order.
+func TestWriteDuckDBTypes(t *testing.T) {
+	_, paths := tables(t)
+	db, err := Open(t.Context(), paths[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	stmt := `SELECT 12.30::DECIMAL(10,2) AS z_dec, -0.05::DECIMAL(4,2) AS neg, 1.5 AS lit,
+		INTERVAL '1 month 2 days 3.5 seconds' AS iv, INTERVAL '-1 day' AS back, INTERVAL '0 seconds' AS none,
+		'6ba7b810-9dad-11d1-80b4-00c04fd430c8'::UUID AS u, 170141183460469231731687303715884105727::HUGEINT AS h,
+		[1, 2] AS l, {'k': 2.50::DECIMAL(3,2)} AS s, MAP {'b': 1, 'a': 2} AS m, union_value(n := 2) AS un,
+		DATE '2020-01-02' AS d, TIME '10:11:12.5' AS tm,
+		'nan'::DOUBLE AS nan, 'inf'::DOUBLE AS inf, '-inf'::FLOAT AS ninf`
+	want := map[Format]string{
+		CSV: "z_dec,neg,lit,iv,back,none,u,h,l,s,m,un,d,tm,nan,inf,ninf\n" +
+			`12.30,-0.05,1.5,P1M2DT3.5S,P-1D,PT0S,6ba7b810-9dad-11d1-80b4-00c04fd430c8,170141183460469231731687303715884105727,` +
+			`"[1,2]","{""k"":2.50}","{""b"":1,""a"":2}",2,2020-01-02,10:11:12.5,NaN,+Inf,-Inf` + "\n",
+		JSON: `[{"z_dec":12.30,"neg":-0.05,"lit":1.5,"iv":"P1M2DT3.5S","back":"P-1D","none":"PT0S",` +
+			`"u":"6ba7b810-9dad-11d1-80b4-00c04fd430c8","h":170141183460469231731687303715884105727,` +
+			`"l":[1,2],"s":{"k":2.50},"m":{"b":1,"a":2},"un":2,"d":"2020-01-02","tm":"10:11:12.5",` +
+			`"nan":"NaN","inf":"Infinity","ninf":"-Infinity"}]`,
+	}
+	for f, w := range want {
+		rows, err := db.Query(t.Context(), stmt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err = Write(&out, rows, f)
+		rows.Close()
+		got := out.String()
+		if f == JSON {
+			var compact bytes.Buffer
+			if cerr := json.Compact(&compact, out.Bytes()); cerr != nil {
+				t.Fatalf("JSON: %v\n%s", cerr, got)
+			}
+			got = compact.String()
+		}
+		if err != nil || got != w {
+			t.Errorf("%s: %v\n%s\nwant\n%s", f, err, got, w)
+		}
 	}
 }

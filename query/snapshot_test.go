@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/openeo-batch/worker/internal/pin"
 	"github.com/openeo-batch/worker/tableconv"
 )
 
@@ -78,9 +79,9 @@ func TestReplacedWhileOpen(t *testing.T) {
 			replace(t, vs[0], path)
 			garbage := filepath.Join(dir, "garbage")
 			os.WriteFile(garbage, []byte("PAR1 not a table at all PAR1"), 0o644)
-			beforePin = func(p string) { replace(t, garbage, p) }
+			pin.BeforeCopy = func(p string) { replace(t, garbage, p) }
 			db, err := Open(t.Context(), path)
-			beforePin = nil
+			pin.BeforeCopy = nil
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -166,11 +167,11 @@ func BenchmarkOpenParquet(b *testing.B) {
 	}
 	b.Run("copy", func(b *testing.B) {
 		for b.Loop() {
-			p, err := pin(path)
+			p, err := pin.Pin(path)
 			if err != nil {
 				b.Fatal(err)
 			}
-			p.release()
+			p.Release()
 		}
 	})
 	b.Run("read", func(b *testing.B) {

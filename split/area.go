@@ -22,11 +22,13 @@ import (
 
 	"github.com/paulmach/orb"
 	"github.com/paulmach/orb/geojson"
+
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // WGS84 is the EPSG code of longitude/latitude on WGS 84, the CRS of
 // GeoJSON (RFC 7946) and of a bounding box without a CRS.
-const WGS84 = 4326
+const WGS84 = crs.WGS84
 
 // Area is an area of interest: polygons in one CRS.
 type Area struct {
@@ -40,29 +42,7 @@ func (a Area) Bound() orb.Bound { return a.Polygons.Bound() }
 // ParseEPSG reads a CRS as an EPSG code: "32631", "EPSG:32631",
 // "epsg:32631", "urn:ogc:def:crs:EPSG::32631", or "OGC:CRS84" and its URN
 // (longitude/latitude, 4326). It does not check that PROJ knows the code.
-func ParseEPSG(s string) (int, error) {
-	t := strings.TrimSpace(s)
-	u := strings.ToUpper(t)
-	switch u {
-	case "OGC:CRS84", "CRS84", "URN:OGC:DEF:CRS:OGC:1.3:CRS84", "URN:OGC:DEF:CRS:OGC::CRS84":
-		return WGS84, nil
-	}
-	for _, prefix := range []string{"URN:OGC:DEF:CRS:EPSG::", "URN:OGC:DEF:CRS:EPSG:", "EPSG:"} {
-		if strings.HasPrefix(u, prefix) {
-			u = strings.TrimPrefix(u, prefix)
-			// urn:ogc:def:crs:EPSG:9.9.1:4326 has a version before the code.
-			if i := strings.LastIndex(u, ":"); i >= 0 {
-				u = u[i+1:]
-			}
-			break
-		}
-	}
-	n, err := strconv.Atoi(u)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q is not an EPSG code (want e.g. 32631 or EPSG:32631)", s)
-	}
-	return n, nil
-}
+func ParseEPSG(s string) (int, error) { return crs.ParseEPSG(s) }
 
 // ParseBBox reads a bounding box "west,south,east,north[,crs]", the order
 // of openEO's spatial_extent; the CRS (see ParseEPSG) defaults to
@@ -202,8 +182,9 @@ func (a *Area) add(g orb.Geometry, where string) error {
 }
 
 // check refuses polygons that cannot bound an area: rings with fewer than
-// four positions or not closed, coordinates that are not finite, and an
-// area whose bounding box has no width or height.
+// four positions or not closed, coordinates that are not finite, rings of
+// longitude/latitude that cross the antimeridian, and an area whose
+// bounding box has no width or height.
 func (a Area) check() error {
 	for i, p := range a.Polygons {
 		if len(p) == 0 {
@@ -230,7 +211,32 @@ func (a Area) check() error {
 	if a.EPSG == WGS84 && (b.Min[0] < -180 || b.Max[0] > 180 || b.Min[1] < -90 || b.Max[1] > 90) {
 		return fmt.Errorf("the area (bounding box %v..%v) leaves longitude -180..180, latitude -90..90: are its coordinates in another CRS? Name it", b.Min, b.Max)
 	}
+	if !a.geographic() {
+		return nil
+	}
+	for i, p := range a.Polygons {
+		for j, r := range p {
+			for k := 1; k < len(r); k++ {
+				// An edge longer than half the world in longitude is one
+				// that crosses the antimeridian, as RFC 7946 (3.1.9) has
+				// it; taken as written it would go round the world.
+				if math.Abs(r[k][0]-r[k-1][0]) > 180 {
+					return fmt.Errorf("polygon %d, ring %d crosses the antimeridian (from %v to %v), which is not supported: split it in two at longitude 180", i+1, j+1, r[k-1], r[k])
+				}
+			}
+		}
+	}
 	return nil
+}
+
+// geographic reports whether the area's coordinates are longitude and
+// latitude (a geographic CRS, 4326 or another datum's).
+func (a Area) geographic() bool {
+	if a.EPSG == WGS84 {
+		return true
+	}
+	c, err := crs.LookupCRS(a.EPSG)
+	return err == nil && strings.HasPrefix(c.Kind, "geographic")
 }
 
 // ParseArea reads an area given on the command line: a bounding box

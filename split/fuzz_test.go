@@ -9,8 +9,8 @@ import (
 
 // FuzzParseArea feeds bounding boxes and GeoJSON text (seeds in
 // testdata/fuzz/FuzzParseArea) to the area parser: it never panics, and an
-// area it accepts has closed rings of finite coordinates and a bounding
-// box with width and height, which a split in the area's own CRS turns
+// area it accepts has closed rings of finite coordinates, no edge across
+// the antimeridian, and a bounding box with width and height, which a split in the area's own CRS turns
 // into tiles that all lie within that box.
 func FuzzParseArea(f *testing.F) {
 	for _, s := range []string{
@@ -38,6 +38,11 @@ func FuzzParseArea(f *testing.F) {
 			for _, r := range p {
 				if len(r) < 4 || r[0] != r[len(r)-1] {
 					t.Fatalf("accepted %q with ring %v", s, r)
+				}
+				for k := 1; a.EPSG == split.WGS84 && k < len(r); k++ {
+					if math.Abs(r[k][0]-r[k-1][0]) > 180 {
+						t.Fatalf("accepted %q with an edge across the antimeridian: %v", s, r)
+					}
 				}
 			}
 		}

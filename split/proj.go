@@ -1,28 +1,30 @@
 package split
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
 
 	"github.com/paulmach/orb"
 	"github.com/twpayne/go-proj/v11"
+
+	"github.com/openeo-batch/worker/internal/crs"
 )
 
 // ErrUnknownProjection is matched (errors.Is) when PROJ does not know an
 // EPSG code.
-var ErrUnknownProjection = errors.New("unknown projection")
+var ErrUnknownProjection = crs.ErrUnknownProjection
+
+// ErrNotHorizontal is matched (errors.Is) when an EPSG code names a CRS
+// that is not 2D horizontal (vertical, geocentric, compound, 3D,
+// engineering ...): no grid of tiles lies in it.
+var ErrNotHorizontal = crs.ErrNotHorizontal
 
 // CheckEPSG returns an error matching ErrUnknownProjection when PROJ does
-// not know EPSG code n as a coordinate reference system.
-func CheckEPSG(n int) error {
-	pj, err := proj.New("EPSG:" + strconv.Itoa(n))
-	if err != nil || !pj.IsCRS() {
-		return fmt.Errorf("EPSG:%d: %w (PROJ does not know it as a coordinate reference system)", n, ErrUnknownProjection)
-	}
-	return nil
-}
+// not know EPSG code n as a coordinate reference system, and one matching
+// ErrNotHorizontal when it is not a 2D horizontal one (see
+// crs.CheckHorizontal).
+func CheckEPSG(n int) error { return crs.CheckHorizontal(n) }
 
 // transformer turns coordinates from one EPSG CRS into another, x east
 // and y north on both sides (longitude first for geographic CRSs).

@@ -353,6 +353,14 @@ func TestErrors(t *testing.T) {
 	if _, err := (split.Grid{EPSG: 999999, Size: 1}).Split(box); !errors.Is(err, split.ErrUnknownProjection) || !strings.Contains(err.Error(), "EPSG:999999") {
 		t.Errorf("unknown projection: %v", err)
 	}
+	for _, n := range []int{5714, 4978, 4979, 9518} {
+		if _, err := (split.Grid{EPSG: n, Size: 1}).Split(box); !errors.Is(err, split.ErrNotHorizontal) || !strings.Contains(err.Error(), fmt.Sprintf("EPSG:%d", n)) {
+			t.Errorf("EPSG:%d, not 2D horizontal: %v", n, err)
+		}
+	}
+	if _, err := split.ParseGeoJSON([]byte(`{"type":"Polygon","coordinates":[[[179,50],[-179,50],[-179,51],[179,51],[179,50]]]}`)); err == nil || !strings.Contains(err.Error(), "antimeridian") {
+		t.Errorf("a ring across the antimeridian: %v", err)
+	}
 	if _, err := (split.Grid{EPSG: utm31, Size: 1}).Split(box); err == nil || !strings.Contains(err.Error(), "larger tile size") {
 		t.Errorf("1 m tiles over a degree: %v", err)
 	}

@@ -34,7 +34,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
-	"github.com/openeo-batch/worker/remote"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/worker"
 )
 
@@ -61,8 +61,12 @@ type Options struct {
 	ID, Title, Description, License string
 	// Table names the job table in the default description.
 	Table string
-	// GeometryColumn is the column holding each row's footprint as WKT in
-	// longitude/latitude (EPSG:4326); "geometry" when empty.
+	// GeometryColumn is the column holding each row's footprint as WKT;
+	// "geometry" when empty. Footprints in another CRS than
+	// longitude/latitude (the one the table names, as a GeoParquet "crs",
+	// else the row's epsg column, as worker split writes it; see
+	// crs.FootprintEPSG) are reprojected to longitude/latitude (EPSG:4326),
+	// which STAC requires.
 	GeometryColumn string
 	// Logger receives a warning per row with a problem; none when nil.
 	Logger *slog.Logger
@@ -70,6 +74,8 @@ type Options struct {
 	// a finished row has a Problem: the Result lists them, with Items 0.
 	// Without it, the catalogue of the other rows is written.
 	RequireComplete bool
+
+	tableEPSG int // the CRS the table names for GeometryColumn; 0 for none
 }
 
 // Problem is a finished row whose Item is missing or incomplete.
@@ -246,6 +252,13 @@ func Export(ctx context.Context, store driver.Store, dir string, opts Options) (
 	columns, err := store.Columns(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if k, ok := store.(driver.CRSKeeper); ok {
+		if def := k.GeometryCRS(opts.GeometryColumn); def != "" {
+			if opts.tableEPSG, err = crs.EPSGOfPROJJSON(def); err != nil {
+				return nil, fmt.Errorf("column %q: the CRS of its geometries: %w", opts.GeometryColumn, err)
+			}
+		}
 	}
 	rows, err := store.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.Finished}})
 	if err != nil {
@@ -517,6 +530,13 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			if err != nil {
 				return nil, nil, geometryError{opts.GeometryColumn, fmt.Errorf("not WKT: %w", err)}
 			}
+			n, err := crs.FootprintEPSG(opts.tableEPSG, row.Data["epsg"], g.Bound())
+			if err == nil {
+				g, err = crs.ToLonLat(g, n)
+			}
+			if err != nil {
+				return nil, nil, geometryError{opts.GeometryColumn, fmt.Errorf("%w; STAC requires longitude/latitude (EPSG:4326)", err)}
+			}
 			if err := checkGeometry(g); err != nil {
 				return nil, nil, geometryError{opts.GeometryColumn, err}
 			}
@@ -613,16 +633,16 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 	// The files job-results.json lists must all be there, whole, as
 	// `worker download` checks them.
 	if results != nil {
-		var listed remote.Results
-		if err := json.Unmarshal(results.raw, &listed); err == nil {
-			missing, err := worker.MissingAssetFiles(jobDir, row.ID, listed.Assets)
-			if err != nil {
-				return nil, nil, err
-			}
-			if len(missing) > 0 {
-				warn = errors.Join(warn, missingResults{fmt.Sprintf("%s lists results not on disk: missing %s",
-					ResultsFile, strings.Join(missing, ", "))})
-			}
+		missing, err := worker.MissingResultFiles(jobDir, row.ID, results.raw)
+		var bad worker.BadResultsError
+		switch {
+		case errors.As(err, &bad):
+			warn = errors.Join(warn, fmt.Errorf("%w: its asset list is not checked", err))
+		case err != nil:
+			return nil, nil, err
+		case len(missing) > 0:
+			warn = errors.Join(warn, missingResults{fmt.Sprintf("%s lists results not on disk: missing %s",
+				ResultsFile, strings.Join(missing, ", "))})
 		}
 	}
 	return it, warn, nil

@@ -31,6 +31,7 @@ import (
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/internal/jsonkeys"
 	"github.com/openeo-batch/worker/internal/wktgeo"
 )
@@ -168,7 +169,8 @@ func OpenReader(ctx context.Context, location string) (driver.Store, error) {
 // ReadStore reads every row of the existing job table at location
 // (opened with OpenReader), in table order: the user's columns, then the
 // manager's (driver.ManagerColumns), with their values as the store holds
-// them. Errors name the table.
+// them, and the CRS of its geometries when the table names one (Table.EPSG,
+// from a GeoParquet "crs"). Errors name the table.
 func ReadStore(ctx context.Context, location string) (*Table, error) {
 	s, err := OpenReader(ctx, location)
 	if err != nil {
@@ -183,7 +185,13 @@ func ReadStore(ctx context.Context, location string) (*Table, error) {
 	if err != nil {
 		return nil, inTable(location, err)
 	}
-	return FromJobs(user, nil, jobs), nil
+	n, err := StoreEPSG(s)
+	if err != nil {
+		return nil, inTable(location, err)
+	}
+	t := FromJobs(user, nil, jobs)
+	t.EPSG = n
+	return t, nil
 }
 
 // FromJobs makes a table of rows read from a store: the columns user
@@ -223,13 +231,15 @@ func inTable(location string, err error) error {
 // ReadGeoJSON reads a GeoJSON FeatureCollection (RFC 7946) into a table
 // with one row per feature: a column per property, in the order the
 // properties first appear, and last GeometryColumn, the feature's geometry
-// as WKT (nil for a null geometry). Whole numbers become int64 (beyond
-// int64, their text as written), other numbers float64, objects and arrays
-// their JSON text. A document that is not a FeatureCollection, text that
-// is not UTF-8 (RFC 8259), a number beyond float64's range, a geometry
-// that WKT would change (see CheckGeoJSONGeometry) or a property called
-// "geometry" is an error naming the file and the feature (from 1), and the
-// property where it is one's.
+// as WKT (nil for a null geometry). A "crs" member (GeoJSON 2008, as
+// worker split, GDAL and GeoPandas write it) naming a CRS other than
+// longitude/latitude becomes Table.EPSG. Whole numbers become int64
+// (beyond int64, their text as written), other numbers float64, objects
+// and arrays their JSON text. A document that is not a FeatureCollection,
+// text that is not UTF-8 (RFC 8259), a number beyond float64's range, a
+// geometry that WKT would change (see CheckGeoJSONGeometry) or a property
+// called "geometry" is an error naming the file and the feature (from 1),
+// and the property where it is one's.
 func ReadGeoJSON(path string) (*Table, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -238,6 +248,11 @@ func ReadGeoJSON(path string) (*Table, error) {
 	var doc struct {
 		Type     string            `json:"type"`
 		Features []json.RawMessage `json:"features"`
+		CRS      *struct {
+			Properties struct {
+				Name string `json:"name"`
+			} `json:"properties"`
+		} `json:"crs"`
 	}
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%s: not GeoJSON: %w", path, err)
@@ -249,6 +264,15 @@ func ReadGeoJSON(path string) (*Table, error) {
 		return nil, err
 	}
 	t := &Table{}
+	if doc.CRS != nil {
+		n, err := crs.ParseEPSG(doc.CRS.Properties.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: crs: %w", path, err)
+		}
+		if n != crs.WGS84 {
+			t.EPSG = n
+		}
+	}
 	index := map[string]int{}
 	var props []map[string]any
 	var geoms []any
@@ -321,10 +345,20 @@ func propertyKeys(feature json.RawMessage) []string {
 // WriteGeoJSON writes t to path as a FeatureCollection, replacing the file
 // in one atomic step (a crash leaves the old file or the new one, never
 // half of one): GeometryColumn (WKT) becomes each feature's geometry, the
-// other columns its properties. A cell of GeometryColumn that is not WKT
-// is an error naming the row (from 1) and the column, and nothing is
-// written.
-func WriteGeoJSON(path string, t *Table) error { return WriteGeoJSONCRS(path, t, 0) }
+// other columns its properties, in column order. When the geometries are
+// in a CRS other than longitude/latitude (t.GeometryEPSG: the source's,
+// or an epsg column's as worker split writes it), the FeatureCollection
+// names it in a "crs" member, as WriteGeoJSONCRS does; rows in several
+// CRSs cannot be one FeatureCollection and are an error naming two of
+// them. A cell of GeometryColumn that is not WKT is an error naming the
+// row (from 1) and the column, and nothing is written.
+func WriteGeoJSON(path string, t *Table) error {
+	n, mixed := t.GeometryEPSG()
+	if mixed != "" {
+		return fmt.Errorf("the geometries are in several CRSs (%s), which one GeoJSON file cannot name: export to another format, or one file per CRS", mixed)
+	}
+	return WriteGeoJSONCRS(path, t, n)
+}
 
 // WriteGeoJSONCRS is WriteGeoJSON for geometries in the projection EPSG
 // code epsg. Unless it is 0 or 4326 (longitude/latitude, what RFC 7946
@@ -334,36 +368,55 @@ func WriteGeoJSON(path string, t *Table) error { return WriteGeoJSONCRS(path, t,
 // longitude/latitude.
 func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 	g := slices.Index(t.Columns, GeometryColumn)
-	fc := geojson.NewFeatureCollection()
-	if epsg != 0 && epsg != 4326 {
-		fc.ExtraMembers = geojson.Properties{"crs": map[string]any{
-			"type": "name", "properties": map[string]any{"name": fmt.Sprintf("urn:ogc:def:crs:EPSG::%d", epsg)}}}
+	var buf bytes.Buffer
+	buf.WriteString(`{"type":"FeatureCollection",`)
+	if epsg != 0 && epsg != crs.WGS84 {
+		fmt.Fprintf(&buf, `"crs":{"type":"name","properties":{"name":"urn:ogc:def:crs:EPSG::%d"}},`, epsg)
 	}
+	buf.WriteString(`"features":[`)
 	for i, r := range t.Rows {
-		f := geojson.NewFeature(nil)
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		geom := []byte("null")
 		if g >= 0 && r[g] != nil {
 			if err := checkGeometryCell(r[g]); err != nil {
 				return fmt.Errorf("row %d, %w", i+1, err)
 			}
 			s, _ := r[g].(string)
-			geom, err := wkt.Unmarshal(s)
+			w, err := wkt.Unmarshal(s)
 			if err != nil {
 				return fmt.Errorf("row %d, column %q: not WKT: %w", i+1, GeometryColumn, err)
 			}
-			f.Geometry = geom
-		}
-		for j, c := range t.Columns {
-			if j != g {
-				f.Properties[c] = r[j]
+			if geom, err = json.Marshal(geojson.NewGeometry(w)); err != nil {
+				return fmt.Errorf("row %d, column %q: %w", i+1, GeometryColumn, err)
 			}
 		}
-		fc.Append(f)
+		buf.WriteString(`{"type":"Feature","geometry":`)
+		buf.Write(geom)
+		buf.WriteString(`,"properties":{`)
+		first := true
+		for j, c := range t.Columns {
+			if j == g {
+				continue
+			}
+			k, _ := json.Marshal(c)
+			v, err := json.Marshal(r[j])
+			if err != nil {
+				return fmt.Errorf("row %d, column %q: %w", i+1, c, err)
+			}
+			if !first {
+				buf.WriteByte(',')
+			}
+			first = false
+			buf.Write(k)
+			buf.WriteByte(':')
+			buf.Write(v)
+		}
+		buf.WriteString(`}}`)
 	}
-	b, err := json.Marshal(fc)
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(path, b, 0o644) // a kill leaves no half a file
+	buf.WriteString("]}")
+	return atomicfile.WriteFile(path, buf.Bytes(), 0o644) // a kill leaves no half a file
 }
 
 // Create writes t to a new job table at location (see driver.Lookup) and
@@ -373,6 +426,11 @@ func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 // column. On failure Create removes what it created, so a bad input
 // leaves nothing behind; a location that already holds a table is an
 // error matching driver.ErrExists, and that table is left as it was.
+// The CRS of t's geometries (Table.GeometryEPSG), unless
+// longitude/latitude, goes with them: into the table's own metadata
+// where the store keeps one (GeoParquet's "crs"), else, when t.EPSG named
+// it and t has no epsg column, into a new epsg column after the geometry,
+// which t then has too.
 func Create(ctx context.Context, location string, t *Table) (int, error) {
 	d, path, err := driver.Lookup(location)
 	if err != nil {
@@ -386,7 +444,9 @@ func Create(ctx context.Context, location string, t *Table) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	err = s.Init(ctx, t.Columns, t.All())
+	if err = withCRS(s, t); err == nil {
+		err = s.Init(ctx, t.Columns, t.All())
+	}
 	if cerr := s.Close(); err == nil {
 		err = cerr
 	}

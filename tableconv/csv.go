@@ -17,6 +17,11 @@ import (
 type Table struct {
 	Columns []string
 	Rows    [][]any
+	// EPSG is the CRS of GeometryColumn's coordinates as an EPSG code when
+	// the source names one (a GeoJSON file's "crs" member, a GeoParquet
+	// column's "crs", the grid of worker split); 0 when it names none (see
+	// GeometryEPSG for the epsg column).
+	EPSG int
 }
 
 // All yields the rows in order, in the shape driver.Store.Init takes.

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -266,4 +267,22 @@ func MissingAssetFiles(dir, id string, assets map[string]remote.Asset) ([]string
 	}
 	slices.Sort(missing)
 	return missing, nil
+}
+
+// BadResultsError is a saved results document (ResultsFile) that is no
+// openEO batch job results document: its asset list cannot be read.
+type BadResultsError struct{ Err error }
+
+func (e BadResultsError) Error() string { return fmt.Sprintf("%s: %v", ResultsFile, e.Err) }
+func (e BadResultsError) Unwrap() error { return e.Err }
+
+// MissingResultFiles is MissingAssetFiles for the assets that a saved
+// results document (the bytes of job_<id>/job-results.json) lists. A
+// document whose asset list cannot be read is a BadResultsError.
+func MissingResultFiles(dir, id string, resultsJSON []byte) ([]string, error) {
+	var r remote.Results
+	if err := json.Unmarshal(resultsJSON, &r); err != nil {
+		return nil, BadResultsError{err}
+	}
+	return MissingAssetFiles(dir, id, r.Assets)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/openeo-batch/worker/driver"
@@ -17,7 +18,9 @@ const appendUsage = `
 With --append, the rows of FILE are added to the existing TABLE instead, so
 a campaign can grow without a new table: --key names the columns that
 identify a row (one, or a comma list), and rows of FILE whose key is
-already in TABLE, or twice in FILE, are refused, with the table untouched.
+already in TABLE, or twice in FILE, are refused, with the table untouched;
+so is a cell that does not fit the type of TABLE's column (text or a
+fraction in a column of whole numbers, text in a column of numbers).
 Columns of FILE that TABLE lacks are added (empty in the old rows); columns
 of TABLE that FILE lacks are empty in the new rows. The table is rewritten
 in one atomic step, so --append refuses while a run holds it.
@@ -97,6 +100,9 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 			return nil, badInput(fmt.Errorf("%s: %s already in the table or in an earlier row; nothing was added to %s:\n  %s%s",
 				from, rows, location, strings.Join(refused, "\n  "), more))
 		}
+		if err := checkKinds(from, location, t, user, rows); err != nil {
+			return nil, err
+		}
 		for _, c := range t.Columns {
 			if _, mgr := driver.ManagerColumn(c); !mgr && !slices.Contains(user, c) {
 				newCols = append(newCols, c)
@@ -123,4 +129,91 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 	}
 	fmt.Fprintln(stdout)
 	return nil
+}
+
+// checkKinds refuses the rows of t (read from the file from) with a cell
+// that does not fit the type of the table's column of that name, as the
+// values of the table's rows show it: whole numbers take whole numbers,
+// numbers take numbers, booleans booleans. A typed store would refuse or
+// convert such a cell (Parquet turned the whole column into text), and a
+// SQLite column would hold two types, which worker query cannot read.
+// The error names the file, row and column, and the table's column type,
+// before anything is written. Text columns and columns with no value yet
+// take anything.
+func checkKinds(from, location string, t *tableconv.Table, user []string, rows []driver.Job) error {
+	kinds := map[string]string{}
+	for _, c := range user {
+		kind := ""
+		for _, j := range rows {
+			k := valueKind(j.Data[c])
+			switch {
+			case k == "":
+				continue
+			case kind == "" || kind == k:
+				kind = k
+			case kind == "whole number" && k == "number" || kind == "number" && k == "whole number":
+				kind = "number"
+			default:
+				kind = "other"
+			}
+			if kind == "other" {
+				break
+			}
+		}
+		if kind == "whole number" || kind == "number" || kind == "boolean" {
+			kinds[c] = kind
+		}
+	}
+	var bad []string
+	for i, r := range t.Rows {
+		for p, c := range t.Columns {
+			want, ok := kinds[c]
+			k := valueKind(r[p])
+			if !ok || k == "" || k == want || want == "number" && k == "whole number" {
+				continue
+			}
+			bad = append(bad, fmt.Sprintf("row %d, column %q: %s is not a %s, as the table's values of %s are",
+				i+1, c, quoteCell(r[p]), want, c))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	total, more := len(bad), ""
+	if len(bad) > 10 {
+		more = fmt.Sprintf("\n  and %d more", len(bad)-10)
+		bad = bad[:10]
+	}
+	cells := fmt.Sprintf("%d cells do not fit their column's type", total)
+	if total == 1 {
+		cells = "1 cell does not fit its column's type"
+	}
+	return badInput(fmt.Errorf("%s: %s in the table; nothing was added to %s:\n  %s%s",
+		from, cells, location, strings.Join(bad, "\n  "), more))
+}
+
+// valueKind is the kind of a cell, for checkKinds: "" for nil, "whole
+// number", "number", "boolean", "text", or "other".
+func valueKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return ""
+	case int64, int32, int16, int8, int, uint8, uint16, uint32, uint64:
+		return "whole number"
+	case float64, float32:
+		return "number"
+	case bool:
+		return "boolean"
+	case string:
+		return "text"
+	}
+	return "other"
+}
+
+// quoteCell shows a cell in a message: text quoted, else as query shows it.
+func quoteCell(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return query.Cell(v)
 }

@@ -25,15 +25,19 @@ the file name: a GeoJSON FeatureCollection (.geojson: the geometry column,
 WKT, becomes each feature's geometry), a CSV table as the Python client
 writes it (.csv, geometries as WKT), Parquet (.parquet: GeoParquet, the
 geometry column as WKB with geo metadata), DuckDB (.duckdb) or SQLite
-(.db). A target that exists already, or whose ending is none of these, is
-bad usage (exit 2). A bad geometry is an error naming the
+(.db). Geometries in a projected CRS (the one a GeoParquet names, or an
+epsg column as worker split writes it) keep their coordinates and the CRS:
+a GeoJSON "crs" member, a GeoParquet "crs"; rows in several CRSs do not go
+to one GeoJSON file. A target that exists already, or whose ending is none
+of these, is bad usage (exit 2). A bad geometry is an error naming the
 row and column, and nothing is written.
 'worker init --from' reads the same formats back.
 
 With --stac, writes a static STAC 1.1.0 Collection of the results instead:
 DIR/collection.json and one Item per finished job (DIR/<job id>/<job id>.json)
 with the job's footprint (the results' own geometry, else the row's
-geometry column), its time (the results' datetime, else the interval from
+geometry column, reprojected to longitude/latitude from the table's CRS or
+the row's epsg column), its time (the results' datetime, else the interval from
 start_time to the job's last update), the row's columns as properties, and
 the files of ROOT/job_<id>/ as assets with their media types. ROOT is
 --root-dir, the folder worker run wrote the job folders to (the current

@@ -36,8 +36,8 @@ func TestLeadingZerosStayText(t *testing.T) {
 		}
 	}
 
-	// --append: "007" is a new key beside a stored "7".
-	os.WriteFile(filepath.Join(dir, "seven.csv"), []byte("tile,code,n\nS,7,9\n"), 0o644)
+	// --append: "007" is a new key beside a stored "7" (a text column).
+	os.WriteFile(filepath.Join(dir, "seven.csv"), []byte("tile,code,n\nS,7,9\nT,A1,8\n"), 0o644)
 	if code, out := cli(t, dir, "init", "--from", "seven.csv", "--db", "a.db"); code != 0 {
 		t.Fatal(out)
 	}
@@ -46,7 +46,7 @@ func TestLeadingZerosStayText(t *testing.T) {
 		t.Fatalf("--append 007 beside 7: exit %d\n%s", code, out)
 	}
 	rows := readRows(t, filepath.Join(dir, "a.db"))
-	if len(rows) != 2 || rows[1].Data["code"] != "007" {
+	if len(rows) != 3 || rows[0].Data["code"] != "7" || rows[2].Data["code"] != "007" {
 		t.Errorf("after --append: %+v", rows)
 	}
 	if code, out := cli(t, dir, "init", "--append", "--from", "more.csv", "--db", "a.db", "--key", "code"); code != exitUsage || !strings.Contains(out, "code=007") {

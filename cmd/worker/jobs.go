@@ -242,11 +242,14 @@ func chooseColumns(spec string, user []string) ([]string, error) {
 // table, or as a JSON array of objects.
 func printJobs(w io.Writer, rows []driver.Job, columns []string, asJSON bool) error {
 	if asJSON {
-		out := make([]map[string]any, 0, len(rows))
+		// Keys in the order of the table's columns, values as worker
+		// query --json writes them (NaN as "NaN", DECIMAL as a number).
+		keys := append([]string{"row"}, columns...)
+		out := make([]query.Object, 0, len(rows))
 		for _, j := range rows {
-			o := map[string]any{"row": j.Key}
+			o := query.Object{Keys: keys, Values: []any{j.Key}}
 			for _, c := range columns {
-				o[c] = columnValue(j, c)
+				o.Values = append(o.Values, columnValue(j, c))
 			}
 			out = append(out, o)
 		}

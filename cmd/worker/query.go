@@ -29,7 +29,10 @@ and the like are refused (exit 2), since the table would not change.
 A PostgreSQL table (postgres://...) is queried in PostgreSQL itself, with
 its SQL, in a READ ONLY transaction that refuses any change.
 Text that is not UTF-8 (a Latin-1 file in a SQLite or CSV table) shows its
-other bytes as \xNN, with a warning on stderr.
+other bytes as \xNN, with a warning on stderr. JSON has the columns in the
+SELECT's order; DECIMAL is a number with its digits, INTERVAL an ISO 8601
+duration, and NaN, Infinity and -Infinity, which JSON has no number for,
+are strings.
 
 Example:
   worker query --db jobs.db "select status, count(*) from jobs group by all"

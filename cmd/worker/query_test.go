@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,16 +88,83 @@ func TestQueryRefusesChanges(t *testing.T) {
 	if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", "jobs.db"); code != 0 {
 		t.Fatal(out)
 	}
-	for _, q := range []string{"DELETE FROM jobs", "UPDATE jobs SET status = 'x'", "CREATE TABLE t (a INT)",
-		"DROP VIEW jobs", "INSERT INTO jobs (year) VALUES (1)", "DELETE FROM jobs; SELECT count(*) FROM jobs"} {
-		if code, out := cli(t, dir, "query", "--db", "jobs.db", q); code != exitUsage || strings.Contains(out, "Count") {
-			t.Errorf("%s: exit %d, want %d:\n%s", q, code, exitUsage, out)
+	// Parquet and DuckDB tables are views DuckDB cannot even prepare a
+	// change of: they get the same message as a copied table.
+	for _, to := range []string{"jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		if code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", to); code != 0 {
+			t.Fatalf("export %s: %s", to, out)
 		}
 	}
-	for _, q := range []string{"SELECT count(*) AS n FROM jobs", "DESCRIBE jobs", "SUMMARIZE jobs", "SHOW TABLES",
-		"PRAGMA table_info('jobs')", "WITH x AS (SELECT 1) SELECT * FROM x"} {
-		if code, out := cli(t, dir, "query", "--db", "jobs.db", q); code != 0 {
-			t.Errorf("%s: exit %d:\n%s", q, code, out)
+	for _, db := range []string{"jobs.db", "jobs.csv", "jobs.parquet", "jobs.duckdb"} {
+		for _, q := range []string{"DELETE FROM jobs", "UPDATE jobs SET status = 'x'", "CREATE TABLE t (a INT)",
+			"DROP VIEW jobs", "INSERT INTO jobs (year) VALUES (1)", "insert into jobs select * from jobs",
+			"/* c */ update jobs set year = 1 where year > 2020", "WITH x AS (SELECT 1) DELETE FROM jobs",
+			"TRUNCATE jobs", "DELETE FROM jobs; SELECT count(*) FROM jobs"} {
+			code, out := cli(t, dir, "query", "--db", db, q)
+			if code != exitUsage || strings.Contains(out, "Count") || !(strings.Contains(out, "only reads the table") || strings.Contains(out, "one statement")) {
+				t.Errorf("%s: %s: exit %d, want %d:\n%s", db, q, code, exitUsage, out)
+			}
+		}
+		for _, q := range []string{"SELECT count(*) AS n FROM jobs", "DESCRIBE jobs", "SUMMARIZE jobs", "SHOW TABLES",
+			"PRAGMA table_info('jobs')", "WITH x AS (SELECT 1) SELECT * FROM x"} {
+			if code, out := cli(t, dir, "query", "--db", db, q); code != 0 {
+				t.Errorf("%s: %s: exit %d:\n%s", db, q, code, out)
+			}
+		}
+		// SQL that is wrong keeps DuckDB's own message.
+		if code, out := cli(t, dir, "query", "--db", db, "SELECT nosuch FROM jobs"); code == 0 || !strings.Contains(out, "nosuch") {
+			t.Errorf("%s: bad column: exit %d:\n%s", db, code, out)
 		}
 	}
+}
+
+// NaN and ±Inf cells print in --json as the strings "NaN", "Infinity" and
+// "-Infinity" (JSON has no number for them) instead of failing the
+// command, on every table format; DECIMAL and INTERVAL print as numbers
+// and ISO 8601 durations, not Go structs; keys keep the SELECT's order.
+func TestJSONNonFinite(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "in.csv"), []byte("tile,x\na,1.5\nb,nan\nc,inf\nd,-inf\n"), 0o644)
+	for _, db := range []string{"t.db", "t.csv", "t.parquet", "t.duckdb"} {
+		if code, out := cli(t, dir, "init", "--from", "in.csv", "--db", db); code != 0 {
+			t.Fatalf("init %s: %s", db, out)
+		}
+		code, out := cli(t, dir, "query", "--db", db, "--json", "select x, tile from jobs")
+		want := `[{"x":1.5,"tile":"a"},{"x":"NaN","tile":"b"},{"x":"Infinity","tile":"c"},{"x":"-Infinity","tile":"d"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: query --json: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		code, out = cli(t, dir, "jobs", "--db", db, "--json", "--columns", "x,tile,status")
+		want = `[{"row":1,"x":1.5,"tile":"a","status":"not_started"},{"row":2,"x":"NaN","tile":"b","status":"not_started"},` +
+			`{"row":3,"x":"Infinity","tile":"c","status":"not_started"},{"row":4,"x":"-Infinity","tile":"d","status":"not_started"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: jobs --json: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		code, out = cli(t, dir, "query", "--db", db, "--json",
+			"select (sum(x) filter (where tile = 'a'))::decimal(10,2) as s, interval '1 month 2 days 3.5 seconds' as i from jobs")
+		want = `[{"s":1.50,"i":"P1M2DT3.5S"}]`
+		if got := compactJSON(t, out); code != 0 || got != want {
+			t.Errorf("%s: query --json of DECIMAL and INTERVAL: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+		// NaN is a value, not a missing one: export gives it back (SQLite
+		// would store it as NULL, an empty cell).
+		code, out = cli(t, dir, "export", "--db", db, "--to", "back-"+strings.ReplaceAll(db, ".", "-")+".csv")
+		back, _ := os.ReadFile(filepath.Join(dir, "back-"+strings.ReplaceAll(db, ".", "-")+".csv"))
+		if code != 0 || !strings.HasPrefix(string(back), "tile,x,") || !strings.Contains(string(back), "\nb,nan,") || !strings.Contains(string(back), "\nc,inf,") {
+			t.Errorf("%s: export: exit %d: %s\n%s", db, code, out, back)
+		}
+		code, out = cli(t, dir, "query", "--db", db, "--format", "csv", "select 1.5::decimal(3,2) as d, interval '1 day' as i")
+		if want := "d,i\n1.50,P1D\n"; code != 0 || out != want {
+			t.Errorf("%s: query csv of DECIMAL and INTERVAL: exit %d\n%s\nwant\n%s", db, code, out, want)
+		}
+	}
+}
+
+func compactJSON(t *testing.T, s string) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(s)); err != nil {
+		return "not JSON: " + s
+	}
+	return b.String()
 }

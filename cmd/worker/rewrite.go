@@ -136,6 +136,9 @@ func rewriteTable(ctx context.Context, location, what string, build func(user []
 	if err != nil {
 		return err
 	}
+	if t.EPSG, err = tableconv.StoreEPSG(store); err != nil { // a GeoParquet "crs" stays
+		return fmt.Errorf("%s: %w", location, err)
+	}
 	if r, ok := store.(driver.Replacer); ok {
 		// A table on a server: replaced in one transaction.
 		if err := r.Replace(ctx, t.Columns, t.All()); err != nil {

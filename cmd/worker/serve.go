@@ -17,6 +17,7 @@ import (
 
 	"github.com/openeo-batch/worker/dashboard"
 	"github.com/openeo-batch/worker/driver"
+	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/query"
 	"github.com/openeo-batch/worker/tableconv"
 )
@@ -36,7 +37,10 @@ worker query does: it writes nothing and never disturbs a run, on every
 table format. Everything the page needs is in the binary; it loads nothing
 from the internet unless --tiles names a tile server, and without one (or
 while it cannot be reached) it draws the footprints on a plain background
-with a graticule.
+with a graticule. Footprints in a projected CRS (the one a GeoParquet
+names, else the row's epsg column as worker split writes it) are drawn in
+longitude/latitude; a row whose CRS is not known and whose coordinates are
+not longitude/latitude is listed under the map with the reason.
 
 --root-dir may name a folder that is not there yet (a dashboard started
 before the run): the rows' files show once it is. A symbolic link out of
@@ -200,7 +204,7 @@ func readSnapshot(ctx context.Context, location string) (*dashboard.Table, error
 	if err != nil {
 		return nil, err
 	}
-	return &dashboard.Table{Columns: t.Columns, Rows: t.Rows}, nil
+	return &dashboard.Table{Columns: t.Columns, Rows: t.Rows, EPSG: t.EPSG}, nil
 }
 
 // selectSnapshot reads every row of a table through query.Open.
@@ -214,5 +218,20 @@ func selectSnapshot(ctx context.Context, location string) (*dashboard.Table, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", location, err)
 	}
-	return &dashboard.Table{Columns: res.Columns, Rows: res.Rows}, nil
+	t := &dashboard.Table{Columns: res.Columns, Rows: res.Rows}
+	if slices.Contains(res.Columns, tableconv.GeometryColumn) && len(res.Rows) > 0 {
+		// The CRS a GeoParquet names is in its GEOMETRY column's type.
+		typ, err := db.Select(ctx, "SELECT typeof("+tableconv.GeometryColumn+") FROM jobs LIMIT 1")
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", location, err)
+		}
+		if s, ok := typ.Rows[0][0].(string); ok {
+			if def, ok := crs.OfGeometryType(s); ok {
+				if t.EPSG, err = crs.EPSGOfPROJJSON(def); err != nil {
+					return nil, fmt.Errorf("%s: column %q: the CRS of its geometries: %w", location, tableconv.GeometryColumn, err)
+				}
+			}
+		}
+	}
+	return t, nil
 }

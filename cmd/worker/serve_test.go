@@ -291,15 +291,25 @@ func BenchmarkServe(b *testing.B) {
 				}
 			}
 		})
-		for _, path := range []string{"/", "/app.js", "/api/data"} {
+		for _, path := range []string{"/", "/app.js", "/api/data", "/api/data+gzip"} {
 			b.Run(format+path, func(b *testing.B) {
+				// +gzip: as a browser asks (Accept-Encoding); resp-bytes
+				// over the plain /api/data's is the compression ratio.
+				target, gz := strings.CutSuffix(path, "+gzip")
+				size := 0
 				for b.Loop() {
-					rec := httptest.NewRecorder()
-					srv.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
-					if rec.Code != 200 {
-						b.Fatalf("%s: %d %s", path, rec.Code, rec.Body.String())
+					req := httptest.NewRequest("GET", target, nil)
+					if gz {
+						req.Header.Set("Accept-Encoding", "gzip")
 					}
+					rec := httptest.NewRecorder()
+					srv.ServeHTTP(rec, req)
+					if rec.Code != 200 || gz != (rec.Header().Get("Content-Encoding") == "gzip") {
+						b.Fatalf("%s: %d %q %s", path, rec.Code, rec.Header().Get("Content-Encoding"), rec.Body.String())
+					}
+					size = rec.Body.Len()
 				}
+				b.ReportMetric(float64(size), "resp-bytes")
 			})
 		}
 	}

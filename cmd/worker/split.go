@@ -47,7 +47,9 @@ columns (id, backend_name, status, ...), as init gives them; a .geojson has
 the 7 above (a "crs" member names a projection other than 4326).
 Every fault of the inputs (area, grid, size, projection, a --to that is
 there already or whose folder is not, a grid none of whose tiles overlaps
-the area) is invalid input: exit status 2, nothing written.
+the area) is invalid input: exit status 2, nothing written. The projection
+must be a 2D horizontal CRS (geographic 2D or projected), and an area must
+not cross the antimeridian (split it in two at longitude 180).
 
 Example:
   worker split --area 3.2,50.9,4.1,51.5 --tile-size 20000 --projection utm --to tiles.csv
@@ -139,7 +141,7 @@ func runSplit(ctx context.Context, fs *flag.FlagSet, args []string, stdout, stde
 		}
 		return badInput(fmt.Errorf("split: no tile of %s overlaps --area %s: nothing written (are both where you expect, in the CRS they say?)", what, *areaArg))
 	}
-	t := &tableconv.Table{Columns: columns, Rows: rows}
+	t := &tableconv.Table{Columns: columns, Rows: rows, EPSG: tiling.EPSG}
 	if tableconv.IsGeoJSON(*to) {
 		err = tableconv.WriteGeoJSONCRS(*to, t, tiling.EPSG)
 	} else {

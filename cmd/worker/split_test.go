@@ -97,6 +97,7 @@ func TestSplitInputErrors(t *testing.T) {
 	broken := write("broken.geojson", "{broken")
 	empty := write("empty.geojson", "")
 	point := write("point.geojson", `{"type": "Point", "coordinates": [4, 51]}`)
+	antimeridian := write("fiji.geojson", `{"type":"Polygon","coordinates":[[[179,50],[-179,50],[-179,51],[179,51],[179,50]]]}`)
 	to := filepath.Join(dir, "tiles.csv")
 	for _, c := range []struct {
 		args []string
@@ -110,6 +111,14 @@ func TestSplitInputErrors(t *testing.T) {
 		{[]string{"--area", "3,50,4,51,99999", "--tile-size", "1000", "--projection", "utm", "--to", to}, "EPSG:99999: unknown projection"},
 		{[]string{"--area", "3,50,4,51,99999", "--tile-size", "1000", "--projection", "32631", "--to", to}, "EPSG:99999: unknown projection"},
 		{[]string{"--area", "3,50,4,51", "--tile-size", "0.00001", "--projection", "4326", "--to", to}, "choose a larger tile size"},
+		// Review 3, item 15: only a 2D horizontal CRS holds a grid.
+		{[]string{"--area", "3,50,4,51", "--tile-size", "10", "--projection", "5714", "--to", to}, "EPSG:5714 (MSL height) is a vertical CRS"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "10000", "--projection", "4978", "--to", to}, "EPSG:4978 (WGS 84) is a geocentric CRS"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "0.5", "--projection", "4979", "--to", to}, "is a geographic 3D CRS"},
+		{[]string{"--area", "3,50,4,51", "--tile-size", "10000", "--projection", "EPSG:9518", "--to", to}, "is a compound CRS"},
+		// Review 3, item 16: a ring across the antimeridian is refused,
+		// not taken as a ring around the world.
+		{[]string{"--area", antimeridian, "--tile-size", "0.5", "--projection", "4326", "--to", to}, "crosses the antimeridian"},
 		{[]string{"--area", "3,50,4,51", "--tile-size", "0", "--projection", "4326", "--to", to}, "--tile-size must be a positive number, not 0"},
 		{[]string{"--area", "10,40,11,41", "--grid", write("grid.geojson", `{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"tile_id": "31UFS"},
  "geometry": {"type": "Polygon", "coordinates": [[[4, 50], [5, 50], [5, 51], [4, 51], [4, 50]]]}}]}`), "--to", to},

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -66,6 +67,7 @@ type Option func(*options)
 type options struct {
 	singleWriter bool
 	foreign      WriteFunc
+	reader       OpenFunc
 	location     func(t *testing.T) string
 	benchLoc     func(b *testing.B) string
 	server       ServerTable
@@ -136,6 +138,11 @@ type WriteFunc func(path string, columns []string, rows [][]any) error
 // checks Init gives.
 func Foreign(write WriteFunc) Option { return func(o *options) { o.foreign = write } }
 
+// Reader gives the suite the driver's OpenReader (see driver.Driver),
+// which must read a foreign table (see Foreign) as the writer would adopt
+// it, without changing it.
+func Reader(open OpenFunc) Option { return func(o *options) { o.reader = open } }
+
 // SingleWriter says the store allows one writing handle per file (a lock):
 // concurrency is tested with goroutines sharing one handle, and a second
 // handle must refuse to write.
@@ -187,6 +194,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	}
 	t.Run("Init", h.testInit)
 	t.Run("InitManagerColumns", h.testInitManagerColumns)
+	t.Run("NonFinite", h.testNonFinite)
 	t.Run("InitBadInput", h.testInitBadInput)
 	t.Run("NoTable", h.testNoTable)
 	t.Run("Counts", h.testCounts)
@@ -204,6 +212,7 @@ func Run(t *testing.T, open OpenFunc, ext string, opts ...Option) {
 	t.Run("CrashDuringOpen", h.testCrashDuringOpen)
 	t.Run("ForeignTable", h.testForeignTable)
 	t.Run("ForeignBadValue", h.testForeignBadValue)
+	t.Run("ForeignReader", h.testForeignReader)
 }
 
 func (h harness) testInit(t *testing.T) {
@@ -251,6 +260,44 @@ func (h harness) testInit(t *testing.T) {
 	if !errors.Is(err, driver.ErrExists) {
 		t.Errorf("second Init: err = %v, want ErrExists", err)
 	}
+}
+
+// testNonFinite: floats that are no number (NaN, ±Inf) come back as they
+// went in, never as NULL or text, also after the store is opened again;
+// a text "NaN" stays text.
+func (h harness) testNonFinite(t *testing.T) {
+	ctx := t.Context()
+	path := h.path(t)
+	s := h.openAt(t, path)
+	rows := [][]any{{"a", 1.5}, {"b", math.NaN()}, {"c", math.Inf(1)}, {"d", math.Inf(-1)}, {"NaN", nil}}
+	if err := s.Init(ctx, []string{"tile", "x"}, Rows(rows)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(s driver.Store, when string) {
+		jobs, err := s.Select(ctx, driver.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(jobs) != len(rows) {
+			t.Fatalf("%s: %d rows, want %d", when, len(jobs), len(rows))
+		}
+		for i, j := range jobs {
+			want, _ := rows[i][1].(float64)
+			got, ok := j.Data["x"].(float64)
+			same := ok && (got == want || math.IsNaN(got) && math.IsNaN(want))
+			if rows[i][1] == nil {
+				same = j.Data["x"] == nil
+			}
+			if !same || j.Data["tile"] != rows[i][0] {
+				t.Errorf("%s: row %d = %#v, want %#v", when, i+1, j.Data, rows[i])
+			}
+		}
+	}
+	check(s, "after Init")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(h.openAt(t, path), "opened again")
 }
 
 func (h harness) testInitManagerColumns(t *testing.T) {
@@ -830,25 +877,76 @@ func (h harness) testClaimWithinConcurrent(t *testing.T) {
 // user's columns only, one with some of the Python client's columns, as it
 // leaves them before a run (empty statuses). They get every manager
 // column, work as tables made by Init do, and keep their values.
+// checkForeign reads the foreign table written with rows (columns year
+// and title) through s and checks its columns, rows and counts; it
+// returns the rows read.
+func checkForeign(t *testing.T, s driver.Store, rows [][]any, wantStatus []driver.Status, wantID []string) []driver.Job {
+	t.Helper()
+	ctx := t.Context()
+	cols, err := s.Columns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"year", "title"}; !slices.Equal(cols, want) {
+		t.Errorf("Columns = %v, want %v", cols, want)
+	}
+	jobs, err := s.Select(ctx, driver.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != len(rows) {
+		t.Fatalf("%d rows, want %d", len(jobs), len(rows))
+	}
+	for i, j := range jobs {
+		if j.Status != wantStatus[i] || j.ID != wantID[i] || j.Attempts != 0 || j.DownloadPending {
+			t.Errorf("row %d = %+v, want status %q, id %q", i+1, j, wantStatus[i], wantID[i])
+		}
+		if j.Data["year"] != rows[i][0] || j.Data["title"] != rows[i][1] {
+			t.Errorf("row %d data = %v, want year %v title %v", i+1, j.Data, rows[i][0], rows[i][1])
+		}
+		if i > 0 && j.Key <= jobs[i-1].Key {
+			t.Errorf("keys not increasing in table order: %d after %d", j.Key, jobs[i-1].Key)
+		}
+	}
+	counts, err := s.Counts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := map[driver.Status]int{}, map[driver.Status]int{}
+	for _, c := range counts {
+		got[c.Status] += c.N
+	}
+	for _, st := range wantStatus {
+		want[st]++
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Counts = %v, want %v", got, want)
+	}
+	return jobs
+}
+
+// foreignTables are the tables testForeignTable and testForeignReader
+// write as another program would.
+var foreignTables = []struct {
+	name       string
+	cols       []string
+	rows       [][]any
+	wantStatus []driver.Status
+	wantID     []string
+}{
+	{"user columns only", []string{"year", "title"},
+		[][]any{{int64(2020), "a"}, {int64(2021), "b"}, {int64(2022), nil}},
+		[]driver.Status{driver.NotStarted, driver.NotStarted, driver.NotStarted}, []string{"", "", ""}},
+	{"python client columns", []string{"year", "title", "status", "id"},
+		[][]any{{int64(2020), "a", nil, nil}, {int64(2021), "b", "", ""}, {int64(2022), nil, "finished", "j-3"}},
+		[]driver.Status{driver.NotStarted, driver.NotStarted, driver.Finished}, []string{"", "", "j-3"}},
+}
+
 func (h harness) testForeignTable(t *testing.T) {
 	if h.opts.foreign == nil {
 		t.Skip("the driver's tests give no way to write a foreign table")
 	}
-	tests := []struct {
-		name       string
-		cols       []string
-		rows       [][]any
-		wantStatus []driver.Status
-		wantID     []string
-	}{
-		{"user columns only", []string{"year", "title"},
-			[][]any{{int64(2020), "a"}, {int64(2021), "b"}, {int64(2022), nil}},
-			[]driver.Status{driver.NotStarted, driver.NotStarted, driver.NotStarted}, []string{"", "", ""}},
-		{"python client columns", []string{"year", "title", "status", "id"},
-			[][]any{{int64(2020), "a", nil, nil}, {int64(2021), "b", "", ""}, {int64(2022), nil, "finished", "j-3"}},
-			[]driver.Status{driver.NotStarted, driver.NotStarted, driver.Finished}, []string{"", "", "j-3"}},
-	}
-	for _, tt := range tests {
+	for _, tt := range foreignTables {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := t.Context()
 			path := h.path(t)
@@ -856,46 +954,7 @@ func (h harness) testForeignTable(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := h.openAt(t, path)
-			cols, err := s.Columns(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := []string{"year", "title"}; !slices.Equal(cols, want) {
-				t.Errorf("Columns = %v, want %v", cols, want)
-			}
-			jobs, err := s.Select(ctx, driver.Filter{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(jobs) != len(tt.rows) {
-				t.Fatalf("%d rows, want %d", len(jobs), len(tt.rows))
-			}
-			for i, j := range jobs {
-				if j.Status != tt.wantStatus[i] || j.ID != tt.wantID[i] || j.Attempts != 0 || j.DownloadPending {
-					t.Errorf("row %d = %+v, want status %q, id %q", i+1, j, tt.wantStatus[i], tt.wantID[i])
-				}
-				if j.Data["year"] != tt.rows[i][0] || j.Data["title"] != tt.rows[i][1] {
-					t.Errorf("row %d data = %v, want year %v title %v", i+1, j.Data, tt.rows[i][0], tt.rows[i][1])
-				}
-				if i > 0 && j.Key <= jobs[i-1].Key {
-					t.Errorf("keys not increasing in table order: %d after %d", j.Key, jobs[i-1].Key)
-				}
-			}
-			counts, err := s.Counts(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := map[driver.Status]int{}
-			for _, c := range counts {
-				got[c.Status] += c.N
-			}
-			want := map[driver.Status]int{}
-			for _, st := range tt.wantStatus {
-				want[st]++
-			}
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("Counts = %v, want %v", got, want)
-			}
+			jobs := checkForeign(t, s, tt.rows, tt.wantStatus, tt.wantID)
 			claimed, err := s.Claim(ctx, driver.Values{driver.ColStatus: driver.QueuedForStart, driver.ColBackend: "a"})
 			if err != nil || claimed.Key != jobs[0].Key {
 				t.Fatalf("Claim = row %d, %v; want row %d", claimed.Key, err, jobs[0].Key)
@@ -911,6 +970,51 @@ func (h harness) testForeignTable(t *testing.T) {
 			}
 			if !reflect.DeepEqual(before, after) {
 				t.Errorf("after reopen\n got %+v\nwant %+v", after, before)
+			}
+		})
+	}
+}
+
+// testForeignReader reads foreign tables with the driver's reader (see
+// Reader), as status, query, jobs, export and serve do: it sees the rows
+// as the writer will once it adopted the table (the same keys, values and
+// defaults), and leaves the table as it was, byte for byte.
+func (h harness) testForeignReader(t *testing.T) {
+	if h.opts.foreign == nil || h.opts.reader == nil {
+		t.Skip("the driver's tests give no way to write a foreign table, or the driver has no reader")
+	}
+	for _, tt := range foreignTables {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := t.Context()
+			path := h.path(t)
+			if err := h.opts.foreign(path, tt.cols, tt.rows); err != nil {
+				t.Fatal(err)
+			}
+			before := h.snapshot(t, path)
+			r, err := h.opts.reader(ctx, path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read := checkForeign(t, r, tt.rows, tt.wantStatus, tt.wantID)
+			some, err := r.Select(ctx, driver.Filter{Statuses: []driver.Status{driver.NotStarted}, After: read[0].Key, Limit: 1})
+			if err != nil || len(some) != 1 || some[0].Key != read[1].Key {
+				t.Errorf("Select(not_started after row 1, limit 1) = %+v, %v; want row %d", some, err, read[1].Key)
+			}
+			if j, err := r.Get(ctx, read[2].Key); err != nil || !reflect.DeepEqual(j, read[2]) {
+				t.Errorf("Get(%d) = %+v, %v; want %+v", read[2].Key, j, err, read[2])
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if after := h.snapshot(t, path); !bytes.Equal(before, after) {
+				t.Error("reading the table changed it")
+			}
+			adopted, err := h.openAt(t, path).Select(ctx, driver.Filter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(read, adopted) {
+				t.Errorf("the reader read\n%+v\nthe writer, adopting the table,\n%+v", read, adopted)
 			}
 		})
 	}

@@ -40,6 +40,8 @@ import (
 	"github.com/openeo-batch/worker/driver/internal/fingerprint"
 	"github.com/openeo-batch/worker/driver/internal/sqlbuild"
 	"github.com/openeo-batch/worker/internal/atomicfile"
+	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/pin"
 )
 
 func init() {
@@ -63,15 +65,19 @@ type Store struct {
 	path, work string
 	parquet    bool
 
-	mu        sync.Mutex
-	db        *sql.DB
-	readOnly  bool
-	user      []string
-	geometry  map[string]bool // user columns of type GEOMETRY
-	counts    map[group]int   // rows per back-end and status; nil until counted
-	unlimited bool            // MemoryLimit lifted (roomy)
-	published string          // fingerprint of the table file as last published
-	recorded  bool            // the work file's _published table has its row
+	mu       sync.Mutex
+	db       *sql.DB
+	readOnly bool
+	user     []string
+	geometry map[string]bool // user columns of type GEOMETRY
+	// crs is the CRS of geometry columns that name one (GEOMETRY('...'),
+	// GeoParquet's "crs"), as PROJJSON or another definition DuckDB took;
+	// initCRS the ones SetGeometryCRS gave for Init.
+	crs, initCRS map[string]string
+	counts       map[group]int // rows per back-end and status; nil until counted
+	unlimited    bool          // MemoryLimit lifted (roomy)
+	published    string        // fingerprint of the table file as last published
+	recorded     bool          // the work file's _published table has its row
 	// keyOrdered: the work file stores its rows in key order (storedInKeyOrder).
 	keyOrdered bool
 	full       string // DuckDB's own memory limit, for roomy
@@ -99,6 +105,7 @@ var (
 	_ driver.Store        = (*Store)(nil)
 	_ driver.Flusher      = (*Store)(nil)
 	_ driver.WriteChecker = (*Store)(nil)
+	_ driver.CRSKeeper    = (*Store)(nil)
 )
 
 // writers holds the work files open in this process. Two opens of one
@@ -178,6 +185,11 @@ func (s *Store) openWork(ctx context.Context) (*Store, error) {
 	}
 	return s.build(ctx)
 }
+
+// crsStorage is the storage version of a DuckDB snapshot with a CRS:
+// DuckDB keeps the CRS of a GEOMETRY column (GeometryCRS) in a file only
+// from version 1.5 on. Work files keep theirs in the table _crs instead.
+const crsStorage = "v1.5.0"
 
 // openDB opens a work database and configures it.
 func (s *Store) openDB(ctx context.Context, file string) (*sql.DB, error) {
@@ -268,7 +280,7 @@ func (s *Store) build(ctx context.Context) (*Store, error) {
 		return nil, err
 	}
 	// A build a crash cut short may have left tables behind: start over.
-	for _, q := range []string{"DROP TABLE IF EXISTS jobs", "DROP TABLE IF EXISTS jobs_in", "DROP TABLE IF EXISTS _published"} {
+	for _, q := range []string{"DROP TABLE IF EXISTS jobs", "DROP TABLE IF EXISTS jobs_in", "DROP TABLE IF EXISTS _published", "DROP TABLE IF EXISTS _crs"} {
 		if _, err := s.db.ExecContext(ctx, q); err != nil {
 			s.discard()
 			return nil, fmt.Errorf("%s: %w", tmp, err)
@@ -405,6 +417,17 @@ func configure(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// renamedError is err with another message (the table's name in place of
+// a pinned copy's), still matching what err matches (driver.InvalidError,
+// driver.ErrNoTable).
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
+
 // firstLine is the first line of a DuckDB error: the rest repeats our
 // SQL with a caret under the spot, which says nothing to a user.
 func firstLine(err error) string {
@@ -448,17 +471,33 @@ func sqlType(k driver.Kind) string {
 
 // importTable copies the published table, if any, into the work database,
 // with the manager columns in their types and a row key in file order.
-func (s *Store) importTable(ctx context.Context) error {
+func (s *Store) importTable(ctx context.Context) (err error) {
 	if _, err := os.Stat(s.path); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	file := s.path
+	if s.readOnly {
+		// A writer may rename a new version over the file while this
+		// reads it: read one version, whole (see package pin).
+		p, err := pin.Pin(s.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.path, err)
+		}
+		defer p.Release()
+		file = p.Name
+		defer func() {
+			if err != nil {
+				err = &renamedError{msg: strings.ReplaceAll(err.Error(), p.Name, s.path), err: err}
+			}
+		}()
+	}
 	// No hive partitioning: a folder named like key=value is not a column.
-	source := "read_parquet(" + literal(s.path) + ", hive_partitioning = false)"
+	source := "read_parquet(" + literal(file) + ", hive_partitioning = false)"
 	if !s.parquet {
-		if err := checkDuckDBFile(s.path); err != nil {
+		if err := checkDuckDBFile(file); err != nil {
 			return err
 		}
-		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(s.path)+" AS pub (READ_ONLY)"); err != nil {
+		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(file)+" AS pub (READ_ONLY)"); err != nil {
 			return fmt.Errorf("%s: %s", s.path, firstLine(err))
 		}
 		defer s.db.ExecContext(ctx, "DETACH pub")
@@ -587,7 +626,7 @@ func (s *Store) loadSchema(ctx context.Context) error {
 		return err
 	}
 	defer rows.Close()
-	s.user, s.geometry, s.hasTable = nil, map[string]bool{}, false
+	s.user, s.geometry, s.crs, s.hasTable = nil, map[string]bool{}, map[string]string{}, false
 	for rows.Next() {
 		var name, typ string
 		if err := rows.Scan(&name, &typ); err != nil {
@@ -600,9 +639,84 @@ func (s *Store) loadSchema(ctx context.Context) error {
 		s.user = append(s.user, name)
 		if strings.HasPrefix(strings.ToUpper(typ), "GEOMETRY") {
 			s.geometry[name] = true
+			if def, ok := crs.OfGeometryType(typ); ok {
+				s.crs[name] = def
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	return s.keepCRS(ctx)
+}
+
+// keepCRS records the CRS of the geometry columns in the work file's
+// table _crs, or reads them back from it: a work file in DuckDB's default
+// storage forgets a column's CRS when it is opened again (after a crash).
+func (s *Store) keepCRS(ctx context.Context) error {
+	if !s.hasTable {
+		return nil
+	}
+	if len(s.crs) > 0 {
+		if s.readOnly {
+			return nil
+		}
+		if _, err := s.db.ExecContext(ctx, "CREATE OR REPLACE TABLE _crs (column_name VARCHAR, crs VARCHAR)"); err != nil {
+			return err
+		}
+		for c, def := range s.crs {
+			if _, err := s.db.ExecContext(ctx, "INSERT INTO _crs VALUES (?, ?)", c, def); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_name = '_crs'").Scan(&n); err != nil || n == 0 {
+		return err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT column_name, crs FROM _crs")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c, def string
+		if err := rows.Scan(&c, &def); err != nil {
+			return err
+		}
+		if s.geometry[c] {
+			s.crs[c] = def
 		}
 	}
 	return rows.Err()
+}
+
+// GeometryCRS returns the CRS of geometry column c as the table names it
+// (GeoParquet's "crs": PROJJSON text), "" when it names none, which by
+// GeoParquet's rule is longitude/latitude (OGC:CRS84).
+func (s *Store) GeometryCRS(c string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crs[c]
+}
+
+// SetGeometryCRS gives the CRS (PROJJSON text) of geometry column c for
+// Init, which makes it a GEOMETRY column of that CRS: a Parquet table
+// then carries it in its GeoParquet metadata. It fails once the table
+// exists.
+func (s *Store) SetGeometryCRS(c, projjson string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hasTable {
+		return fmt.Errorf("%s: the CRS of a column is set before the table is made: %w", s.path, driver.ErrExists)
+	}
+	if s.initCRS == nil {
+		s.initCRS = map[string]string{}
+	}
+	s.initCRS[c] = projjson
+	return nil
 }
 
 // Close publishes what is pending and releases the work file.
@@ -651,7 +765,17 @@ func (s *Store) flushLocked(ctx context.Context) error {
 	dir := filepath.Dir(s.path)
 	tmp := filepath.Join(dir, "."+filepath.Base(s.path)+".tmp")
 	defer os.Remove(tmp)
-	all := "SELECT * EXCLUDE (" + keyColumn + ") FROM jobs"
+	all := "SELECT * EXCLUDE (" + keyColumn + ")"
+	if len(s.crs) > 0 {
+		// The column's type may have lost its CRS (see keepCRS).
+		var casts []string
+		for c, def := range s.crs {
+			casts = append(casts, "CAST("+sqlbuild.Quote(c)+" AS GEOMETRY("+literal(def)+")) AS "+sqlbuild.Quote(c))
+		}
+		slices.Sort(casts)
+		all += " REPLACE (" + strings.Join(casts, ", ") + ")"
+	}
+	all += " FROM jobs"
 	if sorted, err := s.storedInKeyOrder(ctx); err != nil {
 		return fmt.Errorf("write %s: %w", s.path, err)
 	} else if !sorted {
@@ -663,7 +787,13 @@ func (s *Store) flushLocked(ctx context.Context) error {
 			_, err := s.db.ExecContext(ctx, "COPY ("+all+") TO "+literal(tmp)+" (FORMAT parquet, ROW_GROUP_SIZE "+fmt.Sprint(rowGroupSize)+")")
 			return err
 		}
-		for _, q := range []string{"ATTACH " + literal(tmp) + " AS snap", "CREATE TABLE snap.jobs AS " + all, "DETACH snap"} {
+		attach := "ATTACH " + literal(tmp) + " AS snap"
+		if len(s.crs) > 0 {
+			// Older storage forgets a GEOMETRY column's CRS; tables
+			// without one stay readable by older DuckDB versions.
+			attach += " (STORAGE_VERSION " + literal(crsStorage) + ")"
+		}
+		for _, q := range []string{attach, "CREATE TABLE snap.jobs AS " + all, "DETACH snap"} {
 			if _, err := s.db.ExecContext(ctx, q); err != nil {
 				s.db.ExecContext(ctx, "DETACH DATABASE IF EXISTS snap")
 				return err
@@ -872,8 +1002,15 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	// and inserting it again, which would lose the key order snapshots
 	// rely on (storedInKeyOrder). Keys are unique by construction.
 	ddl = append(ddl, keyColumn+" BIGINT")
+	// fullType is a column's type with its CRS: GEOMETRY('<PROJJSON>').
+	fullType := func(c string) string {
+		if def, ok := s.initCRS[c]; ok && types[c] == "GEOMETRY" {
+			return "GEOMETRY(" + literal(def) + ")"
+		}
+		return types[c]
+	}
 	for _, c := range user {
-		ddl = append(ddl, sqlbuild.Quote(c)+" "+types[c])
+		ddl = append(ddl, sqlbuild.Quote(c)+" "+fullType(c))
 	}
 	for _, mc := range driver.ManagerColumns() {
 		ddl = append(ddl, sqlbuild.Quote(mc.Name)+" "+sqlType(mc.Kind))
@@ -884,11 +1021,12 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	// Rows go through DuckDB's appender into a staging table, where
 	// geometries are still text; one INSERT ... SELECT casts them.
-	staging := make([]string, len(ddl))
-	for i, d := range ddl {
-		staging[i] = strings.Replace(d, " GEOMETRY", " VARCHAR", 1)
+	staging := slices.Clone(ddl)
+	for i, c := range user {
+		if types[c] == "GEOMETRY" {
+			staging[i+1] = sqlbuild.Quote(c) + " VARCHAR"
+		}
 	}
-	staging[0] = keyColumn + " BIGINT"
 	load := func() error {
 		conn, err := s.db.Conn(ctx)
 		if err != nil {
@@ -948,7 +1086,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 		for i, c := range all {
 			sel[i] = sqlbuild.Quote(c)
 			if types[c] == "GEOMETRY" {
-				sel[i] = "CAST(" + sqlbuild.Quote(c) + " AS GEOMETRY)"
+				sel[i] = "CAST(" + sqlbuild.Quote(c) + " AS " + fullType(c) + ")"
 			}
 		}
 		if _, err := conn.ExecContext(ctx, "INSERT INTO jobs SELECT "+strings.Join(sel, ", ")+" FROM jobs_in"); err != nil {

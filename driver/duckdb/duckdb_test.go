@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,18 +15,24 @@ import (
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/driver/drivertest"
 	"github.com/openeo-batch/worker/driver/duckdb"
+	"github.com/openeo-batch/worker/internal/crs"
+	"github.com/openeo-batch/worker/internal/pin"
 )
 
 func TestConformanceParquet(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".parquet", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
+	}, ".parquet", drivertest.SingleWriter(), drivertest.Foreign(writeForeign), drivertest.Reader(openReader))
 }
 
 func TestConformanceDuckDB(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return duckdb.Open(ctx, path)
-	}, ".duckdb", drivertest.SingleWriter(), drivertest.Foreign(writeForeign))
+	}, ".duckdb", drivertest.SingleWriter(), drivertest.Foreign(writeForeign), drivertest.Reader(openReader))
+}
+
+func openReader(ctx context.Context, path string) (driver.Store, error) {
+	return duckdb.OpenReader(ctx, path)
 }
 
 // writeForeign writes a table as pandas or another DuckDB user would: a
@@ -591,5 +598,149 @@ func TestForeignKeyColumn(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(path + ".*"); len(left) > 0 {
 		t.Errorf("left %v", left)
+	}
+}
+
+// A reader reads one version of the table whole while a writer renames a
+// new one over it: the version it opened, never the footer of one and the
+// data of another ("TProtocolException: Invalid data").
+func TestReaderReadsOneVersion(t *testing.T) {
+	for _, ext := range []string{".parquet", ".duckdb"} {
+		t.Run(ext, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "jobs"+ext)
+			oneClaim(t, path).Close()
+			replaced := false
+			pin.BeforeCopy = func(p string) {
+				// What a writer's publish does: a new file renamed over.
+				tmp := p + ".new"
+				if err := os.WriteFile(tmp, []byte("not the table any more"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(tmp, p); err != nil {
+					t.Fatal(err)
+				}
+				replaced = true
+			}
+			defer func() { pin.BeforeCopy = nil }()
+			r, err := duckdb.OpenReader(t.Context(), path)
+			if err != nil {
+				t.Fatalf("reader, with the file replaced during its open: %v", err)
+			}
+			defer r.Close()
+			if !replaced {
+				t.Fatal("the reader read the file by its name, not one opened version")
+			}
+			if rows, _ := r.Select(t.Context(), driver.Filter{Statuses: []driver.Status{driver.QueuedForStart}}); len(rows) != 1 {
+				t.Errorf("reader sees %d claimed rows, want 1", len(rows))
+			}
+		})
+	}
+}
+
+// TestGeometryCRS: a CRS given before Init makes the geometry column's
+// CRS, which the GeoParquet metadata carries and every later open reads
+// back, also after a run rewrote the table.
+func TestGeometryCRS(t *testing.T) {
+	utm, err := crs.LookupCRS(32631)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ext := range []string{".parquet", ".duckdb"} {
+		t.Run(ext, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "j"+ext)
+			s, err := duckdb.Open(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err != nil {
+				t.Fatal(err)
+			}
+			rows := func(yield func([]any, error) bool) { yield([]any{"a", "POINT (500000 5600000)"}, nil) }
+			if err := s.Init(t.Context(), []string{"tile", "geometry"}, rows); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err == nil {
+				t.Error("SetGeometryCRS after Init: no error")
+			}
+			if err := s.Update(t.Context(), driver.Update{Key: 1, Set: driver.Values{driver.ColStatus: driver.Finished, driver.ColID: "j-1"}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := duckdb.OpenReader(t.Context(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if n, err := crs.EPSGOfPROJJSON(r.GeometryCRS("geometry")); n != 32631 || err != nil {
+				t.Errorf("CRS read back: %d %v (%.80s)", n, err, r.GeometryCRS("geometry"))
+			}
+			got, err := r.Select(t.Context(), driver.Filter{})
+			if err != nil || len(got) != 1 || got[0].Data["geometry"] != "POINT (500000 5600000)" || got[0].Status != driver.Finished {
+				t.Errorf("rows read back: %+v %v", got, err)
+			}
+		})
+	}
+}
+
+// TestGeometryCRSAfterKill: a run killed after a change leaves the work
+// file, whose DuckDB storage forgets a column's CRS; the next open resumes
+// it and the table it publishes still names the CRS (kept in _crs).
+func TestGeometryCRSAfterKill(t *testing.T) {
+	if dir := os.Getenv("DUCKDB_TEST_KILLED_DIR"); dir != "" {
+		// The child: make the table, change a row, and end without Close,
+		// as a killed run does.
+		utm, err := crs.LookupCRS(32631)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := duckdb.Open(t.Context(), filepath.Join(dir, "j.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetGeometryCRS("geometry", utm.PROJJSON); err != nil {
+			t.Fatal(err)
+		}
+		rows := func(yield func([]any, error) bool) { yield([]any{"a", "POINT (500000 5600000)"}, nil) }
+		if err := s.Init(t.Context(), []string{"tile", "geometry"}, rows); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(t.Context(), driver.Update{Key: 1, Set: driver.Values{driver.ColStatus: driver.Finished, driver.ColID: "j-1"}}); err != nil {
+			t.Fatal(err)
+		}
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestGeometryCRSAfterKill$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "DUCKDB_TEST_KILLED_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	path := filepath.Join(dir, "j.parquet")
+	if _, err := os.Stat(path + ".work.duckdb"); err != nil {
+		t.Fatalf("the killed run left no work file: %v", err)
+	}
+	s, err := duckdb.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := crs.EPSGOfPROJJSON(s.GeometryCRS("geometry")); n != 32631 || err != nil {
+		t.Errorf("CRS after the resume: %d %v", n, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := duckdb.OpenReader(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n, err := crs.EPSGOfPROJJSON(r.GeometryCRS("geometry")); n != 32631 || err != nil {
+		t.Errorf("CRS of the table published after the resume: %d %v", n, err)
+	}
+	got, err := r.Select(t.Context(), driver.Filter{})
+	if err != nil || len(got) != 1 || got[0].Status != driver.Finished {
+		t.Errorf("rows after the resume: %+v %v", got, err)
 	}
 }

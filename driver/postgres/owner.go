@@ -270,6 +270,9 @@ func (s *Store) Workers(ctx context.Context) ([]string, error) {
 	if _, err := s.userColumns(ctx); err != nil {
 		return nil, err
 	}
+	if s.foreign != nil {
+		return nil, nil // a reader of a table no worker adopted yet: no workers table, no worker
+	}
 	rows, err := s.pool.Query(ctx, "SELECT worker_id FROM "+s.q("_workers")+" WHERE heartbeat_at > now() - make_interval(secs => $1) ORDER BY started_at",
 		DefaultStaleAfter.Seconds())
 	if err != nil {

@@ -57,6 +57,9 @@ func init() {
 			Open: func(ctx context.Context, path string) (driver.Store, error) {
 				return Open(ctx, scheme+"://"+path)
 			},
+			OpenReader: func(ctx context.Context, path string) (driver.Store, error) {
+				return OpenReader(ctx, scheme+"://"+path)
+			},
 			Remove: func(path string) error {
 				return Drop(context.Background(), scheme+"://"+path)
 			},
@@ -81,6 +84,9 @@ type Store struct {
 	mu      sync.Mutex
 	columns []string // user columns, loaded once the table exists
 	closed  bool
+
+	reader  bool            // opened by OpenReader: adopts no table
+	foreign map[string]bool // for a reader of a table another program made: the columns it has
 }
 
 var (
@@ -155,6 +161,20 @@ func Open(ctx context.Context, location string) (*Store, error) {
 	}
 	name := fmt.Sprintf("%s:%d/%s table %s", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, table)
 	return &Store{pool: pool, table: table, name: name}, nil
+}
+
+// OpenReader is Open for a store that only reads (status, query, jobs,
+// export, serve): a table another program made is read as adoption would
+// make it (see adopt) without adopting it, so that reading changes
+// nothing: the manager columns it lacks read as their defaults, its rows
+// are numbered in their physical order (or by its own _key column).
+func OpenReader(ctx context.Context, location string) (*Store, error) {
+	s, err := Open(ctx, location)
+	if err != nil {
+		return nil, err
+	}
+	s.reader = true
+	return s, nil
 }
 
 // Drop removes the table at location with the store's tables beside it.
@@ -251,7 +271,11 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 	if err := s.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", s.q("_counts")).Scan(&counts); err != nil {
 		return nil, s.wrap(err)
 	}
-	if !have[keyColumn] || !counts {
+	switch {
+	case have[keyColumn] && counts:
+	case s.reader:
+		s.foreign = have
+	default:
 		if err := s.adopt(ctx); err != nil {
 			return nil, err
 		}
@@ -335,23 +359,12 @@ func (s *Store) adopt(ctx context.Context) error {
 			}
 			continue
 		}
-		// Through text, as Normalize read it: '' is NULL, and for the
-		// status, not_started.
 		typ, _, _ := strings.Cut(sqlType(c), " ")
 		if typ == "double" {
 			typ = "double precision"
 		}
-		using := "nullif(trim(" + q + "::text), '')"
-		switch c.Kind {
-		case driver.Integer:
-			using = using + "::numeric::bigint"
-		case driver.Real:
-			using = using + "::double precision"
-		case driver.Bool:
-			using = "CASE lower(" + using + ") WHEN '1' THEN true WHEN 't' THEN true WHEN 'true' THEN true WHEN 'yes' THEN true WHEN '0' THEN false WHEN 'f' THEN false WHEN 'false' THEN false WHEN 'no' THEN false END"
-		}
 		stmts := []string{
-			"ALTER TABLE " + t + " ALTER COLUMN " + q + " TYPE " + typ + " USING " + using,
+			"ALTER TABLE " + t + " ALTER COLUMN " + q + " TYPE " + typ + " USING " + castExpr(c),
 		}
 		switch c.Name {
 		case driver.ColStatus:
@@ -393,6 +406,71 @@ func statusCheck() string {
 		known = append(known, "'"+string(st)+"'")
 	}
 	return "status IN (" + strings.Join(known, ", ") + ")"
+}
+
+// castExpr converts the value of manager column c of a table another
+// program made to c's type, through text, as Normalize reads it: empty
+// text is NULL (the defaults of status, attempts and download_pending are left
+// to the caller).
+func castExpr(c driver.Column) string {
+	using := "nullif(trim(" + sqlbuild.Quote(c.Name) + "::text), '')"
+	switch c.Kind {
+	case driver.Integer:
+		using = using + "::numeric::bigint"
+	case driver.Real:
+		using = using + "::double precision"
+	case driver.Bool:
+		using = "CASE lower(" + using + ") WHEN '1' THEN true WHEN 't' THEN true WHEN 'true' THEN true WHEN 'yes' THEN true WHEN '0' THEN false WHEN 'f' THEN false WHEN 'false' THEN false WHEN 'no' THEN false END"
+	}
+	return using
+}
+
+// foreignSelect is the SELECT a reader reads a table another program made
+// with (see OpenReader): the row key, the user's columns, the manager's
+// as adoption would make them, in table order.
+func (s *Store) foreignSelect(user []string) string {
+	cols := []string{"row_number() OVER (ORDER BY ctid) AS _key"}
+	order := "ctid"
+	if s.foreign[keyColumn] {
+		cols[0], order = keyColumn, keyColumn
+	}
+	for _, c := range user {
+		cols = append(cols, sqlbuild.Quote(c))
+	}
+	for _, c := range driver.ManagerColumns() {
+		typ, _, _ := strings.Cut(sqlType(c), " ")
+		if typ == "double" {
+			typ = "double precision"
+		}
+		v := "NULL::" + typ
+		if s.foreign[c.Name] {
+			v = castExpr(c)
+		}
+		switch c.Name {
+		case driver.ColStatus:
+			v = "coalesce(" + v + ", 'not_started')"
+		case driver.ColAttempts:
+			v = "coalesce(" + v + ", 0)"
+		case driver.ColDownloadPending:
+			v = "coalesce(" + v + ", false)"
+		}
+		cols = append(cols, v+" AS "+sqlbuild.Quote(c.Name))
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + s.q("") + " ORDER BY " + order
+}
+
+// foreignRows reads every row of a table another program made, for a
+// reader, and returns those f selects.
+func (s *Store) foreignRows(ctx context.Context, user []string, f driver.Filter) ([]driver.Job, error) {
+	rows, err := s.pool.Query(ctx, s.foreignSelect(user))
+	if err != nil {
+		return nil, s.wrap(err)
+	}
+	jobs, err := s.collect(rows, user)
+	if err != nil {
+		return nil, err
+	}
+	return f.Apply(jobs), nil
 }
 
 // Columns returns the user's column names in table order.
@@ -747,8 +825,16 @@ const compactAt = 256
 // Counts returns the number of rows per back-end and status: the sums of
 // the counts table, which it compacts when it has grown.
 func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
-	if _, err := s.userColumns(ctx); err != nil {
+	user, err := s.userColumns(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if s.foreign != nil {
+		jobs, err := s.foreignRows(ctx, user, driver.Filter{})
+		if err != nil {
+			return nil, err
+		}
+		return driver.CountJobs(jobs), nil
 	}
 	rows, err := s.pool.Query(ctx, "SELECT backend_name, status, sum(n), count(*) FROM "+s.q("_counts")+" GROUP BY 1, 2 ORDER BY 1, 2")
 	if err != nil {
@@ -786,6 +872,13 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 
 // Select returns the rows matching f in table order.
 func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, error) {
+	user, err := s.userColumns(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.foreign != nil {
+		return s.foreignRows(ctx, user, f)
+	}
 	conds := []string{"true"}
 	var args []any
 	switch len(f.Statuses) {
@@ -895,7 +988,19 @@ func userValue(v any) any {
 
 // Get returns the row with key.
 func (s *Store) Get(ctx context.Context, key int64) (driver.Job, error) {
-	jobs, err := s.query(ctx, s.pool, "WHERE _key = $1", key)
+	user, err := s.userColumns(ctx)
+	if err != nil {
+		return driver.Job{}, err
+	}
+	var jobs []driver.Job
+	if s.foreign != nil {
+		jobs, err = s.foreignRows(ctx, user, driver.Filter{After: key - 1, Limit: 1})
+		if len(jobs) > 0 && jobs[0].Key != key {
+			jobs = nil
+		}
+	} else {
+		jobs, err = s.query(ctx, s.pool, "WHERE _key = $1", key)
+	}
 	if err != nil {
 		return driver.Job{}, err
 	}
@@ -1130,7 +1235,11 @@ func (s *Store) ReadSQL(ctx context.Context, query string, args ...any) (rows *s
 		db.Close()
 	}
 	cols := sqlbuild.JoinQuoted(append(slices.Clone(user), managerNames()...))
-	if _, err := conn.ExecContext(ctx, "CREATE OR REPLACE TEMP VIEW jobs AS SELECT "+cols+" FROM "+s.q("")+" ORDER BY _key"); err != nil {
+	from := s.q("") + " ORDER BY _key"
+	if s.foreign != nil {
+		from = "(" + s.foreignSelect(user) + ") AS t ORDER BY _key"
+	}
+	if _, err := conn.ExecContext(ctx, "CREATE OR REPLACE TEMP VIEW jobs AS SELECT "+cols+" FROM "+from); err != nil {
 		cleanup()
 		return nil, nil, s.wrap(err)
 	}

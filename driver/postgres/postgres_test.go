@@ -17,7 +17,10 @@ func open(ctx context.Context, location string) (driver.Store, error) {
 
 func TestConformance(t *testing.T) {
 	pgtest.Location(t) // skips, saying why, without a server
-	drivertest.Run(t, open, "", drivertest.Server(func(t *testing.T) string { return pgtest.Location(t) }, serverTable), drivertest.Foreign(writeForeign))
+	drivertest.Run(t, open, "", drivertest.Server(func(t *testing.T) string { return pgtest.Location(t) }, serverTable), drivertest.Foreign(writeForeign),
+		drivertest.Reader(func(ctx context.Context, location string) (driver.Store, error) {
+			return postgres.OpenReader(ctx, location)
+		}))
 }
 
 // Replace swaps every row at once, adds the columns the table lacks, and

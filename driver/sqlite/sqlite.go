@@ -4,16 +4,22 @@
 // The table is called jobs. The user's columns are real SQL columns, followed
 // by the manager's columns (driver.ManagerColumns) and a hidden-by-convention
 // row key _key, so `sqlite3 jobs.db 'select year, status from jobs'` works.
+// A NaN float, which SQLite stores as NULL, is stored as the three-byte
+// BLOB 'NaN' (typeof blob; the sqlite3 shell shows NaN; it sorts after
+// every number, as DuckDB sorts NaN) and read back as NaN; infinities are
+// SQLite REALs. A text 'NaN' stays text.
 // The database runs in WAL mode with a busy timeout: several processes may
 // share one file, and a killed process leaves every committed change behind.
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"iter"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -33,6 +39,9 @@ func init() {
 		Extensions: []string{".db", ".sqlite", ".sqlite3"},
 		Open: func(ctx context.Context, path string) (driver.Store, error) {
 			return Open(ctx, path)
+		},
+		OpenReader: func(ctx context.Context, path string) (driver.Store, error) {
+			return OpenReader(ctx, path)
 		},
 		Remove: Remove,
 	})
@@ -61,6 +70,17 @@ type Store struct {
 	mu      sync.Mutex
 	columns []string // user columns, loaded once the table exists
 	closed  bool
+
+	reader  bool         // opened by OpenReader: never writes
+	foreign *foreignView // for a reader of a table another program made, what it has
+}
+
+// foreignView is how a reader sees a table another program made, which it
+// does not adopt (see OpenReader): the manager columns it has, and
+// whether it has the row key.
+type foreignView struct {
+	has    map[string]bool
+	hasKey bool
 }
 
 var _ driver.CapClaimer = (*Store)(nil)
@@ -92,6 +112,37 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return &Store{path: path, w: w, r: r}, nil
 }
 
+// OpenReader opens the existing SQLite database at path only to read it,
+// read-only (SQLite's mode=ro): it changes nothing in the file, not even
+// its journal mode. A jobs table another program made (the sqlite3 shell,
+// pandas) is read as Open would adopt it, without adopting it: the
+// manager columns it lacks read as Init's defaults (status not_started,
+// attempts 0), the row keys are those adoption would give (1, 2, ... in
+// table order, or its own _key column). Writing through the store fails.
+func OpenReader(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?mode=ro&_pragma=busy_timeout(20000)"
+	var pools [2]*sqlx.DB
+	for i := range pools {
+		db, err := sqlx.Open("sqlite", dsn)
+		if err == nil {
+			err = db.PingContext(ctx)
+		}
+		if err != nil {
+			if db != nil {
+				db.Close()
+			}
+			if pools[0] != nil {
+				pools[0].Close()
+			}
+			return nil, interpretError(err)
+		}
+		pools[i] = db
+	}
+	pools[0].SetMaxOpenConns(1)
+	pools[1].SetMaxOpenConns(4)
+	return &Store{path: path, w: pools[0], r: pools[1], reader: true}, nil
+}
+
 // Close closes both connection pools.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -117,6 +168,22 @@ func (s *Store) userColumns(ctx context.Context) ([]string, error) {
 		return nil, driver.ErrClosed
 	}
 	if s.columns != nil {
+		return s.columns, nil
+	}
+	if s.reader {
+		cols, state, err := s.inspect(ctx, s.r)
+		if err != nil {
+			return nil, err
+		}
+		if state == foreign {
+			v := &foreignView{has: map[string]bool{}}
+			for _, c := range cols {
+				v.has[c.name] = true
+			}
+			v.hasKey = v.has[keyColumn]
+			s.foreign = v
+		}
+		s.columns = userNames(cols)
 		return s.columns, nil
 	}
 	cols, err := s.adopt(ctx)
@@ -476,7 +543,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 					continue
 				}
 			}
-			args[pos[c]] = v
+			args[pos[c]] = storedValue(v)
 		}
 		if _, err := stmt.ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("row %d: %w", rowNum, interpretError(err))
@@ -559,6 +626,9 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 	if _, err := s.userColumns(ctx); err != nil {
 		return nil, err
 	}
+	if s.foreign != nil {
+		return s.foreignCounts(ctx)
+	}
 	rows, err := s.r.QueryxContext(ctx,
 		`SELECT backend_name, status, n FROM job_counts WHERE n > 0 ORDER BY 1, 2`)
 	if err != nil {
@@ -578,6 +648,12 @@ func (s *Store) Counts(ctx context.Context) ([]driver.Count, error) {
 
 // Select returns the rows matching f in table order.
 func (s *Store) Select(ctx context.Context, f driver.Filter) ([]driver.Job, error) {
+	if _, err := s.userColumns(ctx); err != nil {
+		return nil, err
+	}
+	if s.foreign != nil {
+		return s.foreignSelect(ctx, f)
+	}
 	where, args, err := whereClause(f)
 	if err != nil {
 		return nil, err
@@ -625,7 +701,14 @@ func (s *Store) query(ctx context.Context, db queryer, tail string, args ...any)
 		return nil, err
 	}
 	all := append(append([]string(nil), user...), managerNames()...)
-	rows, err := db.QueryxContext(ctx, "SELECT _key, "+sqlbuild.JoinQuoted(all)+" FROM jobs "+tail, args...)
+	return s.scan(ctx, db, user, "SELECT _key, "+sqlbuild.JoinQuoted(all)+" FROM jobs "+tail, args...)
+}
+
+// scan reads the rows of q, which selects the row key, the user columns
+// user and the manager columns, in that order.
+func (s *Store) scan(ctx context.Context, db queryer, user []string, q string, args ...any) ([]driver.Job, error) {
+	all := append(append([]string(nil), user...), managerNames()...)
+	rows, err := db.QueryxContext(ctx, q, args...)
 	if err != nil {
 		return nil, interpretError(err)
 	}
@@ -656,8 +739,67 @@ func (s *Store) query(ctx context.Context, db queryer, tail string, args ...any)
 	return jobs, interpretError(rows.Err())
 }
 
+// foreignSelect is Select for a reader of a table another program made
+// (see OpenReader): the columns it lacks read as NULL, which Normalize
+// turns into Init's defaults, the keys are those adoption would give, and
+// f is applied to the rows read.
+func (s *Store) foreignSelect(ctx context.Context, f driver.Filter) ([]driver.Job, error) {
+	key := "row_number() OVER (ORDER BY rowid)" // adoption numbers the rows in table order
+	if s.foreign.hasKey {
+		key = keyColumn
+	}
+	cols := []string{key}
+	for _, c := range s.columns {
+		cols = append(cols, sqlbuild.Quote(c))
+	}
+	for _, c := range driver.ManagerColumns() {
+		switch {
+		case !s.foreign.has[c.Name]:
+			cols = append(cols, "NULL")
+		case c.Name == driver.ColStatus:
+			cols = append(cols, "nullif(trim(status), '')")
+		default:
+			cols = append(cols, sqlbuild.Quote(c.Name))
+		}
+	}
+	order := "rowid"
+	if s.foreign.hasKey {
+		order = keyColumn
+	}
+	jobs, err := s.scan(ctx, s.r, s.columns, "SELECT "+strings.Join(cols, ", ")+" FROM jobs ORDER BY "+order)
+	if err != nil {
+		return nil, err
+	}
+	return f.Apply(jobs), nil
+}
+
+// foreignCounts is Counts for a reader of a table another program made.
+func (s *Store) foreignCounts(ctx context.Context) ([]driver.Count, error) {
+	jobs, err := s.foreignSelect(ctx, driver.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	return driver.CountJobs(jobs), nil
+}
+
+// nanBlob is how the table holds a NaN float (see the package comment).
+var nanBlob = []byte("NaN")
+
+// storedValue is v as the table holds it: a NaN as nanBlob.
+func storedValue(v any) any {
+	if f, ok := v.(float64); ok && math.IsNaN(f) {
+		return nanBlob
+	}
+	return v
+}
+
+// userValue is a value read from the table as the store gives it: nanBlob
+// is NaN, other bytes are text.
 func userValue(v any) any {
 	if b, ok := v.([]byte); ok {
+		if bytes.Equal(b, nanBlob) {
+			return math.NaN()
+		}
 		return string(b)
 	}
 	return v
@@ -669,7 +811,19 @@ func (s *Store) Get(ctx context.Context, key int64) (driver.Job, error) {
 }
 
 func (s *Store) get(ctx context.Context, db queryer, key int64) (driver.Job, error) {
-	jobs, err := s.query(ctx, db, "WHERE _key = ?", key)
+	if _, err := s.userColumns(ctx); err != nil {
+		return driver.Job{}, err
+	}
+	var jobs []driver.Job
+	var err error
+	if s.foreign != nil {
+		jobs, err = s.foreignSelect(ctx, driver.Filter{After: key - 1, Limit: 1})
+		if len(jobs) > 0 && jobs[0].Key != key {
+			jobs = nil
+		}
+	} else {
+		jobs, err = s.query(ctx, db, "WHERE _key = ?", key)
+	}
 	if err != nil {
 		return driver.Job{}, err
 	}

@@ -17,7 +17,9 @@ import (
 func TestConformance(t *testing.T) {
 	drivertest.Run(t, func(ctx context.Context, path string) (driver.Store, error) {
 		return sqlite.Open(ctx, path)
-	}, ".db", drivertest.Foreign(writeForeign))
+	}, ".db", drivertest.Foreign(writeForeign), drivertest.Reader(func(ctx context.Context, path string) (driver.Store, error) {
+		return sqlite.OpenReader(ctx, path)
+	}))
 }
 
 // writeForeign writes a table as the sqlite3 shell would: a jobs table
