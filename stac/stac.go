@@ -588,7 +588,7 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			return err
 		}
 		name := e.Name()
-		if !e.Type().IsRegular() || strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.meta") {
+		if !e.Type().IsRegular() {
 			return nil
 		}
 		relFile, err := filepath.Rel(jobDir, path)
@@ -596,6 +596,12 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 			return err
 		}
 		key := filepath.ToSlash(relFile)
+		// A partial download (.part, .part.meta) or a temporary file of an
+		// atomic write left by a kill is no result, unless the back-end
+		// lists a result of that name.
+		if _, listed := resultAssets[key]; !listed && (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.meta") || atomicfile.IsTemp(name)) {
+			return nil
+		}
 		rel, err := filepath.Rel(itemDir, path)
 		if err != nil {
 			return err

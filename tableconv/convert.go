@@ -17,7 +17,6 @@ package tableconv
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,10 +24,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
-	_ "github.com/duckdb/duckdb-go/v2" // CheckGeometries: WKT with Z and M
 	"github.com/paulmach/orb/encoding/wkt"
 	"github.com/paulmach/orb/geojson"
 
@@ -36,55 +33,53 @@ import (
 	"github.com/openeo-batch/worker/internal/atomicfile"
 	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/internal/jsonkeys"
+	"github.com/openeo-batch/worker/internal/wktgeo"
 )
 
 // GeometryColumn is where geometries live in a table, as WKT text: the
 // name the Python client gives a GeoDataFrame's geometry.
 const GeometryColumn = "geometry"
 
-// CheckGeometries makes sure every cell of t's GeometryColumn is WKT
-// (OGC Simple Features, 2D, Z or M), or empty, before a table is written
-// to any store: SQLite and CSV keep text as it comes, so a bad cell would
-// otherwise surface only in a job. A bad cell is an error naming from (the
-// file t was read from), the row (from 1) and the column. A table without
-// a geometry column passes. orb reads 2D WKT quickly; a cell it refuses
-// goes to an in-memory DuckDB database, which also reads Z and M
-// coordinates.
+// CheckGeometries makes sure every cell of t's GeometryColumn is a WKT
+// geometry (OGC Simple Features, 2D, Z or M) that every store keeps as it
+// is and a run sends unchanged, or empty, before a table is written to any
+// store: SQLite and CSV would keep bad text as it comes (and a run refuse
+// it later), Parquet and DuckDB would read what they can of it (dropping
+// trailing text, a second geometry or an EWKT SRID). The rules are
+// internal/wktgeo's, the same a run applies: no text after the geometry,
+// no "SRID=n;" prefix, finite coordinates, no EMPTY geometry, closed
+// rings of at least 4 positions. A bad cell is an error naming from (the
+// file t was read from), the row (from 1), the column and the reason. A
+// table without a geometry column passes. ctx is unused; it is kept for
+// callers.
 func CheckGeometries(ctx context.Context, from string, t *Table) error {
 	i := slices.Index(t.Columns, GeometryColumn)
 	if i < 0 {
 		return nil
 	}
-	var duck *sql.DB
-	defer func() {
-		if duck != nil {
-			duck.Close()
-		}
-	}()
 	for r, row := range t.Rows {
-		if row[i] == nil {
-			continue
+		if err := checkGeometryCell(row[i]); err != nil {
+			return fmt.Errorf("%s: row %d, %w", from, r+1, err)
 		}
-		s, ok := row[i].(string)
-		if ok && strings.TrimSpace(s) == "" {
-			continue
-		}
-		if ok {
-			if _, err := wkt.Unmarshal(s); err == nil {
-				continue
-			}
-			if duck == nil {
-				var err error
-				if duck, err = sql.Open("duckdb", ""); err != nil {
-					return err
-				}
-			}
-			var g any
-			if duck.QueryRowContext(ctx, "SELECT CAST(? AS GEOMETRY)", s).Scan(&g) == nil {
-				continue
-			}
-		}
-		return fmt.Errorf("%s: row %d, column %q: not WKT: %.60q", from, r+1, GeometryColumn, fmt.Sprint(row[i]))
+	}
+	return nil
+}
+
+// checkGeometryCell checks one cell of GeometryColumn (see
+// CheckGeometries); the error names the column.
+func checkGeometryCell(v any) error {
+	if v == nil {
+		return nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("column %q: not WKT: a %T (%v)", GeometryColumn, v, v)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	if err := wktgeo.Check(s); err != nil {
+		return fmt.Errorf("column %q: not WKT: %w: %.60q", GeometryColumn, err, s)
 	}
 	return nil
 }
@@ -238,11 +233,13 @@ func inTable(location string, err error) error {
 // properties first appear, and last GeometryColumn, the feature's geometry
 // as WKT (nil for a null geometry). A "crs" member (GeoJSON 2008, as
 // worker split, GDAL and GeoPandas write it) naming a CRS other than
-// longitude/latitude becomes Table.EPSG. Whole numbers become int64, other
-// numbers float64, objects and arrays their JSON text. A document that is
-// not a FeatureCollection, a geometry that WKT would change (see
-// CheckGeoJSONGeometry) or a property called "geometry" is an error naming
-// the file and the feature (from 1).
+// longitude/latitude becomes Table.EPSG. Whole numbers become int64
+// (beyond int64, their text as written), other numbers float64, objects
+// and arrays their JSON text. A document that is not a FeatureCollection,
+// text that is not UTF-8 (RFC 8259), a number beyond float64's range, a
+// geometry that WKT would change (see CheckGeoJSONGeometry) or a property
+// called "geometry" is an error naming the file and the feature (from 1),
+// and the property where it is one's.
 func ReadGeoJSON(path string) (*Table, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -262,6 +259,9 @@ func ReadGeoJSON(path string) (*Table, error) {
 	}
 	if doc.Type != "FeatureCollection" {
 		return nil, fmt.Errorf("%s: want a GeoJSON FeatureCollection, got type %q", path, doc.Type)
+	}
+	if err := checkUTF8(path, b, doc.Features); err != nil {
+		return nil, err
 	}
 	t := &Table{}
 	if doc.CRS != nil {
@@ -284,10 +284,6 @@ func ReadGeoJSON(path string) (*Table, error) {
 		if err := CheckGeoJSONGeometry(g.Geometry); err != nil {
 			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
 		}
-		f, err := geojson.UnmarshalFeature(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
-		}
 		var p map[string]any
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.UseNumber()
@@ -305,6 +301,15 @@ func ReadGeoJSON(path string) (*Table, error) {
 				index[k] = len(t.Columns)
 				t.Columns = append(t.Columns, k)
 			}
+			if v, ok := p[k]; ok {
+				if p[k], err = jsonValue(v); err != nil {
+					return nil, fmt.Errorf("%s: feature %d, property %q: %w", path, i+1, k, err)
+				}
+			}
+		}
+		f, err := geojson.UnmarshalFeature(raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: feature %d: %w", path, i+1, err)
 		}
 		props = append(props, p)
 		if f.Geometry == nil {
@@ -317,7 +322,7 @@ func ReadGeoJSON(path string) (*Table, error) {
 	for i, p := range props {
 		r := make([]any, len(t.Columns))
 		for k, v := range p {
-			r[index[k]] = jsonValue(v)
+			r[index[k]] = v
 		}
 		r[len(r)-1] = geoms[i]
 		t.Rows = append(t.Rows, r)
@@ -335,23 +340,6 @@ func propertyKeys(feature json.RawMessage) []string {
 		return nil
 	}
 	return jsonkeys.Object(f.Properties)
-}
-
-// jsonValue turns a JSON property into a table value: whole numbers int64,
-// other numbers float64, objects and arrays their JSON text.
-func jsonValue(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if n, err := strconv.ParseInt(string(x), 10, 64); err == nil {
-			return n
-		}
-		f, _ := x.Float64()
-		return f
-	case map[string]any, []any:
-		b, _ := json.Marshal(x)
-		return string(b)
-	}
-	return v
 }
 
 // WriteGeoJSON writes t to path as a FeatureCollection, replacing the file
@@ -392,6 +380,9 @@ func WriteGeoJSONCRS(path string, t *Table, epsg int) error {
 		}
 		geom := []byte("null")
 		if g >= 0 && r[g] != nil {
+			if err := checkGeometryCell(r[g]); err != nil {
+				return fmt.Errorf("row %d, %w", i+1, err)
+			}
 			s, _ := r[g].(string)
 			w, err := wkt.Unmarshal(s)
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/paulmach/orb/encoding/wkt"
 )
@@ -70,6 +71,9 @@ func FuzzReadGeoJSON(f *testing.F) {
 				t.Fatalf("error without the file name: %v", err)
 			}
 			return
+		}
+		if !utf8.Valid(data) {
+			t.Fatalf("text that is not UTF-8 read without an error")
 		}
 		if len(tab.Columns) == 0 || tab.Columns[len(tab.Columns)-1] != GeometryColumn {
 			t.Fatalf("columns %q", tab.Columns)

@@ -291,7 +291,8 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	}
 
 	out, err = cmd(t.Context(), dir, nil, "run", "--db", "missing.db", "--backend", "x=http://127.0.0.1:1", "--process", "p.json").CombinedOutput()
-	if exitCode(err) != 1 || !strings.Contains(string(out), "no such file") && !strings.Contains(string(out), "p.json") {
+	// The missing --process file is invalid input, met first: exit 2.
+	if exitCode(err) != 2 || !strings.Contains(string(out), "no such file") && !strings.Contains(string(out), "p.json") {
 		t.Errorf("run with missing files: %v %s", err, out)
 	}
 }

@@ -41,6 +41,7 @@ func TestImportDirection(t *testing.T) {
 		"internal/csvtext":    func(string) bool { return false },
 		"internal/jsonkeys":   func(string) bool { return false },
 		"internal/crs":        func(string) bool { return false },
+		"internal/wktgeo":     func(string) bool { return false },
 		"remote":              leaf,
 		"remote/remotetest":   func(imp string) bool { return imp == "remote" || leaf(imp) },
 		// Drivers import driver and the driver layer's internal helpers only.

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/remote"
@@ -113,14 +115,17 @@ func (c *JobCreator) RemoteDefinition(ctx context.Context) (*Definition, error) 
 	}
 	raw, err := remote.FetchDefinition(ctx, c.Namespace, c.Fetch)
 	if err != nil {
+		if notFound(err) {
+			return nil, &DefinitionError{Source: "process definition at " + c.Namespace, Err: err}
+		}
 		return nil, err
 	}
 	d, err := Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("process definition at %s: %w", c.Namespace, err)
+		return nil, &DefinitionError{Source: "process definition at " + c.Namespace, Err: err}
 	}
 	if c.ProcessID == "" && d.ID == "" {
-		return nil, fmt.Errorf("process definition at %s has no id: give the process id", c.Namespace)
+		return nil, &DefinitionError{Source: "process definition at " + c.Namespace, Err: errors.New("it has no id: give the process id")}
 	}
 	c.remote = d
 	return d, nil
@@ -146,11 +151,14 @@ func (c *JobCreator) StoredDefinition(ctx context.Context, conn *remote.Client) 
 	}
 	raw, err := conn.ProcessGraph(ctx, c.ProcessID)
 	if err != nil {
+		if notFound(err) {
+			return nil, &DefinitionError{Source: fmt.Sprintf("user-defined process %q", c.ProcessID), Err: err}
+		}
 		return nil, fmt.Errorf("user-defined process %q: %w", c.ProcessID, err)
 	}
 	d, err := Parse(raw)
 	if err != nil {
-		return nil, fmt.Errorf("user-defined process %q of %s: %w", c.ProcessID, conn.URL(), err)
+		return nil, &DefinitionError{Source: fmt.Sprintf("user-defined process %q of %s", c.ProcessID, conn.URL()), Err: err}
 	}
 	e.def = d
 	return d, nil
@@ -334,6 +342,9 @@ func (c *JobCreator) build(d *Definition, row driver.Job) (*remote.JobRequest, e
 	if err != nil {
 		return nil, &RowError{Key: row.Key, Err: err}
 	}
+	if err := checkJobText(row); err != nil {
+		return nil, err
+	}
 	opts, err := c.jobOptions(row)
 	if err != nil {
 		return nil, err
@@ -398,6 +409,32 @@ func (c *JobCreator) jobOptions(row driver.Job) (map[string]any, error) {
 	}
 	maps.Copy(out, obj)
 	return out, nil
+}
+
+// errNotUTF8 is the reason a text cell that is not UTF-8 (a Latin-1 CSV
+// file kept as it is in a SQLite or CSV table) cannot be sent: JSON
+// carries UTF-8 only, and the bytes would reach the back-end as U+FFFD.
+func errNotUTF8(s string) error {
+	return fmt.Errorf("%s is not UTF-8 text, which a job cannot carry unchanged (convert the table's text to UTF-8)", shorten(strconv.Quote(s)))
+}
+
+// notFound reports whether err is the back-end's or the server's answer
+// that there is no such document (404 Not Found, 410 Gone).
+func notFound(err error) bool {
+	var ae *remote.APIError
+	return errors.As(err, &ae) && (ae.StatusCode == 404 || ae.StatusCode == 410)
+}
+
+// checkJobText makes sure the cells a job carries as they are (title,
+// description, job_options) are UTF-8 text: a *RowError names the first
+// that is not.
+func checkJobText(row driver.Job) error {
+	for _, col := range []string{"title", "description", "job_options"} {
+		if s, ok := row.Data[col].(string); ok && !utf8.ValidString(s) {
+			return &RowError{Key: row.Key, Column: col, Err: errNotUTF8(s)}
+		}
+	}
+	return nil
 }
 
 // nodeID names the single node as the Python client does: the process id

@@ -26,8 +26,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -63,18 +65,40 @@ type Definition struct {
 
 var nameRE = regexp.MustCompile(`^\w+$`)
 
+// DefinitionError says a process definition cannot be had: the local
+// file is not there or is no definition, the namespace URL or the
+// back-end says there is no such process (404), or the document it sends
+// is no definition. The user's input is at fault, not a back-end.
+type DefinitionError struct {
+	Source string // the file, URL or stored process, as a message names it
+	Err    error  // the reason
+}
+
+func (e *DefinitionError) Error() string { return e.Source + ": " + e.Err.Error() }
+
+// Unwrap returns the reason.
+func (e *DefinitionError) Unwrap() error { return e.Err }
+
 // Load reads and checks the process definition in the JSON file path.
+// Every error is a *DefinitionError naming the file.
 func Load(path string) (*Definition, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the error names the file already
+		}
+		return nil, &DefinitionError{Source: path, Err: err}
 	}
 	d, err := Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, &DefinitionError{Source: path, Err: err}
 	}
 	return d, nil
 }
+
+// errNotObject is Parse's error for JSON that is not an object.
+var errNotObject = errors.New("not a process definition: want a JSON object with process_graph")
 
 // Parse reads and checks a process definition.
 func Parse(data []byte) (*Definition, error) {
@@ -82,10 +106,13 @@ func Parse(data []byte) (*Definition, error) {
 		Definition
 		Parameters []json.RawMessage `json:"parameters"`
 	}
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] != '{' && json.Valid(t) {
+		return nil, errNotObject
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("not a JSON process definition: %w", err)
+		return nil, fmt.Errorf("not a JSON process definition: %w", jsonReason(err))
 	}
 	if dec.More() {
 		return nil, errors.New("not a JSON process definition: data after the document")
@@ -95,7 +122,7 @@ func Parse(data []byte) (*Definition, error) {
 	for i, pr := range raw.Parameters {
 		var p Parameter
 		if err := json.Unmarshal(pr, &p); err != nil {
-			return nil, fmt.Errorf("parameters[%d]: %w", i, err)
+			return nil, fmt.Errorf("parameters[%d]: %w", i, jsonReason(err))
 		}
 		// Tell an absent default from "default": null.
 		var keys map[string]json.RawMessage
@@ -282,6 +309,9 @@ func substitute(v any, vals map[string]any) any {
 // Job builds the batch job for a row. Its title is the row's "title"
 // column when there is one, else "<id> row <key>".
 func (d *Definition) Job(row driver.Job) (*remote.JobRequest, error) {
+	if err := checkJobText(row); err != nil {
+		return nil, err
+	}
 	vals, _, err := d.arguments(row, nil, nil, true)
 	if err != nil {
 		return nil, err
@@ -305,4 +335,34 @@ func (d *Definition) StartJob(ctx context.Context, row driver.Job, conn *remote.
 		return "", err
 	}
 	return conn.CreateJob(ctx, req)
+}
+
+// jsonReason words a JSON decoding error without Go's type names: a value
+// of the wrong JSON type names the field and the type wanted.
+func jsonReason(err error) error {
+	var te *json.UnmarshalTypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	want := "a JSON " + jsonTypeName(te.Type.Kind())
+	if te.Field == "" {
+		return fmt.Errorf("want %s, got a JSON %s", want, te.Value)
+	}
+	return fmt.Errorf("%s: want %s, got a JSON %s", te.Field, want, te.Value)
+}
+
+func jsonTypeName(k reflect.Kind) string {
+	switch k {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Map, reflect.Struct:
+		return "object"
+	case reflect.Interface:
+		return "value"
+	}
+	return "number"
 }

@@ -2,6 +2,7 @@ package udpjob_test
 
 import (
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,6 +106,9 @@ func TestParseErrors(t *testing.T) {
 		{"bad param name", `{"parameters": [{"name": "a b"}], "process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}}`, "parameters[0].name"},
 		{"duplicate param", `{"parameters": [{"name": "a"}, {"name": "a"}], "process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}}`, "twice"},
 		{"trailing data", `{"process_graph": {"a": {"process_id": "add", "arguments": {}, "result": true}}} {}`, "after the document"},
+		{"array", ` [1, 2]`, "not a process definition: want a JSON object with process_graph"},
+		{"id a number", `{"id": 7, "process_graph": {}}`, "id: want a JSON string, got a JSON number"},
+		{"parameter a string", `{"parameters": ["a"], "process_graph": {}}`, "parameters[0]: want a JSON object, got a JSON string"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -115,8 +119,9 @@ func TestParseErrors(t *testing.T) {
 		})
 	}
 	_, err := udpjob.Load("testdata/missing.json")
-	if err == nil {
-		t.Error("Load of a missing file succeeded")
+	var de *udpjob.DefinitionError
+	if !errors.As(err, &de) || err.Error() != "testdata/missing.json: no such file or directory" {
+		t.Errorf("Load of a missing file: %v", err)
 	}
 }
 
@@ -148,4 +153,29 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("round trip changed the graph")
 		}
 	})
+}
+
+// A text cell that is not UTF-8 (Latin-1 kept by a SQLite or CSV table)
+// is the row's error naming the column, never sent as U+FFFD.
+func TestCellNotUTF8(t *testing.T) {
+	d := load(t)
+	for _, c := range []struct {
+		data map[string]any
+		col  string
+	}{
+		{map[string]any{"year": int64(2020), "title": "caf\xe9-l1"}, "title"},
+		{map[string]any{"year": int64(2020), "spatial_extent": "{\"west\": \"\xe9\"}"}, "spatial_extent"},
+	} {
+		_, err := d.Job(driver.Job{Key: 7, Data: c.data})
+		var re *udpjob.RowError
+		if !errors.As(err, &re) || re.Column != c.col || !strings.Contains(err.Error(), "not UTF-8") {
+			t.Errorf("%v: err = %v, want a row error naming column %q", c.data, err, c.col)
+		}
+	}
+	c := &udpjob.JobCreator{Definition: d}
+	bad, err := c.Check([]*udpjob.Definition{d}, []string{"year", "description"},
+		[]driver.Job{{Key: 1, Data: map[string]any{"year": int64(1)}}, {Key: 2, Data: map[string]any{"year": int64(1), "description": "\xff"}}})
+	if err != nil || len(bad) != 1 || bad[0].Key != 2 || bad[0].Column != "description" {
+		t.Errorf("Check: %v, %v", bad, err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"golang.org/x/text/language"
@@ -190,6 +191,9 @@ func (s *schema) shape(v any) (any, error) {
 
 // text converts a text cell.
 func (s *schema) text(x string) (any, error) {
+	if !utf8.ValidString(x) {
+		return nil, errNotUTF8(x)
+	}
 	t := strings.TrimSpace(x)
 	if s.geojson {
 		if looksLikeWKT(t) {

@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/openeo-batch/worker/internal/wktgeo"
 )
 
 func mustJSON(t *testing.T, v any) string {
@@ -233,7 +235,7 @@ func FuzzWKT(f *testing.F) {
 		if _, err := json.Marshal(g); err != nil {
 			t.Fatalf("%q: %v", s, err)
 		}
-		if _, ok := wktKinds[strings.ToUpper(g["type"].(string))]; !ok {
+		if !wktgeo.IsType(g["type"].(string)) {
 			t.Fatalf("%q: type %v", s, g["type"])
 		}
 	})

@@ -443,3 +443,28 @@ func assetNamedLikeResultsMetadata(t *testing.T) {
 		t.Errorf("job-results.json is not the results metadata: %q, %v", b, err)
 	}
 }
+
+// A temporary file that a process killed while it wrote job_<id>.json left
+// in the job folder is removed by the next download there, so that no
+// export takes it for a result.
+func TestDownloadRemovesStaleTemps(t *testing.T) { synctest.Test(t, downloadRemovesStaleTemps) }
+
+func downloadRemovesStaleTemps(t *testing.T) {
+	f := newFixture(t, 1, remotetest.Options{})
+	var stale string
+	f.cfg.OnJobDone = func(ctx context.Context, ev worker.Event) error {
+		os.MkdirAll(ev.Dir, 0o755)
+		stale = filepath.Join(ev.Dir, ".job_"+ev.Row.ID+".json.535000463.tmp")
+		os.WriteFile(stale, []byte("{half"), 0o644)
+		old := time.Unix(1e9, 0) // before this process: a killed one's
+		os.Chtimes(stale, old, old)
+		return worker.DownloadResults(ctx, ev)
+	}
+	f.run(t)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file: %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(stale), "result.tif")); err != nil {
+		t.Errorf("result: %v", err)
+	}
+}

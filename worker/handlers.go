@@ -92,7 +92,7 @@ func DownloadResults(ctx context.Context, ev Event) error {
 	for key, err := range refused {
 		failures = append(failures, AssetFailure{Key: key, Err: err, Permanent: true})
 	}
-	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
+	if err := jobDir(ev.Dir); err != nil {
 		return err
 	}
 	var mu sync.Mutex // guards assets while links are renewed, and failures
@@ -296,10 +296,22 @@ func SaveErrorLogs(ctx context.Context, ev Event) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(ev.Dir, 0o755); err != nil {
+	if err := jobDir(ev.Dir); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(ev.Dir, "job_"+ev.Row.ID+"_errors.json"), b, 0o644)
+}
+
+// jobDir makes the job folder dir, and removes the temporary files that a
+// process killed while it wrote there left (atomicfile.RemoveStale), so
+// that they are not taken for results. What it cannot remove stays, and
+// is still no asset (export --stac skips such names).
+func jobDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	atomicfile.RemoveStale(dir)
+	return nil
 }
 
 // maxSummary is the most of a log message last_error keeps, in bytes.

@@ -14,7 +14,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/tableconv"
+	"github.com/openeo-batch/worker/udpjob"
 
 	_ "github.com/openeo-batch/worker/driver/csvfile"  // the Python client's CSV tables
 	_ "github.com/openeo-batch/worker/driver/duckdb"   // .parquet (GeoParquet) and .duckdb tables
@@ -129,6 +131,21 @@ func badInput(err error) error {
 	return inputError{err}
 }
 
+// isInvalidInput reports whether err, from a package below cmd/worker,
+// says the input the user named is at fault (exit 2): a table file a
+// store cannot read as one (driver.InvalidError: a corrupt SQLite or
+// Parquet file, a CSV header with a column twice, text Parquet cannot
+// keep), a file with no job table in it (driver.ErrNoTable), a table
+// that is there already for init (driver.ErrExists), a process
+// definition that is missing or no definition (udpjob.DefinitionError:
+// --process, --namespace or --process-id).
+func isInvalidInput(err error) bool {
+	var inv *driver.InvalidError
+	var def *udpjob.DefinitionError
+	return errors.As(err, &inv) || errors.As(err, &def) ||
+		errors.Is(err, driver.ErrNoTable) || errors.Is(err, driver.ErrExists)
+}
+
 // command is one subcommand.
 type command struct {
 	name  string
@@ -184,7 +201,7 @@ func exitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
-	case errors.As(err, &ue), errors.As(err, &ie):
+	case errors.As(err, &ue), errors.As(err, &ie), isInvalidInput(err):
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return exitUsage
 	case errors.As(err, &noTable):

@@ -108,8 +108,8 @@ func TestPlainCSVAsTable(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "p.json"), []byte(`{"id": "p", "process_graph": {"n": {"process_id": "add", "arguments": {"x": 1, "y": 2}, "result": true}}}`), 0o644)
 	stderr.Reset()
 	code := run(t.Context(), []string{"run", "--db", path, "--backend", "x=http://127.0.0.1:1", "--process", filepath.Join(dir, "p.json")}, &stdout, &stderr)
-	if code != 1 {
-		t.Errorf("run: exit %d, want 1\n%s", code, stderr.String())
+	if code != exitUsage { // the table's content is invalid input
+		t.Errorf("run: exit %d, want 2\n%s", code, stderr.String())
 	}
 	for _, want := range []string{"t.csv", "row 2", "status", "done"} {
 		if !strings.Contains(stderr.String(), want) {

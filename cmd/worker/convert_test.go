@@ -117,7 +117,8 @@ func TestConvertBadInput(t *testing.T) {
 	if code, out := cli(t, dir, "init", "--from", "z.csv", "--db", "z.db"); code != 0 {
 		t.Errorf("init of a 3D point: exit %d: %s", code, out)
 	}
-	// A table written by another program can still hold bad WKT: export names the row.
+	// A table written by another program can still hold bad WKT: export
+	// names the row, as invalid input (exit 2).
 	s, err := sqlite.Open(t.Context(), filepath.Join(dir, "jobs.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +128,7 @@ func TestConvertBadInput(t *testing.T) {
 	}
 	s.Close()
 	code, out := cli(t, dir, "export", "--db", "jobs.db", "--to", "out.geojson")
-	if code != 1 || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
+	if code != exitUsage || !strings.Contains(out, "row 2") || !strings.Contains(out, `"geometry"`) || !strings.Contains(out, "jobs.db") {
 		t.Errorf("bad WKT: exit %d: %s", code, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "out.geojson")); !os.IsNotExist(err) {
@@ -205,7 +206,7 @@ func TestInitNonUTF8(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "latin1.csv"), []byte("name,year\ncafe,2020\ncaf\xe9,2021\n"), 0o644)
 	for _, db := range []string{"t.parquet", "t.duckdb"} {
 		code, out := cli(t, dir, "init", "--from", "latin1.csv", "--db", db)
-		if code != 1 || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+		if code != exitUsage || !strings.Contains(out, "latin1.csv") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
 			t.Errorf("init --db %s: exit %d: %s", db, code, out)
 		}
 		if left, _ := filepath.Glob(filepath.Join(dir, "t.*")); len(left) > 0 {
@@ -239,7 +240,7 @@ func TestInitNonUTF8(t *testing.T) {
 		t.Errorf("query --json by the escaped text: exit %d: %s", code, out)
 	}
 	code, out = cli(t, dir, "export", "--db", "t.db", "--to", "out.parquet")
-	if code != 1 || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
+	if code != exitUsage || !strings.Contains(out, "t.db") || !strings.Contains(out, "row 2") || !strings.Contains(out, `column "name"`) {
 		t.Errorf("export to Parquet: exit %d: %s", code, out)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "out.*")); len(left) > 0 {

@@ -84,6 +84,12 @@ func runExport(ctx context.Context, fs *flag.FlagSet, args []string, stdout, std
 	if err != nil {
 		return err
 	}
+	// A geometry another tool wrote that the target would change (Parquet
+	// drops trailing text) or cannot hold (GeoJSON has no NaN) is the
+	// table's fault, named as init names it.
+	if err := tableconv.CheckGeometries(ctx, *db, t); err != nil {
+		return badInput(err)
+	}
 	if tableconv.IsGeoJSON(*to) {
 		if err := tableconv.WriteGeoJSON(*to, t); err != nil {
 			return tableError(*db, err)
@@ -143,7 +149,7 @@ func checkFolder(flagName, location string) error {
 func createTable(ctx context.Context, location string, t *tableconv.Table) (int, error) {
 	n, err := tableconv.Create(ctx, location, t)
 	if errors.Is(err, driver.ErrExists) {
-		return 0, fmt.Errorf("%s already holds a job table: run it, or choose another --db", location)
+		return 0, badInput(fmt.Errorf("%s already holds a job table: run it, or choose another --db", location))
 	}
 	return n, err
 }

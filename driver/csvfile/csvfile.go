@@ -250,7 +250,7 @@ func (s *Store) load() error {
 	}
 	recs, err := csvtext.Records(data)
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.path, err)
+		return driver.Invalid(fmt.Errorf("%s: %w", s.path, err))
 	}
 	if len(recs) == 0 {
 		return nil
@@ -263,13 +263,13 @@ func (s *Store) load() error {
 	}
 	s.loaded = fp.String()
 	if err := s.setHeader(header); err != nil {
-		return fmt.Errorf("%s: %w", s.path, err)
+		return driver.Invalid(fmt.Errorf("%s: %w", s.path, err))
 	}
 	s.rows = make([]row, len(records))
 	for i, rec := range records {
 		cells := s.widen(rec)
 		if err := checkCells(cells, s.col); err != nil {
-			return fmt.Errorf("%s: row %d, %w", s.path, i+1, err)
+			return driver.Invalid(fmt.Errorf("%s: row %d, %w", s.path, i+1, err))
 		}
 		// As Init does, and as the Python client does for a table
 		// without a status column: a row without a status is not_started.

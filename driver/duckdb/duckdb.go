@@ -24,6 +24,7 @@ import (
 	sqldriver "database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"os"
 	"path/filepath"
@@ -321,6 +322,12 @@ func (s *Store) commitWork(ctx context.Context) error {
 	if err := atomicfile.Commit(tmp, s.work); err != nil {
 		return err
 	}
+	// The folder DuckDB spills to beside the file built (tmp.tmp): DuckDB
+	// leaves it when it was there before, as after a kill during an
+	// earlier build, and the file it served is gone now.
+	if err := os.RemoveAll(tmp + ".tmp"); err != nil {
+		return err
+	}
 	s.building = ""
 	crashpoint.Hit("duckdb: renamed")
 	if _, err := s.openDB(ctx, s.work); err != nil {
@@ -410,6 +417,44 @@ func configure(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
+// renamedError is err with another message (the table's name in place of
+// a pinned copy's), still matching what err matches (driver.InvalidError,
+// driver.ErrNoTable).
+type renamedError struct {
+	msg string
+	err error
+}
+
+func (e *renamedError) Error() string { return e.msg }
+func (e *renamedError) Unwrap() error { return e.err }
+
+// firstLine is the first line of a DuckDB error: the rest repeats our
+// SQL with a caret under the spot, which says nothing to a user.
+func firstLine(err error) string {
+	line, _, _ := strings.Cut(err.Error(), "\n")
+	return line
+}
+
+// duckDBMagic is what a DuckDB database file holds at byte 8 (DuckDB's
+// storage format, MainHeader::MAGIC_BYTES).
+const duckDBMagic = "DUCK"
+
+// checkDuckDBFile refuses, as an *driver.InvalidError, a file that is not
+// a DuckDB database (too short, or without the magic bytes): DuckDB's own
+// error for it is an IO error like that of a lock or a permission.
+func checkDuckDBFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 12)
+	if n, _ := io.ReadFull(f, head); n < len(head) || string(head[8:12]) != duckDBMagic {
+		return driver.Invalid(fmt.Errorf("%s: not a DuckDB database file", path))
+	}
+	return nil
+}
+
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 func sqlType(k driver.Kind) string {
@@ -442,22 +487,34 @@ func (s *Store) importTable(ctx context.Context) (err error) {
 		file = p.Name
 		defer func() {
 			if err != nil {
-				err = errors.New(strings.ReplaceAll(err.Error(), p.Name, s.path))
+				err = &renamedError{msg: strings.ReplaceAll(err.Error(), p.Name, s.path), err: err}
 			}
 		}()
 	}
 	// No hive partitioning: a folder named like key=value is not a column.
 	source := "read_parquet(" + literal(file) + ", hive_partitioning = false)"
 	if !s.parquet {
+		if err := checkDuckDBFile(file); err != nil {
+			return err
+		}
 		if _, err := s.db.ExecContext(ctx, "ATTACH "+literal(file)+" AS pub (READ_ONLY)"); err != nil {
-			return fmt.Errorf("%s: %w", s.path, err)
+			return fmt.Errorf("%s: %s", s.path, firstLine(err))
 		}
 		defer s.db.ExecContext(ctx, "DETACH pub")
 		source = "pub.jobs"
 	}
 	rows, err := s.db.QueryContext(ctx, "SELECT column_name FROM (DESCRIBE SELECT * FROM "+source+")")
 	if err != nil {
-		return fmt.Errorf("%s: not a readable table: %w", s.path, err)
+		var de *duckdbgo.Error
+		switch {
+		case !errors.As(err, &de):
+			return fmt.Errorf("%s: %w", s.path, err)
+		case s.parquet && de.Type == duckdbgo.ErrorTypeInvalidInput:
+			return driver.Invalid(fmt.Errorf("%s: not a readable Parquet file: %s", s.path, firstLine(err)))
+		case !s.parquet && de.Type == duckdbgo.ErrorTypeCatalog:
+			return fmt.Errorf("%s: %w", s.path, driver.ErrNoTable)
+		}
+		return fmt.Errorf("%s: not a readable table: %s", s.path, firstLine(err))
 	}
 	var cols []string
 	for rows.Next() {
@@ -910,7 +967,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 	}
 	for i, c := range columns {
 		if !utf8.ValidString(c) {
-			return fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c)
+			return driver.Invalid(fmt.Errorf("column %d: name %q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", i+1, c))
 		}
 	}
 	var data [][]any
@@ -927,7 +984,7 @@ func (s *Store) Init(ctx context.Context, columns []string, rows iter.Seq2[[]any
 			// DuckDB would store NULL in place of text that is not UTF-8,
 			// and the value would be lost for good.
 			if str, ok := v.(string); ok && !utf8.ValidString(str) {
-				return fmt.Errorf("row %d, column %q: %.40q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", n, columns[i], str)
+				return driver.Invalid(fmt.Errorf("row %d, column %q: %.40q is not UTF-8 text, which Parquet and DuckDB tables cannot keep (convert the file to UTF-8)", n, columns[i], str))
 			}
 		}
 		data = append(data, r)

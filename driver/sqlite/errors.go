@@ -28,7 +28,7 @@ func interpretError(err error) error {
 		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
 			return fmt.Errorf("database busy (another process holds it too long): %w", err)
 		case sqlite3.SQLITE_NOTADB:
-			return fmt.Errorf("not a SQLite database: %w", err)
+			return driver.Invalid(fmt.Errorf("not a SQLite database: %w", err))
 		}
 	}
 	return err

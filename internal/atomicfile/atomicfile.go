@@ -18,7 +18,53 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"time"
 )
+
+// tempRE matches the names Write gives its temporary files: ".<base>.<digits>.tmp"
+// (os.CreateTemp puts digits in place of its "*").
+var tempRE = regexp.MustCompile(`^\..+\.[0-9]+\.tmp$`)
+
+// IsTemp reports whether name (a file name without folders) is the name
+// of one of Write's temporary files, which a process killed while it
+// wrote leaves behind: such a file is never part of what was written.
+func IsTemp(name string) bool { return tempRE.MatchString(name) }
+
+// started is a second before this process started: a temporary file
+// older than it was left by another process. (The second covers file
+// systems whose clock for file times runs a little behind time.Now.)
+var started = time.Now().Add(-time.Second)
+
+// RemoveStale removes the temporary files of Write (IsTemp) in the folder
+// dir (not its sub-folders) that are older than this process, so left by
+// a process that was killed while it wrote: one a process still running
+// writes now is younger and stays. It returns the names removed; a folder
+// that is not there has none.
+func RemoveStale(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !IsTemp(e.Name()) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(started) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return removed, err
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, nil
+}
 
 // WriteFile writes data to path atomically, with permissions perm.
 func WriteFile(path string, data []byte, perm os.FileMode) error {

@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/openeo-batch/worker/internal/atomicfile"
 )
@@ -136,5 +138,36 @@ func TestCommit(t *testing.T) {
 	}
 	if err := atomicfile.Commit(filepath.Join(dir, "missing"), path); err == nil {
 		t.Error("Commit of a missing file succeeded")
+	}
+}
+
+// A temporary file a killed process left (older than this one) is
+// removed; one written now, and other files, stay.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{".job_j-1.json.535000463.tmp", ".job-results.json.12.tmp", "fresh", ".x.1.tmp.keep", "b03.tif"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Unix(1e9, 0)
+	os.Chtimes(filepath.Join(dir, ".job_j-1.json.535000463.tmp"), old, old)
+	os.Chtimes(filepath.Join(dir, ".x.1.tmp.keep"), old, old)
+	os.Rename(filepath.Join(dir, "fresh"), filepath.Join(dir, ".b.json.77.tmp")) // as a live writer's
+	removed, err := atomicfile.RemoveStale(dir)
+	if err != nil || len(removed) != 1 || removed[0] != ".job_j-1.json.535000463.tmp" {
+		t.Errorf("removed %v, %v", removed, err)
+	}
+	want := []string{".b.json.77.tmp", ".job-results.json.12.tmp", ".x.1.tmp.keep", "b03.tif"}
+	if got := entries(t, dir); !slices.Equal(got, want) {
+		t.Errorf("left %v, want %v", got, want)
+	}
+	if removed, err := atomicfile.RemoveStale(filepath.Join(dir, "none")); err != nil || removed != nil {
+		t.Errorf("a missing folder: %v, %v", removed, err)
+	}
+	for name, want := range map[string]bool{".a.json.123.tmp": true, ".a.json.tmp": false, "a.json.1.tmp": false, ".a.1.tmp.x": false} {
+		if atomicfile.IsTemp(name) != want {
+			t.Errorf("IsTemp(%q) = %v", name, !want)
+		}
 	}
 }

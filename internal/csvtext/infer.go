@@ -14,13 +14,20 @@ import (
 var (
 	intRE   = regexp.MustCompile(`^[-+]?(0|[1-9][0-9]*)$`)
 	floatRE = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$|^[-+]?(inf|nan)$`)
+	// leadingZeroRE matches a number written with a zero before another
+	// digit ("007", "-010", "00.5"): a code, not a quantity.
+	leadingZeroRE = regexp.MustCompile(`^[-+]?0[0-9]`)
 )
 
 // Infer types the cells of one column: all whole numbers without leading
 // zeros give int64, all numbers float64 ("nan", "inf" and "-inf" too),
-// anything else strings; empty cells are nil. A tile id such as "0123"
-// stays text, and so does a whole number beyond int64, which a float64
-// would round.
+// anything else strings; empty cells are nil. One cell written with a
+// leading zero ("007", "010", "00.5"; "0" and "0.5" are numbers) makes
+// the whole column text, kept as written: such a cell is an identifier
+// (a tile, a postal code), and as a number it would read back as 7 or
+// 7.0. pandas, and so the openEO Python client, reads "007" as the
+// number 7; here it stays "007". A whole number beyond int64 stays text
+// too: a float64 would round it.
 func Infer(cells []string) []any {
 	kind, seen := 'i', false
 	for _, v := range cells {
@@ -29,6 +36,8 @@ func Infer(cells []string) []any {
 		}
 		seen = true
 		switch {
+		case leadingZeroRE.MatchString(v):
+			kind = 's'
 		case intRE.MatchString(v):
 			if _, err := strconv.ParseInt(v, 10, 64); err != nil {
 				kind = 's' // beyond int64: as a float it would lose digits

@@ -1,0 +1,34 @@
+package stac_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/openeo-batch/worker/stac"
+	"github.com/openeo-batch/worker/worker"
+)
+
+// Temporary files of atomic writes that a kill left in a job folder, and
+// partial downloads, are never assets.
+func TestExportSkipsTemporaryFiles(t *testing.T) {
+	base := t.TempDir()
+	store, root := campaign(t, base)
+	dir := worker.JobDir(root, "j-a")
+	write(t, filepath.Join(dir, ".job_j-a.json.535000463.tmp"), "{half")
+	write(t, filepath.Join(dir, "data", ".b03.tif.12.tmp"), "half")
+	write(t, filepath.Join(dir, "x.tif.part.meta"), "{}")
+	out := filepath.Join(root, "stac")
+	if _, err := stac.Export(t.Context(), store, out, stac.Options{RootDir: root, Table: "jobs.db"}); err != nil {
+		t.Fatal(err)
+	}
+	var a struct{ Assets map[string]any }
+	readJSON(t, filepath.Join(out, "j-a", "j-a.json"), &a)
+	for _, k := range []string{".job_j-a.json.535000463.tmp", "data/.b03.tif.12.tmp", "x.tif.part.meta", "result.tif.part"} {
+		if _, ok := a.Assets[k]; ok {
+			t.Errorf("%s is an asset: %v", k, a.Assets)
+		}
+	}
+	if _, ok := a.Assets["result.tif"]; !ok {
+		t.Errorf("result.tif is not an asset: %v", a.Assets)
+	}
+}
