@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"mime"
@@ -491,7 +492,12 @@ func buildItem(row driver.Job, columns []string, root, dir string, opts Options)
 		warn = fmt.Errorf("%w: not used", err) // the back-end's document is at fault, not the row
 	}
 	results, err := readMeta(filepath.Join(jobDir, ResultsFile))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	switch {
+	case errors.Is(err, os.ErrNotExist) && job != nil && !holdsResultFile(jobDir, root, row.ID):
+		// Nothing lists the job's files, and none is there: a finished
+		// job without data is no Item to publish.
+		warn = errors.Join(warn, missingResults{"no " + ResultsFile + " and no result file in " + jobDir})
+	case err != nil && !errors.Is(err, os.ErrNotExist):
 		warn = errors.Join(warn, fmt.Errorf("%w: not used", err))
 	}
 	it = &item{
@@ -882,4 +888,24 @@ func writeJSON(path string, v any) error {
 		return err
 	}
 	return atomicfile.WriteFile(path, buf.Bytes(), 0o644)
+}
+
+// holdsResultFile reports whether the job folder holds a regular file
+// other than the manager's own (job_<id>.json, the error log), in it or
+// in a sub-folder; temporary files of a write cut short do not count.
+func holdsResultFile(jobDir, root, id string) bool {
+	own := map[string]bool{worker.MetadataPath(root, id): true, worker.ErrorLogPath(root, id): true}
+	found := false
+	filepath.WalkDir(jobDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || found {
+			return nil
+		}
+		name := d.Name()
+		if d.Type().IsRegular() && !own[p] && !strings.HasSuffix(name, ".tmp") && !strings.HasSuffix(name, ".part") && !strings.HasSuffix(name, ".part.meta") {
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }

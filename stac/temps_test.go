@@ -1,6 +1,7 @@
 package stac_test
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -31,4 +32,35 @@ func TestExportSkipsTemporaryFiles(t *testing.T) {
 	if _, ok := a.Assets["result.tif"]; !ok {
 		t.Errorf("result.tif is not an asset: %v", a.Assets)
 	}
+}
+
+// A finished job whose folder holds neither job-results.json nor any file
+// besides the manager's own (the data lost, say) is incomplete: no Item
+// without data is published as if whole.
+func TestExportJobFolderWithoutResults(t *testing.T) {
+	base := t.TempDir()
+	store, root := campaign(t, base)
+	dir := worker.JobDir(root, "j-a")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if p := filepath.Join(dir, e.Name()); p != worker.MetadataPath(root, "j-a") {
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(t, filepath.Join(dir, ".result.tif.12.tmp"), "half")
+	res, err := stac.Export(t.Context(), store, filepath.Join(root, "stac"), stac.Options{RootDir: root, Table: "jobs.db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Problems {
+		if p.JobID == "j-a" && p.ResultsMissing {
+			return
+		}
+	}
+	t.Errorf("j-a, with no result file, is not listed as incomplete: %+v", res.Problems)
 }
