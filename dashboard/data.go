@@ -15,6 +15,7 @@ import (
 	"github.com/openeo-batch/worker/driver"
 	"github.com/openeo-batch/worker/internal/crs"
 	"github.com/openeo-batch/worker/internal/jsoncell"
+	"github.com/openeo-batch/worker/query"
 	"github.com/openeo-batch/worker/udpjob"
 )
 
@@ -384,24 +385,15 @@ func wkbBytes(v any) ([]byte, bool) {
 	return nil, false
 }
 
-// cellText is a cell as the page shows it.
+// cellText is a cell as the page shows it: a WKB geometry by its type and
+// size, anything else as worker query's table format shows it (query.Cell).
 func cellText(v any) string {
 	if b, ok := wkbBytes(v); ok {
 		if g, err := wkb.Unmarshal(b); err == nil {
 			return fmt.Sprintf("%s (WKB, %d bytes)", g.GeoJSONType(), len(b))
 		}
 	}
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []byte:
-		return string(x)
-	case time.Time:
-		return x.UTC().Format(time.RFC3339)
-	}
-	return fmt.Sprint(v)
+	return query.Cell(v)
 }
 
 // jsonCell is a cell as JSON: numbers and booleans stay themselves
