@@ -88,11 +88,8 @@ func appendTable(ctx context.Context, from, location, keySpec string, stdout io.
 			seen[k] = i + 1
 		}
 		if len(refused) > 0 {
-			total, more := len(refused), ""
-			if len(refused) > 10 {
-				more = fmt.Sprintf("\n  and %d more", len(refused)-10)
-				refused = refused[:10]
-			}
+			total := len(refused)
+			refused, more := firstTen(refused)
 			rows := fmt.Sprintf("%d rows have keys", total)
 			if total == 1 {
 				rows = "1 row has a key"
@@ -179,11 +176,8 @@ func checkKinds(from, location string, t *tableconv.Table, user []string, rows [
 	if len(bad) == 0 {
 		return nil
 	}
-	total, more := len(bad), ""
-	if len(bad) > 10 {
-		more = fmt.Sprintf("\n  and %d more", len(bad)-10)
-		bad = bad[:10]
-	}
+	total := len(bad)
+	bad, more := firstTen(bad)
 	cells := fmt.Sprintf("%d cells do not fit their column's type", total)
 	if total == 1 {
 		cells = "1 cell does not fit its column's type"
@@ -216,4 +210,13 @@ func quoteCell(v any) string {
 		return strconv.Quote(s)
 	}
 	return query.Cell(v)
+}
+
+// firstTen is the first ten lines of a list of refused rows or cells, and
+// the line that counts the others ("" when there are none).
+func firstTen(lines []string) ([]string, string) {
+	if len(lines) <= 10 {
+		return lines, ""
+	}
+	return lines[:10], fmt.Sprintf("\n  and %d more", len(lines)-10)
 }
